@@ -1,0 +1,572 @@
+//! The sidecar's one config file, as typed structs: the format the operator renders.
+//!
+//! Parsing is strict (`deny_unknown_fields`) and every error names the field path, so a typo in a
+//! rendered or hand-written file fails at start-up with a message that says where.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::lua::LuaLimits;
+
+/// A config problem, located by its field path (e.g. `server.tls.cert`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the offending field, or the file for syntax errors.
+    pub field: String,
+    /// What is wrong, without any secret material.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// Builds an error for a field path.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole sidecar configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SidecarConfig {
+    /// The device-facing HTTPS server.
+    pub server: ServerConfig,
+    /// Which client authentication methods are accepted.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Lua templates and the things instantiated from them.
+    #[serde(default)]
+    pub lua: LuaConfig,
+    /// Optional reverse proxy to an app in the same pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamConfig>,
+    /// Health, readiness and metrics endpoint.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Log output.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// The HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `0.0.0.0:8443`.
+    pub listen: SocketAddr,
+    /// TLS material; required unless `plaintext` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP. Must be set explicitly; never a default.
+    #[serde(default)]
+    pub plaintext: bool,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Time allowed for a TLS handshake, in milliseconds.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+}
+
+/// Server certificate and client-certificate policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1; ECDSA, RSA or Ed25519).
+    pub key: PathBuf,
+    /// Whether clients must present a certificate.
+    #[serde(default)]
+    pub client_auth: ClientAuthMode,
+    /// PEM CA bundle that client certificates must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// PEM files of pinned peer certificates, accepted exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned_peers: Vec<PathBuf>,
+    /// What of a pinned certificate must match.
+    #[serde(default)]
+    pub pin_mode: PinMode,
+    /// Watch the files and reload them when they change.
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+/// Client certificate requirement, as in the edge micro-server's `validate_client_cert`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientAuthMode {
+    /// Every client must present a trusted certificate.
+    #[default]
+    Required,
+    /// A presented certificate must be trusted; none is allowed (other methods then apply).
+    Optional,
+    /// Client certificates are not requested.
+    Off,
+}
+
+/// How pinned certificates are compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PinMode {
+    /// The whole DER certificate must match.
+    #[default]
+    Certificate,
+    /// Only the SubjectPublicKeyInfo must match, so a re-issued cert with the same key passes.
+    Spki,
+}
+
+/// Accepted authentication methods; any one suffices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthConfig {
+    /// Methods in the order they are tried.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<AuthMethodName>,
+    /// HTTP basic users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicConfig>,
+    /// OAuth 1.0a consumers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthConfig>,
+    /// Header carrying the verified identity upstream; client copies are removed.
+    #[serde(default = "default_identity_header")]
+    pub identity_header: String,
+}
+
+/// A client authentication method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthMethodName {
+    /// Client certificate (CN/SAN is the identity).
+    Mtls,
+    /// HTTP basic, RFC 7617.
+    Basic,
+    /// OAuth 1.0a HMAC-SHA1 signatures, RFC 5849.
+    #[serde(rename = "oauth")]
+    OAuth,
+}
+
+/// HTTP basic settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicConfig {
+    /// htpasswd-style file: `user:secret`, secret plaintext, argon2 or bcrypt.
+    pub users_file: PathBuf,
+    /// Realm in `WWW-Authenticate`.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+}
+
+/// OAuth 1.0a settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OAuthConfig {
+    /// YAML file of consumers (and optional tokens) with their secrets.
+    pub credentials_file: PathBuf,
+    /// Accepted clock skew either side of now, in seconds.
+    #[serde(default = "default_oauth_window")]
+    pub timestamp_window_secs: u64,
+    /// Nonces remembered for replay detection.
+    #[serde(default = "default_nonce_capacity")]
+    pub nonce_cache_size: usize,
+}
+
+/// Lua templates, things and limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LuaConfig {
+    /// Template scripts by name.
+    #[serde(default)]
+    pub templates: Vec<TemplateConfig>,
+    /// Thing instances.
+    #[serde(default)]
+    pub things: Vec<ThingConfig>,
+    /// Per-call and per-VM limits.
+    #[serde(default)]
+    pub limits: LuaLimits,
+}
+
+/// One Lua template script.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TemplateConfig {
+    /// Name things refer to.
+    pub name: String,
+    /// Script path.
+    pub file: PathBuf,
+}
+
+/// One thing: an instance of a template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ThingConfig {
+    /// Thing name, unique in this gateway.
+    pub name: String,
+    /// Template name.
+    pub template: String,
+    /// How often the template's tasks run, in milliseconds.
+    #[serde(default = "default_scan_rate")]
+    pub scan_rate_ms: u64,
+    /// Initial property values overriding the template's defaults.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Reverse proxy to an app on loopback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamConfig {
+    /// Path prefix that is forwarded, e.g. `/app/`.
+    pub prefix: String,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// Remove the prefix before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Upstream response deadline, in milliseconds.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_ms: u64,
+}
+
+/// Plain-HTTP admin listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdminConfig {
+    /// Address for `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+/// Log format and level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoggingConfig {
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `edgeway_sidecar=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            methods: default_methods(),
+            basic: None,
+            oauth: None,
+            identity_header: default_identity_header(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
+fn default_methods() -> Vec<AuthMethodName> {
+    vec![AuthMethodName::Mtls]
+}
+fn default_identity_header() -> String {
+    "X-Edgeway-Identity".into()
+}
+fn default_realm() -> String {
+    "edgeway".into()
+}
+fn default_oauth_window() -> u64 {
+    300
+}
+fn default_nonce_capacity() -> usize {
+    100_000
+}
+fn default_scan_rate() -> u64 {
+    1000
+}
+fn default_upstream_timeout() -> u64 {
+    30_000
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl SidecarConfig {
+    /// Reads, parses and validates a config file (YAML; JSON is valid YAML).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: SidecarConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { source.to_owned() } else { path };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot: combinations and references between fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.server.tls, self.server.plaintext) {
+            (None, false) => {
+                return Err(ConfigError::new(
+                    "server.tls",
+                    "required (set server.plaintext: true to serve plain HTTP explicitly)",
+                ))
+            }
+            (Some(_), true) => {
+                return Err(ConfigError::new(
+                    "server.plaintext",
+                    "cannot be true when server.tls is set",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(tls) = &self.server.tls {
+            if tls.client_auth != ClientAuthMode::Off
+                && tls.client_ca.is_none()
+                && tls.pinned_peers.is_empty()
+            {
+                return Err(ConfigError::new(
+                    "server.tls.clientAuth",
+                    "client certificates are requested but neither clientCa nor pinnedPeers is set",
+                ));
+            }
+            if tls.client_ca.is_some() && !tls.pinned_peers.is_empty() {
+                return Err(ConfigError::new(
+                    "server.tls.pinnedPeers",
+                    "set either clientCa or pinnedPeers, not both",
+                ));
+            }
+        }
+        self.validate_auth()?;
+        self.validate_lua()?;
+        if let Some(up) = &self.upstream {
+            if !up.prefix.starts_with('/') {
+                return Err(ConfigError::new("upstream.prefix", "must start with '/'"));
+            }
+            if up.port == 0 {
+                return Err(ConfigError::new("upstream.port", "must not be 0"));
+            }
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::new("server.maxBodyBytes", "must be positive"));
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        if auth.methods.is_empty() {
+            return Err(ConfigError::new(
+                "auth.methods",
+                "at least one method is required (mtls, basic, oauth)",
+            ));
+        }
+        for (i, m) in auth.methods.iter().enumerate() {
+            if auth.methods[..i].contains(m) {
+                return Err(ConfigError::new(
+                    format!("auth.methods[{i}]"),
+                    "listed twice",
+                ));
+            }
+            match m {
+                AuthMethodName::Mtls => {
+                    let mode = self.server.tls.as_ref().map(|t| t.client_auth);
+                    if matches!(mode, None | Some(ClientAuthMode::Off)) {
+                        return Err(ConfigError::new(
+                            format!("auth.methods[{i}]"),
+                            "mtls needs server.tls.clientAuth required or optional",
+                        ));
+                    }
+                }
+                AuthMethodName::Basic if auth.basic.is_none() => {
+                    return Err(ConfigError::new(
+                        "auth.basic",
+                        "required when methods has basic",
+                    ))
+                }
+                AuthMethodName::OAuth if auth.oauth.is_none() => {
+                    return Err(ConfigError::new(
+                        "auth.oauth",
+                        "required when methods has oauth",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if http::HeaderName::from_bytes(auth.identity_header.as_bytes()).is_err() {
+            return Err(ConfigError::new(
+                "auth.identityHeader",
+                format!("{:?} is not a valid HTTP header name", auth.identity_header),
+            ));
+        }
+        if let Some(o) = &auth.oauth {
+            if o.timestamp_window_secs == 0 || o.nonce_cache_size == 0 {
+                return Err(ConfigError::new(
+                    "auth.oauth",
+                    "timestampWindowSecs and nonceCacheSize must be positive",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_lua(&self) -> Result<(), ConfigError> {
+        let lua = &self.lua;
+        for (i, t) in lua.templates.iter().enumerate() {
+            if lua.templates[..i].iter().any(|o| o.name == t.name) {
+                return Err(ConfigError::new(
+                    format!("lua.templates[{i}].name"),
+                    format!("duplicate template {:?}", t.name),
+                ));
+            }
+        }
+        for (i, t) in lua.things.iter().enumerate() {
+            if !valid_name(&t.name) {
+                return Err(ConfigError::new(
+                    format!("lua.things[{i}].name"),
+                    format!(
+                        "{:?} is not a valid thing name (letters, digits, '_', '-', '.')",
+                        t.name
+                    ),
+                ));
+            }
+            if lua.things[..i].iter().any(|o| o.name == t.name) {
+                return Err(ConfigError::new(
+                    format!("lua.things[{i}].name"),
+                    format!("duplicate thing {:?}", t.name),
+                ));
+            }
+            if !lua.templates.iter().any(|tp| tp.name == t.template) {
+                return Err(ConfigError::new(
+                    format!("lua.things[{i}].template"),
+                    format!("no template named {:?} in lua.templates", t.template),
+                ));
+            }
+            if t.scan_rate_ms == 0 {
+                return Err(ConfigError::new(
+                    format!("lua.things[{i}].scanRateMs"),
+                    "must be positive",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Thing names appear in URL paths and on the wire; keep them unambiguous there.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "server:\n  listen: 127.0.0.1:8443\n  tls:\n    cert: /c\n    key: /k\n    clientCa: /ca\n";
+
+    #[test]
+    fn minimal_config_gets_secure_defaults() {
+        let c = SidecarConfig::parse(MINIMAL, "t").unwrap();
+        let tls = c.server.tls.unwrap();
+        assert_eq!(tls.client_auth, ClientAuthMode::Required);
+        assert_eq!(c.auth.methods, vec![AuthMethodName::Mtls]);
+        assert_eq!(c.auth.identity_header, "X-Edgeway-Identity");
+        assert!(c.admin.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = SidecarConfig::parse("server:\n  listen: nope\n", "t").unwrap_err();
+        assert_eq!(e.field, "server.listen");
+        let e =
+            SidecarConfig::parse(&format!("{MINIMAL}    clientAuth: maybe\n"), "t").unwrap_err();
+        assert_eq!(e.field, "server.tls.clientAuth");
+        let e = SidecarConfig::parse(&format!("{MINIMAL}    colour: red\n"), "t").unwrap_err();
+        assert_eq!(e.field, "server.tls");
+        assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn plaintext_must_be_explicit() {
+        let e = SidecarConfig::parse("server:\n  listen: 127.0.0.1:80\n", "t").unwrap_err();
+        assert_eq!(e.field, "server.tls");
+        let text = "server:\n  listen: 127.0.0.1:80\n  plaintext: true\nauth:\n  methods: [basic]\n  basic:\n    usersFile: /u\n";
+        assert!(SidecarConfig::parse(text, "t").is_ok());
+    }
+
+    #[test]
+    fn references_are_checked() {
+        let text = format!(
+            "{MINIMAL}lua:\n  templates:\n    - name: a\n      file: a.lua\n  things:\n    - name: T1\n      template: b\n"
+        );
+        let e = SidecarConfig::parse(&text, "t").unwrap_err();
+        assert_eq!(e.field, "lua.things[0].template");
+        let text = format!("{MINIMAL}auth:\n  methods: [mtls, basic]\n");
+        let e = SidecarConfig::parse(&text, "t").unwrap_err();
+        assert_eq!(e.field, "auth.basic");
+        let text = format!("{MINIMAL}auth:\n  identityHeader: \"bad header\"\n");
+        let e = SidecarConfig::parse(&text, "t").unwrap_err();
+        assert_eq!(e.field, "auth.identityHeader");
+    }
+
+    #[test]
+    fn round_trips_through_serde() {
+        let c = SidecarConfig::parse(MINIMAL, "t").unwrap();
+        let text = serde_yaml::to_string(&c).unwrap();
+        assert_eq!(SidecarConfig::parse(&text, "t").unwrap(), c);
+    }
+}

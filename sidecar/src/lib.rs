@@ -1,0 +1,188 @@
+//! Edgeway gateway sidecar: a secure resource server for device things, backed by sandboxed Lua.
+//!
+//! [`start`] turns a validated [`config::SidecarConfig`] into running listeners; the binary and
+//! the integration tests both go through it.
+
+pub mod admin;
+pub mod auth;
+pub mod basetype;
+pub mod config;
+pub mod logging;
+#[path = "lua_stub.rs"]
+pub mod lua;
+pub mod metrics;
+pub mod server;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use config::{ConfigError, SidecarConfig};
+use lua::{TemplateSource, ThingSpec, Things};
+use metrics::Metrics;
+use server::authn::Authenticator;
+use server::proxy::Proxy;
+use server::App;
+use tls::reload::ReloadingServerConfig;
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or a file it names is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A Lua template failed to load.
+    #[error("lua: {0}")]
+    Lua(#[from] lua::LuaError),
+    /// A listener could not be bound.
+    #[error("{what}: cannot listen on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A started sidecar: bound addresses and the handle to stop it.
+pub struct Running {
+    /// Address of the device-facing server.
+    pub server_addr: SocketAddr,
+    /// Address of the admin listener.
+    pub admin_addr: SocketAddr,
+    /// The things, for callers that drive them directly.
+    pub things: Arc<Things>,
+    /// Metrics registry shared by every part.
+    pub metrics: Arc<Metrics>,
+    /// The TLS config holder, when TLS is on (reloads are observable through it).
+    pub tls: Option<Arc<ReloadingServerConfig>>,
+    ready: Arc<admin::Readiness>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, marks not-ready and waits for the listeners to end.
+    pub async fn shutdown(self) {
+        self.ready.set(false);
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// Loads everything the config names and starts the listeners.
+pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
+    config.validate()?;
+    let metrics = Arc::new(Metrics::new());
+    let tls = match &config.server.tls {
+        Some(t) => Some(ReloadingServerConfig::new(t.clone(), metrics.clone())?),
+        None => {
+            tracing::warn!("serving plain HTTP: server.plaintext is set");
+            None
+        }
+    };
+    let authn = Authenticator::from_config(&config.auth, metrics.clone())?;
+    let templates: Vec<TemplateSource> = config
+        .lua
+        .templates
+        .iter()
+        .map(|t| TemplateSource {
+            name: t.name.clone(),
+            path: t.file.clone(),
+        })
+        .collect();
+    let specs: Vec<ThingSpec> = config
+        .lua
+        .things
+        .iter()
+        .map(|t| ThingSpec {
+            name: t.name.clone(),
+            template: t.template.clone(),
+            scan_rate: Duration::from_millis(t.scan_rate_ms),
+            properties: t.properties.clone(),
+        })
+        .collect();
+    let limits = config.lua.limits.clone();
+    let things = tokio::task::spawn_blocking(move || Things::load(&templates, &specs, limits))
+        .await
+        .map_err(|e| ConfigError::new("lua", format!("loader crashed: {e}")))??;
+    let things = Arc::new(things);
+    let identity_header = http::HeaderName::from_bytes(config.auth.identity_header.as_bytes())
+        .map_err(|_| ConfigError::new("auth.identityHeader", "not a valid header name"))?;
+    let app = Arc::new(App {
+        authn,
+        things: things.clone(),
+        proxy: config.upstream.clone().map(Proxy::new),
+        metrics: metrics.clone(),
+        identity_header,
+        max_body_bytes: config.server.max_body_bytes,
+    });
+
+    let bind = |what, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { what, addr, source })
+    };
+    let server_listener = bind("server.listen", config.server.listen).await?;
+    let admin_listener = bind("admin.listen", config.admin.listen).await?;
+    let server_addr = server_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "server.listen",
+            addr: config.server.listen,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "admin.listen",
+            addr: config.admin.listen,
+            source,
+        })?;
+
+    let (shutdown, rx) = watch::channel(false);
+    let ready = Arc::new(admin::Readiness::default());
+    let mut tasks = things.spawn_tasks();
+    if let Some(t) = tls
+        .as_ref()
+        .filter(|_| config.server.tls.as_ref().is_some_and(|t| t.watch))
+    {
+        tasks.push(t.spawn_watcher());
+    }
+    let handshake_timeout = Duration::from_millis(config.server.handshake_timeout_ms);
+    tasks.push(tokio::spawn(server::serve(
+        server_listener,
+        tls.clone(),
+        handshake_timeout,
+        app,
+        rx.clone(),
+    )));
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        metrics.clone(),
+        ready.clone(),
+        rx,
+    )));
+    ready.set(true);
+    tracing::info!(%server_addr, %admin_addr, things = things.thing_names().len(), "sidecar started");
+    Ok(Running {
+        server_addr,
+        admin_addr,
+        things,
+        metrics,
+        tls,
+        ready,
+        shutdown,
+        tasks,
+    })
+}

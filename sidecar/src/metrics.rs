@@ -1,0 +1,159 @@
+//! Prometheus metrics of the sidecar, in one registry served on the admin port.
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a served request; `route` is a fixed name, never the raw path.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route name such as `thing_property`.
+    pub route: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// A single bounded label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// A value from a small fixed set.
+    pub kind: &'static str,
+}
+
+/// Labels of a certificate-expiry gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabel {
+    /// Which certificate: `server`, `client`.
+    pub cert: &'static str,
+}
+
+type HistogramFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
+
+/// All sidecar metrics; cheap to clone the handles out of, shared as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    auth_failures: Family<KindLabel, Counter>,
+    tls_handshakes: Family<KindLabel, Counter>,
+    tls_reloads: Family<KindLabel, Counter>,
+    lua_calls: HistogramFamily,
+    cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
+}
+
+fn lua_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `edgeway_sidecar` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("edgeway_sidecar");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let auth_failures = Family::<KindLabel, Counter>::default();
+        let tls_handshakes = Family::<KindLabel, Counter>::default();
+        let tls_reloads = Family::<KindLabel, Counter>::default();
+        let lua_calls: HistogramFamily = Family::new_with_constructor(lua_histogram);
+        let cert_not_after = Family::<CertLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Rejected authentication attempts by method",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes by result",
+            tls_handshakes.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "TLS material reloads by result",
+            tls_reloads.clone(),
+        );
+        registry.register(
+            "lua_call_duration_seconds",
+            "Duration of Lua calls by kind (service, task, property)",
+            lua_calls.clone(),
+        );
+        registry.register(
+            "cert_not_after_seconds",
+            "Certificate expiry as Unix time",
+            cert_not_after.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            auth_failures,
+            tls_handshakes,
+            tls_reloads,
+            lua_calls,
+            cert_not_after,
+        }
+    }
+
+    /// Counts a served request.
+    pub fn request(&self, route: &'static str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+    }
+
+    /// Counts a failed authentication for a method (`mtls`, `basic`, `oauth`, `none`).
+    pub fn auth_failure(&self, method: &'static str) {
+        self.auth_failures
+            .get_or_create(&KindLabel { kind: method })
+            .inc();
+    }
+
+    /// Counts a TLS handshake by result (`ok`, `error`, `timeout`).
+    pub fn tls_handshake(&self, result: &'static str) {
+        self.tls_handshakes
+            .get_or_create(&KindLabel { kind: result })
+            .inc();
+    }
+
+    /// Counts a TLS reload by result.
+    pub fn tls_reload(&self, result: &'static str) {
+        self.tls_reloads
+            .get_or_create(&KindLabel { kind: result })
+            .inc();
+    }
+
+    /// Records a Lua call's duration.
+    pub fn lua_call(&self, kind: &'static str, took: Duration) {
+        self.lua_calls
+            .get_or_create(&KindLabel { kind })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Sets a certificate's expiry gauge.
+    pub fn set_cert_not_after(&self, cert: &'static str, unix_secs: i64) {
+        self.cert_not_after
+            .get_or_create(&CertLabel { cert })
+            .set(unix_secs);
+    }
+
+    /// Renders the registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

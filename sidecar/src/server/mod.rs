@@ -1,0 +1,236 @@
+//! The device-facing server: TLS termination, then per request the layers
+//! strip-identity → authenticate → set-identity → route (things API or upstream proxy).
+
+pub mod authn;
+pub mod proxy;
+pub mod response;
+pub mod things_api;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::lua::Things;
+use crate::metrics::Metrics;
+use crate::tls::peer;
+use crate::tls::reload::ReloadingServerConfig;
+use authn::{Authenticator, ConnIdentity};
+use proxy::Proxy;
+use response::{error, Body};
+use things_api::Route;
+
+/// Everything a request needs, built once at start-up.
+pub struct App {
+    /// Client authentication.
+    pub authn: Authenticator,
+    /// The Lua things served over REST.
+    pub things: Arc<Things>,
+    /// Optional upstream forwarder.
+    pub proxy: Option<Proxy>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Header that carries the verified identity.
+    pub identity_header: HeaderName,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// Accepts connections until `shutdown` turns true; TLS unless `tls` is `None` (explicit plaintext).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingServerConfig>>,
+    handshake_timeout: Duration,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                Some(tls) => {
+                    let acceptor = TlsAcceptor::from(tls.current());
+                    let stream =
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                app.metrics.tls_handshake("error");
+                                tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                app.metrics.tls_handshake("timeout");
+                                return;
+                            }
+                        };
+                    app.metrics.tls_handshake("ok");
+                    let peer = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(peer::identity);
+                    let conn = ConnIdentity { peer, tls: true };
+                    serve_conn(TokioIo::new(stream), app, conn, remote).await;
+                }
+                None => {
+                    let conn = ConnIdentity {
+                        peer: None,
+                        tls: false,
+                    };
+                    serve_conn(TokioIo::new(tcp), app, conn, remote).await;
+                }
+            }
+        });
+    }
+}
+
+async fn serve_conn<I>(io: I, app: Arc<App>, conn: ConnIdentity, remote: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let svc = service_fn(move |req| {
+        let (app, conn) = (app.clone(), conn.clone());
+        async move { Ok::<_, std::convert::Infallible>(handle(&app, &conn, remote, req).await) }
+    });
+    if let Err(e) = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(io, svc)
+        .await
+    {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
+
+/// One request through the layers; also counts it by route and status.
+async fn handle(
+    app: &App,
+    conn: &ConnIdentity,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let route = Route::parse(&path);
+    let route_name = match (&route, &app.proxy) {
+        (Some(r), _) => r.name(),
+        (None, Some(p)) if p.matches(&path) => "upstream",
+        _ => "not_found",
+    };
+    let resp = handle_inner(app, conn, remote, route, req).await;
+    app.metrics.request(route_name, resp.status().as_u16());
+    resp
+}
+
+async fn handle_inner(
+    app: &App,
+    conn: &ConnIdentity,
+    remote: SocketAddr,
+    route: Option<Route>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let body: Bytes = match Limited::new(body, app.max_body_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body over {} bytes or unreadable",
+                    app.max_body_bytes
+                ),
+            )
+        }
+    };
+    // A client must never be able to assert an identity: drop every copy before anything else.
+    while parts.headers.remove(&app.identity_header).is_some() {}
+
+    let Some(identity) = app.authn.authenticate(&parts, &body, conn).await else {
+        return unauthorized(app);
+    };
+    let Ok(value) = HeaderValue::from_str(&identity.name) else {
+        tracing::warn!(
+            method = identity.method.as_str(),
+            "identity is not a valid header value"
+        );
+        return unauthorized(app);
+    };
+    tracing::debug!(method = identity.method.as_str(), identity = %identity.name, path = parts.uri.path(), "authenticated");
+    parts.headers.insert(app.identity_header.clone(), value);
+
+    if let Some(route) = route {
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(k, _)| *k != http::header::AUTHORIZATION)
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let query = parts.uri.query().map(form_pairs).unwrap_or_default();
+        return things_api::handle(
+            &app.things,
+            &app.metrics,
+            route,
+            &parts.method,
+            headers,
+            query,
+            &body,
+        )
+        .await;
+    }
+    match &app.proxy {
+        Some(p) if p.matches(parts.uri.path()) => p.forward(parts, body, remote, conn.tls).await,
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no route for {}", parts.uri.path()),
+        ),
+    }
+}
+
+/// Decodes `a=1&b=two` query pairs (`+` is a space, as browsers send it).
+fn form_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn unauthorized(app: &App) -> Response<Body> {
+    let mut resp = error(StatusCode::UNAUTHORIZED, "authentication required");
+    for c in app.authn.challenges() {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
+        }
+    }
+    resp
+}

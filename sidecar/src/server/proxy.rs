@@ -1,0 +1,109 @@
+//! Reverse proxy to the device app on loopback, after authentication.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HOST};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use super::response::{error, Body};
+use crate::config::UpstreamConfig;
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A forwarder to `127.0.0.1:port`.
+pub struct Proxy {
+    config: UpstreamConfig,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Proxy {
+    /// Builds the pooled client for the upstream.
+    pub fn new(config: UpstreamConfig) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self { config, client }
+    }
+
+    /// Whether a path belongs to the upstream.
+    pub fn matches(&self, path: &str) -> bool {
+        path.starts_with(&self.config.prefix)
+    }
+
+    /// Forwards an authenticated request; the identity header was already set by the caller.
+    pub async fn forward(
+        &self,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        remote: SocketAddr,
+        tls: bool,
+    ) -> Response<Body> {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let pq = if self.config.strip_prefix {
+            let rest = &pq[self.config.prefix.len().min(pq.len())..];
+            if rest.starts_with('/') {
+                rest.to_owned()
+            } else {
+                format!("/{rest}")
+            }
+        } else {
+            pq.to_owned()
+        };
+        let uri: Uri = match format!("http://127.0.0.1:{}{pq}", self.config.port).parse() {
+            Ok(u) => u,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "request path cannot be forwarded"),
+        };
+        for h in HOP_BY_HOP {
+            parts.headers.remove(*h);
+        }
+        if !parts.headers.contains_key(HOST) {
+            if let Some(a) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(HOST, a);
+            }
+        }
+        let xff = HeaderName::from_static("x-forwarded-for");
+        if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
+            parts.headers.append(xff, v);
+        }
+        parts.headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
+        );
+        parts.uri = uri;
+        parts.version = http::Version::HTTP_11;
+        let req = Request::from_parts(parts, Full::new(body));
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                for h in HOP_BY_HOP {
+                    parts.headers.remove(*h);
+                }
+                Response::from_parts(parts, body.boxed())
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, port = self.config.port, "upstream request failed");
+                error(StatusCode::BAD_GATEWAY, "upstream unavailable")
+            }
+            Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! TLS for the sidecar: PEM loading with field-named errors, the server config with its client
+//! certificate policy (CA bundle or pinned peers), and hot reload of mounted files.
+
+pub mod peer;
+pub mod pin;
+pub mod reload;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{ClientAuthMode, ConfigError, TlsConfig};
+use pin::PinnedVerifier;
+
+/// The one crypto provider the sidecar uses (ring: builds with only a C compiler).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads all PEM certificates from a file; an empty result is an error naming the field.
+pub fn load_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let bytes = read(path, field)?;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
+    let certs = certs.map_err(|e| {
+        ConfigError::new(
+            field,
+            format!("bad PEM certificate in {}: {e}", path.display()),
+        )
+    })?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            format!("no PEM certificate in {}", path.display()),
+        ));
+    }
+    for (i, c) in certs.iter().enumerate() {
+        x509_parser::parse_x509_certificate(c).map_err(|e| {
+            ConfigError::new(
+                field,
+                format!(
+                    "certificate #{} in {} does not parse: {e}",
+                    i + 1,
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    Ok(certs)
+}
+
+/// Reads the first PEM private key (PKCS#8, PKCS#1 or SEC1) from a file.
+pub fn load_key(path: &Path, field: &str) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let bytes = read(path, field)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        // The error text of the PEM parser names the section kind, never key bytes.
+        ConfigError::new(
+            field,
+            format!("no usable PEM private key in {}: {e}", path.display()),
+        )
+    })
+}
+
+fn read(path: &Path, field: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))
+}
+
+/// A CA bundle as a root store; every certificate must be a usable trust anchor.
+pub fn load_roots(path: &Path, field: &str) -> Result<RootCertStore, ConfigError> {
+    let mut roots = RootCertStore::empty();
+    for (i, cert) in load_certs(path, field)?.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| {
+            ConfigError::new(
+                field,
+                format!(
+                    "certificate #{} in {} is not a usable CA: {e}",
+                    i + 1,
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Material read from disk for one server config, kept to report expiry.
+pub struct ServerMaterial {
+    /// The rustls config built from the files.
+    pub config: Arc<rustls::ServerConfig>,
+    /// The leaf certificate's not-after, as Unix seconds.
+    pub not_after: i64,
+}
+
+/// Builds the server config from the files named in `tls`; every error names its field.
+pub fn build_server_config(tls: &TlsConfig) -> Result<ServerMaterial, ConfigError> {
+    let provider = provider();
+    let certs = load_certs(&tls.cert, "server.tls.cert")?;
+    let key = load_key(&tls.key, "server.tls.key")?;
+    let not_after = not_after(&certs[0]).unwrap_or(0);
+
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ConfigError::new("server.tls", e.to_string()))?;
+    let mandatory = tls.client_auth == ClientAuthMode::Required;
+    let builder = match tls.client_auth {
+        ClientAuthMode::Off => builder.with_no_client_auth(),
+        _ if !tls.pinned_peers.is_empty() => {
+            let mut pins = Vec::new();
+            for (i, p) in tls.pinned_peers.iter().enumerate() {
+                pins.extend(load_certs(p, &format!("server.tls.pinnedPeers[{i}]"))?);
+            }
+            let verifier = PinnedVerifier::new(&pins, tls.pin_mode, mandatory, provider.clone())
+                .map_err(|e| ConfigError::new("server.tls.pinnedPeers", e.to_string()))?;
+            builder.with_client_cert_verifier(Arc::new(verifier))
+        }
+        _ => {
+            let ca = tls.client_ca.as_deref().ok_or_else(|| {
+                ConfigError::new("server.tls.clientCa", "required when clientAuth is not off")
+            })?;
+            let roots = load_roots(ca, "server.tls.clientCa")?;
+            let mut vb = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if !mandatory {
+                vb = vb.allow_unauthenticated();
+            }
+            let verifier = vb
+                .build()
+                .map_err(|e| ConfigError::new("server.tls.clientCa", e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        ConfigError::new(
+            "server.tls.key",
+            format!("does not match server.tls.cert or is unsupported: {e}"),
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(ServerMaterial {
+        config: Arc::new(config),
+        not_after,
+    })
+}
+
+/// A certificate's not-after as Unix seconds, for expiry metrics.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    x509_parser::parse_x509_certificate(cert)
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}

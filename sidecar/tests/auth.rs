@@ -1,0 +1,422 @@
+//! Client authentication end to end over real TLS: basic, OAuth 1.0a, the identity header passed
+//! to a real upstream (and spoofed copies removed), plus the admin endpoints' view of it.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::*;
+use edgeway_sidecar::auth::oauth;
+use edgeway_sidecar::config::SidecarConfig;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// RFC 3986 unreserved characters stay as they are; everything else is encoded (RFC 5849 §3.6).
+const OAUTH_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A real upstream that answers with the headers it received, as JSON.
+async fn echo_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let mut headers = serde_json::Map::new();
+                    for name in req.headers().keys() {
+                        let values: Vec<_> = req
+                            .headers()
+                            .get_all(name)
+                            .iter()
+                            .map(|v| serde_json::Value::from(v.to_str().unwrap_or("?")))
+                            .collect();
+                        headers.insert(name.to_string(), values.into());
+                    }
+                    let body =
+                        serde_json::json!({"path": req.uri().to_string(), "headers": headers});
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(
+                        body.to_string(),
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Setup {
+    pki: Pki,
+    sidecar: edgeway_sidecar::Running,
+}
+
+async fn setup(name: &str, identity_header: &str, upstream: Option<SocketAddr>) -> Setup {
+    let pki = Pki::new(name);
+    let users = pki.dir.join("users");
+    std::fs::write(&users, "# test users\nalice:wonderland\n").unwrap();
+    let oauth_file = pki.dir.join("oauth.yaml");
+    std::fs::write(
+        &oauth_file,
+        "consumers:\n  - key: plant-scada\n    secret: s3cr3t-consumer\n",
+    )
+    .unwrap();
+    let upstream = upstream
+        .map(|a| {
+            format!(
+                "upstream:\n  prefix: /app/\n  port: {}\n  stripPrefix: true\n",
+                a.port()
+            )
+        })
+        .unwrap_or_default();
+    let text = format!(
+        "server:\n  listen: 127.0.0.1:0\n  tls:\n    cert: {}\n    key: {}\n    clientAuth: optional\n    clientCa: {}\nadmin:\n  listen: 127.0.0.1:0\nauth:\n  methods: [mtls, basic, oauth]\n  identityHeader: {identity_header}\n  basic:\n    usersFile: {}\n  oauth:\n    credentialsFile: {}\n{upstream}",
+        pki.cert.display(),
+        pki.key.display(),
+        pki.ca_file.display(),
+        users.display(),
+        oauth_file.display()
+    );
+    let sidecar = edgeway_sidecar::start(SidecarConfig::parse(&text, "t").unwrap())
+        .await
+        .unwrap();
+    Setup { pki, sidecar }
+}
+
+/// Signs a request as an OAuth 1.0a client would (HMAC-SHA1, no token).
+fn oauth_header(
+    method: &str,
+    host: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    secret: &str,
+    nonce: &str,
+    ts: u64,
+) -> String {
+    let mut params: Vec<(String, String)> = vec![
+        ("oauth_consumer_key".into(), "plant-scada".into()),
+        ("oauth_nonce".into(), nonce.into()),
+        ("oauth_signature_method".into(), "HMAC-SHA1".into()),
+        ("oauth_timestamp".into(), ts.to_string()),
+        ("oauth_version".into(), "1.0".into()),
+    ];
+    let oauth_params = params.clone();
+    params.extend(
+        query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let base = oauth::signature_base_string(
+        method,
+        &oauth::base_string_uri("https", host, path),
+        &oauth::normalize_parameters(&params),
+    );
+    let sig = oauth::hmac_sha1_signature(&base, secret, "");
+    let mut parts: Vec<String> = oauth_params
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", utf8_percent_encode(v, OAUTH_SET)))
+        .collect();
+    parts.push(format!(
+        "oauth_signature=\"{}\"",
+        utf8_percent_encode(&sig, OAUTH_SET)
+    ));
+    format!("OAuth realm=\"edgeway\", {}", parts.join(", "))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn basic_auth_accepts_right_credentials_and_challenges_every_failure() {
+    let s = setup("basic", "X-Edgeway-Identity", None).await;
+    let anon = client_config(s.pki.ca.roots(), None, all_versions());
+    let addr = s.sidecar.server_addr;
+    for header in [
+        basic("alice", "wrong"),
+        basic("mallory", "wonderland"),
+        "Basic !!!notbase64".to_string(),
+        "Bearer abc".to_string(),
+    ] {
+        let r = request(
+            addr,
+            anon.clone(),
+            "GET",
+            "/things",
+            &[("authorization", &header)],
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 401, "{header}");
+        assert_eq!(
+            r.headers["www-authenticate"],
+            "Basic realm=\"edgeway\", charset=\"UTF-8\""
+        );
+        assert!(r.json()["error"].is_string());
+    }
+    let ok = basic("alice", "wonderland");
+    let r = request(addr, anon, "GET", "/things", &[("authorization", &ok)], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    let m = plain_get(s.sidecar.admin_addr, "/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("edgeway_sidecar_auth_failures_total{kind=\"basic\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edgeway_sidecar_http_requests_total{route=\"things\",status=\"401\"} 4"),
+        "{text}"
+    );
+    // Bearer is no configured method: counted as an attempt without usable credentials.
+    assert!(
+        text.contains("edgeway_sidecar_auth_failures_total{kind=\"none\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("wonderland"));
+    s.sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn oauth_signed_requests_pass_and_forgeries_and_replays_do_not() {
+    let s = setup("oauth", "X-Edgeway-Identity", None).await;
+    let anon = client_config(s.pki.ca.roots(), None, all_versions());
+    let addr = s.sidecar.server_addr;
+    let ts = now();
+    let query = [("filter", "a b"), ("limit", "5")];
+    let path = "/things?filter=a%20b&limit=5";
+
+    let good = oauth_header(
+        "GET",
+        "localhost",
+        "/things",
+        &query,
+        "s3cr3t-consumer",
+        "n-1",
+        ts,
+    );
+    let r = request(
+        addr,
+        anon.clone(),
+        "GET",
+        path,
+        &[("authorization", &good)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // The same nonce again is a replay.
+    let r = request(
+        addr,
+        anon.clone(),
+        "GET",
+        path,
+        &[("authorization", &good)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+
+    // Signed with the wrong secret.
+    let forged = oauth_header("GET", "localhost", "/things", &query, "guess", "n-2", ts);
+    let r = request(
+        addr,
+        anon.clone(),
+        "GET",
+        path,
+        &[("authorization", &forged)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+
+    // A signature over different query parameters does not cover this request.
+    let other = oauth_header(
+        "GET",
+        "localhost",
+        "/things",
+        &[("limit", "6")],
+        "s3cr3t-consumer",
+        "n-3",
+        ts,
+    );
+    let r = request(
+        addr,
+        anon.clone(),
+        "GET",
+        path,
+        &[("authorization", &other)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+
+    // A timestamp far outside the window.
+    let stale = oauth_header(
+        "GET",
+        "localhost",
+        "/things",
+        &query,
+        "s3cr3t-consumer",
+        "n-4",
+        ts - 3600,
+    );
+    let r = request(addr, anon, "GET", path, &[("authorization", &stale)], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    s.sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
+    let upstream = echo_upstream().await;
+    let s = setup("identity", "APS-Identity-ID", Some(upstream)).await;
+    let addr = s.sidecar.server_addr;
+
+    // mTLS identity, with two spoofed copies of the header sent by the client.
+    let cert = client_config(
+        s.pki.ca.roots(),
+        Some(&s.pki.ca.client("controller-12")),
+        all_versions(),
+    );
+    let r = request(
+        addr,
+        cert,
+        "GET",
+        "/app/status?x=1",
+        &[("APS-Identity-ID", "admin"), ("aps-identity-id", "root")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let echoed = r.json();
+    assert_eq!(echoed["path"], "/status?x=1");
+    assert_eq!(
+        echoed["headers"]["aps-identity-id"],
+        serde_json::json!(["controller-12"])
+    );
+    assert_eq!(
+        echoed["headers"]["x-forwarded-proto"],
+        serde_json::json!(["https"])
+    );
+    assert!(echoed["headers"].get("x-edgeway-identity").is_none());
+
+    // Basic identity replaces a spoofed header too.
+    let anon = client_config(s.pki.ca.roots(), None, all_versions());
+    let ok = basic("alice", "wonderland");
+    let r = request(
+        addr,
+        anon.clone(),
+        "GET",
+        "/app/x",
+        &[("authorization", &ok), ("APS-Identity-ID", "admin")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.json()["headers"]["aps-identity-id"],
+        serde_json::json!(["alice"])
+    );
+
+    // Unauthenticated requests never reach the upstream, spoofed header or not.
+    let r = request(
+        addr,
+        anon,
+        "GET",
+        "/app/x",
+        &[("APS-Identity-ID", "admin")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r.json().get("headers").is_none());
+    s.sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_readiness_and_metrics() {
+    let s = setup("admin", "X-Edgeway-Identity", None).await;
+    let admin = s.sidecar.admin_addr;
+    assert_eq!(plain_get(admin, "/healthz").await.status, 200);
+    assert_eq!(plain_get(admin, "/readyz").await.status, 200);
+    let cert = client_config(
+        s.pki.ca.roots(),
+        Some(&s.pki.ca.client("d1")),
+        all_versions(),
+    );
+    let r = request(s.sidecar.server_addr, cert, "GET", "/nope", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let m = plain_get(admin, "/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("edgeway_sidecar_tls_handshakes_total{kind=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edgeway_sidecar_http_requests_total{route=\"not_found\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edgeway_sidecar_cert_not_after_seconds{cert=\"server\"}"),
+        "{text}"
+    );
+    s.sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn plain_http_serves_only_when_explicitly_configured() {
+    let dir = temp_dir("plain");
+    let users = dir.join("users");
+    std::fs::write(&users, "alice:wonderland\n").unwrap();
+    let text = format!(
+        "server:\n  listen: 127.0.0.1:0\n  plaintext: true\nadmin:\n  listen: 127.0.0.1:0\nauth:\n  methods: [basic]\n  basic:\n    usersFile: {}\n",
+        users.display()
+    );
+    let sidecar = edgeway_sidecar::start(SidecarConfig::parse(&text, "t").unwrap())
+        .await
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(sidecar.server_addr)
+        .await
+        .unwrap();
+    let mut conn = Conn::over(tcp).await.unwrap();
+    let ok = basic("alice", "wonderland");
+    assert_eq!(
+        conn.get("/things", &[("authorization", &ok)])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(conn.get("/things", &[]).await.unwrap().status, 401);
+    sidecar.shutdown().await;
+}

@@ -211,6 +211,45 @@ impl<'de> serde::Deserialize<'de> for BaseType {
     }
 }
 
+/// The quality of a property value, as ThingWorx records it beside value and time.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Quality {
+    /// The value is current and trusted.
+    #[default]
+    Good,
+    /// The value is known to be wrong.
+    Bad,
+    /// The value may be stale or imprecise.
+    Uncertain,
+    /// Nothing is known about the value.
+    Unknown,
+}
+
+impl Quality {
+    /// The wire spelling: `GOOD`, `BAD`, `UNCERTAIN`, `UNKNOWN`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "GOOD",
+            Quality::Bad => "BAD",
+            Quality::Uncertain => "UNCERTAIN",
+            Quality::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Parses the wire spelling (case-insensitive); anything else is `Unknown`.
+    pub fn parse(s: &str) -> Quality {
+        match s.to_ascii_uppercase().as_str() {
+            "GOOD" => Quality::Good,
+            "BAD" => Quality::Bad,
+            "UNCERTAIN" => Quality::Uncertain,
+            _ => Quality::Unknown,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

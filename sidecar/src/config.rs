@@ -3,6 +3,7 @@
 //! Parsing is strict (`deny_unknown_fields`) and every error names the field path, so a typo in a
 //! rendered or hand-written file fails at start-up with a message that says where.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ impl ConfigError {
 }
 
 /// The whole sidecar configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SidecarConfig {
     /// The device-facing HTTPS server.
@@ -53,7 +54,7 @@ pub struct SidecarConfig {
 }
 
 /// The HTTPS listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServerConfig {
     /// Address to listen on, e.g. `0.0.0.0:8443`.
@@ -73,7 +74,7 @@ pub struct ServerConfig {
 }
 
 /// Server certificate and client-certificate policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TlsConfig {
     /// PEM certificate chain (leaf first).
@@ -98,7 +99,7 @@ pub struct TlsConfig {
 }
 
 /// Client certificate requirement, as in the edge micro-server's `validate_client_cert`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ClientAuthMode {
     /// Every client must present a trusted certificate.
@@ -111,7 +112,7 @@ pub enum ClientAuthMode {
 }
 
 /// How pinned certificates are compared.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum PinMode {
     /// The whole DER certificate must match.
@@ -122,7 +123,7 @@ pub enum PinMode {
 }
 
 /// Accepted authentication methods; any one suffices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthConfig {
     /// Methods in the order they are tried.
@@ -140,7 +141,7 @@ pub struct AuthConfig {
 }
 
 /// A client authentication method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AuthMethodName {
     /// Client certificate (CN/SAN is the identity).
@@ -153,7 +154,7 @@ pub enum AuthMethodName {
 }
 
 /// HTTP basic settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BasicConfig {
     /// htpasswd-style file: `user:secret`, secret plaintext, argon2 or bcrypt.
@@ -164,7 +165,7 @@ pub struct BasicConfig {
 }
 
 /// OAuth 1.0a settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OAuthConfig {
     /// YAML file of consumers (and optional tokens) with their secrets.
@@ -178,7 +179,7 @@ pub struct OAuthConfig {
 }
 
 /// Lua templates, things and limits.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LuaConfig {
     /// Template scripts by name.
@@ -193,7 +194,7 @@ pub struct LuaConfig {
 }
 
 /// One Lua template script.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TemplateConfig {
     /// Name things refer to.
@@ -203,7 +204,7 @@ pub struct TemplateConfig {
 }
 
 /// One thing: an instance of a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ThingConfig {
     /// Thing name, unique in this gateway.
@@ -219,7 +220,7 @@ pub struct ThingConfig {
 }
 
 /// Reverse proxy to an app on loopback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpstreamConfig {
     /// Path prefix that is forwarded, e.g. `/app/`.
@@ -235,7 +236,7 @@ pub struct UpstreamConfig {
 }
 
 /// Plain-HTTP admin listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminConfig {
     /// Address for `/healthz`, `/readyz`, `/metrics`.
@@ -244,7 +245,7 @@ pub struct AdminConfig {
 }
 
 /// Log format and level.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoggingConfig {
     /// `text` or `json`.
@@ -256,7 +257,7 @@ pub struct LoggingConfig {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum LogFormat {
     /// Human-readable.
@@ -346,7 +347,7 @@ impl SidecarConfig {
         let config: SidecarConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { source.to_owned() } else { path };
-            ConfigError::new(field, e.into_inner().to_string())
+            ConfigError::new(field, strip_location(&e.into_inner().to_string()))
         })?;
         config.validate()?;
         Ok(config)
@@ -502,6 +503,14 @@ impl SidecarConfig {
     }
 }
 
+/// serde_yaml prefixes its own field path; ours is already in `field`, so drop the repeat.
+fn strip_location(msg: &str) -> String {
+    match msg.split_once(": ") {
+        Some((head, rest)) if !head.is_empty() && !head.contains(' ') => rest.to_owned(),
+        _ => msg.to_owned(),
+    }
+}
+
 /// Thing names appear in URL paths and on the wire; keep them unambiguous there.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -536,8 +545,8 @@ mod tests {
             SidecarConfig::parse(&format!("{MINIMAL}    clientAuth: maybe\n"), "t").unwrap_err();
         assert_eq!(e.field, "server.tls.clientAuth");
         let e = SidecarConfig::parse(&format!("{MINIMAL}    colour: red\n"), "t").unwrap_err();
-        assert_eq!(e.field, "server.tls");
-        assert!(e.message.contains("colour"), "{e}");
+        assert_eq!(e.field, "server.tls.colour");
+        assert!(e.message.starts_with("unknown field `colour`"), "{e}");
     }
 
     #[test]

@@ -11,8 +11,10 @@ pub mod logging;
 #[path = "lua_stub.rs"]
 pub mod lua;
 pub mod metrics;
+pub mod protocol;
 pub mod server;
 pub mod tls;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

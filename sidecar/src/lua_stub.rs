@@ -3,7 +3,7 @@ use crate::basetype::BaseType;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LuaLimits {
     pub instructions: u64,

@@ -1,0 +1,52 @@
+//! Codec for the ThingWorx AlwaysOn binary protocol, as spoken by the ThingWorx Edge
+//! C SDK over a websocket (one AlwaysOn message or multipart chunk per binary message).
+//!
+//! Layers, bottom up:
+//! - [`wire`]: big-endian reader/writer, length-prefixed strings, [`CodecError`].
+//! - [`types`]: message, status, entity, characteristic and base type codes.
+//! - [`primitive`]: typed values and their encodings; JSON conversion.
+//! - [`infotable`]: data shapes and rows; REST JSON conversion.
+//! - [`message`]: header and request/response/auth/bind/keep-alive bodies.
+//! - [`multipart`]: splitting large messages and reassembling chunks.
+//! - [`vtq`]: property pushes (`UpdateSubscribedPropertyValues`) and subscriptions.
+//! - [`compress`]: permessage-deflate contexts as the SDK uses them.
+//!
+//! Sources for every layout are listed in docs/protocol.md.
+//!
+//! Typical tunnel use:
+//! ```
+//! use edgeway_sidecar::protocol::{Message, Reassembler, split, DEFAULT_CHUNK_SIZE};
+//! use std::time::Instant;
+//! let auth = Message::auth(1, "my-app-key");
+//! let frames = split(&auth, DEFAULT_CHUNK_SIZE).unwrap();
+//! let mut rx = Reassembler::default();
+//! let back = rx.push(&frames[0], Instant::now()).unwrap();
+//! assert_eq!(back, Some(auth));
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod compress;
+pub mod infotable;
+pub mod message;
+pub mod multipart;
+pub mod primitive;
+pub mod types;
+pub mod vtq;
+pub mod wire;
+
+#[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
+mod prop_tests;
+
+pub use compress::PerMessageDeflate;
+pub use infotable::{Aspect, DataShape, FieldDefinition, InfoTable};
+pub use message::{Auth, Bind, Gateway, Header, Message, Request, Response};
+pub use multipart::{split, split_with, Reassembler, ReassemblerConfig, DEFAULT_CHUNK_SIZE};
+pub use primitive::{BlobType, Location, Primitive, StringType};
+pub use types::{
+    base_type_code, base_type_from_code, Characteristic, EntityType, Method, StatusCode, WireType,
+};
+pub use vtq::{PropertySubscription, PropertyUpdate};
+pub use wire::CodecError;

@@ -87,7 +87,11 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
     config.validate()?;
     let metrics = Arc::new(Metrics::new());
     let tls = match &config.server.tls {
-        Some(t) => Some(ReloadingServerConfig::new(t.clone(), metrics.clone())?),
+        Some(t) => Some(ReloadingServerConfig::new(
+            t.clone(),
+            "server.tls",
+            metrics.clone(),
+        )?),
         None => {
             tracing::warn!("serving plain HTTP: server.plaintext is set");
             None

@@ -152,6 +152,16 @@ impl Metrics {
     }
 }
 
+impl crate::tls::reload::TlsObserver for Metrics {
+    fn cert_not_after(&self, unix_secs: i64) {
+        self.set_cert_not_after("server", unix_secs);
+    }
+
+    fn reloaded(&self, result: &'static str) {
+        self.tls_reload(result);
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

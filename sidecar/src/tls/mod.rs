@@ -96,47 +96,49 @@ pub struct ServerMaterial {
     pub not_after: i64,
 }
 
-/// Builds the server config from the files named in `tls`; every error names its field.
-pub fn build_server_config(tls: &TlsConfig) -> Result<ServerMaterial, ConfigError> {
+/// Builds the server config from the files named in `tls`; errors name the field under
+/// `prefix` (`server.tls` in the sidecar's config, `tls` in the platform's).
+pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMaterial, ConfigError> {
     let provider = provider();
-    let certs = load_certs(&tls.cert, "server.tls.cert")?;
-    let key = load_key(&tls.key, "server.tls.key")?;
+    let f = |name: &str| format!("{prefix}.{name}");
+    let certs = load_certs(&tls.cert, &f("cert"))?;
+    let key = load_key(&tls.key, &f("key"))?;
     let not_after = not_after(&certs[0]).unwrap_or(0);
 
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| ConfigError::new("server.tls", e.to_string()))?;
+        .map_err(|e| ConfigError::new(prefix, e.to_string()))?;
     let mandatory = tls.client_auth == ClientAuthMode::Required;
     let builder = match tls.client_auth {
         ClientAuthMode::Off => builder.with_no_client_auth(),
         _ if !tls.pinned_peers.is_empty() => {
             let mut pins = Vec::new();
             for (i, p) in tls.pinned_peers.iter().enumerate() {
-                pins.extend(load_certs(p, &format!("server.tls.pinnedPeers[{i}]"))?);
+                pins.extend(load_certs(p, &format!("{prefix}.pinnedPeers[{i}]"))?);
             }
             let verifier = PinnedVerifier::new(&pins, tls.pin_mode, mandatory, provider.clone())
-                .map_err(|e| ConfigError::new("server.tls.pinnedPeers", e.to_string()))?;
+                .map_err(|e| ConfigError::new(f("pinnedPeers"), e.to_string()))?;
             builder.with_client_cert_verifier(Arc::new(verifier))
         }
         _ => {
             let ca = tls.client_ca.as_deref().ok_or_else(|| {
-                ConfigError::new("server.tls.clientCa", "required when clientAuth is not off")
+                ConfigError::new(f("clientCa"), "required when clientAuth is not off")
             })?;
-            let roots = load_roots(ca, "server.tls.clientCa")?;
+            let roots = load_roots(ca, &f("clientCa"))?;
             let mut vb = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             if !mandatory {
                 vb = vb.allow_unauthenticated();
             }
             let verifier = vb
                 .build()
-                .map_err(|e| ConfigError::new("server.tls.clientCa", e.to_string()))?;
+                .map_err(|e| ConfigError::new(f("clientCa"), e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|e| {
         ConfigError::new(
-            "server.tls.key",
-            format!("does not match server.tls.cert or is unsupported: {e}"),
+            f("key"),
+            format!("does not match {} or is unsupported: {e}", f("cert")),
         )
     })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

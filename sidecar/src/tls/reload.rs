@@ -16,29 +16,43 @@ use tokio::sync::mpsc;
 
 use super::build_server_config;
 use crate::config::{ConfigError, TlsConfig};
-use crate::metrics::Metrics;
 
 /// How long to wait after a file event for the rest of an update to land.
 const SETTLE: Duration = Duration::from_millis(200);
 /// Safety net for missed events (e.g. inotify watch limits): compare files this often.
 const POLL: Duration = Duration::from_secs(60);
 
+/// Where reload outcomes are reported (the sidecar's and the platform's metrics).
+pub trait TlsObserver: Send + Sync {
+    /// The served leaf certificate's not-after, Unix seconds.
+    fn cert_not_after(&self, unix_secs: i64);
+    /// A reload happened with this result (`ok`, `error`).
+    fn reloaded(&self, result: &'static str);
+}
+
 /// The server config in force, replaced atomically when the files change.
 pub struct ReloadingServerConfig {
     tls: TlsConfig,
+    prefix: String,
     current: RwLock<Arc<rustls::ServerConfig>>,
     fingerprint: Mutex<u64>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn TlsObserver>,
 }
 
 impl ReloadingServerConfig {
-    /// Loads the initial material; errors here are fatal start-up errors.
-    pub fn new(tls: TlsConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, ConfigError> {
-        let material = build_server_config(&tls)?;
-        metrics.set_cert_not_after("server", material.not_after);
+    /// Loads the initial material; errors here are fatal start-up errors. `prefix` is the
+    /// config path of `tls`, for error messages.
+    pub fn new(
+        tls: TlsConfig,
+        prefix: &str,
+        metrics: Arc<dyn TlsObserver>,
+    ) -> Result<Arc<Self>, ConfigError> {
+        let material = build_server_config(&tls, prefix)?;
+        metrics.cert_not_after(material.not_after);
         let fingerprint = fingerprint(&files(&tls));
         Ok(Arc::new(Self {
             tls,
+            prefix: prefix.to_owned(),
             current: RwLock::new(material.config),
             fingerprint: Mutex::new(fingerprint),
             metrics,
@@ -60,11 +74,10 @@ impl ReloadingServerConfig {
         if *last == fp {
             return Ok(false);
         }
-        let material = build_server_config(&self.tls)?;
+        let material = build_server_config(&self.tls, &self.prefix)?;
         *last = fp;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = material.config;
-        self.metrics
-            .set_cert_not_after("server", material.not_after);
+        self.metrics.cert_not_after(material.not_after);
         Ok(true)
     }
 
@@ -121,12 +134,12 @@ impl ReloadingServerConfig {
                 };
                 match outcome {
                     Ok(true) => {
-                        this.metrics.tls_reload("ok");
+                        this.metrics.reloaded("ok");
                         tracing::info!("TLS material reloaded; new handshakes use it");
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        this.metrics.tls_reload("error");
+                        this.metrics.reloaded("error");
                         tracing::error!(error = %e, "new TLS material rejected; keeping the previous");
                     }
                 }

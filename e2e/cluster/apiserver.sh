@@ -212,7 +212,7 @@ start_attempt() { # DIR -> 0 ok, 1 failed, 2 failed on a port clash (worth retry
     --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
     --listen-peer-urls "http://$HOST:$etcd_peer" --initial-advertise-peer-urls "http://$HOST:$etcd_peer" \
     --initial-cluster "edgeway-e2e=http://$HOST:$etcd_peer" --initial-cluster-state new \
-    --snapshot-count 10000 --log-level warn
+    --snapshot-count 10000 --logger zap --log-level warn
   wait_until "etcd" "$LAUNCHED_PID" "$LAUNCHED_ST" \
     sh -c "curl -fsS --max-time 2 '$etcd_url/health' | grep -q '\"health\":\"true\"'" || return "$(failure_kind "$dir")"
   log "etcd ready on $etcd_url ($((SECONDS - t0))s)"
@@ -246,6 +246,7 @@ start_attempt() { # DIR -> 0 ok, 1 failed, 2 failed on a port clash (worth retry
     --kubeconfig "$dir/kcm.kubeconfig" \
     --authentication-kubeconfig "$dir/kcm.kubeconfig" \
     --authorization-kubeconfig "$dir/kcm.kubeconfig" \
+    --authentication-skip-lookup \
     --bind-address "$HOST" --secure-port "$kcm_port" --port 0 \
     --leader-elect=false \
     --controllers '*,-cloud-node-lifecycle,-route,-service' \

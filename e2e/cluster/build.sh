@@ -32,7 +32,10 @@ ALL_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube
 
 RUNTIME_PKGS_CP=(etcd-server curl openssl ca-certificates)
 RUNTIME_PKGS_FULL=(containerd runc containernetworking-plugins iptables conntrack)
-BUILD_PKGS=(golang-go rsync make gcc libc6-dev dpkg-dev ca-certificates)
+# golang-github-modern-go-reflect2-dev: reflect2 1.0.2 replaces the vendored 1.0.1 (see
+# patch_source).
+BUILD_PKGS=(golang-go rsync make gcc libc6-dev dpkg-dev ca-certificates golang-github-modern-go-reflect2-dev)
+REFLECT2_SYS=/usr/share/gocode/src/github.com/modern-go/reflect2
 
 log() { printf '[build.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -189,9 +192,29 @@ fetch_source() {
   rm -rf "$tmp"
   dpkg-source --no-check -x "$dsc" "$tmp" >/dev/null || die "dpkg-source -x $dsc failed"
   [[ -d $tmp/vendor && -f $tmp/Makefile ]] || die "unpacked source lacks vendor/ or Makefile: $tmp"
+  patch_source "$tmp"
   rm -rf "$SRC_PARENT/dl"
   touch "$tmp/.edgeway-unpacked"
   mv "$tmp" "$SRC_DIR"
+}
+
+# Kubernetes 1.20 vendors github.com/modern-go/reflect2 v1.0.1, which is broken on Go >= 1.18
+# (Debian bookworm has Go 1.19): kube-apiserver then panics with a nil pointer dereference in
+# reflect2.(*frozenConfig).Type2 / (*UnsafeMapType).Key while json-iterator decodes a request
+# body with map fields (e.g. creating a CustomResourceDefinition). reflect2 v1.0.2 fixes it and
+# keeps the same API; Debian ships it as golang-github-modern-go-reflect2-dev.
+patch_source() { # SRC_TREE: returns 0 when the tree is (now) patched
+  local tree=$1 vend=$1/vendor/github.com/modern-go/reflect2
+  [[ -f $vend/go_above_118.go ]] && return 0
+  [[ -f $REFLECT2_SYS/go_above_118.go ]] \
+    || die "$REFLECT2_SYS is not reflect2 >= 1.0.2 (install golang-github-modern-go-reflect2-dev)"
+  log "replacing vendored reflect2 v1.0.1 with Debian's $(dpkg-query -W -f='${Version}' golang-github-modern-go-reflect2-dev) (Go >= 1.18 fix)"
+  rm -rf "$vend"
+  mkdir -p "$vend"
+  cp -a "$REFLECT2_SYS"/. "$vend"/
+  rm -f "$vend/go.mod"
+  # Binaries built from the unpatched tree must not be reused.
+  rm -rf "$tree/_output"
 }
 
 build_binaries() {
@@ -212,7 +235,7 @@ build_binaries() {
     if (
       cd "$SRC_DIR"
       export GOPATH=$SRC_DIR/.go CGO_ENABLED=0 HOME=$go_home GOCACHE=$go_home/gocache \
-        GO111MODULE=off GOFLAGS= GOPROXY=off
+        GO111MODULE=off GOFLAGS='' GOPROXY=off
       mkdir -p .go/src/k8s.io
       ln -sfn ../../.. .go/src/k8s.io/kubernetes
       make WHAT="${targets[*]}"
@@ -274,6 +297,8 @@ command -v go >/dev/null || die "go not found after installing golang-go"
 
 phase "fetch source"
 fetch_source
+
+patch_source "$SRC_DIR"
 
 phase "build (${#WANTED[@]} binaries)"
 build_binaries

@@ -250,6 +250,21 @@ impl Quality {
     }
 }
 
+impl schemars::JsonSchema for BaseType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "BaseType".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = NAMES.iter().map(|(_, n)| *n).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

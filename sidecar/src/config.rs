@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::lua::LuaLimits;
+use crate::sim::SimulationConfig;
+use crate::tunnel::config::TunnelConfig;
 
 /// A config problem, located by its field path (e.g. `server.tls.cert`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +44,12 @@ pub struct SidecarConfig {
     /// Lua templates and the things instantiated from them.
     #[serde(default)]
     pub lua: LuaConfig,
+    /// A simulated device fleet (or this process's shard of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulation: Option<SimulationConfig>,
+    /// The persistent connection to the platform (absent: the gateway serves locally only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelConfig>,
     /// Optional reverse proxy to an app in the same pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamConfig>,
@@ -389,6 +397,18 @@ impl SidecarConfig {
         }
         self.validate_auth()?;
         self.validate_lua()?;
+        if let Some(t) = &self.tunnel {
+            t.validate()?;
+        }
+        if let Some(sim) = &self.simulation {
+            sim.validate_at("simulation")?;
+            if self.lua.things.iter().any(|t| sim_owns(sim, &t.name)) {
+                return Err(ConfigError::new(
+                    "simulation.namePrefix",
+                    "a Lua thing's name looks like a simulated device name; choose another prefix",
+                ));
+            }
+        }
         if let Some(up) = &self.upstream {
             if !up.prefix.starts_with('/') {
                 return Err(ConfigError::new("upstream.prefix", "must start with '/'"));
@@ -501,6 +521,12 @@ impl SidecarConfig {
         }
         Ok(())
     }
+}
+
+/// Whether a name has the shape of one of the fleet's device names.
+fn sim_owns(sim: &SimulationConfig, name: &str) -> bool {
+    name.strip_prefix(sim.name_prefix.as_str())
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// serde_yaml prefixes its own field path; ours is already in `field`, so drop the repeat.

@@ -12,7 +12,9 @@ pub mod logging;
 pub mod lua;
 pub mod metrics;
 pub mod protocol;
+pub mod registry;
 pub mod server;
+pub mod sim;
 pub mod tls;
 pub mod tunnel;
 
@@ -65,9 +67,13 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     /// The TLS config holder, when TLS is on (reloads are observable through it).
     pub tls: Option<Arc<ReloadingServerConfig>>,
+    /// The platform tunnel, when configured.
+    pub tunnel: Option<tunnel::Tunnel>,
     ready: Arc<admin::Readiness>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Scan-rate loops of things: they hold no state to save, so they are simply aborted.
+    thing_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -75,11 +81,59 @@ impl Running {
     pub async fn shutdown(self) {
         self.ready.set(false);
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            t.abort();
-            let _ = t.await;
+        self.thing_tasks.iter().for_each(|t| t.abort());
+        // Give the tasks a moment to finish cleanly (the tunnel closes its socket), then stop
+        // whatever is left.
+        let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(Duration::from_secs(2), all)
+            .await
+            .is_err()
+        {
+            aborts.iter().for_each(|a| a.abort());
+        }
+        if let Some(t) = &self.tunnel {
+            t.flush();
         }
     }
+}
+
+/// Ticks the fleet and forwards its updates to the tunnel (or just lets them update state).
+fn start_simulation(
+    sim: &registry::SimFleet,
+    tunnel: Option<tunnel::Tunnel>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sim::Update>>(64);
+    let driver = sim::spawn(sim.fleet.clone(), Duration::from_millis(20), tx);
+    let schema = sim.schema.clone();
+    let forward = tokio::spawn(async move {
+        // Names are built once per device and property, not per update.
+        let props: Vec<(Arc<str>, basetype::BaseType)> = schema
+            .properties()
+            .iter()
+            .map(|p| (Arc::from(p.name.as_str()), p.base_type))
+            .collect();
+        loop {
+            let batch = tokio::select! {
+                b = rx.recv() => match b { Some(b) => b, None => return },
+                _ = shutdown.changed() => return,
+            };
+            let Some(t) = &tunnel else { continue };
+            t.push_many(batch.iter().filter_map(|u| {
+                let (name, base_type) = props.get(usize::from(u.property))?;
+                Some(tunnel::outbox::Update {
+                    thing: Arc::from(schema.name(u.device)),
+                    property: name.clone(),
+                    base_type: *base_type,
+                    value: schema.value_json(u),
+                    time_ms: u.time_ms,
+                    quality: u.quality,
+                })
+            }));
+        }
+    });
+    vec![driver, forward]
 }
 
 /// Loads everything the config names and starts the listeners.
@@ -123,11 +177,16 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         .await
         .map_err(|e| ConfigError::new("lua", format!("loader crashed: {e}")))??;
     let things = Arc::new(things);
+    let fleet = match &config.simulation {
+        Some(sim) => Some(registry::SimFleet::new(sim::Fleet::new(sim)?)),
+        None => None,
+    };
+    let registry = Arc::new(registry::Registry::new(things.clone(), fleet));
     let identity_header = http::HeaderName::from_bytes(config.auth.identity_header.as_bytes())
         .map_err(|_| ConfigError::new("auth.identityHeader", "not a valid header name"))?;
     let app = Arc::new(App {
         authn,
-        things: things.clone(),
+        things: registry.clone(),
         proxy: config.upstream.clone().map(Proxy::new),
         metrics: metrics.clone(),
         identity_header,
@@ -158,12 +217,25 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
 
     let (shutdown, rx) = watch::channel(false);
     let ready = Arc::new(admin::Readiness::default());
-    let mut tasks = things.spawn_tasks();
+    let thing_tasks = things.spawn_tasks();
+    let mut tasks = Vec::new();
+    let tunnel = match &config.tunnel {
+        Some(t) => {
+            let (tunnel, handles) =
+                tunnel::Tunnel::start(t.clone(), registry.clone(), metrics.clone(), rx.clone())?;
+            tasks.extend(handles);
+            Some(tunnel)
+        }
+        None => None,
+    };
     if let Some(t) = tls
         .as_ref()
         .filter(|_| config.server.tls.as_ref().is_some_and(|t| t.watch))
     {
         tasks.push(t.spawn_watcher());
+    }
+    if let Some(sim) = registry.sim() {
+        tasks.extend(start_simulation(sim, tunnel.clone(), rx.clone()));
     }
     let handshake_timeout = Duration::from_millis(config.server.handshake_timeout_ms);
     tasks.push(tokio::spawn(server::serve(
@@ -187,8 +259,10 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         things,
         metrics,
         tls,
+        tunnel,
         ready,
         shutdown,
         tasks,
+        thing_tasks,
     })
 }

@@ -46,6 +46,14 @@ pub struct FieldDef {
 pub struct PropertyValue {
     pub value: serde_json::Value,
     pub time_ms: i64,
+    pub quality: crate::basetype::Quality,
+}
+#[derive(Debug, Clone)]
+pub struct PropertyChange {
+    pub thing: Arc<str>,
+    pub property: Arc<str>,
+    pub base_type: BaseType,
+    pub value: PropertyValue,
 }
 pub struct ServiceResult {
     pub status: u16,
@@ -125,6 +133,9 @@ impl Things {
         _p: serde_json::Map<String, serde_json::Value>,
     ) -> Result<ServiceResult, ThingError> {
         Err(ThingError::UnknownThing(t.into()))
+    }
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<PropertyChange> {
+        tokio::sync::broadcast::channel(1).1
     }
     pub fn spawn_tasks(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         vec![]

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the sidecar, in one registry served on the admin port.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -44,6 +44,13 @@ pub struct Metrics {
     tls_reloads: Family<KindLabel, Counter>,
     lua_calls: HistogramFamily,
     cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
+    tunnel_up: Gauge<i64, AtomicI64>,
+    tunnel_disconnects: Family<KindLabel, Counter>,
+    tunnel_updates: Family<KindLabel, Counter>,
+    tunnel_queue_depth: Gauge<i64, AtomicI64>,
+    tunnel_queue_dropped: Counter,
+    /// Last absolute drop count seen, to turn the outbox's total into counter increments.
+    dropped_seen: AtomicU64,
 }
 
 fn lua_histogram() -> Histogram {
@@ -90,7 +97,43 @@ impl Metrics {
             "Certificate expiry as Unix time",
             cert_not_after.clone(),
         );
+        let tunnel_up = Gauge::<i64, AtomicI64>::default();
+        let tunnel_disconnects = Family::<KindLabel, Counter>::default();
+        let tunnel_updates = Family::<KindLabel, Counter>::default();
+        let tunnel_queue_depth = Gauge::<i64, AtomicI64>::default();
+        let tunnel_queue_dropped = Counter::default();
+        registry.register(
+            "tunnel_up",
+            "1 while the platform tunnel is established",
+            tunnel_up.clone(),
+        );
+        registry.register(
+            "tunnel_disconnects",
+            "Tunnel sessions lost, by reason",
+            tunnel_disconnects.clone(),
+        );
+        registry.register(
+            "tunnel_updates",
+            "Property updates by outcome (sent, acked, rejected, unsubscribed, lagged)",
+            tunnel_updates.clone(),
+        );
+        registry.register(
+            "tunnel_queue_depth",
+            "Updates waiting for the platform's acknowledgement",
+            tunnel_queue_depth.clone(),
+        );
+        registry.register(
+            "tunnel_queue_dropped",
+            "Updates dropped by the offline queue's overflow policy",
+            tunnel_queue_dropped.clone(),
+        );
         Self {
+            tunnel_up,
+            tunnel_disconnects,
+            tunnel_updates,
+            tunnel_queue_depth,
+            tunnel_queue_dropped,
+            dropped_seen: AtomicU64::new(0),
             registry,
             requests,
             auth_failures,
@@ -141,6 +184,58 @@ impl Metrics {
         self.cert_not_after
             .get_or_create(&CertLabel { cert })
             .set(unix_secs);
+    }
+
+    /// Marks the tunnel up or down.
+    pub fn tunnel_connected(&self, up: bool) {
+        self.tunnel_up.set(i64::from(up));
+    }
+
+    /// Counts a lost tunnel session.
+    pub fn tunnel_disconnect(&self, reason: &'static str) {
+        self.tunnel_disconnects
+            .get_or_create(&KindLabel { kind: reason })
+            .inc();
+    }
+
+    fn tunnel_update(&self, kind: &'static str, n: u64) {
+        self.tunnel_updates
+            .get_or_create(&KindLabel { kind })
+            .inc_by(n);
+    }
+
+    /// Counts updates sent to the platform.
+    pub fn tunnel_sent(&self, n: u64) {
+        self.tunnel_update("sent", n);
+    }
+
+    /// Counts updates the platform acknowledged.
+    pub fn tunnel_acked(&self, n: u64) {
+        self.tunnel_update("acked", n);
+    }
+
+    /// Counts updates the platform refused.
+    pub fn tunnel_rejected(&self, n: u64) {
+        self.tunnel_update("rejected", n);
+    }
+
+    /// Counts updates of properties the platform did not subscribe to.
+    pub fn tunnel_unsubscribed(&self, n: u64) {
+        self.tunnel_update("unsubscribed", n);
+    }
+
+    /// Counts updates lost before reaching the queue (a lagging change feed).
+    pub fn tunnel_lagged(&self, n: u64) {
+        self.tunnel_update("lagged", n);
+    }
+
+    /// Records the queue depth and the outbox's total of dropped updates.
+    pub fn tunnel_queue(&self, depth: usize, dropped_total: u64) {
+        self.tunnel_queue_depth.set(depth as i64);
+        let seen = self.dropped_seen.swap(dropped_total, Ordering::Relaxed);
+        if dropped_total > seen {
+            self.tunnel_queue_dropped.inc_by(dropped_total - seen);
+        }
     }
 
     /// Renders the registry in the OpenMetrics text format.

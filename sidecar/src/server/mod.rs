@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::lua::Things;
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::tls::peer;
 use crate::tls::reload::ReloadingServerConfig;
 use authn::{Authenticator, ConnIdentity};
@@ -34,8 +34,8 @@ use things_api::Route;
 pub struct App {
     /// Client authentication.
     pub authn: Authenticator,
-    /// The Lua things served over REST.
-    pub things: Arc<Things>,
+    /// The things served over REST.
+    pub things: Arc<Registry>,
     /// Optional upstream forwarder.
     pub proxy: Option<Proxy>,
     /// Metrics registry.

@@ -9,8 +9,9 @@ use serde_json::{json, Map, Value};
 
 use super::response::{error, json, Body};
 use crate::basetype::BaseType;
-use crate::lua::{ThingError, Things};
+use crate::lua::ThingError;
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 
 /// A parsed things route; `name` is the fixed metrics label.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl Route {
 
 /// Serves one things-API request.
 pub async fn handle(
-    things: &Things,
+    things: &Registry,
     metrics: &Metrics,
     route: Route,
     method: &Method,
@@ -73,11 +74,11 @@ pub async fn handle(
             Ok(props) => {
                 let fields: Vec<_> = props
                     .iter()
-                    .map(|(d, _)| (d.name.as_str(), d.base_type, d.description.as_str()))
+                    .map(|p| (p.name.as_str(), p.base_type, p.description.as_str()))
                     .collect();
                 let row = props
                     .iter()
-                    .map(|(d, v)| (d.name.clone(), v.value.clone()))
+                    .map(|p| (p.name.clone(), p.value.clone()))
                     .collect();
                 json(StatusCode::OK, &infotable(&fields, row))
             }
@@ -87,11 +88,11 @@ pub async fn handle(
             let r = things.read_property(&t, &p).await;
             metrics.lua_call("property", started.elapsed());
             match r {
-                Ok((d, v)) => {
-                    let row = Map::from_iter([(d.name.clone(), v.value)]);
+                Ok(p) => {
+                    let row = Map::from_iter([(p.name.clone(), p.value)]);
                     json(
                         StatusCode::OK,
-                        &infotable(&[(&d.name, d.base_type, &d.description)], row),
+                        &infotable(&[(&p.name, p.base_type, &p.description)], row),
                     )
                 }
                 Err(e) => thing_error(&e),
@@ -154,11 +155,12 @@ pub async fn handle(
     resp
 }
 
-fn list(things: &Things) -> http::Response<Body> {
-    let items: Vec<Value> = things
+fn list(registry: &Registry) -> http::Response<Body> {
+    let lua = registry.lua();
+    let items: Vec<Value> = lua
         .thing_names()
         .iter()
-        .filter_map(|n| things.describe(n))
+        .filter_map(|n| lua.describe(n))
         .map(|i| {
             json!({
                 "name": i.name,
@@ -175,7 +177,22 @@ fn list(things: &Things) -> http::Response<Body> {
             })
         })
         .collect();
-    json(StatusCode::OK, &json!({ "things": items }))
+    // A fleet is summarised, not listed: it may hold 100,000 devices.
+    let simulation = registry.sim().map(|s| {
+        let shard = s.schema.shard();
+        json!({
+            "devices": s.schema.device_count(),
+            "shard": {"start": shard.start, "end": shard.end},
+            "first": s.schema.name(shard.start),
+            "properties": s.schema.properties().iter().map(|p| json!({
+                "name": p.name, "baseType": p.base_type, "intervalMs": p.interval_ms,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    json(
+        StatusCode::OK,
+        &json!({ "things": items, "simulation": simulation }),
+    )
 }
 
 /// Builds the InfoTable JSON form: a data shape of the fields and one row.

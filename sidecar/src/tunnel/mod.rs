@@ -1,3 +1,257 @@
-//! The persistent AlwaysOn tunnel from the gateway to its platform.
+//! The persistent AlwaysOn tunnel from the gateway to its platform: one websocket per process,
+//! every thing bound over it, updates store-and-forwarded, reconnects with backoff and jitter.
 
+pub mod config;
+pub mod connect;
+pub mod downstream;
 pub mod outbox;
+pub mod session;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::ConfigError;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use config::TunnelConfig;
+use connect::Connector;
+use outbox::{Outbox, Update};
+use session::{Session, SessionError};
+
+/// State shared by the reconnect loop, its sessions and the producers of updates.
+pub struct Shared {
+    config: TunnelConfig,
+    app_key: String,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    outbox: Mutex<Outbox>,
+    /// Signalled when updates are queued, so an idle session sends them at once.
+    wake: Notify,
+    request_ids: AtomicU32,
+    connected: AtomicBool,
+}
+
+impl Shared {
+    fn next_id(&self) -> u32 {
+        // Request ids start at 1 as in the SDK; 0 is never used.
+        let id = self.request_ids.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            self.request_ids.fetch_add(1, Ordering::Relaxed)
+        } else {
+            id
+        }
+    }
+
+    fn outbox_mut(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle to the running tunnel: push updates, read its state, stop it.
+#[derive(Clone)]
+pub struct Tunnel {
+    shared: Arc<Shared>,
+}
+
+impl Tunnel {
+    /// Reads the key and certificate files, opens the offline queue and starts connecting.
+    pub fn start(
+        config: TunnelConfig,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Tunnel, Vec<JoinHandle<()>>), ConfigError> {
+        config.validate()?;
+        let app_key = std::fs::read_to_string(&config.app_key_file)
+            .map_err(|e| {
+                ConfigError::new(
+                    "tunnel.appKeyFile",
+                    format!("cannot read {}: {e}", config.app_key_file.display()),
+                )
+            })?
+            .trim()
+            .to_owned();
+        if app_key.is_empty() {
+            return Err(ConfigError::new(
+                "tunnel.appKeyFile",
+                format!("{} is empty", config.app_key_file.display()),
+            ));
+        }
+        let connector = Connector::new(&config)?;
+        let q = &config.queue;
+        let outbox = match &q.dir {
+            Some(dir) => Outbox::open(dir, q.capacity, q.overflow)
+                .map_err(|e| ConfigError::new("tunnel.queue.dir", e.to_string()))?,
+            None => Outbox::in_memory(q.capacity, q.overflow),
+        };
+        metrics.tunnel_queue(outbox.len(), outbox.dropped());
+        let shared = Arc::new(Shared {
+            config,
+            app_key,
+            registry: registry.clone(),
+            metrics,
+            outbox: Mutex::new(outbox),
+            wake: Notify::new(),
+            request_ids: AtomicU32::new(1),
+            connected: AtomicBool::new(false),
+        });
+        let tunnel = Tunnel {
+            shared: shared.clone(),
+        };
+        let mut tasks = vec![tokio::spawn(reconnect_loop(
+            shared,
+            connector,
+            shutdown.clone(),
+        ))];
+        tasks.push(tokio::spawn(collect_lua_changes(
+            tunnel.clone(),
+            registry.lua().subscribe(),
+            shutdown,
+        )));
+        Ok((tunnel, tasks))
+    }
+
+    /// Queues an update for the platform (store-and-forward).
+    pub fn push(&self, update: Update) {
+        self.push_many(std::iter::once(update));
+    }
+
+    /// Queues many updates under one lock.
+    pub fn push_many(&self, updates: impl IntoIterator<Item = Update>) {
+        {
+            let mut o = self.shared.outbox_mut();
+            for u in updates {
+                o.push(u);
+            }
+            self.shared.metrics.tunnel_queue(o.len(), o.dropped());
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Whether a session is established now.
+    pub fn connected(&self) -> bool {
+        self.shared.connected.load(Ordering::SeqCst)
+    }
+
+    /// Updates waiting for acknowledgement, and updates dropped by the overflow policy.
+    pub fn queue_state(&self) -> (usize, u64) {
+        let o = self.shared.outbox_mut();
+        (o.len(), o.dropped())
+    }
+
+    /// Writes the offline queue to disk (called at shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.shared.outbox_mut().flush() {
+            tracing::error!(error = %e, "offline queue flush failed");
+        }
+    }
+}
+
+/// Connects, runs a session, and reconnects with capped exponential backoff and full jitter.
+async fn reconnect_loop(
+    shared: Arc<Shared>,
+    connector: Connector,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let timing = shared.config.timing.clone();
+    let startup = rand::rng().random_range(0..=timing.startup_jitter_ms);
+    if sleep_or_shutdown(Duration::from_millis(startup), &mut shutdown).await {
+        return;
+    }
+    let mut attempt: u32 = 0;
+    loop {
+        let outcome = match connector.connect().await {
+            Ok(ws) => match Session::establish(&shared, ws).await {
+                Ok(session) => {
+                    attempt = 0;
+                    shared.connected.store(true, Ordering::SeqCst);
+                    shared.metrics.tunnel_connected(true);
+                    tracing::info!(url = %shared.config.url, "tunnel up: authenticated and bound");
+                    let e = session.run(shutdown.clone()).await;
+                    shared.connected.store(false, Ordering::SeqCst);
+                    shared.metrics.tunnel_connected(false);
+                    e
+                }
+                Err(e) => e,
+            },
+            Err(e) => SessionError::Ws(e.to_string()),
+        };
+        if matches!(outcome, SessionError::Shutdown) || *shutdown.borrow() {
+            return;
+        }
+        shared.metrics.tunnel_disconnect(reason_label(&outcome));
+        let cap = timing.backoff_max_ms;
+        let base = timing
+            .backoff_initial_ms
+            .saturating_mul(1u64 << attempt.min(20))
+            .min(cap);
+        let delay = rand::rng().random_range(base / 2..=base);
+        attempt = attempt.saturating_add(1);
+        tracing::warn!(error = %outcome, retry_in_ms = delay, "tunnel down");
+        if sleep_or_shutdown(Duration::from_millis(delay), &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+fn reason_label(e: &SessionError) -> &'static str {
+    match e {
+        SessionError::Unauthorized(_) => "unauthorized",
+        SessionError::BindRefused(_) => "bind_refused",
+        SessionError::Timeout(_) => "timeout",
+        SessionError::KeepAlive(_) => "keep_alive",
+        SessionError::Ws(_) => "connection",
+        SessionError::Protocol(_) => "protocol",
+        SessionError::Shutdown => "shutdown",
+    }
+}
+
+/// Sleeps; `true` when shutdown was requested meanwhile.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// Feeds Lua property changes (already filtered by their push rules) into the outbox.
+async fn collect_lua_changes(
+    tunnel: Tunnel,
+    mut changes: broadcast::Receiver<crate::lua::PropertyChange>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let change = tokio::select! {
+            c = changes.recv() => c,
+            _ = shutdown.changed() => return,
+        };
+        match change {
+            Ok(c) => {
+                tunnel.push(Update {
+                    thing: c.thing,
+                    property: c.property,
+                    base_type: c.base_type,
+                    value: c.value.value,
+                    time_ms: c.value.time_ms,
+                    quality: c.value.quality,
+                });
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "Lua change feed lagged; updates lost before queueing"
+                );
+                tunnel.shared.metrics.tunnel_lagged(n);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Every thing this gateway serves, whatever runs it: the one place the REST API and the
+//! platform tunnel look things up. Lua things are checked first, then simulated devices.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Map, Value};
+
+use crate::basetype::BaseType;
+use crate::lua::{ServiceResult, ThingError, Things};
+use crate::sim::{Fleet, FleetSchema, WriteError};
+
+/// A running simulated fleet: its state, and the read-only schema to name and render updates.
+pub struct SimFleet {
+    /// Device state, shared with the driver that ticks it.
+    pub fleet: Arc<Mutex<Fleet>>,
+    /// Names, properties and JSON rendering, readable without the lock.
+    pub schema: Arc<FleetSchema>,
+}
+
+impl SimFleet {
+    /// Wraps a fleet for sharing.
+    pub fn new(fleet: Fleet) -> Self {
+        let schema = fleet.schema().clone();
+        Self {
+            fleet: Arc::new(Mutex::new(fleet)),
+            schema,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Fleet> {
+        self.fleet.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The gateway's things: Lua things and, with a simulation, simulated devices.
+pub struct Registry {
+    lua: Arc<Things>,
+    sim: Option<SimFleet>,
+}
+
+impl Registry {
+    /// A registry over the loaded Lua things and an optional fleet.
+    pub fn new(lua: Arc<Things>, sim: Option<SimFleet>) -> Self {
+        Self { lua, sim }
+    }
+
+    /// The Lua runtime, for its change notifications and task loops.
+    pub fn lua(&self) -> &Arc<Things> {
+        &self.lua
+    }
+
+    /// The simulated fleet, if any.
+    pub fn sim(&self) -> Option<&SimFleet> {
+        self.sim.as_ref()
+    }
+
+    /// Every thing name, for BIND: Lua things, then this shard's devices.
+    pub fn thing_names(&self) -> Vec<String> {
+        let mut names = self.lua.thing_names();
+        if let Some(sim) = &self.sim {
+            names.extend(sim.schema.shard().map(|i| sim.schema.name(i)));
+        }
+        names
+    }
+
+    /// A simulated device's index, when `thing` is one (and not a Lua thing).
+    fn device(&self, thing: &str) -> Option<(&SimFleet, u32)> {
+        let sim = self.sim.as_ref()?;
+        if self.lua.describe(thing).is_some() {
+            return None;
+        }
+        sim.schema.index_of(thing).map(|i| (sim, i))
+    }
+
+    /// One property with type, value, time and quality.
+    pub async fn read_property(
+        &self,
+        thing: &str,
+        prop: &str,
+    ) -> Result<PropertyReading, ThingError> {
+        if let Some((sim, i)) = self.device(thing) {
+            let def = sim
+                .schema
+                .properties()
+                .iter()
+                .find(|p| p.name == prop)
+                .ok_or_else(|| unknown_property(thing, prop))?;
+            let (value, time_ms, _) = sim
+                .lock()
+                .read(i, prop)
+                .ok_or_else(|| unknown_property(thing, prop))?;
+            return Ok(PropertyReading {
+                name: def.name.clone(),
+                base_type: def.base_type,
+                description: String::new(),
+                value,
+                time_ms,
+            });
+        }
+        let (d, v) = self.lua.read_property(thing, prop).await?;
+        Ok(PropertyReading {
+            name: d.name,
+            base_type: d.base_type,
+            description: d.description,
+            value: v.value,
+            time_ms: v.time_ms,
+        })
+    }
+
+    /// Every property of a thing with type, value, time and quality.
+    pub async fn read_properties(&self, thing: &str) -> Result<Vec<PropertyReading>, ThingError> {
+        if let Some((sim, i)) = self.device(thing) {
+            let guard = sim.lock();
+            let all = guard
+                .read_all(i)
+                .ok_or_else(|| ThingError::UnknownThing(thing.to_owned()))?;
+            return Ok(all
+                .into_iter()
+                .map(|(p, (value, time_ms, _))| PropertyReading {
+                    name: p.name.clone(),
+                    base_type: p.base_type,
+                    description: String::new(),
+                    value,
+                    time_ms,
+                })
+                .collect());
+        }
+        let props = self.lua.read_properties(thing).await?;
+        Ok(props
+            .into_iter()
+            .map(|(d, v)| PropertyReading {
+                name: d.name,
+                base_type: d.base_type,
+                description: d.description,
+                value: v.value,
+                time_ms: v.time_ms,
+            })
+            .collect())
+    }
+
+    /// Writes a property (type-checked by the owner).
+    pub async fn write_property(
+        &self,
+        thing: &str,
+        prop: &str,
+        value: Value,
+    ) -> Result<(), ThingError> {
+        if let Some((sim, i)) = self.device(thing) {
+            return sim.lock().write(i, prop, &value).map_err(|e| match e {
+                WriteError::UnknownDevice(_) => ThingError::UnknownThing(thing.to_owned()),
+                WriteError::UnknownProperty(_) => unknown_property(thing, prop),
+                WriteError::Type { source, .. } => ThingError::WrongType {
+                    name: prop.to_owned(),
+                    expected: source.expected,
+                },
+            });
+        }
+        self.lua.write_property(thing, prop, value).await
+    }
+
+    /// Invokes a service with named parameters.
+    pub async fn call_service(
+        &self,
+        thing: &str,
+        service: &str,
+        headers: Vec<(String, String)>,
+        query: Vec<(String, String)>,
+        params: Map<String, Value>,
+    ) -> Result<ServiceResult, ThingError> {
+        if self.device(thing).is_some() {
+            return Err(ThingError::UnknownService {
+                thing: thing.to_owned(),
+                service: service.to_owned(),
+            });
+        }
+        self.lua
+            .call_service(thing, service, headers, query, params)
+            .await
+    }
+}
+
+/// One property of a thing as the REST API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropertyReading {
+    /// Property name.
+    pub name: String,
+    /// Its base type.
+    pub base_type: BaseType,
+    /// Description from the template.
+    pub description: String,
+    /// Current value.
+    pub value: Value,
+    /// Unix ms of the value.
+    pub time_ms: i64,
+}
+
+fn unknown_property(thing: &str, prop: &str) -> ThingError {
+    ThingError::UnknownProperty {
+        thing: thing.to_owned(),
+        property: prop.to_owned(),
+    }
+}

@@ -1,0 +1,219 @@
+//! The `tunnel` section of the sidecar config: where the platform is and how to trust it.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::outbox::OverflowPolicy;
+use crate::config::ConfigError;
+
+/// Connection to the platform over the AlwaysOn websocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TunnelConfig {
+    /// `wss://host:port/Thingworx/WS` (or `ws://` only with `insecurePlaintext`).
+    pub url: String,
+    /// File holding the application key sent in AUTH (the key itself never appears in config).
+    pub app_key_file: PathBuf,
+    /// The gateway's own name and type, sent in BIND.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayIdentity>,
+    /// How the platform's certificate is verified.
+    #[serde(default)]
+    pub server: ServerVerification,
+    /// Client certificate presented to the platform (mTLS), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<ClientCert>,
+    /// Allow `ws://` without TLS. Must be set explicitly; for local demos only.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// Timing of connects, keep-alives and reconnects.
+    #[serde(default)]
+    pub timing: TunnelTiming,
+    /// Store-and-forward queue of updates.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Largest AlwaysOn message before it is split into multipart chunks.
+    #[serde(default = "default_chunk_size")]
+    pub chunk_size: usize,
+    /// Most rows in one `UpdateSubscribedPropertyValues` request.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Requests sent but not yet answered, at most.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+}
+
+/// The gateway's identity in BIND.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayIdentity {
+    /// Gateway thing name.
+    pub name: String,
+    /// Gateway type.
+    #[serde(default = "default_gateway_type")]
+    pub type_name: String,
+}
+
+/// Platform certificate verification: a CA bundle, a pinned certificate, or explicitly none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerVerification {
+    /// PEM CA bundle the platform's certificate must chain to (hostname checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// PEM of the pinned platform certificate: exact match, hostname ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<PathBuf>,
+    /// Skip verification entirely; logged as a warning at every connect.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Client certificate and key files (a `kubernetes.io/tls` Secret mount).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientCert {
+    /// PEM chain.
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
+}
+
+/// Timeouts, keep-alive and reconnect backoff, all in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct TunnelTiming {
+    /// Each connect stage (DNS, TCP, TLS, websocket, AUTH, BIND) must finish within this.
+    pub stage_timeout_ms: u64,
+    /// A keep-alive is sent after this long without traffic from the platform.
+    pub keep_alive_ms: u64,
+    /// The platform must answer a keep-alive within this, or the connection is declared dead.
+    pub keep_alive_timeout_ms: u64,
+    /// First reconnect delay.
+    pub backoff_initial_ms: u64,
+    /// Reconnect delay cap.
+    pub backoff_max_ms: u64,
+    /// Random delay before the first connect, so a restarted fleet does not stampede.
+    pub startup_jitter_ms: u64,
+}
+
+/// The offline queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct QueueConfig {
+    /// Most updates kept while unacknowledged.
+    pub capacity: usize,
+    /// What is dropped when full.
+    pub overflow: OverflowPolicy,
+    /// Directory to persist the queue in, so a restart loses nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+fn default_chunk_size() -> usize {
+    8192
+}
+fn default_batch_rows() -> usize {
+    500
+}
+fn default_in_flight() -> usize {
+    32
+}
+fn default_gateway_type() -> String {
+    "EdgewayGateway".into()
+}
+
+impl Default for TunnelTiming {
+    fn default() -> Self {
+        Self {
+            stage_timeout_ms: 10_000,
+            keep_alive_ms: 5_000,
+            keep_alive_timeout_ms: 5_000,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 30_000,
+            startup_jitter_ms: 1_000,
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            overflow: OverflowPolicy::DropOldest,
+            dir: None,
+        }
+    }
+}
+
+impl TunnelConfig {
+    /// Checks what types cannot: the URL, one verification mode, positive numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.url.as_str();
+        let secure = url.starts_with("wss://");
+        if !secure && !url.starts_with("ws://") {
+            return Err(ConfigError::new(
+                "tunnel.url",
+                format!("{url:?} must start with wss:// (or ws:// with insecurePlaintext)"),
+            ));
+        }
+        if !secure && !self.insecure_plaintext {
+            return Err(ConfigError::new(
+                "tunnel.url",
+                "ws:// sends the app key in clear text; use wss:// or set insecurePlaintext: true",
+            ));
+        }
+        let v = &self.server;
+        let modes = usize::from(v.ca.is_some())
+            + usize::from(v.pinned.is_some())
+            + usize::from(v.insecure_skip_verify);
+        if secure && modes != 1 {
+            return Err(ConfigError::new(
+                "tunnel.server",
+                "set exactly one of ca, pinned or insecureSkipVerify",
+            ));
+        }
+        let t = &self.timing;
+        for (name, v) in [
+            ("stageTimeoutMs", t.stage_timeout_ms),
+            ("keepAliveMs", t.keep_alive_ms),
+            ("keepAliveTimeoutMs", t.keep_alive_timeout_ms),
+            ("backoffInitialMs", t.backoff_initial_ms),
+            ("backoffMaxMs", t.backoff_max_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(
+                    format!("tunnel.timing.{name}"),
+                    "must be positive",
+                ));
+            }
+        }
+        if t.backoff_max_ms < t.backoff_initial_ms {
+            return Err(ConfigError::new(
+                "tunnel.timing.backoffMaxMs",
+                "must not be below backoffInitialMs",
+            ));
+        }
+        if self.queue.capacity == 0 {
+            return Err(ConfigError::new(
+                "tunnel.queue.capacity",
+                "must be positive",
+            ));
+        }
+        if self.chunk_size < 1024 {
+            return Err(ConfigError::new(
+                "tunnel.chunkSize",
+                "must be at least 1024",
+            ));
+        }
+        if self.batch_rows == 0 || self.max_in_flight == 0 {
+            return Err(ConfigError::new(
+                "tunnel",
+                "batchRows and maxInFlight must be positive",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! Opening the websocket to the platform: DNS (re-resolved every time), TCP, TLS with the
+//! configured verification, and the websocket upgrade, each stage under its own timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::WebSocketStream;
+
+use super::config::TunnelConfig;
+use crate::config::{ConfigError, PinMode};
+use crate::tls::{load_certs, load_key, load_roots, pin::PinnedVerifier, provider};
+
+/// A byte stream under the websocket: TLS, or plain TCP when explicitly allowed.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The websocket type of a tunnel.
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// Why a connect attempt failed; the stage tells an operator where to look.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL could not be used.
+    #[error("bad platform URL: {0}")]
+    Url(String),
+    /// A stage did not finish in time.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// DNS gave nothing or failed.
+    #[error("resolving {host}: {reason}")]
+    Resolve {
+        /// Host name.
+        host: String,
+        /// Resolver message.
+        reason: String,
+    },
+    /// TCP connect failed on every address.
+    #[error("connecting to {0}: {1}")]
+    Tcp(String, std::io::Error),
+    /// TLS handshake failed (certificate refused, protocol error...).
+    #[error("TLS handshake with {0}: {1}")]
+    Tls(String, std::io::Error),
+    /// The websocket upgrade failed.
+    #[error("websocket upgrade: {0}")]
+    Upgrade(String),
+}
+
+/// Everything needed to connect, built once from the config (files read at start-up).
+pub struct Connector {
+    url: String,
+    host: String,
+    port: u16,
+    tls: Option<TlsConnector>,
+    insecure: bool,
+    stage_timeout: Duration,
+}
+
+impl Connector {
+    /// Reads the CA/pinned/client-cert files named in the config; errors name the field.
+    pub fn new(cfg: &TunnelConfig) -> Result<Self, ConfigError> {
+        let uri: http::Uri = cfg
+            .url
+            .parse()
+            .map_err(|e| ConfigError::new("tunnel.url", format!("{e}")))?;
+        let secure = uri.scheme_str() == Some("wss");
+        let host = uri
+            .host()
+            .ok_or_else(|| ConfigError::new("tunnel.url", "has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let tls = if secure {
+            Some(TlsConnector::from(Arc::new(client_config(cfg)?)))
+        } else {
+            None
+        };
+        Ok(Self {
+            url: cfg.url.clone(),
+            host,
+            port,
+            tls,
+            insecure: cfg.server.insecure_skip_verify,
+            stage_timeout: Duration::from_millis(cfg.timing.stage_timeout_ms),
+        })
+    }
+
+    /// Opens a fresh websocket; DNS is resolved anew on every call.
+    pub async fn connect(&self) -> Result<Ws, ConnectError> {
+        let t = self.stage_timeout;
+        let target = format!("{}:{}", self.host, self.port);
+        let addrs: Vec<_> = tokio::time::timeout(t, tokio::net::lookup_host(&target))
+            .await
+            .map_err(|_| ConnectError::Timeout("DNS"))?
+            .map_err(|e| ConnectError::Resolve {
+                host: self.host.clone(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(ConnectError::Resolve {
+                host: self.host.clone(),
+                reason: "no addresses".into(),
+            });
+        }
+        let mut last = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match tokio::time::timeout(t, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => last = Some(ConnectError::Tcp(addr.to_string(), e)),
+                Err(_) => last = Some(ConnectError::Timeout("TCP connect")),
+            }
+        }
+        let tcp = match tcp {
+            Some(s) => s,
+            None => return Err(last.unwrap_or(ConnectError::Timeout("TCP connect"))),
+        };
+        let _ = tcp.set_nodelay(true);
+        let stream = match &self.tls {
+            Some(connector) => {
+                if self.insecure {
+                    tracing::warn!(url = %self.url, "platform certificate NOT verified (tunnel.server.insecureSkipVerify)");
+                }
+                let name = ServerName::try_from(self.host.clone())
+                    .map_err(|e| ConnectError::Url(e.to_string()))?;
+                let tls = tokio::time::timeout(t, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| ConnectError::Timeout("TLS handshake"))?
+                    .map_err(|e| ConnectError::Tls(target.clone(), e))?;
+                Box::new(tls) as Box<dyn Io>
+            }
+            None => Box::new(tcp) as Box<dyn Io>,
+        };
+        let request = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ConnectError::Url(e.to_string()))?;
+        let (ws, _) = tokio::time::timeout(t, tokio_tungstenite::client_async(request, stream))
+            .await
+            .map_err(|_| ConnectError::Timeout("websocket upgrade"))?
+            .map_err(|e| ConnectError::Upgrade(e.to_string()))?;
+        Ok(ws)
+    }
+}
+
+/// The rustls client config: CA, pinned or (explicitly) no verification; optional client cert.
+fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| ConfigError::new("tunnel", e.to_string()))?;
+    let v = &cfg.server;
+    let builder = if let Some(ca) = &v.ca {
+        builder.with_root_certificates(load_roots(ca, "tunnel.server.ca")?)
+    } else if let Some(pin) = &v.pinned {
+        let certs = load_certs(pin, "tunnel.server.pinned")?;
+        let verifier = PinnedVerifier::new(&certs, PinMode::Certificate, true, provider.clone())
+            .map_err(|e| ConfigError::new("tunnel.server.pinned", e.to_string()))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+    };
+    match &cfg.client_cert {
+        Some(c) => {
+            let certs = load_certs(&c.cert, "tunnel.clientCert.cert")?;
+            let key = load_key(&c.key, "tunnel.clientCert.key")?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                ConfigError::new(
+                    "tunnel.clientCert.key",
+                    format!("does not match the cert: {e}"),
+                )
+            })
+        }
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Accepts any server certificate, but still checks handshake signatures so the session keys
+/// are at least bound to the presented key. Only reachable through `insecureSkipVerify: true`.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,382 @@
+//! One connected session: AUTH, BIND, subscriptions, then the loop that pushes queued updates
+//! (acknowledged by the platform's responses), answers platform requests and keeps the
+//! connection alive — detecting a silent platform within the keep-alive deadline.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::connect::Ws;
+use super::downstream::{self, FollowUp};
+use super::outbox::Update;
+use super::Shared;
+use crate::protocol::vtq::{read_subscriptions, PropertyUpdate};
+use crate::protocol::{split, Message, Primitive, Reassembler, StatusCode, WireType};
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The platform refused the app key or certificate.
+    #[error("platform refused authentication: {0}")]
+    Unauthorized(String),
+    /// The platform refused a BIND.
+    #[error("platform refused BIND: {0}")]
+    BindRefused(String),
+    /// A stage of the handshake took too long.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// Nothing arrived from the platform within the keep-alive deadline.
+    #[error("no answer to keep-alive within {0:?}: connection presumed dead")]
+    KeepAlive(Duration),
+    /// The websocket failed or closed.
+    #[error("websocket: {0}")]
+    Ws(String),
+    /// The platform sent bytes we cannot decode.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// Shut down on request.
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Which properties the platform wants per thing; `None` means all of them.
+type Subscriptions = HashMap<String, Option<HashSet<String>>>;
+
+/// A live session over one websocket.
+pub struct Session<'a> {
+    shared: &'a Arc<Shared>,
+    ws: Ws,
+    reasm: Reassembler,
+    session_id: u32,
+    last_rx: Instant,
+    /// Requests sent and not answered: request id → what the answer settles.
+    in_flight: HashMap<u32, Pending>,
+    subscriptions: Subscriptions,
+}
+
+enum Pending {
+    Updates(Vec<u64>),
+    Subscriptions(String),
+    KeepAlive,
+}
+
+impl<'a> Session<'a> {
+    /// Authenticates and binds every thing; the session is then ready to run.
+    pub async fn establish(shared: &'a Arc<Shared>, ws: Ws) -> Result<Session<'a>, SessionError> {
+        let mut s = Session {
+            shared,
+            ws,
+            reasm: Reassembler::default(),
+            session_id: 0,
+            last_rx: Instant::now(),
+            in_flight: HashMap::new(),
+            subscriptions: HashMap::new(),
+        };
+        let id = shared.next_id();
+        s.send(Message::auth(id, &shared.app_key)).await?;
+        let resp = s.expect_response(id, "AUTH").await?;
+        if !resp.0.is_success() {
+            return Err(SessionError::Unauthorized(resp.1));
+        }
+        s.session_id = resp.2;
+        let names = shared.registry.thing_names();
+        let gateway = shared
+            .config
+            .gateway
+            .as_ref()
+            .map(|g| (g.name.as_str(), g.type_name.as_str()));
+        for (i, chunk) in names.chunks(500).enumerate() {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let id = shared.next_id();
+            let gw = if i == 0 { gateway } else { None };
+            s.send(Message::bind(id, gw, &refs)).await?;
+            let (status, reason, _) = s.expect_response(id, "BIND").await?;
+            if !status.is_success() {
+                return Err(SessionError::BindRefused(format!(
+                    "{}: {reason}",
+                    status.name()
+                )));
+            }
+        }
+        for name in &names {
+            s.request_subscriptions(name).await?;
+        }
+        Ok(s)
+    }
+
+    /// Runs until the connection fails or shutdown; queued updates flow while it runs.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> SessionError {
+        let (answers_tx, mut answers) = mpsc::channel::<(Message, FollowUp)>(64);
+        let ka = Duration::from_millis(self.shared.config.timing.keep_alive_ms);
+        let ka_deadline =
+            ka + Duration::from_millis(self.shared.config.timing.keep_alive_timeout_ms);
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            (self.shared.config.timing.keep_alive_timeout_ms / 4).clamp(10, 1000),
+        ));
+        let mut ka_sent = false;
+        self.shared.outbox_mut().rewind();
+        loop {
+            let window_open = self.in_flight.len() < self.shared.config.max_in_flight;
+            if window_open && self.shared.outbox_mut().has_unsent() {
+                if let Err(e) = self.send_updates().await {
+                    return e;
+                }
+                continue;
+            }
+            tokio::select! {
+                frame = self.ws.next() => {
+                    let result = match frame {
+                        Some(Ok(f)) => self.on_frame(f, &answers_tx).await,
+                        Some(Err(e)) => Err(SessionError::Ws(e.to_string())),
+                        None => Err(SessionError::Ws("closed by the platform".into())),
+                    };
+                    if let Err(e) = result { return e; }
+                    ka_sent = false;
+                }
+                Some((msg, follow)) = answers.recv() => {
+                    if let Err(e) = self.send(msg).await { return e; }
+                    if let FollowUp::Resubscribe(thing) = follow {
+                        if let Err(e) = self.request_subscriptions(&thing).await { return e; }
+                    }
+                }
+                _ = self.shared.wake.notified(), if window_open => {}
+                _ = tick.tick() => {
+                    let idle = self.last_rx.elapsed();
+                    if idle >= ka_deadline {
+                        return SessionError::KeepAlive(ka_deadline);
+                    }
+                    if idle >= ka && !ka_sent {
+                        ka_sent = true;
+                        let id = self.shared.next_id();
+                        self.in_flight.insert(id, Pending::KeepAlive);
+                        let ping = self.ws.send(WsMessage::Ping(Vec::new().into())).await;
+                        let r = self.send(Message::keep_alive(id)).await;
+                        if let Err(e) = ping.map_err(|e| SessionError::Ws(e.to_string())).and(r) {
+                            return e;
+                        }
+                    }
+                    self.reasm.expire(Instant::now());
+                }
+                _ = shutdown.changed() => {
+                    let _ = self.ws.close(None).await;
+                    return SessionError::Shutdown;
+                }
+            }
+        }
+    }
+
+    /// Sends the next batch of queued updates, one request per thing, in queue order.
+    async fn send_updates(&mut self) -> Result<(), SessionError> {
+        let batch = {
+            let mut outbox = self.shared.outbox_mut();
+            if let Err(e) = outbox.flush() {
+                tracing::error!(error = %e, "offline queue flush failed");
+            }
+            outbox.next_batch(self.shared.config.batch_rows)
+        };
+        let mut groups: Vec<(String, Vec<u64>, Vec<PropertyUpdate>)> = Vec::new();
+        let mut unwanted = Vec::new();
+        for (seq, u) in batch {
+            if !self.wanted(&u) {
+                unwanted.push(seq);
+                continue;
+            }
+            let Some(pu) = to_wire(&u) else {
+                unwanted.push(seq);
+                continue;
+            };
+            match groups.iter_mut().find(|(t, ..)| t.as_str() == &*u.thing) {
+                Some((_, seqs, ups)) => {
+                    seqs.push(seq);
+                    ups.push(pu);
+                }
+                None => groups.push((u.thing.to_string(), vec![seq], vec![pu])),
+            }
+        }
+        if !unwanted.is_empty() {
+            self.shared
+                .metrics
+                .tunnel_unsubscribed(unwanted.len() as u64);
+            self.shared.outbox_mut().ack(unwanted);
+        }
+        for (thing, seqs, ups) in groups {
+            let id = self.shared.next_id();
+            let n = ups.len() as u64;
+            self.in_flight.insert(id, Pending::Updates(seqs));
+            self.send(Message::update_subscribed_property_values(id, &thing, &ups))
+                .await?;
+            self.shared.metrics.tunnel_sent(n);
+        }
+        Ok(())
+    }
+
+    fn wanted(&self, u: &Update) -> bool {
+        match self.subscriptions.get(&*u.thing) {
+            Some(Some(set)) => set.contains(&*u.property),
+            Some(None) => true,
+            // Not yet answered: keep sending; the platform filters what it does not want.
+            None => true,
+        }
+    }
+
+    async fn request_subscriptions(&mut self, thing: &str) -> Result<(), SessionError> {
+        let id = self.shared.next_id();
+        self.in_flight
+            .insert(id, Pending::Subscriptions(thing.to_owned()));
+        self.send(Message::get_property_subscriptions(id, thing))
+            .await
+    }
+
+    async fn on_frame(
+        &mut self,
+        frame: WsMessage,
+        answers: &mpsc::Sender<(Message, FollowUp)>,
+    ) -> Result<(), SessionError> {
+        self.last_rx = Instant::now();
+        let bytes = match frame {
+            WsMessage::Binary(b) => b,
+            WsMessage::Close(_) => return Err(SessionError::Ws("closed by the platform".into())),
+            WsMessage::Text(_) => {
+                return Err(SessionError::Protocol(
+                    "text frame on a binary protocol".into(),
+                ))
+            }
+            _ => return Ok(()),
+        };
+        let msg = match self.reasm.push(&bytes, Instant::now()) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(SessionError::Protocol(e.to_string())),
+        };
+        match msg {
+            Message::Response(r) => self.on_response(r),
+            Message::Request(req) => {
+                let shared = self.shared.clone();
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    let answer = downstream::handle(&shared.registry, req).await;
+                    let _ = answers.send(answer).await;
+                });
+                Ok(())
+            }
+            Message::KeepAlive(h) => {
+                let resp = Message::response(h, StatusCode::SUCCESS, None);
+                self.send(resp).await
+            }
+            other => {
+                tracing::debug!(
+                    kind = other.kind(),
+                    "ignoring unexpected message from the platform"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn on_response(&mut self, r: crate::protocol::Response) -> Result<(), SessionError> {
+        match self.in_flight.remove(&r.header.request_id) {
+            Some(Pending::Updates(seqs)) => {
+                let n = seqs.len() as u64;
+                if r.status.is_success() {
+                    self.shared.metrics.tunnel_acked(n);
+                } else {
+                    // The platform will never take these; keeping them would loop forever.
+                    tracing::warn!(
+                        status = r.status.name(),
+                        reason = r.reason.as_deref().unwrap_or(""),
+                        updates = n,
+                        "platform rejected updates"
+                    );
+                    self.shared.metrics.tunnel_rejected(n);
+                }
+                self.shared.outbox_mut().ack(seqs);
+            }
+            Some(Pending::Subscriptions(thing)) => {
+                let subs = r
+                    .content
+                    .as_ref()
+                    .map(read_subscriptions)
+                    .unwrap_or_default();
+                let all = !r.status.is_success() || subs.iter().any(|s| s.edge_name == "*");
+                let set = (!all).then(|| subs.into_iter().map(|s| s.edge_name).collect());
+                self.subscriptions.insert(thing, set);
+            }
+            Some(Pending::KeepAlive) | None => {}
+        }
+        Ok(())
+    }
+
+    /// Waits for the response to a handshake request, under the stage timeout.
+    async fn expect_response(
+        &mut self,
+        id: u32,
+        stage: &'static str,
+    ) -> Result<(StatusCode, String, u32), SessionError> {
+        let deadline = Duration::from_millis(self.shared.config.timing.stage_timeout_ms);
+        let wait = async {
+            loop {
+                let frame = match self.ws.next().await {
+                    Some(Ok(WsMessage::Binary(b))) => b,
+                    Some(Ok(WsMessage::Close(_))) | None => {
+                        return Err(SessionError::Ws(format!("closed during {stage}")))
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(SessionError::Ws(e.to_string())),
+                };
+                self.last_rx = Instant::now();
+                match self.reasm.push(&frame, Instant::now()) {
+                    Ok(Some(Message::Response(r))) if r.header.request_id == id => {
+                        return Ok((r.status, r.reason.unwrap_or_default(), r.header.session_id))
+                    }
+                    Ok(_) => continue,
+                    Err(e) => return Err(SessionError::Protocol(e.to_string())),
+                }
+            }
+        };
+        tokio::time::timeout(deadline, wait)
+            .await
+            .map_err(|_| SessionError::Timeout(stage))?
+    }
+
+    async fn send(&mut self, msg: Message) -> Result<(), SessionError> {
+        let msg = if matches!(msg, Message::Auth(_)) {
+            msg
+        } else {
+            msg.with_session(self.session_id)
+        };
+        let frames = split(&msg, self.shared.config.chunk_size)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        for f in frames {
+            self.ws
+                .feed(WsMessage::Binary(f.into()))
+                .await
+                .map_err(|e| SessionError::Ws(e.to_string()))?;
+        }
+        self.ws
+            .flush()
+            .await
+            .map_err(|e| SessionError::Ws(e.to_string()))
+    }
+}
+
+/// An outbox entry as the protocol's value-time-quality row.
+fn to_wire(u: &Update) -> Option<PropertyUpdate> {
+    let wt = WireType::from_base_type(u.base_type);
+    let value = match Primitive::from_json(wt, &u.value) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(thing = %u.thing, property = %u.property, error = %e, "update cannot be encoded; dropped");
+            return None;
+        }
+    };
+    Some(PropertyUpdate {
+        name: u.property.to_string(),
+        value,
+        time: u.time_ms,
+        quality: u.quality.as_str().to_owned(),
+    })
+}

@@ -232,7 +232,7 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         .as_ref()
         .filter(|_| config.server.tls.as_ref().is_some_and(|t| t.watch))
     {
-        tasks.push(t.spawn_watcher());
+        tasks.push(t.spawn_watcher(rx.clone()));
     }
     if let Some(sim) = registry.sim() {
         tasks.extend(start_simulation(sim, tunnel.clone(), rx.clone()));

@@ -81,8 +81,11 @@ impl ReloadingServerConfig {
         Ok(true)
     }
 
-    /// Watches the directories of every TLS file and reloads on change, until dropped with the runtime.
-    pub fn spawn_watcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Watches the directories of every TLS file and reloads on change, until `shutdown`.
+    pub fn spawn_watcher(
+        self: &Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if res.is_ok() {
@@ -122,6 +125,7 @@ impl ReloadingServerConfig {
                         while rx.try_recv().is_ok() {}
                     }
                     _ = poll.tick() => {}
+                    _ = shutdown.changed() => break,
                 }
                 let this = this.clone();
                 let outcome = tokio::task::spawn_blocking(move || {

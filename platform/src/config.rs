@@ -1,0 +1,545 @@
+//! The platform's config file as typed structs.
+//!
+//! Parsing is strict (`deny_unknown_fields`, camelCase) and every error names the field path,
+//! e.g. `tls.cert: no PEM certificate in /etc/edgeway/tls.crt`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use edgeway_sidecar::config::{ClientAuthMode, ConfigError, LoggingConfig, TlsConfig};
+use serde::{Deserialize, Serialize};
+
+/// The whole platform configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlatformConfig {
+    /// Address of the AlwaysOn websocket listener (`wss://…/Thingworx/WS`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// TLS material of the AlwaysOn listener; required unless `plaintext` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Serve the AlwaysOn listener without TLS (`ws://`). Must be set explicitly.
+    #[serde(default)]
+    pub plaintext: bool,
+    /// How edges authenticate.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Who wins when two sessions bind the same thing name.
+    #[serde(default)]
+    pub bind_policy: BindPolicy,
+    /// What `GetPropertySubscriptions` answers.
+    #[serde(default)]
+    pub subscriptions: SubscriptionsConfig,
+    /// Values kept per property, besides the latest.
+    #[serde(default = "default_history")]
+    pub history_size: usize,
+    /// The JSON REST API listener.
+    #[serde(default)]
+    pub rest: RestConfig,
+    /// Health, readiness and metrics listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Default deadline of platform → edge requests, in milliseconds.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Websocket-level limits and liveness.
+    #[serde(default)]
+    pub websocket: WebsocketConfig,
+    /// Log output (the sidecar's logging settings).
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// Edge authentication settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthConfig {
+    /// Accepted methods.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<AuthMethod>,
+    /// Whether one method suffices (`any`) or every listed one must pass (`all`).
+    #[serde(default)]
+    pub require: AuthRequire,
+    /// File of application keys: one a line, `#` comments, optionally `name:key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_keys_file: Option<PathBuf>,
+    /// Time allowed between the websocket upgrade and the AUTH message, in milliseconds.
+    #[serde(default = "default_auth_timeout")]
+    pub timeout_ms: u64,
+}
+
+/// An edge authentication method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthMethod {
+    /// The `appKey` claim of the AUTH message matches a key of `appKeysFile`.
+    AppKey,
+    /// The TLS client presented a certificate the listener verified (CA or pin).
+    ClientCert,
+}
+
+/// How several methods combine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthRequire {
+    /// Any one listed method suffices.
+    #[default]
+    Any,
+    /// Every listed method must pass.
+    All,
+}
+
+/// Ownership rule for thing names bound by more than one live session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BindPolicy {
+    /// A name bound by a live session stays with it; later BINDs of it are refused (FORBIDDEN).
+    #[default]
+    FirstInWins,
+    /// The latest BIND takes the name over; the previous session loses that binding.
+    LastInWins,
+}
+
+/// Answer to `GetPropertySubscriptions`: everything, nothing, or explicit rows per thing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SubscriptionsConfig {
+    /// `all` or `none` for every thing.
+    Mode(SubscriptionMode),
+    /// Explicit rows for listed things, a mode for the others.
+    Explicit(ExplicitSubscriptions),
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        SubscriptionsConfig::Mode(SubscriptionMode::All)
+    }
+}
+
+/// A blanket subscription mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SubscriptionMode {
+    /// One row `edgeName: "*"`: every property, with the edge's own push settings.
+    #[default]
+    All,
+    /// No rows: the edge pushes nothing.
+    None,
+}
+
+/// Per-thing subscription rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExplicitSubscriptions {
+    /// Rows by thing name.
+    pub things: BTreeMap<String, Vec<SubscriptionRow>>,
+    /// What things not listed get.
+    #[serde(default = "mode_none")]
+    pub others: SubscriptionMode,
+}
+
+/// One `GetPropertySubscriptions` row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SubscriptionRow {
+    /// Property name on the edge; `*` means every property.
+    pub edge_name: String,
+    /// ALWAYS, VALUE, NEVER or DEADBAND; empty means the edge's own setting.
+    #[serde(default)]
+    pub push_type: String,
+    /// Threshold for VALUE/DEADBAND pushes; 0 means the edge's own setting.
+    #[serde(default)]
+    pub push_threshold: f64,
+}
+
+impl SubscriptionRow {
+    /// The `*` row: every property, with the edge's own push settings.
+    pub fn everything() -> Self {
+        Self {
+            edge_name: "*".to_owned(),
+            push_type: String::new(),
+            push_threshold: 0.0,
+        }
+    }
+}
+
+impl SubscriptionsConfig {
+    /// The rows configured for `thing`.
+    pub fn rows_for(&self, thing: &str) -> Vec<SubscriptionRow> {
+        let mode = match self {
+            SubscriptionsConfig::Mode(m) => *m,
+            SubscriptionsConfig::Explicit(e) => match e.things.get(thing) {
+                Some(rows) => return rows.clone(),
+                None => e.others,
+            },
+        };
+        match mode {
+            SubscriptionMode::All => vec![SubscriptionRow::everything()],
+            SubscriptionMode::None => Vec::new(),
+        }
+    }
+}
+
+/// The REST API listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestConfig {
+    /// Address of the plain-HTTP JSON API.
+    #[serde(default = "default_rest_listen")]
+    pub listen: SocketAddr,
+    /// File holding a bearer token; when set every API request must carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Events buffered per `/api/stream` client before it is dropped as too slow.
+    #[serde(default = "default_stream_buffer")]
+    pub stream_buffer: usize,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+/// Plain-HTTP admin listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdminConfig {
+    /// Address for `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+/// Websocket limits and liveness checks of the AlwaysOn listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebsocketConfig {
+    /// Time allowed for the TLS handshake plus the websocket upgrade, in milliseconds.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+    /// Chunk size for splitting large platform → edge messages (the SDK default is 8192).
+    #[serde(default = "default_chunk_size")]
+    pub chunk_size: usize,
+    /// Largest (reassembled) AlwaysOn message accepted from an edge, in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Interval of websocket pings to each edge, in milliseconds; 0 turns pings off.
+    #[serde(default = "default_ping_interval")]
+    pub ping_interval_ms: u64,
+    /// A session silent (no frame at all) for this long is closed; 0 never closes.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            methods: default_methods(),
+            require: AuthRequire::Any,
+            app_keys_file: None,
+            timeout_ms: default_auth_timeout(),
+        }
+    }
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_rest_listen(),
+            token_file: None,
+            stream_buffer: default_stream_buffer(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        Self {
+            handshake_timeout_ms: default_handshake_timeout(),
+            chunk_size: default_chunk_size(),
+            max_message_bytes: default_max_message(),
+            ping_interval_ms: default_ping_interval(),
+            idle_timeout_ms: default_idle_timeout(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+fn default_rest_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9091))
+}
+fn default_methods() -> Vec<AuthMethod> {
+    vec![AuthMethod::AppKey]
+}
+fn default_auth_timeout() -> u64 {
+    10_000
+}
+fn default_history() -> usize {
+    100
+}
+fn default_request_timeout() -> u64 {
+    10_000
+}
+fn default_stream_buffer() -> usize {
+    1024
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
+fn default_chunk_size() -> usize {
+    edgeway_sidecar::protocol::DEFAULT_CHUNK_SIZE
+}
+fn default_max_message() -> usize {
+    1 << 20
+}
+fn default_ping_interval() -> u64 {
+    30_000
+}
+fn default_idle_timeout() -> u64 {
+    90_000
+}
+fn mode_none() -> SubscriptionMode {
+    SubscriptionMode::None
+}
+
+/// Smallest chunk size that leaves room for the chunk header and a request's entity prefix.
+pub const MIN_CHUNK_SIZE: usize = 512;
+
+impl PlatformConfig {
+    /// Reads, parses and validates a config file (YAML; JSON is valid YAML).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: PlatformConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { source.to_owned() } else { path };
+            ConfigError::new(field, strip_location(&e.into_inner().to_string()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks combinations the types alone cannot express (files are read at start).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.tls, self.plaintext) {
+            (None, false) => {
+                return Err(ConfigError::new(
+                    "tls",
+                    "required (set plaintext: true to serve ws:// explicitly)",
+                ))
+            }
+            (Some(_), true) => {
+                return Err(ConfigError::new(
+                    "plaintext",
+                    "cannot be true when tls is set",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(tls) = &self.tls {
+            if tls.client_auth != ClientAuthMode::Off
+                && tls.client_ca.is_none()
+                && tls.pinned_peers.is_empty()
+            {
+                return Err(ConfigError::new(
+                    "tls.clientAuth",
+                    "client certificates are requested but neither clientCa nor pinnedPeers is set \
+                     (set clientAuth: off for app-key-only edges)",
+                ));
+            }
+            if tls.client_ca.is_some() && !tls.pinned_peers.is_empty() {
+                return Err(ConfigError::new(
+                    "tls.pinnedPeers",
+                    "set either clientCa or pinnedPeers, not both",
+                ));
+            }
+        }
+        let auth = &self.auth;
+        if auth.methods.is_empty() {
+            return Err(ConfigError::new(
+                "auth.methods",
+                "at least one method is required (appKey, clientCert)",
+            ));
+        }
+        for (i, m) in auth.methods.iter().enumerate() {
+            if auth.methods[..i].contains(m) {
+                return Err(ConfigError::new(
+                    format!("auth.methods[{i}]"),
+                    "listed twice",
+                ));
+            }
+            match m {
+                AuthMethod::AppKey if auth.app_keys_file.is_none() => {
+                    return Err(ConfigError::new(
+                        "auth.appKeysFile",
+                        "required when auth.methods has appKey",
+                    ))
+                }
+                AuthMethod::ClientCert => {
+                    let mode = self.tls.as_ref().map(|t| t.client_auth);
+                    if matches!(mode, None | Some(ClientAuthMode::Off)) {
+                        return Err(ConfigError::new(
+                            format!("auth.methods[{i}]"),
+                            "clientCert needs tls.clientAuth required or optional",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if auth.timeout_ms == 0 {
+            return Err(ConfigError::new("auth.timeoutMs", "must be positive"));
+        }
+        if let SubscriptionsConfig::Explicit(e) = &self.subscriptions {
+            for (thing, rows) in &e.things {
+                for (i, r) in rows.iter().enumerate() {
+                    if r.edge_name.is_empty() {
+                        return Err(ConfigError::new(
+                            format!("subscriptions.things.{thing}[{i}].edgeName"),
+                            "must not be empty",
+                        ));
+                    }
+                    if !r.push_threshold.is_finite() {
+                        return Err(ConfigError::new(
+                            format!("subscriptions.things.{thing}[{i}].pushThreshold"),
+                            "must be a finite number",
+                        ));
+                    }
+                }
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::new("requestTimeoutMs", "must be positive"));
+        }
+        if self.rest.stream_buffer == 0 {
+            return Err(ConfigError::new("rest.streamBuffer", "must be positive"));
+        }
+        if self.rest.max_body_bytes == 0 {
+            return Err(ConfigError::new("rest.maxBodyBytes", "must be positive"));
+        }
+        let ws = &self.websocket;
+        if ws.chunk_size < MIN_CHUNK_SIZE || ws.chunk_size > usize::from(u16::MAX) {
+            return Err(ConfigError::new(
+                "websocket.chunkSize",
+                format!("must be between {MIN_CHUNK_SIZE} and 65535"),
+            ));
+        }
+        if ws.max_message_bytes < ws.chunk_size {
+            return Err(ConfigError::new(
+                "websocket.maxMessageBytes",
+                "must be at least websocket.chunkSize",
+            ));
+        }
+        if ws.handshake_timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "websocket.handshakeTimeoutMs",
+                "must be positive",
+            ));
+        }
+        if ws.ping_interval_ms > 0
+            && ws.idle_timeout_ms > 0
+            && ws.idle_timeout_ms <= ws.ping_interval_ms
+        {
+            return Err(ConfigError::new(
+                "websocket.idleTimeoutMs",
+                "must be longer than websocket.pingIntervalMs",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// serde_yaml prefixes its own location; ours is already in `field`, so drop the repeat.
+fn strip_location(msg: &str) -> String {
+    match msg.split_once(": ") {
+        Some((head, rest)) if !head.is_empty() && !head.contains(' ') => rest.to_owned(),
+        _ => msg.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "tls:\n  cert: /c\n  key: /k\n  clientAuth: off\nauth:\n  appKeysFile: /keys\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = PlatformConfig::parse(MINIMAL, "t").unwrap();
+        assert_eq!(c.auth.methods, vec![AuthMethod::AppKey]);
+        assert_eq!(c.bind_policy, BindPolicy::FirstInWins);
+        assert_eq!(c.history_size, 100);
+        assert!(c.rest.listen.ip().is_loopback());
+        assert!(c.admin.listen.ip().is_loopback());
+        assert_eq!(
+            c.subscriptions.rows_for("X"),
+            vec![SubscriptionRow::everything()]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = PlatformConfig::parse(&format!("{MINIMAL}historySize: -1\n"), "t").unwrap_err();
+        assert_eq!(e.field, "historySize");
+        let e = PlatformConfig::parse(&format!("{MINIMAL}bindPolicy: whoever\n"), "t").unwrap_err();
+        assert_eq!(e.field, "bindPolicy");
+        let e =
+            PlatformConfig::parse(&format!("{MINIMAL}rest:\n  colour: red\n"), "t").unwrap_err();
+        assert_eq!(e.field, "rest.colour");
+        assert!(e.message.starts_with("unknown field `colour`"), "{e}");
+        let e = PlatformConfig::parse("auth:\n  appKeysFile: /k\n", "t").unwrap_err();
+        assert_eq!(e.field, "tls");
+        let e = PlatformConfig::parse("plaintext: true\n", "t").unwrap_err();
+        assert_eq!(e.field, "auth.appKeysFile");
+        let text = "plaintext: true\nauth:\n  methods: [clientCert]\n";
+        let e = PlatformConfig::parse(text, "t").unwrap_err();
+        assert_eq!(e.field, "auth.methods[0]");
+    }
+
+    #[test]
+    fn explicit_subscriptions_parse() {
+        let text = format!(
+            "{MINIMAL}subscriptions:\n  things:\n    Pump1:\n      - edgeName: temp\n        pushType: VALUE\n        pushThreshold: 0.5\n  others: all\n"
+        );
+        let c = PlatformConfig::parse(&text, "t").unwrap();
+        let rows = c.subscriptions.rows_for("Pump1");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].push_type, "VALUE");
+        assert_eq!(c.subscriptions.rows_for("Other")[0].edge_name, "*");
+        let c = PlatformConfig::parse(&format!("{MINIMAL}subscriptions: none\n"), "t").unwrap();
+        assert!(c.subscriptions.rows_for("X").is_empty());
+        let e = PlatformConfig::parse(&format!("{MINIMAL}subscriptions: some\n"), "t").unwrap_err();
+        assert_eq!(e.field, "subscriptions");
+    }
+
+    #[test]
+    fn round_trips_through_serde() {
+        let c = PlatformConfig::parse(MINIMAL, "t").unwrap();
+        let text = serde_yaml::to_string(&c).unwrap();
+        assert_eq!(PlatformConfig::parse(&text, "t").unwrap(), c);
+    }
+}

@@ -1,0 +1,459 @@
+//! The AlwaysOn listener: TLS accept, websocket upgrade at `/Thingworx/WS`, and the per-session
+//! loop (AUTH first, then messages in, replies and platform requests out).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edgeway_sidecar::protocol::{split, Message, Reassembler, ReassemblerConfig, StatusCode};
+use edgeway_sidecar::tls::peer::identity;
+use edgeway_sidecar::tls::reload::ReloadingServerConfig;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::config::WebsocketConfig;
+use crate::edge::{self, EdgeContext, EdgeSession, Outbound};
+
+/// The websocket path edges connect to.
+pub const WS_PATH: &str = "/Thingworx/WS";
+
+/// Close code for policy violations (failed or missing AUTH).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code for text frames (binary only).
+pub const CLOSE_UNSUPPORTED: u16 = 1003;
+/// Close code when the platform stops or drops an idle session.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Messages queued per session before senders wait.
+const OUTBOUND_QUEUE: usize = 256;
+/// How long a finished session's writer may take to flush its close.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
+/// How long shutdown waits for sessions to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The TLS side of the listener: the reloading config, restricted to HTTP/1.1 ALPN.
+pub struct TlsSource {
+    reloading: Arc<ReloadingServerConfig>,
+    cache: Mutex<Option<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>)>>,
+}
+
+impl TlsSource {
+    /// Wraps the reloading config.
+    pub fn new(reloading: Arc<ReloadingServerConfig>) -> Self {
+        Self {
+            reloading,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The config for the next handshake. The sidecar's builder offers `h2` too; a websocket
+    /// upgrade needs HTTP/1.1, so the ALPN list is narrowed (once per reloaded config).
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        let base = self.reloading.current();
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((src, patched)) = cache.as_ref() {
+            if Arc::ptr_eq(src, &base) {
+                return patched.clone();
+            }
+        }
+        let mut cfg = (*base).clone();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let patched = Arc::new(cfg);
+        *cache = Some((base, patched.clone()));
+        patched
+    }
+}
+
+/// Listener settings shared by every connection.
+pub struct Listener {
+    /// Protocol handling and shared state.
+    pub ctx: Arc<EdgeContext>,
+    /// TLS, or `None` for `plaintext: true`.
+    pub tls: Option<TlsSource>,
+    /// Websocket limits and liveness.
+    pub config: WebsocketConfig,
+}
+
+/// Accepts connections until `shutdown` turns true, then closes sessions (1001) and returns.
+pub async fn serve(listener: TcpListener, l: Arc<Listener>, mut shutdown: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, remote)) => {
+                    let l = l.clone();
+                    let rx = shutdown.clone();
+                    conns.spawn(async move { connection(tcp, remote, l, rx).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        conns.abort_all();
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    l: Arc<Listener>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let deadline = Instant::now() + Duration::from_millis(l.config.handshake_timeout_ms);
+    let Some(tls) = &l.tls else {
+        upgrade(tcp, remote, None, deadline, &l, shutdown).await;
+        return;
+    };
+    let acceptor = TlsAcceptor::from(tls.current());
+    let stream = match tokio::time::timeout_at(deadline.into(), acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            l.ctx.metrics.tls_handshake("error");
+            tracing::info!(%remote, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            l.ctx.metrics.tls_handshake("timeout");
+            tracing::info!(%remote, "TLS handshake timed out");
+            return;
+        }
+    };
+    l.ctx.metrics.tls_handshake("ok");
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| {
+            let id = identity(c);
+            if id.is_none() {
+                tracing::warn!(%remote, "verified client certificate names no CN or SAN; ignored");
+            }
+            id
+        });
+    upgrade(stream, remote, cert, deadline, &l, shutdown).await;
+}
+
+/// Refuses upgrades to any path but [`WS_PATH`] with HTTP 404.
+#[allow(clippy::result_large_err)] // the signature tungstenite's `Callback` requires
+fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    if req.uri().path() == WS_PATH {
+        return Ok(resp);
+    }
+    let mut err = ErrorResponse::new(Some(format!(
+        "no websocket endpoint at {}",
+        req.uri().path()
+    )));
+    *err.status_mut() = http::StatusCode::NOT_FOUND;
+    Err(err)
+}
+
+async fn upgrade<S>(
+    stream: S,
+    remote: SocketAddr,
+    cert: Option<String>,
+    deadline: Instant,
+    l: &Listener,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max = l.config.max_message_bytes + 64;
+    let cfg = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(cfg));
+    let ws = match tokio::time::timeout_at(deadline.into(), accept).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::info!(%remote, error = %e, "websocket upgrade refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "websocket upgrade timed out");
+            return;
+        }
+    };
+    run_session(ws, remote, cert, l, shutdown).await;
+}
+
+type Sink<S> = SplitSink<WebSocketStream<S>, WsMessage>;
+
+fn close_frame(code: u16, reason: &str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+/// Sends one AlwaysOn message, split into chunks when it exceeds `chunk`.
+async fn send_message<S>(
+    sink: &mut Sink<S>,
+    msg: &Message,
+    chunk: usize,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frames = match split(msg, chunk) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, kind = msg.kind(), "cannot encode message; dropped");
+            return Ok(());
+        }
+    };
+    for f in frames {
+        sink.feed(WsMessage::Binary(Bytes::from(f))).await?;
+    }
+    sink.flush().await
+}
+
+/// Refuses a connection before a session exists: UNAUTHORIZED, then close 1008.
+async fn refuse<S>(sink: &mut Sink<S>, reply: Option<Message>, reason: &str, chunk: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Some(r) = reply {
+        let _ = send_message(sink, &r, chunk).await;
+    }
+    let _ = sink.send(close_frame(CLOSE_POLICY, reason)).await;
+    let _ = sink.close().await;
+}
+
+async fn writer<S>(mut sink: Sink<S>, mut rx: mpsc::Receiver<Outbound>, chunk: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(o) = rx.recv().await {
+        let r = match o {
+            Outbound::Message(m) => send_message(&mut sink, &m, chunk).await,
+            Outbound::Ping => sink.send(WsMessage::Ping(Bytes::new())).await,
+            Outbound::Close(code, reason) => {
+                let _ = sink.send(close_frame(code, &reason)).await;
+                break;
+            }
+        };
+        if r.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// What ended the AUTH phase without a session.
+enum First {
+    Message(Message),
+    Gone,
+}
+
+async fn run_session<S>(
+    ws: WebSocketStream<S>,
+    remote: SocketAddr,
+    cert: Option<String>,
+    l: &Listener,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx = &l.ctx;
+    let chunk = l.config.chunk_size;
+    let (mut sink, mut stream) = ws.split();
+    let mut reassembler = Reassembler::new(ReassemblerConfig {
+        max_message_size: l.config.max_message_bytes,
+        ..ReassemblerConfig::default()
+    });
+
+    // AUTH must come first, within the auth timeout.
+    let auth_deadline = Instant::now() + Duration::from_millis(ctx.auth.timeout_ms);
+    let first = loop {
+        let next = tokio::time::timeout_at(auth_deadline.into(), stream.next()).await;
+        let frame = match next {
+            Err(_) => {
+                ctx.metrics.auth_failure("timeout");
+                tracing::warn!(%remote, "no AUTH in time; closing");
+                refuse(&mut sink, None, "no AUTH in time", chunk).await;
+                return;
+            }
+            Ok(None | Some(Err(_))) => break First::Gone,
+            Ok(Some(Ok(f))) => f,
+        };
+        match frame {
+            WsMessage::Binary(b) => match reassembler.push(&b, Instant::now()) {
+                Ok(Some(m)) => break First::Message(m),
+                Ok(None) => continue,
+                Err(e) => {
+                    ctx.metrics.auth_failure("malformed");
+                    tracing::warn!(%remote, error = %e, "undecodable message before AUTH; closing");
+                    refuse(&mut sink, None, "malformed message", chunk).await;
+                    return;
+                }
+            },
+            WsMessage::Text(_) => {
+                ctx.metrics.auth_failure("malformed");
+                let _ = sink
+                    .send(close_frame(CLOSE_UNSUPPORTED, "binary messages only"))
+                    .await;
+                return;
+            }
+            WsMessage::Close(_) => break First::Gone,
+            _ => continue,
+        }
+    };
+    let msg = match first {
+        First::Gone => return,
+        First::Message(m) => m,
+    };
+    let auth = match msg {
+        Message::Auth(a) => a,
+        other => {
+            ctx.metrics.auth_failure("notAuthFirst");
+            tracing::warn!(%remote, kind = other.kind(), "message before AUTH; closing");
+            let reply = edge::reply(
+                *other.header(),
+                StatusCode::UNAUTHORIZED,
+                Some("AUTH must be the first message".to_owned()),
+            );
+            refuse(&mut sink, Some(reply), "not authenticated", chunk).await;
+            return;
+        }
+    };
+    let identity = match ctx.authenticate(&auth, cert.as_deref()) {
+        Ok(i) => i,
+        Err(r) => {
+            ctx.metrics.auth_failure(r.label);
+            tracing::warn!(%remote, reason = r.reason, "AUTH refused");
+            let reply = edge::reply(
+                auth.header,
+                StatusCode::UNAUTHORIZED,
+                Some(r.reason.to_owned()),
+            );
+            refuse(&mut sink, Some(reply), r.reason, chunk).await;
+            return;
+        }
+    };
+
+    let id = ctx.new_session_id();
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let session = Arc::new(EdgeSession::new(
+        id,
+        identity,
+        remote,
+        tx.clone(),
+        ctx.metrics.clone(),
+    ));
+    let mut header = auth.header;
+    header.session_id = id;
+    if send_message(
+        &mut sink,
+        &Message::response(header, StatusCode::SUCCESS, None),
+        chunk,
+    )
+    .await
+    .is_err()
+    {
+        return;
+    }
+    ctx.registry.add_session(session.clone());
+    ctx.metrics.session_opened();
+    tracing::info!(session = id, principal = %session.principal, %remote, "edge authenticated");
+    let writer = tokio::spawn(writer(sink, rx, chunk));
+
+    let ping_every = Duration::from_millis(l.config.ping_interval_ms);
+    let idle = Duration::from_millis(l.config.idle_timeout_ms);
+    let tick_every = if !ping_every.is_zero() {
+        Some(ping_every)
+    } else if !idle.is_zero() {
+        Some(idle / 2)
+    } else {
+        None
+    };
+    let mut ticker = tokio::time::interval(tick_every.unwrap_or(Duration::from_secs(3600)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut last_seen = Instant::now();
+
+    let why = loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let frame = match frame {
+                    None => break "connection closed".to_owned(),
+                    Some(Err(e)) => break format!("websocket error: {e}"),
+                    Some(Ok(f)) => f,
+                };
+                last_seen = Instant::now();
+                match frame {
+                    WsMessage::Binary(b) => match reassembler.push(&b, Instant::now()) {
+                        Ok(Some(m)) => {
+                            if let Some(reply) = edge::handle(ctx, &session, m) {
+                                if tx.send(Outbound::Message(reply)).await.is_err() {
+                                    break "writer ended".to_owned();
+                                }
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            ctx.metrics.edge_message("malformed");
+                            tracing::warn!(session = id, error = %e, "undecodable message dropped");
+                        }
+                    },
+                    WsMessage::Text(_) => {
+                        let _ = tx.send(Outbound::Close(CLOSE_UNSUPPORTED, "binary messages only".into())).await;
+                        break "text frame".to_owned();
+                    }
+                    WsMessage::Close(_) => break "closed by edge".to_owned(),
+                    _ => {}
+                }
+            }
+            _ = ticker.tick(), if tick_every.is_some() => {
+                if !idle.is_zero() && last_seen.elapsed() > idle {
+                    let _ = tx.try_send(Outbound::Close(CLOSE_GOING_AWAY, "idle".into()));
+                    break format!("idle for {} ms", idle.as_millis());
+                }
+                if !ping_every.is_zero() {
+                    let _ = tx.try_send(Outbound::Ping);
+                }
+            }
+            _ = shutdown.changed() => {
+                let _ = tx.send(Outbound::Close(CLOSE_GOING_AWAY, "platform shutting down".into())).await;
+                break "platform shutting down".to_owned();
+            }
+        }
+    };
+
+    ctx.registry.remove_session(id);
+    session.shut();
+    ctx.metrics.session_closed();
+    tracing::info!(session = id, principal = %session.principal, reason = %why, "session ended");
+    // Let the writer flush a queued close; then make sure it is gone.
+    let _ = tx.try_send(Outbound::Close(1000, String::new()));
+    drop(tx);
+    drop(session);
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {
+        abort.abort();
+    }
+}

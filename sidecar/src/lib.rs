@@ -61,8 +61,8 @@ pub struct Running {
     pub server_addr: SocketAddr,
     /// Address of the admin listener.
     pub admin_addr: SocketAddr,
-    /// The things, for callers that drive them directly.
-    pub things: Arc<Things>,
+    /// Every thing served (Lua and simulated), for callers that drive them directly.
+    pub registry: Arc<registry::Registry>,
     /// Metrics registry shared by every part.
     pub metrics: Arc<Metrics>,
     /// The TLS config holder, when TLS is on (reloads are observable through it).
@@ -256,7 +256,7 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
     Ok(Running {
         server_addr,
         admin_addr,
-        things,
+        registry,
         metrics,
         tls,
         tunnel,

@@ -1,0 +1,583 @@
+//! A real sidecar tunnelling to a real platform over TLS websockets on 127.0.0.1: certificate
+//! modes, refusals, updates arriving exactly once and in order across outages and restarts,
+//! and a silent platform detected by the keep-alive deadline.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use edgeway_platform::registry::Registry as PlatformRegistry;
+use edgeway_sidecar::config::SidecarConfig;
+use edgeway_sidecar::protocol::{Message, Primitive, StatusCode};
+
+/// Waits up to `secs` for `f`.
+async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A sidecar with a fleet of `devices` counters (one update each per `interval_ms`) and a
+/// tunnel to `url`; `tunnel_extra` is inserted under `tunnel:`.
+fn sidecar_yaml(
+    dir: &Path,
+    devices: u32,
+    interval_ms: u64,
+    url: &str,
+    tunnel_extra: &str,
+) -> String {
+    let users = dir.join("users");
+    std::fs::write(&users, "t:t\n").unwrap();
+    format!(
+        "server:\n  listen: 127.0.0.1:0\n  plaintext: true\n\
+         auth:\n  methods: [basic]\n  basic:\n    usersFile: {}\n\
+         admin:\n  listen: 127.0.0.1:0\n\
+         simulation:\n  namePrefix: dev-\n  count: {devices}\n  properties:\n    - name: n\n      baseType: INTEGER\n      intervalMs: {interval_ms}\n      generator: {{ kind: counter, start: 0, step: 1 }}\n\
+         tunnel:\n  url: {url}\n  appKeyFile: {}\n  gateway:\n    name: gw-test\n\
+         \x20 timing:\n    startupJitterMs: 0\n    backoffInitialMs: 50\n    backoffMaxMs: 200\n    keepAliveMs: 400\n    keepAliveTimeoutMs: 400\n\
+         {tunnel_extra}",
+        users.display(),
+        dir.join("app-key").display(),
+    )
+}
+
+fn write_key(dir: &Path, key: &str) {
+    std::fs::write(dir.join("app-key"), format!("{key}\n")).unwrap();
+}
+
+async fn start_sidecar(yaml: &str) -> edgeway_sidecar::Running {
+    let cfg = SidecarConfig::parse(yaml, "test").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    edgeway_sidecar::start(cfg).await.unwrap()
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("wss://localhost:{}/Thingworx/WS", addr.port())
+}
+
+/// Stored values of `dev-i.n`, oldest first.
+fn history(reg: &PlatformRegistry, thing: &str) -> Vec<i64> {
+    reg.history(thing, "n")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| match v.value {
+            Primitive::Integer(i) => Some(i64::from(i)),
+            Primitive::Number(f) => Some(f as i64),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_consecutive(values: &[i64], what: &str) {
+    for w in values.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "{what}: not consecutive (gap or duplicate) in {values:?}"
+        );
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn sidecar_metrics(s: &edgeway_sidecar::Running) -> String {
+    String::from_utf8_lossy(&get(s.admin_addr, "/metrics").await.body).into_owned()
+}
+
+#[tokio::test]
+async fn ca_validated_tunnel_delivers_fleet_updates_in_order() {
+    let setup = Setup::new("tunnel-ca");
+    let platform = setup.start("historySize: 100000\n").await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    let sidecar = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        3,
+        20,
+        &url(platform.alwayson_addr),
+        &extra,
+    ))
+    .await;
+
+    let reg = platform.registry.clone();
+    wait_for("all devices to report 20 values", 20, || {
+        let reg = reg.clone();
+        async move { (0..3).all(|i| history(&reg, &format!("dev-{i}")).len() >= 20) }
+    })
+    .await;
+    for i in 0..3 {
+        let h = history(&reg, &format!("dev-{i}"));
+        assert_eq!(h[0], 0, "first value of dev-{i}");
+        assert_consecutive(&h, &format!("dev-{i}"));
+    }
+    // The REST API shows the gateway and its things as connected.
+    let gws = get(platform.rest_addr, "/api/gateways").await.json();
+    assert_eq!(gws.as_array().map(Vec::len), Some(1), "{gws}");
+    let thing = get(platform.rest_addr, "/api/things/dev-1").await.json();
+    assert_eq!(thing["connected"], true, "{thing}");
+    assert!(sidecar.tunnel.as_ref().unwrap().connected());
+    // A write from the platform reaches the simulated device through the tunnel.
+    let r = http(
+        platform.rest_addr,
+        "PUT",
+        "/api/things/dev-2/properties/n",
+        &[],
+        r#"{"value": 1000000}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    sidecar.shutdown().await;
+    platform.shutdown().await;
+}
+
+#[tokio::test]
+async fn pinned_platform_certificate_is_accepted_exactly() {
+    let setup = Setup::new("tunnel-pinned");
+    let platform_cert = self_signed("localhost");
+    let (cert, key) = platform_cert.write(&setup.dir, "platform-self");
+    let yaml = setup
+        .yaml("")
+        .replace(
+            &setup.cert.display().to_string(),
+            &cert.display().to_string(),
+        )
+        .replace(&setup.key.display().to_string(), &key.display().to_string());
+    let platform = setup.start_yaml(&yaml).await;
+    write_key(&setup.dir, APP_KEY);
+
+    let extra = format!("  server:\n    pinned: {}\n", cert.display());
+    let good = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url(platform.alwayson_addr),
+        &extra,
+    ))
+    .await;
+    let t = good.tunnel.clone().unwrap();
+    wait_for("pinned tunnel up", 10, || {
+        let t = t.clone();
+        async move { t.connected() }
+    })
+    .await;
+    good.shutdown().await;
+
+    let other = self_signed("localhost");
+    let (other_cert, _) = other.write(&setup.dir, "other-self");
+    let extra = format!("  server:\n    pinned: {}\n", other_cert.display());
+    let bad = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url(platform.alwayson_addr),
+        &extra,
+    ))
+    .await;
+    wait_for("refused connection attempts", 10, || async {
+        metric(
+            &sidecar_metrics(&bad).await,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
+        ) >= 2.0
+    })
+    .await;
+    assert!(!bad.tunnel.as_ref().unwrap().connected());
+    bad.shutdown().await;
+    platform.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_app_key_and_wrong_ca_are_refused() {
+    let setup = Setup::new("tunnel-refused");
+    let platform = setup.start("").await;
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+
+    write_key(&setup.dir, "not-the-key");
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    let s = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url(platform.alwayson_addr),
+        &extra,
+    ))
+    .await;
+    wait_for("unauthorized sessions", 10, || async {
+        metric(
+            &sidecar_metrics(&s).await,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"unauthorized\"}",
+        ) >= 2.0
+    })
+    .await;
+    assert!(!s.tunnel.as_ref().unwrap().connected());
+    assert!(platform.registry.gateways().is_empty());
+    s.shutdown().await;
+
+    // Right key, but the platform's certificate is not from the CA the sidecar trusts.
+    write_key(&setup.dir, APP_KEY);
+    let other_ca = setup.dir.join("other-ca.crt");
+    std::fs::write(&other_ca, Ca::new("Other").pem).unwrap();
+    let extra = format!("  server:\n    ca: {}\n", other_ca.display());
+    let s = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url(platform.alwayson_addr),
+        &extra,
+    ))
+    .await;
+    wait_for("TLS refusals", 10, || async {
+        metric(
+            &sidecar_metrics(&s).await,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
+        ) >= 2.0
+    })
+    .await;
+    assert!(platform.registry.gateways().is_empty());
+    s.shutdown().await;
+    platform.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_certificate_authenticates_the_gateway() {
+    let setup = Setup::new("tunnel-mtls");
+    let client_ca = Ca::new("Gateway CA");
+    let ca_file = setup.dir.join("gateway-ca.crt");
+    std::fs::write(&ca_file, &client_ca.pem).unwrap();
+    let yaml = setup.yaml("").replace(
+        "  clientAuth: off\n",
+        &format!(
+            "  clientAuth: required\n  clientCa: {}\n",
+            ca_file.display()
+        ),
+    ) + "";
+    let yaml = yaml.replace("auth:\n", "auth:\n  methods: [clientCert]\n");
+    let platform = setup.start_yaml(&yaml).await;
+    let platform_ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&platform_ca, &setup.ca.pem).unwrap();
+    write_key(&setup.dir, "unused-but-required");
+
+    let (c, k) = client_ca.client("gw-7").write(&setup.dir, "gw");
+    let extra = format!(
+        "  server:\n    ca: {}\n  clientCert:\n    cert: {}\n    key: {}\n",
+        platform_ca.display(),
+        c.display(),
+        k.display()
+    );
+    let good = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url(platform.alwayson_addr),
+        &extra,
+    ))
+    .await;
+    let t = good.tunnel.clone().unwrap();
+    wait_for("mTLS tunnel up", 10, || {
+        let t = t.clone();
+        async move { t.connected() }
+    })
+    .await;
+    good.shutdown().await;
+
+    let (c, k) = Ca::new("Rogue CA")
+        .client("gw-7")
+        .write(&setup.dir, "rogue");
+    let extra = format!(
+        "  server:\n    ca: {}\n  clientCert:\n    cert: {}\n    key: {}\n",
+        platform_ca.display(),
+        c.display(),
+        k.display()
+    );
+    let bad = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url(platform.alwayson_addr),
+        &extra,
+    ))
+    .await;
+    wait_for("refusals of the rogue certificate", 10, || async {
+        let m = sidecar_metrics(&bad).await;
+        metric(
+            &m,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
+        ) >= 2.0
+    })
+    .await;
+    assert!(!bad.tunnel.as_ref().unwrap().connected());
+    bad.shutdown().await;
+    platform.shutdown().await;
+}
+
+/// Starts a platform on a fixed address (to restart it where the sidecar expects it).
+async fn platform_at(setup: &Setup, addr: SocketAddr) -> edgeway_platform::Running {
+    let yaml = setup.yaml("historySize: 100000\n").replacen(
+        "listen: 127.0.0.1:0",
+        &format!("listen: {addr}"),
+        1,
+    );
+    setup.start_yaml(&yaml).await
+}
+
+#[tokio::test]
+async fn outage_loses_nothing_and_repeats_nothing() {
+    let setup = Setup::new("tunnel-outage");
+    let first = setup.start("historySize: 100000\n").await;
+    let addr = first.alwayson_addr;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    let sidecar = start_sidecar(&sidecar_yaml(&setup.dir, 3, 20, &url(addr), &extra)).await;
+    let reg1 = first.registry.clone();
+    wait_for("values before the outage", 20, || {
+        let r = reg1.clone();
+        async move { (0..3).all(|i| history(&r, &format!("dev-{i}")).len() >= 10) }
+    })
+    .await;
+    first.shutdown().await;
+
+    // Keep generating while the platform is down: the queue grows.
+    let tunnel = sidecar.tunnel.clone().unwrap();
+    wait_for("updates queued during the outage", 20, || {
+        let t = tunnel.clone();
+        async move { !t.connected() && t.queue_state().0 >= 60 }
+    })
+    .await;
+    let second = platform_at(&setup, addr).await;
+    let reg2 = second.registry.clone();
+    let t2 = tunnel.clone();
+    wait_for("the backlog to drain", 30, || {
+        let t = t2.clone();
+        async move { t.connected() && t.queue_state().0 < 10 }
+    })
+    .await;
+    for i in 0..3 {
+        let thing = format!("dev-{i}");
+        let before = history(&reg1, &thing);
+        let after = history(&reg2, &thing);
+        let last_before = *before.last().unwrap();
+        assert!(after.len() >= 20, "{thing}: {after:?}");
+        // Everything not stored before the outage arrives after it: no gap...
+        assert!(
+            after[0] <= last_before + 1,
+            "{thing}: gap between {last_before} and {after:?}"
+        );
+        // ...in order and never twice.
+        assert_consecutive(&after, &thing);
+    }
+    assert_eq!(tunnel.queue_state().1, 0, "nothing was dropped");
+    sidecar.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_oldest_and_counts_every_drop() {
+    let setup = Setup::new("tunnel-bound");
+    let first = setup.start("historySize: 100000\n").await;
+    let addr = first.alwayson_addr;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!(
+        "  server:\n    ca: {}\n  queue:\n    capacity: 30\n    overflow: dropOldest\n",
+        ca.display()
+    );
+    let sidecar = start_sidecar(&sidecar_yaml(&setup.dir, 2, 20, &url(addr), &extra)).await;
+    let reg1 = first.registry.clone();
+    wait_for("values before the outage", 20, || {
+        let r = reg1.clone();
+        async move { (0..2).all(|i| !history(&r, &format!("dev-{i}")).is_empty()) }
+    })
+    .await;
+    first.shutdown().await;
+    let tunnel = sidecar.tunnel.clone().unwrap();
+    wait_for("drops while the queue is full", 20, || {
+        let t = tunnel.clone();
+        async move { t.queue_state().1 >= 40 }
+    })
+    .await;
+    let second = platform_at(&setup, addr).await;
+    let t = tunnel.clone();
+    wait_for("reconnect and drain", 30, || {
+        let t = t.clone();
+        async move { t.connected() && t.queue_state().0 < 5 }
+    })
+    .await;
+    // Stop generating by stopping the sidecar; then compare what is missing with the counter.
+    let dropped = tunnel.queue_state().1;
+    let reported = metric(
+        &sidecar_metrics(&sidecar).await,
+        "edgeway_sidecar_tunnel_queue_dropped_total",
+    );
+    sidecar.shutdown().await;
+    assert!(
+        reported as u64 >= dropped.saturating_sub(60),
+        "metric {reported} vs {dropped}"
+    );
+    let mut missing = 0i64;
+    for i in 0..2 {
+        let thing = format!("dev-{i}");
+        let mut all = history(&reg1, &thing);
+        all.extend(history(&second.registry, &thing));
+        all.sort_unstable();
+        all.dedup();
+        missing += all.windows(2).map(|w| w[1] - w[0] - 1).sum::<i64>();
+    }
+    assert_eq!(
+        missing as u64, dropped,
+        "every missing update is counted as dropped"
+    );
+    assert!(dropped >= 40);
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn persisted_queue_survives_a_sidecar_restart() {
+    let setup = Setup::new("tunnel-persist");
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    // Reserve an address, then leave it closed: the platform is down during the first run.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let qdir: PathBuf = setup.dir.join("queue");
+    let extra = format!(
+        "  server:\n    ca: {}\n  queue:\n    dir: {}\n",
+        ca.display(),
+        qdir.display()
+    );
+    let yaml = sidecar_yaml(&setup.dir, 2, 20, &url(addr), &extra);
+    let first = start_sidecar(&yaml).await;
+    let t = first.tunnel.clone().unwrap();
+    wait_for("updates queued offline", 20, || {
+        let t = t.clone();
+        async move { t.queue_state().0 >= 40 }
+    })
+    .await;
+    let queued_last = match first.registry.read_property("dev-0", "n").await {
+        Ok(r) => r.value.as_i64().unwrap(),
+        Err(e) => panic!("{e}"),
+    };
+    first.shutdown().await;
+
+    let platform = platform_at(&setup, addr).await;
+    let second = start_sidecar(&yaml).await;
+    let reg = platform.registry.clone();
+    wait_for("the persisted backlog to arrive", 30, || {
+        let r = reg.clone();
+        async move { history(&r, "dev-0").len() as i64 > queued_last + 1 }
+    })
+    .await;
+    let h = history(&reg, "dev-0");
+    // The first run's values 0..=queued_last arrive first, complete and in order.
+    let first_run: Vec<i64> = h.iter().take((queued_last + 1) as usize).copied().collect();
+    assert_eq!(first_run, (0..=queued_last).collect::<Vec<_>>());
+    second.shutdown().await;
+    platform.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_platform_is_detected_within_the_keep_alive_deadline() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+
+    let setup = Setup::new("tunnel-silent");
+    let tls = edgeway_sidecar::tls::build_server_config(
+        &edgeway_sidecar::config::TlsConfig {
+            cert: setup.cert.clone(),
+            key: setup.key.clone(),
+            client_auth: edgeway_sidecar::config::ClientAuthMode::Off,
+            client_ca: None,
+            pinned_peers: vec![],
+            pin_mode: Default::default(),
+            watch: false,
+        },
+        "tls",
+    )
+    .unwrap();
+    let mut cfg = (*tls.config).clone();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (went_silent_tx, went_silent) = tokio::sync::oneshot::channel::<Instant>();
+    // A platform that answers the handshake, then stops reading and writing entirely.
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tls).await.unwrap();
+        let mut rx = edgeway_sidecar::protocol::Reassembler::default();
+        let mut bound = false;
+        while let Some(Ok(Ws::Binary(b))) = ws.next().await {
+            let Some(msg) = rx.push(&b, Instant::now()).unwrap() else {
+                continue;
+            };
+            let reply = match &msg {
+                Message::Auth(a) => {
+                    let mut h = a.header;
+                    h.session_id = 77;
+                    Message::response(h, StatusCode::SUCCESS, None)
+                }
+                Message::Bind(b) => {
+                    bound = true;
+                    Message::response(b.header, StatusCode::SUCCESS, None)
+                }
+                Message::Request(r) => Message::reply_to(r, StatusCode::SUCCESS, None),
+                _ => continue,
+            };
+            ws.send(Ws::Binary(reply.encode().into())).await.unwrap();
+            if bound && matches!(msg, Message::Request(_)) {
+                break;
+            }
+        }
+        let _ = went_silent_tx.send(Instant::now());
+        // Hold the connection open without reading: a half-open peer.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(ws);
+    });
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    let sidecar = start_sidecar(&sidecar_yaml(&setup.dir, 1, 1000, &url(addr), &extra)).await;
+    let silent_since = tokio::time::timeout(Duration::from_secs(10), went_silent)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for("keep-alive failure", 10, || async {
+        metric(
+            &sidecar_metrics(&sidecar).await,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"keep_alive\"}",
+        ) >= 1.0
+    })
+    .await;
+    // Deadline: keepAliveMs + keepAliveTimeoutMs = 800 ms, plus one check interval and slack
+    // for a loaded CI machine; far below the minutes TCP would take.
+    let took = silent_since.elapsed();
+    assert!(took < Duration::from_secs(5), "detected after {took:?}");
+    sidecar.shutdown().await;
+}

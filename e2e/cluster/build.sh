@@ -234,7 +234,7 @@ build_binaries() {
     log "make WHAT=\"${targets[*]}\" (attempt $attempt; log: $K8S_DIR/build.log)"
     if (
       cd "$SRC_DIR"
-      export GOPATH=$SRC_DIR/.go CGO_ENABLED=0 HOME=$go_home GOCACHE=$go_home/gocache \
+      export GOPATH=$SRC_DIR/.go CGO_ENABLED=0 HOME=$go_home \
         GO111MODULE=off GOFLAGS='' GOPROXY=off
       mkdir -p .go/src/k8s.io
       ln -sfn ../../.. .go/src/k8s.io/kubernetes

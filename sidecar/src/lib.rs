@@ -8,7 +8,6 @@ pub mod auth;
 pub mod basetype;
 pub mod config;
 pub mod logging;
-#[path = "lua_stub.rs"]
 pub mod lua;
 pub mod metrics;
 pub mod protocol;
@@ -172,11 +171,20 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
             properties: t.properties.clone(),
         })
         .collect();
-    let limits = config.lua.limits.clone();
+    let limits = config.lua.limits;
     let things = tokio::task::spawn_blocking(move || Things::load(&templates, &specs, limits))
         .await
         .map_err(|e| ConfigError::new("lua", format!("loader crashed: {e}")))??;
     let things = Arc::new(things);
+    {
+        // Task runs are timed inside the runtime; REST calls are timed by the server.
+        let m = metrics.clone();
+        things.set_observer(Arc::new(move |kind, took, _ok| {
+            if kind == "task" {
+                m.lua_call("task", took);
+            }
+        }));
+    }
     let fleet = match &config.simulation {
         Some(sim) => Some(registry::SimFleet::new(sim::Fleet::new(sim)?)),
         None => None,

@@ -133,7 +133,6 @@ fn fail(e: ThingError) -> (StatusCode, String) {
 /// A Lua service's HTTP-style status as the nearest protocol status.
 fn http_to_status(code: u16) -> StatusCode {
     match code {
-        400 => StatusCode::BAD_REQUEST,
         401 => StatusCode::UNAUTHORIZED,
         403 => StatusCode::FORBIDDEN,
         404 => StatusCode::NOT_FOUND,

@@ -1,0 +1,115 @@
+//! JSON <-> Lua value conversion with the LSR conventions (sequences are arrays, other tables
+//! objects). Only raw table access is used, so converting never runs script code (metamethods).
+
+use mlua::{Lua, Value};
+use serde_json::Value as Json;
+
+/// Nesting bound: deep or cyclic tables become an error instead of a stack overflow.
+const MAX_DEPTH: usize = 64;
+
+/// Converts a Lua value to JSON; functions, userdata, threads and non-finite numbers are errors.
+pub(crate) fn lua_to_json(value: &Value) -> Result<Json, String> {
+    to_json(value, 0)
+}
+
+fn to_json(value: &Value, depth: usize) -> Result<Json, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "value nested deeper than {MAX_DEPTH} levels (or cyclic)"
+        ));
+    }
+    match value {
+        Value::Nil => Ok(Json::Null),
+        Value::Boolean(b) => Ok(Json::Bool(*b)),
+        Value::Integer(i) => Ok(Json::from(*i)),
+        Value::Number(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .ok_or_else(|| format!("the number {f} cannot be represented in JSON")),
+        Value::String(s) => Ok(Json::String(s.to_string_lossy())),
+        Value::Table(t) => table_to_json(t, depth),
+        v if *v == Value::NULL => Ok(Json::Null),
+        other => Err(format!(
+            "a {} cannot be converted to JSON",
+            other.type_name()
+        )),
+    }
+}
+
+fn table_to_json(table: &mlua::Table, depth: usize) -> Result<Json, String> {
+    let mut entries = Vec::new();
+    for pair in table.pairs::<Value, Value>() {
+        entries.push(pair.map_err(|e| e.to_string())?);
+    }
+    let len = table.raw_len();
+    // A proper sequence: keys are exactly 1..=len. An empty table becomes an object.
+    if len > 0 && entries.len() == len {
+        let mut items = Vec::with_capacity(len);
+        for i in 1..=len {
+            let v: Value = table.raw_get(i).map_err(|e| e.to_string())?;
+            items.push(to_json(&v, depth + 1)?);
+        }
+        return Ok(Json::Array(items));
+    }
+    let mut map = serde_json::Map::new();
+    for (k, v) in entries {
+        let key = match &k {
+            Value::String(s) => s.to_string_lossy(),
+            Value::Integer(i) => i.to_string(),
+            Value::Number(f) => f.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "a table with a {} key cannot be converted to JSON",
+                    other.type_name()
+                ))
+            }
+        };
+        map.insert(key, to_json(&v, depth + 1)?);
+    }
+    Ok(Json::Object(map))
+}
+
+/// Converts JSON to a Lua value: null becomes nil, objects and arrays become tables.
+pub(crate) fn json_to_lua(lua: &Lua, value: &Json) -> mlua::Result<Value> {
+    to_lua(lua, value, 0)
+}
+
+fn to_lua(lua: &Lua, value: &Json, depth: usize) -> mlua::Result<Value> {
+    if depth > MAX_DEPTH {
+        return Err(mlua::Error::runtime(format!(
+            "JSON value nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(match value {
+        Json::Null => Value::Nil,
+        Json::Bool(b) => Value::Boolean(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(lua.create_string(s)?),
+        Json::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, to_lua(lua, item, depth + 1)?)?;
+            }
+            Value::Table(t)
+        }
+        Json::Object(map) => {
+            let t = lua.create_table_with_capacity(0, map.len())?;
+            for (k, v) in map {
+                t.raw_set(k.as_str(), to_lua(lua, v, depth + 1)?)?;
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+/// Builds a Lua table of string pairs (service `headers` and `query`); later duplicates win.
+pub(crate) fn pairs_to_lua(lua: &Lua, pairs: &[(String, String)]) -> mlua::Result<mlua::Table> {
+    let t = lua.create_table_with_capacity(0, pairs.len())?;
+    for (k, v) in pairs {
+        t.raw_set(k.as_str(), v.as_str())?;
+    }
+    Ok(t)
+}

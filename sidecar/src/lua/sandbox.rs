@@ -1,0 +1,315 @@
+//! The Lua sandbox: a VM with only safe libraries, an instruction/deadline budget enforced by a
+//! hook, a memory limit, and mapping of mlua errors to [`ThingError`]s.
+
+use super::{LuaLimits, ThingError};
+use mlua::{ChunkMode, HookTriggers, Lua, LuaOptions, StdLib, Value, Variadic, VmState};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Instructions between hook calls: fine enough to stop runaways promptly, coarse enough to be
+/// cheap. The instruction budget is therefore enforced to within this many instructions.
+const HOOK_STEP: u32 = 1000;
+
+/// Which limit aborted the current call, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trip {
+    None,
+    Instructions,
+    Deadline,
+}
+
+/// Execution budget of one VM, re-armed before every call. Atomics because the hook must be
+/// `Send` (mlua `send` feature); only the thread holding the VM touches it.
+pub(crate) struct Budget {
+    limits: LuaLimits,
+    base: Instant,
+    used: AtomicU64,
+    /// Nanoseconds after `base`; 0 (already past) until first armed, so Lua code that runs
+    /// outside a call (e.g. finalizers while the VM is dropped) is stopped too.
+    deadline_ns: AtomicU64,
+    tripped: AtomicU8,
+}
+
+impl Budget {
+    fn new(limits: LuaLimits) -> Arc<Budget> {
+        Arc::new(Budget {
+            limits,
+            base: Instant::now(),
+            used: AtomicU64::new(0),
+            deadline_ns: AtomicU64::new(0),
+            tripped: AtomicU8::new(0),
+        })
+    }
+
+    /// Grants a fresh budget for the next call. The budget is deliberately left to run out
+    /// afterwards rather than disarmed (see `deadline_ns`).
+    pub(crate) fn arm(&self) {
+        let deadline = self.base.elapsed().saturating_add(self.limits.deadline);
+        let ns = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX);
+        self.used.store(0, Ordering::Relaxed);
+        self.tripped.store(0, Ordering::Relaxed);
+        self.deadline_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// The limit that aborted the call since the last `arm`.
+    pub(crate) fn trip(&self) -> Trip {
+        match self.tripped.load(Ordering::Relaxed) {
+            1 => Trip::Instructions,
+            2 => Trip::Deadline,
+            _ => Trip::None,
+        }
+    }
+
+    /// Hook body: counts instructions and checks the clock. Once tripped it keeps failing, so
+    /// a script that catches the error cannot continue for long.
+    fn tick(&self) -> mlua::Result<VmState> {
+        let used =
+            self.used.fetch_add(u64::from(HOOK_STEP), Ordering::Relaxed) + u64::from(HOOK_STEP);
+        if self.trip() == Trip::None {
+            let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            if used > self.limits.instructions {
+                self.tripped.store(1, Ordering::Relaxed);
+            } else if now > self.deadline_ns.load(Ordering::Relaxed) {
+                self.tripped.store(2, Ordering::Relaxed);
+            }
+        }
+        self.check()
+    }
+
+    /// Fails if the call was aborted; also used by the `pcall` wrappers to re-raise.
+    fn check(&self) -> mlua::Result<VmState> {
+        match self.trip() {
+            Trip::None => Ok(VmState::Continue),
+            Trip::Instructions => Err(mlua::Error::runtime("instruction limit exceeded")),
+            Trip::Deadline => Err(mlua::Error::runtime("deadline exceeded")),
+        }
+    }
+}
+
+/// Wraps every Lua construct that can catch errors so an aborted call cannot be swallowed:
+/// after the protected call returns, the guard re-raises if the budget tripped. Also routes
+/// `string.rep` through a size check (see `rep_size_check`) and refuses `__gc` metamethods.
+const GUARD_PRELUDE: &str = r#"
+local guard, rep_check = ...
+local raw_pcall, raw_xpcall = pcall, xpcall
+local raw_resume, raw_close = coroutine.resume, coroutine.close
+local rep = string.rep
+string.rep = function(s, n, sep) rep_check(s, n, sep) return rep(s, n, sep) end
+-- Lua runs finalizers with hooks disabled, so a looping __gc could never be stopped; Lua only
+-- honours __gc present when setmetatable is called, so refusing it here is sufficient.
+local raw_setmetatable, rawget, type, error = setmetatable, rawget, type, error
+setmetatable = function(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+        error("__gc metamethods are not allowed in the sandbox", 2)
+    end
+    return raw_setmetatable(t, mt)
+end
+local function checked(...) guard() return ... end
+pcall = function(...) return checked(raw_pcall(...)) end
+xpcall = function(...) return checked(raw_xpcall(...)) end
+coroutine.resume = function(...) return checked(raw_resume(...)) end
+coroutine.close = function(...) return checked(raw_close(...)) end
+"#;
+
+/// Globals of the base library a script must not reach: code loading and file access.
+const REMOVED_GLOBALS: &[&str] = &[
+    "load",
+    "loadstring",
+    "dofile",
+    "loadfile",
+    "require",
+    "package",
+    "debug",
+    "io",
+    "warn",
+];
+
+/// Creates a sandboxed VM for `thing`: safe libraries only, budget hook, memory limit.
+pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<Budget>)> {
+    // OS is opened only to borrow time/clock/date; the table itself is replaced below.
+    let libs = StdLib::COROUTINE
+        | StdLib::TABLE
+        | StdLib::STRING
+        | StdLib::UTF8
+        | StdLib::MATH
+        | StdLib::OS;
+    let lua = Lua::new_with(libs, LuaOptions::default())?;
+    let budget = Budget::new(limits);
+    let globals = lua.globals();
+
+    let full_os: mlua::Table = globals.raw_get("os")?;
+    let os = lua.create_table()?;
+    for name in ["time", "clock", "date"] {
+        os.raw_set(name, full_os.raw_get::<Value>(name)?)?;
+    }
+    globals.raw_set("os", os)?;
+    for name in REMOVED_GLOBALS {
+        globals.raw_set(*name, Value::Nil)?;
+    }
+    let string: mlua::Table = globals.raw_get("string")?;
+    string.raw_set("dump", Value::Nil)?;
+
+    globals.raw_set("collectgarbage", lua.create_function(collectgarbage)?)?;
+    let log = log_table(&lua, thing)?;
+    globals.raw_set("print", log.raw_get::<Value>("info")?)?;
+    globals.raw_set("log", log)?;
+
+    let hook_budget = Arc::clone(&budget);
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_STEP),
+        move |_, _| hook_budget.tick(),
+    )?;
+    let guard_budget = Arc::clone(&budget);
+    let guard = lua.create_function(move |_, ()| guard_budget.check().map(|_| ()))?;
+    let memory = limits.memory_bytes;
+    let rep_check = lua.create_function(move |_, (s, n, sep): (Value, Value, Value)| {
+        rep_size_check(memory, &s, &n, &sep)
+    })?;
+    budget.arm();
+    lua.load(GUARD_PRELUDE)
+        .set_name("=sandbox")
+        .set_mode(ChunkMode::Text)
+        .call::<()>((guard, rep_check))?;
+
+    lua.set_memory_limit(limits.memory_bytes)?;
+    Ok((lua, budget))
+}
+
+/// Reports `string.rep` results that could never fit the VM's memory limit as memory errors.
+/// Without this, Lua's own size check (2 GiB) answers first with a plain script error.
+fn rep_size_check(memory: usize, s: &Value, n: &Value, sep: &Value) -> mlua::Result<()> {
+    let len = |v: &Value| match v {
+        Value::String(s) => s.as_bytes().len() as f64,
+        _ => 0.0,
+    };
+    let count = match n {
+        Value::Integer(i) => *i as f64,
+        Value::Number(f) => *f,
+        _ => 0.0,
+    };
+    let need = len(s) * count + len(sep) * (count - 1.0).max(0.0);
+    if memory > 0 && need > memory as f64 {
+        return Err(mlua::Error::MemoryError(format!(
+            "not enough memory: string.rep needs {need} bytes, the VM limit is {memory}"
+        )));
+    }
+    Ok(())
+}
+
+/// `collectgarbage` restricted to what scripts legitimately need: `count`, and explicit
+/// collections as no-ops; tuning the collector (stop, generational, ...) is refused.
+fn collectgarbage(lua: &Lua, opt: Option<String>) -> mlua::Result<Value> {
+    match opt.as_deref() {
+        Some("count") => Ok(Value::Number(lua.used_memory() as f64 / 1024.0)),
+        None | Some("collect") | Some("step") => Ok(Value::Integer(0)),
+        Some(other) => Err(mlua::Error::runtime(format!(
+            "{} collectgarbage({other:?}) is not available in the sandbox",
+            caller_location(lua)
+        ))),
+    }
+}
+
+/// The `log` table: `log.info(...)` etc. forward to `tracing` with the thing name as a field.
+fn log_table(lua: &Lua, thing: &str) -> mlua::Result<mlua::Table> {
+    let log = lua.create_table()?;
+    for level in ["trace", "debug", "info", "warn", "error"] {
+        let thing: Arc<str> = Arc::from(thing);
+        let f = lua.create_function(move |_, args: Variadic<Value>| {
+            let msg = args.iter().map(display).collect::<Vec<_>>().join(" ");
+            match level {
+                "trace" => tracing::trace!(thing = %thing, "{msg}"),
+                "debug" => tracing::debug!(thing = %thing, "{msg}"),
+                "info" => tracing::info!(thing = %thing, "{msg}"),
+                "warn" => tracing::warn!(thing = %thing, "{msg}"),
+                _ => tracing::error!(thing = %thing, "{msg}"),
+            }
+            Ok(())
+        })?;
+        log.raw_set(level, f)?;
+    }
+    Ok(log)
+}
+
+/// Formats a log argument without calling into Lua (no `__tostring`), so logging cannot fail.
+fn display(value: &Value) -> String {
+    match value {
+        Value::Nil => "nil".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.to_string_lossy(),
+        other => other.type_name().into(),
+    }
+}
+
+/// `path:line:` of the Lua code calling the current Rust callback, for error messages.
+pub(crate) fn caller_location(lua: &Lua) -> String {
+    lua.inspect_stack(1, |d| {
+        let src = d
+            .source()
+            .short_src
+            .map(|s| s.into_owned())
+            .unwrap_or_else(|| "?".into());
+        match d.current_line() {
+            Some(line) => format!("{src}:{line}:"),
+            None => format!("{src}:"),
+        }
+    })
+    .unwrap_or_default()
+}
+
+/// Maps a failed (or tripped) call to a [`ThingError`]; the budget's verdict wins over the
+/// error value because scripts can rethrow or wrap the abort error.
+pub(crate) fn classify(
+    thing: &str,
+    limits: &LuaLimits,
+    budget: &Budget,
+    err: Option<&mlua::Error>,
+) -> Option<ThingError> {
+    match budget.trip() {
+        Trip::Instructions => Some(ThingError::InstructionLimit {
+            thing: thing.to_owned(),
+            limit: limits.instructions,
+        }),
+        Trip::Deadline => Some(ThingError::Timeout {
+            thing: thing.to_owned(),
+            deadline: limits.deadline,
+        }),
+        Trip::None => err.map(|e| {
+            if is_memory_error(e) {
+                ThingError::MemoryLimit {
+                    thing: thing.to_owned(),
+                    limit: limits.memory_bytes,
+                }
+            } else {
+                ThingError::Script(message(e))
+            }
+        }),
+    }
+}
+
+fn is_memory_error(err: &mlua::Error) -> bool {
+    match err {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        _ => false,
+    }
+}
+
+/// The script-facing part of an mlua error: `file:line: message`, without mlua's prefixes and
+/// the stack traceback.
+pub(crate) fn message(err: &mlua::Error) -> String {
+    let text = match err {
+        mlua::Error::RuntimeError(m) | mlua::Error::MemoryError(m) => m.clone(),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::CallbackError { cause, .. } => return message(cause),
+        mlua::Error::WithContext { cause, .. } => return message(cause),
+        other => other.to_string(),
+    };
+    match text.find("\nstack traceback:") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}

@@ -1,0 +1,462 @@
+//! One thing: its VM, its property snapshot, and the blocking operations on them (service
+//! calls, task runs, writes), each followed by a read-back pass that applies the push rules.
+
+use super::convert::{json_to_lua, lua_to_json, pairs_to_lua};
+use super::sandbox::{classify, message, new_vm, Budget};
+use super::template::{instantiate, service_function};
+use super::{
+    LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, PushType, Quality, ServiceDef,
+    ServiceResult, ThingError, ThingInfo, ThingSpec,
+};
+use mlua::{Function, Lua, MultiValue, Table, Value};
+use serde_json::Value as Json;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast;
+
+/// The Lua side of a thing. Only ever used by the thread holding `Thing::vm`.
+pub(crate) struct Vm {
+    lua: Lua,
+    budget: Arc<Budget>,
+    props: Table,
+    services: Table,
+    tasks: Table,
+    me: Table,
+}
+
+/// Rust's view of one property: the last good value and the last pushed one.
+struct Slot {
+    def: PropertyDef,
+    name: Arc<str>,
+    current: PropertyValue,
+    last_pushed: Json,
+}
+
+/// What triggered a read-back pass; decides when `ALWAYS` properties are pushed.
+#[derive(Clone, Copy)]
+enum Pass {
+    Task,
+    Service,
+    Write(usize),
+}
+
+/// A loaded thing. The VM mutex serialises Lua calls; it is an async mutex so callers queue
+/// without occupying blocking threads (see `Things::run`). The snapshot has its own mutex so
+/// property reads never wait for a running script.
+pub(crate) struct Thing {
+    pub name: Arc<str>,
+    pub info: ThingInfo,
+    pub scan_rate: Duration,
+    pub has_tasks: bool,
+    pub limits: LuaLimits,
+    pub vm: Arc<tokio::sync::Mutex<Vm>>,
+    slots: Mutex<Vec<Slot>>,
+}
+
+/// Locks ignoring poison: the snapshot is updated slot by slot, so it is consistent even if a
+/// pass panicked, and refusing all later reads would be worse.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Equality that treats `3` and `3.0` as the same number.
+fn same(a: &Json, b: &Json) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+impl Thing {
+    /// Creates the VM, runs the template in it and applies the spec's property overrides.
+    pub(crate) fn load(
+        spec: &ThingSpec,
+        path: &Path,
+        source: &[u8],
+        limits: LuaLimits,
+    ) -> Result<Thing, LuaError> {
+        let thing_err = |message: String| LuaError::Thing {
+            thing: spec.name.clone(),
+            message,
+        };
+        if spec.scan_rate.is_zero() {
+            return Err(thing_err("scan rate must be greater than zero".into()));
+        }
+        let (lua, budget) = new_vm(&spec.name, limits).map_err(|e| LuaError::Vm {
+            thing: spec.name.clone(),
+            message: message(&e),
+        })?;
+        let inst = instantiate(
+            &lua,
+            &budget,
+            &limits,
+            &spec.name,
+            &spec.template,
+            path,
+            source,
+        )
+        .map_err(|message| LuaError::Template {
+            thing: spec.name.clone(),
+            path: path.to_owned(),
+            message,
+        })?;
+
+        let mut properties = inst.properties;
+        for (name, value) in &spec.properties {
+            let (def, current) = properties
+                .iter_mut()
+                .find(|(d, _)| d.name == *name)
+                .ok_or_else(|| {
+                    thing_err(format!(
+                        "template {:?} has no property {name:?} to override",
+                        spec.template
+                    ))
+                })?;
+            let coerced = def
+                .base_type
+                .coerce_json(value)
+                .map_err(|e| thing_err(format!("property {name:?}: {e}")))?;
+            set_lua_value(&lua, &inst.props, def, &coerced)
+                .map_err(|e| thing_err(format!("property {name:?}: {}", message(&e))))?;
+            *current = coerced;
+        }
+
+        let time_ms = now_ms();
+        let slots = properties
+            .iter()
+            .map(|(def, value)| Slot {
+                def: def.clone(),
+                name: Arc::from(def.name.as_str()),
+                current: PropertyValue {
+                    value: value.clone(),
+                    time_ms,
+                    quality: Quality::Good,
+                },
+                last_pushed: value.clone(),
+            })
+            .collect();
+        Ok(Thing {
+            name: Arc::from(spec.name.as_str()),
+            info: ThingInfo {
+                name: spec.name.clone(),
+                template: spec.template.clone(),
+                properties: properties.into_iter().map(|(d, _)| d).collect(),
+                services: inst.service_defs,
+            },
+            scan_rate: spec.scan_rate,
+            has_tasks: inst.has_tasks,
+            limits,
+            vm: Arc::new(tokio::sync::Mutex::new(Vm {
+                lua,
+                budget,
+                props: inst.props,
+                services: inst.services,
+                tasks: inst.tasks,
+                me: inst.me,
+            })),
+            slots: Mutex::new(slots),
+        })
+    }
+
+    /// The current value of one property.
+    pub(crate) fn read(&self, prop: &str) -> Result<(PropertyDef, PropertyValue), ThingError> {
+        lock(&self.slots)
+            .iter()
+            .find(|s| s.def.name == prop)
+            .map(|s| (s.def.clone(), s.current.clone()))
+            .ok_or_else(|| ThingError::UnknownProperty {
+                thing: self.name.to_string(),
+                property: prop.to_owned(),
+            })
+    }
+
+    /// The current values of all properties, sorted by name.
+    pub(crate) fn read_all(&self) -> Vec<(PropertyDef, PropertyValue)> {
+        lock(&self.slots)
+            .iter()
+            .map(|s| (s.def.clone(), s.current.clone()))
+            .collect()
+    }
+
+    /// Blocking: type-checks and stores a property value, then pushes per the rules.
+    pub(crate) fn write(
+        &self,
+        vm: &Vm,
+        prop: &str,
+        value: &Json,
+        tx: &broadcast::Sender<PropertyChange>,
+    ) -> Result<(), ThingError> {
+        let (index, def) = self
+            .info
+            .properties
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.name == prop)
+            .ok_or_else(|| ThingError::UnknownProperty {
+                thing: self.name.to_string(),
+                property: prop.to_owned(),
+            })?;
+        let coerced = def
+            .base_type
+            .coerce_json(value)
+            .map_err(|_| ThingError::WrongType {
+                name: prop.to_owned(),
+                expected: def.base_type,
+            })?;
+        vm.budget.arm();
+        let stored = set_lua_value(&vm.lua, &vm.props, def, &coerced);
+        let failure = classify(&self.name, &self.limits, &vm.budget, stored.as_ref().err());
+        let readback = self.read_back(vm, Pass::Write(index), tx);
+        match failure {
+            Some(e) => Err(e),
+            None => readback,
+        }
+    }
+
+    /// Blocking: checks typed inputs, calls `services.<name>(me, headers, query, data)`.
+    pub(crate) fn call_service(
+        &self,
+        vm: &Vm,
+        service: &str,
+        headers: &[(String, String)],
+        query: &[(String, String)],
+        mut params: serde_json::Map<String, Json>,
+        tx: &broadcast::Sender<PropertyChange>,
+    ) -> Result<ServiceResult, ThingError> {
+        let def = self
+            .info
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .ok_or_else(|| ThingError::UnknownService {
+                thing: self.name.to_string(),
+                service: service.to_owned(),
+            })?;
+        for input in &def.inputs {
+            if let Some(v) = params.get_mut(&input.name).filter(|v| !v.is_null()) {
+                *v = input
+                    .base_type
+                    .coerce_json(v)
+                    .map_err(|_| ThingError::WrongType {
+                        name: input.name.clone(),
+                        expected: input.base_type,
+                    })?;
+            }
+        }
+
+        vm.budget.arm();
+        let outcome = (|| {
+            let f = service_function(&vm.services, service).ok_or_else(|| {
+                mlua::Error::runtime(format!("services.{service} is no longer a function"))
+            })?;
+            let headers = pairs_to_lua(&vm.lua, headers)?;
+            let query = pairs_to_lua(&vm.lua, query)?;
+            let data = json_to_lua(&vm.lua, &Json::Object(params))?;
+            f.call::<MultiValue>((&vm.me, headers, query, data))
+        })();
+        let failure = classify(&self.name, &self.limits, &vm.budget, outcome.as_ref().err());
+        if matches!(failure, Some(ThingError::MemoryLimit { .. })) {
+            // Reclaim what the failed call left behind before the next one.
+            let _ = vm.lua.gc_collect();
+        }
+        let readback = self.read_back(vm, Pass::Service, tx);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let result = match outcome {
+            Ok(values) => service_result(def, values)?,
+            Err(e) => return Err(ThingError::Script(message(&e))),
+        };
+        readback.map(|()| result)
+    }
+
+    /// Blocking: runs every `tasks.*` function (by name order), each with its own budget,
+    /// then one read-back pass. Errors are logged; the first one is returned.
+    pub(crate) fn run_tasks(
+        &self,
+        vm: &Vm,
+        tx: &broadcast::Sender<PropertyChange>,
+    ) -> Result<(), ThingError> {
+        let mut tasks: Vec<(String, Function)> = Vec::new();
+        for pair in vm.tasks.pairs::<Value, Value>() {
+            if let Ok((Value::String(k), Value::Function(f))) = pair {
+                tasks.push((k.to_string_lossy(), f));
+            }
+        }
+        tasks.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut first_error = None;
+        for (task, f) in tasks {
+            vm.budget.arm();
+            let run = f.call::<()>(&vm.me);
+            if let Some(e) = classify(&self.name, &self.limits, &vm.budget, run.as_ref().err()) {
+                tracing::warn!(thing = %self.name, task = %task, error = %e, "Lua task failed");
+                if matches!(e, ThingError::MemoryLimit { .. }) {
+                    let _ = vm.lua.gc_collect();
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+        vm.budget.arm();
+        let readback = self.read_back(vm, Pass::Task, tx);
+        match first_error {
+            Some(e) => Err(e),
+            None => readback,
+        }
+    }
+
+    /// Reads every property value back from Lua, keeps good values, restores bad ones and
+    /// broadcasts changes per the push rules. Uses raw access only, so no script code runs.
+    fn read_back(
+        &self,
+        vm: &Vm,
+        pass: Pass,
+        tx: &broadcast::Sender<PropertyChange>,
+    ) -> Result<(), ThingError> {
+        let mut slots = lock(&self.slots);
+        let mut errors = Vec::new();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let value = match read_lua_value(&vm.props, &slot.def) {
+                Ok(v) => v,
+                Err(e) => {
+                    let msg = format!(
+                        "thing {:?}: property {:?} {e}; previous value kept",
+                        &*self.name, slot.def.name
+                    );
+                    tracing::warn!(thing = %self.name, property = %slot.def.name, "{msg}");
+                    if let Err(e) =
+                        set_lua_value(&vm.lua, &vm.props, &slot.def, &slot.current.value)
+                    {
+                        tracing::error!(thing = %self.name, property = %slot.def.name, error = %message(&e), "cannot restore property value");
+                    }
+                    errors.push(msg);
+                    continue;
+                }
+            };
+            let changed = !same(&value, &slot.current.value);
+            if changed {
+                slot.current = PropertyValue {
+                    value: value.clone(),
+                    time_ms: now_ms(),
+                    quality: Quality::Good,
+                };
+            }
+            let forced = match pass {
+                Pass::Task => true,
+                Pass::Write(j) => i == j,
+                Pass::Service => false,
+            };
+            let push = match slot.def.push_type {
+                PushType::Always => forced || changed,
+                PushType::Value | PushType::On => {
+                    beyond_threshold(&value, &slot.last_pushed, slot.def.push_threshold)
+                }
+                PushType::Never | PushType::Off => false,
+            };
+            if push {
+                slot.last_pushed = value;
+                // No subscribers is not an error.
+                let _ = tx.send(PropertyChange {
+                    thing: Arc::clone(&self.name),
+                    property: Arc::clone(&slot.name),
+                    base_type: slot.def.base_type,
+                    value: slot.current.clone(),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ThingError::Script(errors.join("; ")))
+        }
+    }
+}
+
+/// Whether `new` differs from the last pushed value enough to push (numbers: by more than
+/// the threshold; anything else: at all).
+fn beyond_threshold(new: &Json, last: &Json, threshold: f64) -> bool {
+    match (new.as_f64(), last.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() > threshold,
+        _ => new != last,
+    }
+}
+
+/// Reads and coerces `properties[name].value`.
+fn read_lua_value(props: &Table, def: &PropertyDef) -> Result<Json, String> {
+    let entry = match props.raw_get::<Value>(def.name.as_str()) {
+        Ok(Value::Table(t)) => t,
+        Ok(other) => return Err(format!("was replaced by a {}", other.type_name())),
+        Err(e) => return Err(message(&e)),
+    };
+    let raw: Value = entry.raw_get("value").map_err(|e| message(&e))?;
+    let json = lua_to_json(&raw).map_err(|e| format!("has an invalid value: {e}"))?;
+    def.base_type
+        .coerce_json(&json)
+        .map_err(|e| format!("has a value of the wrong type: {e}"))
+}
+
+/// Stores `properties[name].value = value`, recreating the entry if the script removed it.
+fn set_lua_value(lua: &Lua, props: &Table, def: &PropertyDef, value: &Json) -> mlua::Result<()> {
+    let entry = match props.raw_get::<Value>(def.name.as_str())? {
+        Value::Table(t) => t,
+        _ => {
+            let t = lua.create_table()?;
+            t.raw_set("baseType", def.base_type.name())?;
+            t.raw_set("pushType", def.push_type.as_str())?;
+            t.raw_set("pushThreshold", def.push_threshold)?;
+            t.raw_set("description", def.description.as_str())?;
+            props.raw_set(def.name.as_str(), &t)?;
+            t
+        }
+    };
+    entry.raw_set("value", json_to_lua(lua, value)?)
+}
+
+/// Interprets a service's return values: `status[, value]`, nothing meaning `200, nil`.
+fn service_result(def: &ServiceDef, values: MultiValue) -> Result<ServiceResult, ThingError> {
+    let mut values = values.into_iter();
+    let status_value = values.next().unwrap_or(Value::Nil);
+    let value = values.next().unwrap_or(Value::Nil);
+    let bad = |what: String| ThingError::Script(format!("service {:?} {what}", def.name));
+    let status = match status_value {
+        Value::Nil => 200,
+        Value::Integer(i) => i,
+        Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e6 => n as i64,
+        other => {
+            return Err(bad(format!(
+                "must return a status code first (e.g. `return 200, value`), not a {}",
+                other.type_name()
+            )))
+        }
+    };
+    let status = u16::try_from(status)
+        .ok()
+        .filter(|s| (100..=599).contains(s))
+        .ok_or_else(|| {
+            bad(format!(
+                "returned invalid status {status} (expected 100..=599)"
+            ))
+        })?;
+    let mut json =
+        lua_to_json(&value).map_err(|e| bad(format!("returned an unconvertible value: {e}")))?;
+    if (200..300).contains(&status) && !json.is_null() {
+        if let Some(out) = &def.output {
+            json = out
+                .base_type
+                .coerce_json(&json)
+                .map_err(|e| bad(format!("returned a result of the wrong type: {e}")))?;
+        }
+    }
+    Ok(ServiceResult {
+        status,
+        value: json,
+        output: def.output.clone(),
+    })
+}

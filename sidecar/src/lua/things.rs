@@ -1,0 +1,246 @@
+//! [`Things`]: the async, shareable API over all loaded things.
+//!
+//! Execution model: each thing's VM sits behind a mutex and every Lua call runs on tokio's
+//! blocking pool (`spawn_blocking`) while holding it. Chosen over a dedicated OS thread per
+//! thing because most things are idle most of the time: the pool only holds threads while
+//! scripts run. The mutex is tokio's, locked *before* `spawn_blocking` with a bounded wait, so
+//! queued callers never occupy blocking threads and a VM stuck where the budget cannot reach
+//! (inside a C function) costs one thread and answers later callers with `Busy`.
+
+use super::thing::{Thing, Vm};
+use super::{
+    LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, ServiceResult, TemplateSource,
+    ThingError, ThingInfo, ThingSpec,
+};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio::time::MissedTickBehavior;
+
+/// Callback observing each operation: kind (`"service"`, `"task"`, `"property"`), duration
+/// and success; lets the server export metrics without this module depending on them.
+pub type Observer = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
+
+/// Buffered changes per subscriber before a slow subscriber starts missing some.
+const CHANGE_BUFFER: usize = 1024;
+
+/// All loaded things; `Send + Sync`, shared as `Arc<Things>`.
+pub struct Things {
+    things: HashMap<String, Arc<Thing>>,
+    changes: broadcast::Sender<PropertyChange>,
+    observer: RwLock<Option<Observer>>,
+}
+
+impl std::fmt::Debug for Things {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Things")
+            .field("things", &self.thing_names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Things {
+    /// Reads every template and instantiates every thing in its own VM; the first problem
+    /// (unreadable file, script error, unknown template, duplicate name, ...) is returned.
+    pub fn load(
+        templates: &[TemplateSource],
+        things: &[ThingSpec],
+        limits: LuaLimits,
+    ) -> Result<Things, LuaError> {
+        let mut sources: HashMap<&str, (PathBuf, Vec<u8>)> = HashMap::new();
+        for t in templates {
+            let source = std::fs::read(&t.path).map_err(|source| LuaError::Read {
+                path: t.path.clone(),
+                source,
+            })?;
+            if sources
+                .insert(t.name.as_str(), (t.path.clone(), source))
+                .is_some()
+            {
+                return Err(LuaError::Duplicate {
+                    kind: "template",
+                    name: t.name.clone(),
+                });
+            }
+        }
+        let mut loaded = HashMap::new();
+        for spec in things {
+            if loaded.contains_key(&spec.name) {
+                return Err(LuaError::Duplicate {
+                    kind: "thing",
+                    name: spec.name.clone(),
+                });
+            }
+            let (path, source) =
+                sources
+                    .get(spec.template.as_str())
+                    .ok_or_else(|| LuaError::UnknownTemplate {
+                        thing: spec.name.clone(),
+                        template: spec.template.clone(),
+                    })?;
+            let thing = Thing::load(spec, path, source, limits)?;
+            loaded.insert(spec.name.clone(), Arc::new(thing));
+        }
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        Ok(Things {
+            things: loaded,
+            changes,
+            observer: RwLock::new(None),
+        })
+    }
+
+    /// Names of all things, sorted.
+    pub fn thing_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.things.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Definitions of one thing's properties and services, or `None` if unknown.
+    pub fn describe(&self, thing: &str) -> Option<ThingInfo> {
+        self.things.get(thing).map(|t| t.info.clone())
+    }
+
+    /// Installs the metrics observer (replacing any previous one).
+    pub fn set_observer(&self, observer: Observer) {
+        *self
+            .observer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(observer);
+    }
+
+    /// Current value of one property (never waits for a running script).
+    pub async fn read_property(
+        &self,
+        thing: &str,
+        prop: &str,
+    ) -> Result<(PropertyDef, PropertyValue), ThingError> {
+        self.get(thing)?.read(prop)
+    }
+
+    /// Current values of all of a thing's properties, sorted by name.
+    pub async fn read_properties(
+        &self,
+        thing: &str,
+    ) -> Result<Vec<(PropertyDef, PropertyValue)>, ThingError> {
+        Ok(self.get(thing)?.read_all())
+    }
+
+    /// Sets a property after checking it against its base type ([`ThingError::WrongType`]).
+    pub async fn write_property(
+        &self,
+        thing: &str,
+        prop: &str,
+        value: Json,
+    ) -> Result<(), ThingError> {
+        let tx = self.changes.clone();
+        let prop = prop.to_owned();
+        self.run(self.get(thing)?, "property", move |t, vm| {
+            t.write(vm, &prop, &value, &tx)
+        })
+        .await
+    }
+
+    /// Calls a service with the given headers, query and parameters; typed inputs are checked.
+    pub async fn call_service(
+        &self,
+        thing: &str,
+        service: &str,
+        headers: Vec<(String, String)>,
+        query: Vec<(String, String)>,
+        params: serde_json::Map<String, Json>,
+    ) -> Result<ServiceResult, ThingError> {
+        let tx = self.changes.clone();
+        let service = service.to_owned();
+        self.run(self.get(thing)?, "service", move |t, vm| {
+            t.call_service(vm, &service, &headers, &query, params, &tx)
+        })
+        .await
+    }
+
+    /// Runs all of a thing's tasks once, now (the same work as one scan-rate tick); for
+    /// manual triggers and deterministic tests.
+    pub async fn run_tasks_now(&self, thing: &str) -> Result<(), ThingError> {
+        let tx = self.changes.clone();
+        self.run(self.get(thing)?, "task", move |t, vm| t.run_tasks(vm, &tx))
+            .await
+    }
+
+    /// A receiver of property changes, filtered by each property's push rules.
+    pub fn subscribe(&self) -> broadcast::Receiver<PropertyChange> {
+        self.changes.subscribe()
+    }
+
+    /// Starts one loop per thing that has tasks, running them at its scan rate. Failures
+    /// are logged (with the thing name) and the loop goes on. Abort the handles to stop.
+    pub fn spawn_tasks(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut names = self.thing_names();
+        names.retain(|n| self.things.get(n).is_some_and(|t| t.has_tasks));
+        names
+            .into_iter()
+            .filter_map(|name| self.things.get(&name).map(Arc::clone))
+            .map(|thing| {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    let mut interval = tokio::time::interval(thing.scan_rate);
+                    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    loop {
+                        interval.tick().await;
+                        let tx = this.changes.clone();
+                        let run = this.run(&thing, "task", move |t, vm| t.run_tasks(vm, &tx));
+                        // Task errors were already logged per task by `run_tasks`.
+                        if let Err(e @ ThingError::Busy { .. }) = run.await {
+                            tracing::warn!(thing = %thing.name, error = %e, "Lua tasks skipped");
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn get(&self, thing: &str) -> Result<&Arc<Thing>, ThingError> {
+        self.things
+            .get(thing)
+            .ok_or_else(|| ThingError::UnknownThing(thing.to_owned()))
+    }
+
+    /// Runs a blocking Lua operation on the blocking pool while holding the thing's VM, and
+    /// reports it to the observer. Waiting for the VM is bounded (10 deadlines, at least 1 s).
+    async fn run<T: Send + 'static>(
+        &self,
+        thing: &Arc<Thing>,
+        kind: &'static str,
+        op: impl FnOnce(&Thing, &Vm) -> Result<T, ThingError> + Send + 'static,
+    ) -> Result<T, ThingError> {
+        let start = Instant::now();
+        let wait = thing
+            .limits
+            .deadline
+            .saturating_mul(10)
+            .max(Duration::from_secs(1));
+        let result = match tokio::time::timeout(wait, Arc::clone(&thing.vm).lock_owned()).await {
+            Ok(vm) => {
+                let t = Arc::clone(thing);
+                tokio::task::spawn_blocking(move || op(&t, &vm))
+                    .await
+                    .unwrap_or_else(|e| Err(ThingError::Internal(format!("Lua call failed: {e}"))))
+            }
+            Err(_) => Err(ThingError::Busy {
+                thing: thing.name.to_string(),
+                waited: wait,
+            }),
+        };
+        let observer = self
+            .observer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(observe) = observer {
+            observe(kind, start.elapsed(), result.is_ok());
+        }
+        result
+    }
+}

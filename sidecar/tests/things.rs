@@ -1,0 +1,400 @@
+//! The ThingWorx-style REST API over real Lua things, through real TLS: properties, services,
+//! scan-rate tasks, sandbox escapes and runaway scripts answered without hurting the server.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use edgeway_sidecar::config::SidecarConfig;
+
+const TEMPLATE: &str = r#"
+module ("templates.pump", thingworx.template.extend)
+properties.Temperature = { baseType="NUMBER", pushType="VALUE", value=20 }
+properties.Ticks = { baseType="INTEGER", pushType="ALWAYS", value=0 }
+properties.Label = { baseType="STRING", value="" }
+
+serviceDefinitions.Add(
+    output { baseType="NUMBER", description="sum" },
+    input { name="a", baseType="NUMBER" },
+    input { name="b", baseType="NUMBER" },
+    description { "adds" }
+)
+services.Add = function(me, headers, query, data)
+    if not data.a or not data.b then return 400, "a and b are required" end
+    return 200, data.a + data.b
+end
+services.Escape = function(me, headers, query, data)
+    local tries = {
+        os = function() return os.execute("id") end,
+        io = function() return io.open("/etc/passwd") end,
+        require = function() return require("os") end,
+        load = function() return load("return 1")() end,
+        dofile = function() return dofile("/etc/passwd") end,
+        debug = function() return debug.getinfo(1) end,
+        package = function() return package.loaded end,
+    }
+    return 200, tries[data.what]()
+end
+services.Spin = function(me, headers, query, data) while true do end end
+services.Bomb = function(me, headers, query, data) return 200, string.rep("x", 1e10) end
+services.Recurse = function(me, headers, query, data)
+    local function f(n) return f(n + 1) + 1 end
+    return 200, f(1)
+end
+services.WhoAmI = function(me, headers, query, data)
+    return 200, me.name .. ":" .. (headers["x-edgeway-identity"] or "none")
+end
+tasks.tick = function(me)
+    properties.Ticks.value = properties.Ticks.value + 1
+end
+"#;
+
+struct Fixture {
+    pki: Pki,
+    sidecar: edgeway_sidecar::Running,
+}
+
+async fn fixture(name: &str) -> Fixture {
+    let pki = Pki::new(name);
+    let lua = pki.dir.join("pump.lua");
+    std::fs::write(&lua, TEMPLATE).unwrap();
+    let text = format!(
+        "server:\n  listen: 127.0.0.1:0\n  tls:\n    cert: {}\n    key: {}\n    clientCa: {}\nadmin:\n  listen: 127.0.0.1:0\n\
+         lua:\n  templates:\n    - name: pump\n      file: {}\n  things:\n    - name: Pump1\n      template: pump\n      scanRateMs: 50\n    - name: Pump2\n      template: pump\n      scanRateMs: 60000\n      properties:\n        Label: north\n  limits:\n    instructions: 2000000\n    deadlineMs: 500\n    memoryBytes: 8388608\n",
+        pki.cert.display(),
+        pki.key.display(),
+        pki.ca_file.display(),
+        lua.display()
+    );
+    let sidecar = edgeway_sidecar::start(SidecarConfig::parse(&text, "t").unwrap())
+        .await
+        .unwrap();
+    Fixture { pki, sidecar }
+}
+
+impl Fixture {
+    async fn conn(&self) -> Conn {
+        let cfg = client_config(
+            self.pki.ca.roots(),
+            Some(&self.pki.ca.client("scada")),
+            all_versions(),
+        );
+        Conn::tls(self.sidecar.server_addr, cfg).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn properties_read_and_write_in_infotable_form() {
+    let f = fixture("props").await;
+    let mut c = f.conn().await;
+    let r = c
+        .get("/Thingworx/Things/Pump2/Properties/Label", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j["rows"][0]["Label"], "north");
+    assert_eq!(
+        j["dataShape"]["fieldDefinitions"]["Label"]["baseType"],
+        "STRING"
+    );
+
+    let r = c
+        .send(
+            "PUT",
+            "/Thingworx/Things/Pump2/Properties/Temperature",
+            &[("content-type", "application/json")],
+            r#"{"Temperature": 42.5}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let all = c
+        .get("/Thingworx/Things/Pump2/Properties", &[])
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(all["rows"][0]["Temperature"], 42.5);
+    assert_eq!(
+        all["dataShape"]["fieldDefinitions"]["Ticks"]["baseType"],
+        "INTEGER"
+    );
+
+    // Wrong type: 400 naming the property and the expected type; the value is unchanged.
+    let r = c
+        .send(
+            "PUT",
+            "/Thingworx/Things/Pump2/Properties/Temperature",
+            &[],
+            r#"{"Temperature": "hot"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    let msg = r.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("Temperature") && msg.contains("NUMBER"),
+        "{msg}"
+    );
+    let v = c
+        .get("/Thingworx/Things/Pump2/Properties/Temperature", &[])
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(v["rows"][0]["Temperature"], 42.5);
+
+    for path in [
+        "/Thingworx/Things/Nope/Properties/Label",
+        "/Thingworx/Things/Pump2/Properties/Nope",
+    ] {
+        let r = c.get(path, &[]).await.unwrap();
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.json()["error"].is_string());
+    }
+    let list = c.get("/things", &[]).await.unwrap().json();
+    let names: Vec<_> = list["things"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(names, vec!["Pump1", "Pump2"]);
+    f.sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn services_run_lua_with_typed_inputs_and_the_verified_identity() {
+    let f = fixture("services").await;
+    let mut c = f.conn().await;
+    let r = c
+        .send(
+            "POST",
+            "/Thingworx/Things/Pump1/Services/Add",
+            &[],
+            r#"{"a": 1, "b": 2}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let j = r.json();
+    assert_eq!(j["rows"][0]["result"], 3.0);
+    assert_eq!(
+        j["dataShape"]["fieldDefinitions"]["result"]["baseType"],
+        "NUMBER"
+    );
+
+    let r = c
+        .send(
+            "POST",
+            "/Thingworx/Things/Pump1/Services/Add",
+            &[],
+            r#"{"a": 1}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "a and b are required");
+
+    let r = c
+        .send(
+            "POST",
+            "/Thingworx/Things/Pump1/Services/Add",
+            &[],
+            r#"{"a": "x", "b": 2}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+
+    // The script sees the identity the server verified, not one the client claimed.
+    let r = c
+        .send(
+            "POST",
+            "/Thingworx/Things/Pump1/Services/WhoAmI",
+            &[("X-Edgeway-Identity", "admin")],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.json()["rows"][0]["result"], "Pump1:scada");
+
+    let r = c
+        .send("POST", "/Thingworx/Things/Pump1/Services/Nope", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    f.sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn tasks_update_properties_at_the_scan_rate() {
+    let f = fixture("tasks").await;
+    let mut c = f.conn().await;
+    let read = |j: serde_json::Value| j["rows"][0]["Ticks"].as_i64().unwrap();
+    let first = read(
+        c.get("/Thingworx/Things/Pump1/Properties/Ticks", &[])
+            .await
+            .unwrap()
+            .json(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = read(
+            c.get("/Thingworx/Things/Pump1/Properties/Ticks", &[])
+                .await
+                .unwrap()
+                .json(),
+        );
+        if now >= first + 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Ticks stuck at {now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Pump2's scan rate is a minute: its task has not run again.
+    let slow = read(
+        c.get("/Thingworx/Things/Pump2/Properties/Ticks", &[])
+            .await
+            .unwrap()
+            .json(),
+    );
+    assert!(slow <= 1, "Pump2 ticked {slow} times");
+    f.sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn sandbox_escapes_and_runaway_scripts_fail_the_call_not_the_server() {
+    let f = fixture("sandbox").await;
+    let mut c = f.conn().await;
+    for what in ["os", "io", "require", "load", "dofile", "debug", "package"] {
+        let r = c
+            .send(
+                "POST",
+                "/Thingworx/Things/Pump1/Services/Escape",
+                &[],
+                &format!(r#"{{"what": "{what}"}}"#),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 500, "{what} escaped: {:?}", r.body);
+    }
+    for (svc, want) in [
+        ("Spin", [500, 504]),
+        ("Bomb", [500, 500]),
+        ("Recurse", [500, 500]),
+    ] {
+        let started = Instant::now();
+        let r = c
+            .send(
+                "POST",
+                &format!("/Thingworx/Things/Pump1/Services/{svc}"),
+                &[],
+                "",
+            )
+            .await
+            .unwrap();
+        assert!(
+            want.contains(&r.status.as_u16()),
+            "{svc}: {} {:?}",
+            r.status,
+            r.body
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{svc} took {:?}",
+            started.elapsed()
+        );
+        // The same thing still answers normally.
+        let ok = c
+            .send(
+                "POST",
+                "/Thingworx/Things/Pump1/Services/Add",
+                &[],
+                r#"{"a": 2, "b": 2}"#,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.json()["rows"][0]["result"], 4.0, "after {svc}");
+    }
+    let m = plain_get(f.sidecar.admin_addr, "/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("edgeway_sidecar_lua_call_duration_seconds_count{kind=\"service\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edgeway_sidecar_lua_call_duration_seconds_count{kind=\"task\"}"),
+        "{text}"
+    );
+    f.sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_script_fails_start_naming_file_and_line() {
+    let pki = Pki::new("badlua");
+    let lua = pki.dir.join("bad.lua");
+    std::fs::write(
+        &lua,
+        "properties.X = { baseType=\"NUMBER\", value=1 }\nproperties.Y = { baseType = }\n",
+    )
+    .unwrap();
+    let text = format!(
+        "server:\n  listen: 127.0.0.1:0\n  tls:\n    cert: {}\n    key: {}\n    clientCa: {}\nlua:\n  templates:\n    - name: t\n      file: {}\n  things:\n    - name: T1\n      template: t\n",
+        pki.cert.display(),
+        pki.key.display(),
+        pki.ca_file.display(),
+        lua.display()
+    );
+    let err = edgeway_sidecar::start(SidecarConfig::parse(&text, "t").unwrap())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(&format!("{}:2:", lua.display())), "{err}");
+}
+
+#[tokio::test]
+async fn the_example_config_and_template_load() {
+    // The example uses repository-relative paths; run from the repository root.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("examples/sidecar/sidecar.yaml")).unwrap();
+    let config = SidecarConfig::parse(&text, "examples/sidecar/sidecar.yaml").unwrap();
+    let templates: Vec<_> = config
+        .lua
+        .templates
+        .iter()
+        .map(|t| edgeway_sidecar::lua::TemplateSource {
+            name: t.name.clone(),
+            path: root.join(&t.file),
+        })
+        .collect();
+    let specs: Vec<_> = config
+        .lua
+        .things
+        .iter()
+        .map(|t| edgeway_sidecar::lua::ThingSpec {
+            name: t.name.clone(),
+            template: t.template.clone(),
+            scan_rate: Duration::from_millis(t.scan_rate_ms),
+            properties: t.properties.clone(),
+        })
+        .collect();
+    let things = edgeway_sidecar::lua::Things::load(&templates, &specs, config.lua.limits).unwrap();
+    let r = things
+        .call_service(
+            "Pump1",
+            "Start",
+            vec![],
+            vec![],
+            serde_json::json!({"speed": 1200})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.value), (200, serde_json::json!(true)));
+    let (_, v) = things.read_property("Pump2", "Label").await.unwrap();
+    assert_eq!(v.value, "north basin");
+}

@@ -581,3 +581,83 @@ async fn silent_platform_is_detected_within_the_keep_alive_deadline() {
     assert!(took < Duration::from_secs(5), "detected after {took:?}");
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn platform_invokes_lua_services_and_receives_lua_pushes() {
+    let setup = Setup::new("tunnel-lua");
+    let platform = setup.start("historySize: 1000\n").await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let lua = setup.dir.join("meter.lua");
+    std::fs::write(
+        &lua,
+        r#"
+properties.Count = { baseType="INTEGER", pushType="ALWAYS", value=0 }
+serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
+services.Add = function(me, headers, query, data) return 200, data.a + data.b end
+services.Fail = function(me, headers, query, data) return 409, "meter is locked" end
+tasks.count = function(me) properties.Count.value = properties.Count.value + 1 end
+"#,
+    )
+    .unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    let yaml = sidecar_yaml(&setup.dir, 1, 1000, &url(platform.alwayson_addr), &extra).replace(
+        "admin:\n",
+        &format!(
+            "lua:\n  templates:\n    - name: meter\n      file: {}\n  things:\n    - name: Meter1\n      template: meter\n      scanRateMs: 30\nadmin:\n",
+            lua.display()
+        ),
+    );
+    let sidecar = start_sidecar(&yaml).await;
+    let reg = platform.registry.clone();
+    wait_for("Lua pushes to arrive", 20, || {
+        let r = reg.clone();
+        async move { r.history("Meter1", "Count").map_or(0, |h| h.len()) >= 5 }
+    })
+    .await;
+    let counts: Vec<i64> = reg
+        .history("Meter1", "Count")
+        .unwrap()
+        .iter()
+        .filter_map(|v| match v.value {
+            Primitive::Integer(i) => Some(i64::from(i)),
+            _ => None,
+        })
+        .collect();
+    assert_consecutive(&counts, "Meter1.Count");
+
+    let r = http(
+        platform.rest_addr,
+        "POST",
+        "/api/things/Meter1/services/Add",
+        &[],
+        r#"{"a": 40, "b": 2}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json()["result"], 42.0);
+
+    let r = http(
+        platform.rest_addr,
+        "POST",
+        "/api/things/Meter1/services/Fail",
+        &[],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, 502, "{:?}", r.body);
+    assert!(String::from_utf8_lossy(&r.body).contains("meter is locked"));
+
+    let r = http(
+        platform.rest_addr,
+        "GET",
+        "/api/things/Meter1/properties/Count?live=true",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    sidecar.shutdown().await;
+    platform.shutdown().await;
+}

@@ -52,12 +52,15 @@ pub enum ConnectError {
     Upgrade(String),
 }
 
-/// Everything needed to connect, built once from the config (files read at start-up).
+/// Everything needed to connect. The TLS files are read again at every connect, so a renewed
+/// client certificate or CA bundle is used from the next reconnect on without a restart; a
+/// broken file is logged and the last good material is kept.
 pub struct Connector {
+    config: TunnelConfig,
     url: String,
     host: String,
     port: u16,
-    tls: Option<TlsConnector>,
+    tls: std::sync::Mutex<Option<TlsConnector>>,
     insecure: bool,
     stage_timeout: Duration,
 }
@@ -83,13 +86,26 @@ impl Connector {
             None
         };
         Ok(Self {
+            config: cfg.clone(),
             url: cfg.url.clone(),
             host,
             port,
-            tls,
+            tls: std::sync::Mutex::new(tls),
             insecure: cfg.server.insecure_skip_verify,
             stage_timeout: Duration::from_millis(cfg.timing.stage_timeout_ms),
         })
+    }
+
+    /// The TLS connector for this attempt: rebuilt from the files, or the last good one.
+    fn current_tls(&self) -> Option<TlsConnector> {
+        let mut guard = self.tls.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_some() {
+            match client_config(&self.config) {
+                Ok(cfg) => *guard = Some(TlsConnector::from(Arc::new(cfg))),
+                Err(e) => tracing::error!(error = %e, "tunnel TLS files rejected; keeping the previous ones"),
+            }
+        }
+        guard.clone()
     }
 
     /// Opens a fresh websocket; DNS is resolved anew on every call.
@@ -127,7 +143,7 @@ impl Connector {
             None => return Err(last.unwrap_or(ConnectError::Timeout("TCP connect"))),
         };
         let _ = tcp.set_nodelay(true);
-        let stream = match &self.tls {
+        let stream = match self.current_tls() {
             Some(connector) => {
                 if self.insecure {
                     tracing::warn!(url = %self.url, "platform certificate NOT verified (tunnel.server.insecureSkipVerify)");

@@ -172,9 +172,35 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         })
         .collect();
     let limits = config.lua.limits;
-    let things = tokio::task::spawn_blocking(move || Things::load(&templates, &specs, limits))
-        .await
-        .map_err(|e| ConfigError::new("lua", format!("loader crashed: {e}")))??;
+    // Simulated devices run their template's services on one hidden prototype VM.
+    let sim_template = config
+        .simulation
+        .as_ref()
+        .and_then(|s| s.template.as_deref());
+    let prototype = match sim_template {
+        Some(name) => Some(
+            templates
+                .iter()
+                .find(|t| t.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "simulation.template",
+                        format!("no template named {name:?} in lua.templates"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let things = tokio::task::spawn_blocking(move || {
+        let mut things = Things::load(&templates, &specs, limits)?;
+        if let Some(template) = &prototype {
+            things.load_prototype(template, limits)?;
+        }
+        Ok::<_, lua::LuaError>(things)
+    })
+    .await
+    .map_err(|e| ConfigError::new("lua", format!("loader crashed: {e}")))??;
     let things = Arc::new(things);
     {
         // Task runs are timed inside the runtime; REST calls are timed by the server.

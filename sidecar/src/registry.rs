@@ -1,5 +1,9 @@
 //! Every thing this gateway serves, whatever runs it: the one place the REST API and the
 //! platform tunnel look things up. Lua things are checked first, then simulated devices.
+//!
+//! Simulated devices expose the services of the fleet's `template` (see docs/simulation.md):
+//! they run on the template's hidden prototype VM ([`Things::call_service_as`]), which sees
+//! the device's current values and whose changes are written back to the fleet.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,6 +19,9 @@ pub struct SimFleet {
     pub fleet: Arc<Mutex<Fleet>>,
     /// Names, properties and JSON rendering, readable without the lock.
     pub schema: Arc<FleetSchema>,
+    /// Properties the fleet simulates and its template declares with a type their values
+    /// fit: what a service call sees and may write back. Set by [`Registry::new`].
+    shared: Arc<[String]>,
 }
 
 impl SimFleet {
@@ -24,12 +31,29 @@ impl SimFleet {
         Self {
             fleet: Arc::new(Mutex::new(fleet)),
             schema,
+            shared: Arc::new([]),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Fleet> {
-        self.fleet.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.fleet)
     }
+}
+
+fn lock(fleet: &Mutex<Fleet>) -> MutexGuard<'_, Fleet> {
+    fleet.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether every value of a simulated property of type `device` fits a template property of
+/// type `template`, so it can be handed to the template's services.
+fn fits(device: BaseType, template: BaseType) -> bool {
+    device == template
+        || template == BaseType::Variant
+        || matches!(
+            (device, template),
+            (BaseType::Integer, BaseType::Number | BaseType::Long)
+                | (BaseType::Long, BaseType::Number)
+        )
 }
 
 /// The gateway's things: Lua things and, with a simulation, simulated devices.
@@ -39,8 +63,33 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry over the loaded Lua things and an optional fleet.
-    pub fn new(lua: Arc<Things>, sim: Option<SimFleet>) -> Self {
+    /// A registry over the loaded Lua things and an optional fleet. When the fleet names a
+    /// template whose prototype `lua` has loaded ([`Things::load_prototype`]), its devices
+    /// expose that template's services; otherwise they have none.
+    pub fn new(lua: Arc<Things>, mut sim: Option<SimFleet>) -> Self {
+        if let Some(sim) = &mut sim {
+            let template = sim.schema.template();
+            if let Some(info) = template.and_then(|t| lua.describe_prototype(t)) {
+                let mut shared = Vec::new();
+                for p in sim.schema.properties() {
+                    let Some(def) = info.properties.iter().find(|d| d.name == p.name) else {
+                        continue;
+                    };
+                    if fits(p.base_type, def.base_type) {
+                        shared.push(p.name.clone());
+                    } else {
+                        tracing::warn!(
+                            template = template.unwrap_or_default(),
+                            property = %p.name,
+                            "simulated {} property is not passed to the template's {} property",
+                            p.base_type,
+                            def.base_type
+                        );
+                    }
+                }
+                sim.shared = shared.into();
+            }
+        }
         Self { lua, sim }
     }
 
@@ -167,11 +216,45 @@ impl Registry {
         query: Vec<(String, String)>,
         params: Map<String, Value>,
     ) -> Result<ServiceResult, ThingError> {
-        if self.device(thing).is_some() {
-            return Err(ThingError::UnknownService {
-                thing: thing.to_owned(),
-                service: service.to_owned(),
-            });
+        if let Some((sim, i)) = self.device(thing) {
+            let template = sim
+                .schema
+                .template()
+                .filter(|t| self.lua.describe_prototype(t).is_some());
+            let Some(template) = template else {
+                return Err(ThingError::UnknownService {
+                    thing: thing.to_owned(),
+                    service: service.to_owned(),
+                });
+            };
+            let (fleet, shared) = (sim.fleet.clone(), sim.shared.clone());
+            let values = move || {
+                let f = lock(&fleet);
+                shared
+                    .iter()
+                    .filter_map(|p| f.read(i, p).map(|(v, _, _)| (p.clone(), v)))
+                    .collect()
+            };
+            let (fleet, device) = (sim.fleet.clone(), thing.to_owned());
+            let store = move |changed: Map<String, Value>| {
+                let mut f = lock(&fleet);
+                let errors: Vec<String> = changed
+                    .iter()
+                    .filter_map(|(p, v)| f.write(i, p, v).err())
+                    .map(|e| format!("thing {device:?}: cannot keep the service's value: {e}"))
+                    .collect();
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(ThingError::Script(errors.join("; ")))
+                }
+            };
+            return self
+                .lua
+                .call_service_as(
+                    template, thing, service, headers, query, params, values, store,
+                )
+                .await;
         }
         self.lua
             .call_service(thing, service, headers, query, params)

@@ -33,6 +33,20 @@ struct Slot {
     last_pushed: Json,
 }
 
+/// Who a service call is for and what it carries.
+pub(crate) struct ServiceCall<'a> {
+    /// The thing (or, on a prototype, the device) named in errors and given as `me.name`.
+    pub who: &'a str,
+    /// Service name.
+    pub service: &'a str,
+    /// Request headers, passed as the `headers` table.
+    pub headers: &'a [(String, String)],
+    /// Query parameters, passed as the `query` table.
+    pub query: &'a [(String, String)],
+    /// Parameters, passed as `data`; typed inputs are coerced first.
+    pub params: serde_json::Map<String, Json>,
+}
+
 /// What triggered a read-back pass; decides when `ALWAYS` properties are pushed.
 #[derive(Clone, Copy)]
 enum Pass {
@@ -228,16 +242,109 @@ impl Thing {
         service: &str,
         headers: &[(String, String)],
         query: &[(String, String)],
-        mut params: serde_json::Map<String, Json>,
+        params: serde_json::Map<String, Json>,
         tx: &broadcast::Sender<PropertyChange>,
     ) -> Result<ServiceResult, ThingError> {
+        let call = ServiceCall {
+            who: &self.name,
+            service,
+            headers,
+            query,
+            params,
+        };
+        self.invoke(
+            vm,
+            call,
+            |_| Ok(()),
+            |vm| self.read_back(vm, Pass::Service, tx),
+        )
+    }
+
+    /// Blocking: runs a service of this (prototype) thing on behalf of `device`. Sets
+    /// `me.name` to the device and every property to `values[name]` when given and of the
+    /// property's type, else to the template's default; after the call, `store` receives the
+    /// given properties whose values the service changed (also when the call then fails, as a
+    /// Lua thing keeps what a failing call set). Errors name the device, not the prototype.
+    pub(crate) fn call_service_as(
+        &self,
+        vm: &Vm,
+        call: ServiceCall<'_>,
+        values: &serde_json::Map<String, Json>,
+        store: impl FnOnce(serde_json::Map<String, Json>) -> Result<(), ThingError>,
+    ) -> Result<ServiceResult, ThingError> {
+        let device = call.who;
+        // (definition, value set before the call, whether it is the device's)
+        let before: Vec<(&PropertyDef, Json, bool)> = lock(&self.slots)
+            .iter()
+            .zip(&self.info.properties)
+            .map(|(slot, def)| {
+                match values.get(&def.name).map(|v| def.base_type.coerce_json(v)) {
+                    Some(Ok(v)) => (def, v, true),
+                    // A prototype's snapshot is never read back into, so it holds the defaults.
+                    _ => (def, slot.current.value.clone(), false),
+                }
+            })
+            .collect();
+        let prepare = |vm: &Vm| {
+            vm.me.raw_set("name", device)?;
+            for (def, value, _) in &before {
+                set_lua_value(&vm.lua, &vm.props, def, value)?;
+            }
+            Ok(())
+        };
+        let after = |vm: &Vm| {
+            let mut changed = serde_json::Map::new();
+            let mut errors = Vec::new();
+            for (def, old, _) in before.iter().filter(|(_, _, given)| *given) {
+                match read_lua_value(&vm.props, def) {
+                    Ok(new) if !same(&new, old) => {
+                        changed.insert(def.name.clone(), new);
+                    }
+                    Ok(_) => {}
+                    Err(e) => errors.push(bad_value(device, &def.name, &e)),
+                }
+            }
+            for msg in &errors {
+                tracing::warn!(thing = %device, "{msg}");
+            }
+            let stored = if changed.is_empty() {
+                Ok(())
+            } else {
+                store(changed)
+            };
+            match (errors.is_empty(), stored) {
+                (true, stored) => stored,
+                (false, Ok(())) => Err(ThingError::Script(errors.join("; "))),
+                (false, Err(e)) => Err(ThingError::Script(format!("{}; {e}", errors.join("; ")))),
+            }
+        };
+        self.invoke(vm, call, prepare, after)
+    }
+
+    /// The one service call path: looks the service up, coerces typed inputs, runs
+    /// `prepare` and the service under a fresh budget, then `after` (the read-back) unless
+    /// `prepare` failed, and shapes the result. Errors name `call.who`.
+    fn invoke(
+        &self,
+        vm: &Vm,
+        call: ServiceCall<'_>,
+        prepare: impl FnOnce(&Vm) -> mlua::Result<()>,
+        after: impl FnOnce(&Vm) -> Result<(), ThingError>,
+    ) -> Result<ServiceResult, ThingError> {
+        let ServiceCall {
+            who,
+            service,
+            headers,
+            query,
+            mut params,
+        } = call;
         let def = self
             .info
             .services
             .iter()
             .find(|s| s.name == service)
             .ok_or_else(|| ThingError::UnknownService {
-                thing: self.name.to_string(),
+                thing: who.to_owned(),
                 service: service.to_owned(),
             })?;
         for input in &def.inputs {
@@ -253,7 +360,10 @@ impl Thing {
         }
 
         vm.budget.arm();
+        let mut prepared = false;
         let outcome = (|| {
+            prepare(vm)?;
+            prepared = true;
             let f = service_function(&vm.services, service).ok_or_else(|| {
                 mlua::Error::runtime(format!("services.{service} is no longer a function"))
             })?;
@@ -262,12 +372,12 @@ impl Thing {
             let data = json_to_lua(&vm.lua, &Json::Object(params))?;
             f.call::<MultiValue>((&vm.me, headers, query, data))
         })();
-        let failure = classify(&self.name, &self.limits, &vm.budget, outcome.as_ref().err());
+        let failure = classify(who, &self.limits, &vm.budget, outcome.as_ref().err());
         if matches!(failure, Some(ThingError::MemoryLimit { .. })) {
             // Reclaim what the failed call left behind before the next one.
             let _ = vm.lua.gc_collect();
         }
-        let readback = self.read_back(vm, Pass::Service, tx);
+        let readback = if prepared { after(vm) } else { Ok(()) };
         if let Some(e) = failure {
             return Err(e);
         }
@@ -326,10 +436,7 @@ impl Thing {
             let value = match read_lua_value(&vm.props, &slot.def) {
                 Ok(v) => v,
                 Err(e) => {
-                    let msg = format!(
-                        "thing {:?}: property {:?} {e}; previous value kept",
-                        &*self.name, slot.def.name
-                    );
+                    let msg = bad_value(&self.name, &slot.def.name, &e);
                     tracing::warn!(thing = %self.name, property = %slot.def.name, "{msg}");
                     if let Err(e) =
                         set_lua_value(&vm.lua, &vm.props, &slot.def, &slot.current.value)
@@ -377,6 +484,11 @@ impl Thing {
             Err(ThingError::Script(errors.join("; ")))
         }
     }
+}
+
+/// The message for a property a script left with a value that does not fit its type.
+fn bad_value(thing: &str, property: &str, problem: &str) -> String {
+    format!("thing {thing:?}: property {property:?} {problem}; previous value kept")
 }
 
 /// Whether `new` differs from the last pushed value enough to push (numbers: by more than

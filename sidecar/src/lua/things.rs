@@ -7,7 +7,7 @@
 //! queued callers never occupy blocking threads and a VM stuck where the budget cannot reach
 //! (inside a C function) costs one thread and answers later callers with `Busy`.
 
-use super::thing::{Thing, Vm};
+use super::thing::{ServiceCall, Thing, Vm};
 use super::{
     LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, ServiceResult, TemplateSource,
     ThingError, ThingInfo, ThingSpec,
@@ -30,6 +30,8 @@ const CHANGE_BUFFER: usize = 1024;
 /// All loaded things; `Send + Sync`, shared as `Arc<Things>`.
 pub struct Things {
     things: HashMap<String, Arc<Thing>>,
+    /// Hidden instances by template name, for devices that expose a template's services.
+    prototypes: HashMap<String, Arc<Thing>>,
     changes: broadcast::Sender<PropertyChange>,
     observer: RwLock<Option<Observer>>,
 }
@@ -87,6 +89,7 @@ impl Things {
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         Ok(Things {
             things: loaded,
+            prototypes: HashMap::new(),
             changes,
             observer: RwLock::new(None),
         })
@@ -242,5 +245,78 @@ impl Things {
             observe(kind, start.elapsed(), result.is_ok());
         }
         result
+    }
+}
+
+/// Prototypes: hidden instances of a template whose services run on behalf of many devices
+/// (a simulated fleet) in one shared VM. Calls for different devices are serialised on it,
+/// which keeps memory independent of the number of devices. A prototype is not a thing: it
+/// is not listed by [`Things::thing_names`], not bound, and its tasks never run.
+impl Things {
+    /// Loads the prototype of `template` (once; later calls for the same name are no-ops).
+    pub fn load_prototype(
+        &mut self,
+        template: &TemplateSource,
+        limits: LuaLimits,
+    ) -> Result<(), LuaError> {
+        if self.prototypes.contains_key(&template.name) {
+            return Ok(());
+        }
+        let source = std::fs::read(&template.path).map_err(|source| LuaError::Read {
+            path: template.path.clone(),
+            source,
+        })?;
+        let spec = ThingSpec {
+            name: format!("prototype of {}", template.name),
+            template: template.name.clone(),
+            scan_rate: Duration::from_secs(1),
+            properties: serde_json::Map::new(),
+        };
+        let thing = Thing::load(&spec, &template.path, &source, limits)?;
+        self.prototypes
+            .insert(template.name.clone(), Arc::new(thing));
+        Ok(())
+    }
+
+    /// The property and service definitions of a loaded prototype.
+    pub fn describe_prototype(&self, template: &str) -> Option<&ThingInfo> {
+        self.prototypes.get(template).map(|t| &t.info)
+    }
+
+    /// Calls `service` of `template`'s prototype as device `device`. Once the VM is free,
+    /// `values()` gives the device's current values by property name; the call sees those
+    /// the template declares (and whose value fits its type) as `properties.X.value`, every
+    /// other property at its template default, and `me.name == device`. Afterwards `store`
+    /// receives the given properties whose values the service changed, still holding the VM,
+    /// so service calls on one device never interleave. Inputs, result, limits and errors
+    /// are as for [`Things::call_service`], with errors naming the device.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_service_as(
+        &self,
+        template: &str,
+        device: &str,
+        service: &str,
+        headers: Vec<(String, String)>,
+        query: Vec<(String, String)>,
+        params: serde_json::Map<String, Json>,
+        values: impl FnOnce() -> serde_json::Map<String, Json> + Send + 'static,
+        store: impl FnOnce(serde_json::Map<String, Json>) -> Result<(), ThingError> + Send + 'static,
+    ) -> Result<ServiceResult, ThingError> {
+        let proto = self.prototypes.get(template).ok_or_else(|| {
+            ThingError::Internal(format!("no prototype of template {template:?} is loaded"))
+        })?;
+        let device = device.to_owned();
+        let service = service.to_owned();
+        self.run(proto, "service", move |t, vm| {
+            let call = ServiceCall {
+                who: &device,
+                service: &service,
+                headers: &headers,
+                query: &query,
+                params,
+            };
+            t.call_service_as(vm, call, &values(), store)
+        })
+        .await
     }
 }

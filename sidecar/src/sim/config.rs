@@ -25,7 +25,7 @@ pub struct SimulationConfig {
     /// Seed for every random draw, so runs are reproducible.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Lua template whose services the devices expose (carried, wired elsewhere).
+    /// Lua template whose services the devices expose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
     /// What every device reports.

@@ -102,7 +102,9 @@ impl Connector {
         if guard.is_some() {
             match client_config(&self.config) {
                 Ok(cfg) => *guard = Some(TlsConnector::from(Arc::new(cfg))),
-                Err(e) => tracing::error!(error = %e, "tunnel TLS files rejected; keeping the previous ones"),
+                Err(e) => {
+                    tracing::error!(error = %e, "tunnel TLS files rejected; keeping the previous ones")
+                }
             }
         }
         guard.clone()

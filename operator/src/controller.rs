@@ -1,0 +1,519 @@
+//! The reconciler: `EdgeGateway` -> CA, certificates, credentials, ConfigMap, Services,
+//! StatefulSet and status. Every write is a server-side apply by [`FIELD_MANAGER`], except the
+//! shared CA Secret (create, then replace with its resourceVersion, so concurrent reconciles in
+//! one namespace never make two CAs).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::certs::{self, HOUR};
+use crate::crd::{CertificateStatus, EdgeGateway};
+use crate::metrics::Metrics;
+use crate::resources::{self, config, workload, Names, CA_SECRET, FIELD_MANAGER, MANAGED_BY};
+use crate::status::{self, Observed, Problem};
+use crate::validate;
+use crate::{references, secrets};
+
+/// Longest wait between reconciles of a healthy gateway.
+const RESYNC: i64 = HOUR;
+/// Wait before re-checking a gateway whose config or certificates are not usable.
+const RETRY: i64 = 30;
+
+/// Why a reconcile failed (retried by [`error_policy`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{action} {kind} {name}: {source}")]
+    Kube {
+        /// get, apply, create, replace.
+        action: &'static str,
+        /// Object kind.
+        kind: &'static str,
+        /// Object name.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Certificate material could not be made.
+    #[error("certificate: {0}")]
+    Cert(#[from] certs::CertError),
+    /// The namespace CA Secret exists but cannot be used.
+    #[error(
+        "Secret {namespace}/{CA_SECRET} is unusable ({reason}); delete it to have a new CA made"
+    )]
+    BadCa {
+        /// Namespace.
+        namespace: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Basic-auth credentials could not be generated.
+    #[error("generating basic-auth credentials: {0}")]
+    Credentials(String),
+    /// The rendered config could not be serialized.
+    #[error("serializing the sidecar config: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// The gateway has no namespace (it is a namespaced resource, so never in practice).
+    #[error("gateway has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// Short label for the errors metric.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Cert(_) => "certificate",
+            Error::BadCa { .. } => "ca",
+            Error::Credentials(_) => "credentials",
+            Error::Yaml(_) => "render",
+            Error::NoNamespace => "input",
+        }
+    }
+}
+
+pub(crate) fn kube_err(
+    action: &'static str,
+    kind: &'static str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> Error {
+    let name = name.to_owned();
+    move |source| Error::Kube {
+        action,
+        kind,
+        name,
+        source,
+    }
+}
+
+/// Operator-wide settings (from the command line).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Sidecar image used when a gateway does not name one.
+    pub sidecar_image: String,
+    /// Cluster DNS domain for certificate names.
+    pub cluster_domain: String,
+    /// Lifetime of a namespace CA, seconds (rotated at 2/3).
+    pub ca_lifetime: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sidecar_image: format!("edgeway/edgeway-sidecar:{}", env!("CARGO_PKG_VERSION")),
+            cluster_domain: "cluster.local".into(),
+            ca_lifetime: 3650 * 24 * HOUR,
+        }
+    }
+}
+
+/// What reconciles share.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Publishes Kubernetes Events on gateways.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: Settings,
+    /// Last Lua check per gateway (`ns/name`): fingerprint of scripts and things, and its result.
+    pub lua_checks: std::sync::Mutex<std::collections::HashMap<String, (String, Option<Problem>)>>,
+}
+
+pub(crate) fn now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+pub(crate) async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let kind: &'static str = match K::kind(&Default::default()).as_ref() {
+        "Secret" => "Secret",
+        "ConfigMap" => "ConfigMap",
+        "Service" => "Service",
+        "StatefulSet" => "StatefulSet",
+        _ => "object",
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(kube_err("apply", kind, &name))
+}
+
+pub(crate) async fn publish(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    publish_about(ctx, gw, type_, reason, note, None).await
+}
+
+/// Publishes an event on the gateway, naming a related Secret (so each Secret has its own series).
+pub(crate) async fn publish_about(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    secret: Option<&str>,
+) {
+    let secondary = secret.map(|name| ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        name: Some(name.into()),
+        namespace: gw.namespace(),
+        ..Default::default()
+    });
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &gw.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+/// Reconciles one gateway; idempotent (a second run writes nothing new).
+pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started();
+    let ns = gw.namespace().ok_or(Error::NoNamespace)?;
+    let names = Names::new(&gw, &ctx.settings.cluster_domain);
+    let now = now();
+    let mut next = now + RESYNC;
+
+    // 1. What the schema cannot check: cross-field rules, references, Lua syntax.
+    let mut problem = None;
+    let mut lua_sources = BTreeMap::new();
+    let rendered = match validate::spec(&gw) {
+        Ok(c) => Some(c),
+        Err(p) => {
+            problem = Some(p);
+            None
+        }
+    };
+    if problem.is_none() {
+        match references::check(&ctx.client, &ns, &gw).await? {
+            Ok(sources) => lua_sources = sources,
+            Err(p) => problem = Some(p),
+        }
+    }
+    if problem.is_none() {
+        problem = checked_lua(&ctx, &gw, &lua_sources).await;
+    }
+
+    // 2. Certificates (independent of the config: pods keep serving while it is fixed).
+    let (ca, bundle, rotate_at) = secrets::ensure_ca(&ctx, &gw, &ns, now).await?;
+    next = next.min(rotate_at);
+    let mut certificates =
+        secrets::ensure_certificates(&ctx, &gw, &names, &ca, &bundle, now, &mut next).await?;
+    if let Ok(list) = certificates.as_mut() {
+        list.insert(
+            0,
+            CertificateStatus {
+                name: "ca".into(),
+                secret_name: CA_SECRET.into(),
+                not_after: certs::rfc3339(ca.not_after),
+                renewal_time: Some(certs::rfc3339(rotate_at)),
+            },
+        );
+    }
+    secrets::ensure_basic_credentials(&ctx, &gw, &names).await?;
+
+    // 3. Services always; config and pods only from a valid config (else the last good stays).
+    let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    apply(&svc_api, &resources::headless_service(&gw, &names)).await?;
+    apply(&svc_api, &resources::service(&gw, &names)).await?;
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let sts = match (&problem, rendered) {
+        (None, Some(rendered)) => {
+            let files = config::config_files(&gw.spec, &names, &rendered)?;
+            let hash = resources::config_hash(&files, &lua_sources);
+            let cm_api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+            apply(&cm_api, &resources::config_map(&gw, &names, files)).await?;
+            let image = gw
+                .spec
+                .pod
+                .image
+                .clone()
+                .unwrap_or_else(|| ctx.settings.sidecar_image.clone());
+            Some(apply(&sts_api, &workload::statefulset(&gw, &names, &image, &hash)).await?)
+        }
+        _ => sts_api
+            .get_opt(&names.statefulset())
+            .await
+            .map_err(kube_err("get", "StatefulSet", &names.statefulset()))?,
+    };
+
+    // 4. Status, written only when it changed.
+    let ready_replicas = sts
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let devices_running = if problem.is_none() {
+        devices_running(&ctx.client, &gw, &names).await?
+    } else {
+        0
+    };
+    let observed = Observed {
+        generation: gw.metadata.generation,
+        config: problem.clone(),
+        certificates,
+        replicas: workload::replicas(&gw),
+        ready_replicas,
+        devices_desired: devices_desired(&gw),
+        devices_running,
+        endpoint: names.endpoint(gw.spec.server.port),
+    };
+    let new_status = status::build(
+        gw.status.as_ref(),
+        &observed,
+        &Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    if gw.status.as_ref() != Some(&new_status) {
+        report_config_change(&ctx, &gw, &problem).await;
+        let api: Api<EdgeGateway> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": "edgeway.io/v1alpha1",
+            "kind": "EdgeGateway",
+            "status": new_status,
+        });
+        api.patch_status(
+            &gw.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_err("apply status of", "EdgeGateway", &gw.name_any()))?;
+    }
+    let wait = if problem.is_some() || observed.certificates.is_err() {
+        RETRY
+    } else {
+        (next - now).clamp(1, RESYNC)
+    };
+    Ok(Action::requeue(Duration::from_secs(wait.unsigned_abs())))
+}
+
+/// The Lua check, run again only when the scripts or the things changed (it starts one VM per
+/// thing, too costly for every watch event).
+async fn checked_lua(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    sources: &BTreeMap<String, String>,
+) -> Option<Problem> {
+    let key = format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any());
+    let things = serde_json::to_string(&gw.spec.lua.things).unwrap_or_default();
+    let fingerprint = resources::config_hash(&BTreeMap::from([("things".into(), things)]), sources);
+    let cached = ctx.lua_checks.lock().ok().and_then(|m| {
+        m.get(&key)
+            .filter(|(f, _)| *f == fingerprint)
+            .map(|(_, p)| p.clone())
+    });
+    if let Some(result) = cached {
+        return result;
+    }
+    let result = validate::lua(gw, sources).await.err();
+    if let Ok(mut m) = ctx.lua_checks.lock() {
+        m.insert(key, (fingerprint, result.clone()));
+    }
+    result
+}
+
+/// Simulated devices plus Lua things.
+fn devices_desired(gw: &EdgeGateway) -> i32 {
+    let sim = gw.spec.simulation.as_ref().map_or(0, |s| s.count);
+    let things = u32::try_from(gw.spec.lua.things.len()).unwrap_or(u32::MAX);
+    i32::try_from(sim.saturating_add(things)).unwrap_or(i32::MAX)
+}
+
+/// Devices of ready pods: each ready pod's shard, plus the Lua things once any pod is ready.
+async fn devices_running(client: &Client, gw: &EdgeGateway, names: &Names) -> Result<i32, Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
+    let selector = resources::selector_labels(names)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_err("list", "Pod", &selector))?;
+    let prefix = format!("{}-", names.statefulset());
+    let ready: Vec<u32> = list
+        .items
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.name_any().strip_prefix(&prefix)?.parse().ok())
+        .collect();
+    let sim: u32 = ready
+        .iter()
+        .filter_map(|o| config::shard(&gw.spec, *o))
+        .map(|r| r.end - r.start)
+        .sum();
+    let things = if ready.is_empty() {
+        0
+    } else {
+        gw.spec.lua.things.len()
+    };
+    let total = u64::from(sim) + things as u64;
+    Ok(i32::try_from(total).unwrap_or(i32::MAX))
+}
+
+/// Publishes an event when `ConfigValid` changes to false (or its message changes).
+async fn report_config_change(ctx: &Context, gw: &EdgeGateway, problem: &Option<Problem>) {
+    let Some(p) = problem else { return };
+    let prev = status::condition(gw.status.as_ref(), status::CONFIG_VALID);
+    if prev.is_some_and(|c| c.status == "False" && c.message == p.message) {
+        return;
+    }
+    publish(ctx, gw, EventType::Warning, &p.reason, p.message.clone()).await;
+}
+
+/// Requeues a failed reconcile after a short pause and counts the error.
+pub fn error_policy(gw: Arc<EdgeGateway>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(error.metric_reason());
+    tracing::warn!(gateway = %gw.name_any(), namespace = ?gw.namespace(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Runs the controller for the given namespaces (all when empty) until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    ctx: Arc<Context>,
+    namespaces: Vec<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let children =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    let runs = scopes.into_iter().map(|ns| {
+        let controller =
+            Controller::new(api::<EdgeGateway>(&client, &ns), watcher::Config::default());
+        // Referenced ConfigMaps/Secrets wake the gateways that name them (a fixed reference, an
+        // edited Lua script, a cert-manager Secret appearing).
+        let store = controller.store();
+        let by_config_map = move |cm: ConfigMap| referrers(&store, &cm, references::config_maps);
+        let store = controller.store();
+        let by_secret = move |s: Secret| referrers(&store, &s, references::secrets);
+        controller
+            .owns(api::<StatefulSet>(&client, &ns), children.clone())
+            .owns(api::<Secret>(&client, &ns), children.clone())
+            .owns(api::<ConfigMap>(&client, &ns), children.clone())
+            .owns(api::<Service>(&client, &ns), children.clone())
+            .watches(
+                api::<ConfigMap>(&client, &ns),
+                watcher::Config::default(),
+                by_config_map,
+            )
+            .watches(
+                api::<Secret>(&client, &ns),
+                watcher::Config::default(),
+                by_secret,
+            )
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(log_result)
+    });
+    futures::future::join_all(runs).await;
+}
+
+/// An Api in one namespace, or in all.
+fn api<K>(c: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(c.clone(), ns),
+        None => Api::all(c.clone()),
+    }
+}
+
+type RunResult = Result<
+    (ObjectRef<EdgeGateway>, Action),
+    kube::runtime::controller::Error<Error, watcher::Error>,
+>;
+
+async fn log_result(res: RunResult) {
+    match res {
+        Ok((obj, _)) => {
+            tracing::debug!(gateway = %obj.name, namespace = ?obj.namespace, "reconciled")
+        }
+        Err(e) => tracing::debug!(error = %e, "reconcile error"),
+    }
+}
+
+/// Gateways in `obj`'s namespace whose `names` include `obj`'s name.
+fn referrers<K: Resource>(
+    store: &Store<EdgeGateway>,
+    obj: &K,
+    names: fn(&EdgeGateway) -> Vec<String>,
+) -> Vec<ObjectRef<EdgeGateway>> {
+    let (ns, name) = (
+        obj.meta().namespace.clone(),
+        obj.meta().name.clone().unwrap_or_default(),
+    );
+    store
+        .state()
+        .iter()
+        .filter(|gw| gw.namespace() == ns && names(gw).contains(&name))
+        .map(|gw| ObjectRef::from_obj(gw.as_ref()))
+        .collect()
+}
+
+/// Makes a Context for `client` (events are reported as `edgeway-operator`/`instance`).
+pub fn context(
+    client: Client,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    instance: Option<String>,
+) -> Arc<Context> {
+    let reporter = kube::runtime::events::Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance,
+    };
+    Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        metrics,
+        settings,
+        lua_checks: Default::default(),
+    })
+}

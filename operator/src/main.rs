@@ -1,0 +1,183 @@
+//! `edgeway-operator`: `run` the controller, or print the `crd`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use edgeway_operator::controller::{self, Settings};
+use edgeway_operator::leader::{self, LeaderConfig};
+use edgeway_operator::metrics::{self, Metrics};
+use tracing_subscriber::EnvFilter;
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgeway-operator",
+    version,
+    about = "Edgeway Kubernetes operator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controller.
+    Run(RunArgs),
+    /// Print the EdgeGateway CustomResourceDefinition as YAML.
+    Crd {
+        /// Include CEL validation rules (Kubernetes 1.25+ only; 1.20 refuses them).
+        #[arg(long)]
+        cel: bool,
+    },
+}
+
+/// Options of `run`.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Namespace to watch; repeat for several; all namespaces when absent.
+    #[arg(long = "namespace", short = 'n')]
+    namespaces: Vec<String>,
+    /// Sidecar image for gateways that do not set spec.pod.image.
+    #[arg(long, env = "EDGEWAY_SIDECAR_IMAGE", default_value_t = Settings::default().sidecar_image)]
+    sidecar_image: String,
+    /// Cluster DNS domain used in server certificate names.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Lifetime of each namespace CA, in days (rotated at 2/3).
+    #[arg(long, default_value_t = 3650)]
+    ca_days: u32,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease so several replicas are safe.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "edgeway-operator")]
+    lease_name: String,
+    /// Identity in the Lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { cel } => {
+            print!("{}", edgeway_operator::crd_yaml(cel)?);
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client config (in-cluster or KUBECONFIG)")?;
+    let info = client
+        .apiserver_version()
+        .await
+        .context("reading the apiserver version")?;
+    let version = edgeway_operator::parse_version(&info.major, &info.minor)
+        .with_context(|| format!("unreadable apiserver version {}.{}", info.major, info.minor))?;
+    if version < edgeway_operator::MIN_KUBERNETES {
+        bail!(
+            "Kubernetes {}.{} is older than the minimum 1.20",
+            version.0,
+            version.1
+        );
+    }
+    tracing::info!(version = %info.git_version, "apiserver");
+
+    let metrics = Arc::new(Metrics::new());
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("edgeway-operator-{:08x}", rand::random::<u32>()));
+    let settings = Settings {
+        sidecar_image: args.sidecar_image,
+        cluster_domain: args.cluster_domain,
+        ca_lifetime: i64::from(args.ca_days) * 24 * 3600,
+    };
+    let ctx = controller::context(
+        client.clone(),
+        metrics.clone(),
+        settings,
+        Some(identity.clone()),
+    );
+
+    let mut leadership = None;
+    if args.leader_elect {
+        // Standing by is healthy: a non-leader replica is ready to take over.
+        metrics.set_ready(true);
+        let config = LeaderConfig {
+            namespace: args.lease_namespace,
+            lease_name: args.lease_name,
+            identity,
+            duration_secs: 15,
+            grace_secs: 5,
+        };
+        tracing::info!(lease = %config.lease_name, "waiting for leadership");
+        leadership = Some(leader::acquire(client.clone(), &config).await?);
+    }
+    metrics.set_ready(true);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    let shutdown = async move {
+        let _ = stop_rx.await;
+    };
+    let controller = tokio::spawn(controller::run(client, ctx, args.namespaces, shutdown));
+    let lost = async {
+        match leadership.as_mut() {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "signal",
+        _ = terminate() => "signal",
+        _ = lost => "leadership lost",
+    };
+    tracing::info!(reason = outcome, "stopping");
+    let _ = stop_tx.send(outcome);
+    let _ = controller.await;
+    server.abort();
+    if let Some(l) = leadership {
+        l.release().await;
+    }
+    if outcome == "leadership lost" {
+        bail!("leadership lost");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends).
+async fn terminate() {
+    #[cfg(unix)]
+    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        s.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await
+}

@@ -1,0 +1,233 @@
+//! Operator metrics (Prometheus text) and the `/healthz`, `/readyz`, `/metrics` HTTP endpoint.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+/// Label of reconcile errors.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Short error kind, e.g. `kube` or `certificate`.
+    pub reason: String,
+}
+
+/// Labels of one certificate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabels {
+    /// Namespace of the gateway (or CA).
+    pub namespace: String,
+    /// Gateway name (empty for the namespace CA).
+    pub gateway: String,
+    /// `ca`, `server` or `client`.
+    pub certificate: String,
+}
+
+/// Every metric the operator exports, and the readiness flag.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles started.
+    pub reconciles: Counter,
+    /// Failed reconciles by reason.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Reconcile durations, seconds.
+    pub duration: Histogram,
+    /// Certificate `notAfter`, Unix seconds.
+    pub cert_expiry: Family<CertLabels, Gauge>,
+    /// Certificates issued or renewed.
+    pub certs_issued: Counter,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("edgeway_operator");
+        let reconciles = Counter::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let cert_expiry = Family::<CertLabels, Gauge>::default();
+        let certs_issued = Counter::default();
+        registry.register("reconciles", "Reconciles started", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by reason",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciles",
+            duration.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of each certificate, Unix seconds",
+            cert_expiry.clone(),
+        );
+        registry.register(
+            "certificates_issued",
+            "Certificates issued or renewed",
+            certs_issued.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            cert_expiry,
+            certs_issued,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts a reconcile and returns a guard that records its duration when dropped.
+    pub fn reconcile_started(&self) -> ReconcileTimer<'_> {
+        self.reconciles.inc();
+        ReconcileTimer {
+            metrics: self,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconcile.
+    pub fn error(&self, reason: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Records a certificate's expiry.
+    pub fn certificate(&self, namespace: &str, gateway: &str, certificate: &str, not_after: i64) {
+        self.cert_expiry
+            .get_or_create(&CertLabels {
+                namespace: namespace.into(),
+                gateway: gateway.into(),
+                certificate: certificate.into(),
+            })
+            .set(not_after);
+    }
+
+    /// Marks the process ready (controller running or standing by as a non-leader).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Records a reconcile's duration when dropped.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .duration
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, body, ctype) = match path {
+        "/healthz" => (StatusCode::OK, "ok".to_owned(), "text/plain"),
+        "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
+            (StatusCode::OK, "ok".to_owned(), "text/plain")
+        }
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready".to_owned(),
+            "text/plain",
+        ),
+        "/metrics" => (
+            StatusCode::OK,
+            metrics.encode(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        _ => (StatusCode::NOT_FOUND, "not found".to_owned(), "text/plain"),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// Binds `addr` and serves the endpoints until the task is dropped.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics and health endpoint listening");
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let resp = respond(&metrics, req.uri().path());
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_answer_and_metrics_are_named() {
+        let m = Metrics::new();
+        m.reconcile_started();
+        m.error("kube");
+        m.certificate("ns", "gw", "server", 1_800_000_000);
+        assert_eq!(respond(&m, "/healthz").status(), StatusCode::OK);
+        assert_eq!(
+            respond(&m, "/readyz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        m.set_ready(true);
+        assert_eq!(respond(&m, "/readyz").status(), StatusCode::OK);
+        let text = m.encode();
+        for name in [
+            "edgeway_operator_reconciles_total 1",
+            "edgeway_operator_reconcile_errors_total{reason=\"kube\"} 1",
+            "edgeway_operator_reconcile_duration_seconds_count 1",
+            "edgeway_operator_certificate_expiry_timestamp_seconds{namespace=\"ns\",gateway=\"gw\",certificate=\"server\"} 1800000000",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Renders the sidecar's own config type ([`SidecarConfig`]) from a gateway spec.
+//!
+//! The operator never re-declares the format: it starts from the sidecar's defaults (parsed by
+//! the sidecar's parser), sets what the spec says, and points every path at the volumes that
+//! [`super::workload`] mounts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use edgeway_sidecar::config::{
+    AuthMethodName, BasicConfig, ClientAuthMode, ConfigError, LogFormat, OAuthConfig,
+    SidecarConfig, TemplateConfig, ThingConfig, TlsConfig, UpstreamConfig,
+};
+use edgeway_sidecar::sim::{ShardRange, SimulationConfig};
+use edgeway_sidecar::tunnel::config::{
+    ClientCert, GatewayIdentity, ServerVerification as TunnelVerification, TunnelConfig,
+};
+
+use super::{Names, CONFIG_KEY};
+use crate::crd::{EdgeGatewaySpec, SimulationSpec};
+
+/// Where the ConfigMap is mounted.
+pub const CONFIG_DIR: &str = "/etc/edgeway/config";
+/// Where the server certificate Secret is mounted (`tls.crt`, `tls.key`, `ca.crt`).
+pub const SERVER_TLS_DIR: &str = "/etc/edgeway/tls/server";
+/// Where a user-given device CA bundle is mounted (as file [`CLIENT_CA_FILE`]).
+pub const CLIENT_CA_DIR: &str = "/etc/edgeway/tls/client-ca";
+/// File name of the device CA bundle in [`CLIENT_CA_DIR`].
+pub const CLIENT_CA_FILE: &str = "ca.crt";
+/// Where the tunnel client certificate Secret is mounted.
+pub const CLIENT_TLS_DIR: &str = "/etc/edgeway/tls/client";
+/// Where the platform's CA bundle or pinned certificate is mounted (file `ca.crt`/`pinned.crt`).
+pub const PLATFORM_DIR: &str = "/etc/edgeway/platform";
+/// Where the app key is mounted (file `app-key`).
+pub const APP_KEY_DIR: &str = "/etc/edgeway/app-key";
+/// Where the basic users file is mounted (file `users`).
+pub const BASIC_DIR: &str = "/etc/edgeway/auth/basic";
+/// Where the OAuth consumers file is mounted (file `consumers.yaml`).
+pub const OAUTH_DIR: &str = "/etc/edgeway/auth/oauth";
+/// Where Lua templates are mounted, one `<template>.lua` each.
+pub const LUA_DIR: &str = "/etc/edgeway/lua";
+/// Where the offline queue lives (a PVC when persisted, else an emptyDir).
+pub const QUEUE_DIR: &str = "/var/lib/edgeway/queue";
+/// The sidecar's admin port (probes and metrics), on all pod addresses.
+pub const ADMIN_PORT: u16 = 9090;
+
+/// A minimal document the sidecar's parser fills with its own defaults.
+const DEFAULTS_DOC: &str = r#"
+server:
+  listen: 0.0.0.0:8443
+  plaintext: true
+auth:
+  methods: [basic, oauth]
+  basic:
+    usersFile: /u
+  oauth:
+    credentialsFile: /o
+upstream:
+  prefix: /
+  port: 1
+tunnel:
+  url: wss://defaults.invalid/
+  appKeyFile: /k
+  gateway:
+    name: g
+  server:
+    insecureSkipVerify: true
+"#;
+
+/// The sidecar's defaults, as its own parser produces them.
+pub fn sidecar_defaults() -> Result<SidecarConfig, ConfigError> {
+    SidecarConfig::parse(DEFAULTS_DOC, "operator defaults")
+}
+
+fn path(dir: &str, file: &str) -> PathBuf {
+    PathBuf::from(dir).join(file)
+}
+
+/// Path of a Lua template's script inside the pod.
+pub fn lua_file(template: &str) -> PathBuf {
+    path(LUA_DIR, &format!("{template}.lua"))
+}
+
+/// Renders the config every pod of `spec` runs with, and validates it with the sidecar's rules.
+pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
+    let defaults = sidecar_defaults()?;
+    let mut c = defaults.clone();
+    let server = &spec.server;
+
+    c.server.listen = SocketAddr::from(([0, 0, 0, 0], server.port));
+    c.server.plaintext = false;
+    let client_ca = (server.client_auth != ClientAuthMode::Off).then(|| match &server.client_ca {
+        Some(_) => path(CLIENT_CA_DIR, CLIENT_CA_FILE),
+        None => path(SERVER_TLS_DIR, "ca.crt"),
+    });
+    c.server.tls = Some(TlsConfig {
+        cert: path(SERVER_TLS_DIR, "tls.crt"),
+        key: path(SERVER_TLS_DIR, "tls.key"),
+        client_auth: server.client_auth,
+        client_ca,
+        pinned_peers: Vec::new(),
+        pin_mode: Default::default(),
+        watch: true,
+    });
+
+    c.auth.methods = server.auth_methods.clone();
+    c.auth.identity_header = server.identity_header.clone();
+    c.auth.basic = server
+        .auth_methods
+        .contains(&AuthMethodName::Basic)
+        .then(|| {
+            let realm = server
+                .basic_auth
+                .as_ref()
+                .and_then(|b| b.realm.clone())
+                .or_else(|| defaults.auth.basic.as_ref().map(|b| b.realm.clone()))
+                .unwrap_or_default();
+            BasicConfig {
+                users_file: path(BASIC_DIR, "users"),
+                realm,
+            }
+        });
+    c.auth.oauth = match (
+        server.auth_methods.contains(&AuthMethodName::OAuth),
+        &defaults.auth.oauth,
+    ) {
+        (true, Some(d)) => Some(OAuthConfig {
+            credentials_file: path(OAUTH_DIR, "consumers.yaml"),
+            ..d.clone()
+        }),
+        _ => None,
+    };
+
+    c.lua.templates = spec
+        .lua
+        .templates
+        .iter()
+        .map(|t| TemplateConfig {
+            name: t.name.clone(),
+            file: lua_file(&t.name),
+        })
+        .collect();
+    c.lua.things = spec
+        .lua
+        .things
+        .iter()
+        .map(|t| ThingConfig {
+            name: t.name.clone(),
+            template: t.template.clone(),
+            scan_rate_ms: t.scan_rate_ms,
+            properties: t.properties.clone(),
+        })
+        .collect();
+
+    c.upstream = match (&spec.upstream, &defaults.upstream) {
+        (Some(u), Some(d)) => Some(UpstreamConfig {
+            prefix: u.path_prefix.clone(),
+            port: u.port,
+            strip_prefix: u.strip_prefix,
+            timeout_ms: d.timeout_ms,
+        }),
+        _ => None,
+    };
+    c.tunnel = Some(tunnel(spec, &defaults)?);
+    c.simulation = spec.simulation.as_ref().map(simulation).transpose()?;
+    c.admin.listen = SocketAddr::from(([0, 0, 0, 0], ADMIN_PORT));
+    c.logging.format = LogFormat::Json;
+    c.validate()?;
+    Ok(c)
+}
+
+/// The tunnel section: the platform URL, the mounted app key, CA/pinned/insecure, the client
+/// certificate and the offline queue.
+fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConfig, ConfigError> {
+    let p = &spec.platform;
+    let mut t = defaults
+        .tunnel
+        .clone()
+        .ok_or_else(|| ConfigError::new("tunnel", "no sidecar defaults"))?;
+    t.url = p.url.clone();
+    t.app_key_file = path(APP_KEY_DIR, "app-key");
+    t.gateway = match (&p.gateway_name, &t.gateway) {
+        (Some(name), Some(d)) => Some(GatewayIdentity {
+            name: name.clone(),
+            ..d.clone()
+        }),
+        _ => None,
+    };
+    let v = &p.server_verification;
+    t.server = TunnelVerification {
+        ca: v.ca.as_ref().map(|_| path(PLATFORM_DIR, "ca.crt")),
+        pinned: v.pinned.as_ref().map(|_| path(PLATFORM_DIR, "pinned.crt")),
+        insecure_skip_verify: v.insecure == Some(true),
+    };
+    t.client_cert = Some(ClientCert {
+        cert: path(CLIENT_TLS_DIR, "tls.crt"),
+        key: path(CLIENT_TLS_DIR, "tls.key"),
+    });
+    t.insecure_plaintext = false;
+    t.queue.capacity = p.offline_queue.size as usize;
+    t.queue.overflow = p.offline_queue.overflow;
+    t.queue.dir = p
+        .offline_queue
+        .persistence
+        .as_ref()
+        .map(|_| PathBuf::from(QUEUE_DIR));
+    Ok(t)
+}
+
+/// The whole fleet (no shard), converted and checked with the sidecar's own types and rules.
+fn simulation(sim: &SimulationSpec) -> Result<SimulationConfig, ConfigError> {
+    let mut doc = serde_json::json!({
+        "count": sim.count,
+        "properties": sim.properties,
+    });
+    if let Some(p) = &sim.name_prefix {
+        doc["namePrefix"] = p.clone().into();
+    }
+    if let Some(s) = sim.seed {
+        doc["seed"] = s.into();
+    }
+    if let Some(t) = &sim.template {
+        doc["template"] = t.clone().into();
+    }
+    let config: SimulationConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
+        ConfigError::new(
+            format!("spec.simulation.{}", e.path()),
+            e.inner().to_string(),
+        )
+    })?;
+    config.validate_at("spec.simulation")?;
+    Ok(config)
+}
+
+/// Pods of the gateway: `ceil(count / devicesPerPod)` when simulating, else `pod.replicas` (1).
+pub fn pod_count(spec: &EdgeGatewaySpec) -> i32 {
+    match &spec.simulation {
+        Some(s) => i32::try_from(s.count.div_ceil(s.devices_per_pod.max(1))).unwrap_or(i32::MAX),
+        None => spec.pod.replicas.unwrap_or(1),
+    }
+}
+
+/// Device index range `[start, end)` of the pod with `ordinal`, when simulating.
+pub fn shard(spec: &EdgeGatewaySpec, ordinal: u32) -> Option<ShardRange> {
+    let s = spec.simulation.as_ref()?;
+    let start = ordinal.checked_mul(s.devices_per_pod.max(1))?;
+    let end = start.saturating_add(s.devices_per_pod.max(1)).min(s.count);
+    (start < end).then_some(ShardRange { start, end })
+}
+
+/// ConfigMap key of the file pod `ordinal` runs with: `<gateway>-<ordinal>.yaml` (its pod name)
+/// when simulating, else the shared [`CONFIG_KEY`].
+pub fn config_key(spec: &EdgeGatewaySpec, names: &Names, ordinal: u32) -> String {
+    match spec.simulation {
+        Some(_) => format!("{}-{ordinal}.yaml", names.statefulset()),
+        None => CONFIG_KEY.to_owned(),
+    }
+}
+
+/// The ConfigMap data: file name -> YAML text. One shared file, or with a simulation one file per
+/// pod that differs only in `simulation.shard` (the shard contract, see [`super::workload`]).
+pub fn config_files(
+    spec: &EdgeGatewaySpec,
+    names: &Names,
+    config: &SidecarConfig,
+) -> Result<BTreeMap<String, String>, serde_yaml::Error> {
+    if spec.simulation.is_none() {
+        return Ok(BTreeMap::from([(
+            CONFIG_KEY.to_owned(),
+            serde_yaml::to_string(config)?,
+        )]));
+    }
+    let mut files = BTreeMap::new();
+    for ordinal in 0..u32::try_from(pod_count(spec)).unwrap_or(0) {
+        let mut c = config.clone();
+        if let Some(sim) = c.simulation.as_mut() {
+            sim.shard = shard(spec, ordinal);
+        }
+        files.insert(config_key(spec, names, ordinal), serde_yaml::to_string(&c)?);
+    }
+    Ok(files)
+}

@@ -1,0 +1,354 @@
+use super::config::{config_files, render};
+use super::workload::statefulset;
+use super::*;
+use crate::crd::EdgeGatewaySpec;
+use edgeway_sidecar::config::{AuthMethodName, ClientAuthMode, SidecarConfig};
+
+/// A gateway as the apiserver would hand it over (uid set, defaults applied by serde).
+pub(crate) fn gateway(extra: serde_json::Value) -> EdgeGateway {
+    let mut spec = serde_json::json!({
+        "platform": {
+            "url": "wss://platform.example",
+            "appKey": {"name": "app-key", "key": "key"},
+            "serverVerification": {"ca": {"configMapName": "platform-ca"}}
+        }
+    });
+    merge(&mut spec, extra);
+    let spec: EdgeGatewaySpec = serde_json::from_value(spec).expect("spec");
+    let mut gw = EdgeGateway::new("gw", spec);
+    gw.metadata.namespace = Some("ns".into());
+    gw.metadata.uid = Some("1234".into());
+    gw
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+fn names() -> Names {
+    Names::new(&gateway(serde_json::json!({})), "cluster.local")
+}
+
+#[test]
+fn rendered_config_is_accepted_by_the_sidecar_parser() {
+    let gw = gateway(serde_json::json!({
+        "server": {"authMethods": ["mtls", "basic", "oauth"],
+                   "oauth": {"consumersSecret": {"name": "o", "key": "c.yaml"}}},
+        "lua": {"templates": [{"name": "pump", "configMap": "scripts", "key": "pump.lua"}],
+                "things": [{"name": "P1", "template": "pump", "properties": {"rpm": 5}}]},
+        "upstream": {"image": "app:1", "port": 8080, "pathPrefix": "/app/"}
+    }));
+    let config = render(&gw.spec).expect("render");
+    let files = config_files(&gw.spec, &names(), &config).unwrap();
+    let text = &files[CONFIG_KEY];
+    let parsed = SidecarConfig::parse(text, CONFIG_KEY).expect("sidecar accepts it");
+    assert_eq!(parsed, config);
+    let tls = parsed.server.tls.unwrap();
+    assert_eq!(tls.cert.to_str(), Some("/etc/edgeway/tls/server/tls.crt"));
+    assert_eq!(
+        tls.client_ca.unwrap().to_str(),
+        Some("/etc/edgeway/tls/server/ca.crt")
+    );
+    assert_eq!(tls.client_auth, ClientAuthMode::Required);
+    assert_eq!(
+        parsed.auth.methods,
+        [
+            AuthMethodName::Mtls,
+            AuthMethodName::Basic,
+            AuthMethodName::OAuth
+        ]
+    );
+    assert_eq!(parsed.lua.things[0].properties["rpm"], 5);
+    assert_eq!(
+        parsed.lua.templates[0].file.to_str(),
+        Some("/etc/edgeway/lua/pump.lua")
+    );
+    assert_eq!(parsed.upstream.unwrap().port, 8080);
+    assert!(
+        !parsed.admin.listen.ip().is_loopback(),
+        "probes reach the admin port"
+    );
+}
+
+#[test]
+fn config_the_sidecar_would_refuse_is_refused_at_render() {
+    let gw = gateway(serde_json::json!({"server": {"clientAuth": "off"}}));
+    let e = render(&gw.spec).unwrap_err();
+    assert!(e.field.starts_with("auth.methods"), "{e}");
+}
+
+#[test]
+fn config_hash_changes_with_config_and_lua_but_not_with_certificates() {
+    let a = gateway(serde_json::json!({}));
+    let b = gateway(serde_json::json!({"server": {"identityHeader": "X-Other"}}));
+    let fa = config_files(&a.spec, &names(), &render(&a.spec).unwrap()).unwrap();
+    let fb = config_files(&b.spec, &names(), &render(&b.spec).unwrap()).unwrap();
+    let lua = BTreeMap::from([("pump".to_string(), "return {}".to_string())]);
+    let h = config_hash(&fa, &lua);
+    assert_eq!(h, config_hash(&fa, &lua), "stable");
+    assert_ne!(h, config_hash(&fb, &lua));
+    assert_ne!(h, config_hash(&fa, &BTreeMap::new()));
+    // Certificates are not an input of the pod template: the same hash gives the same template,
+    // whatever the Secrets hold.
+    let n = names();
+    let s1 = statefulset(&a, &n, "img", &h);
+    let s2 = statefulset(&a, &n, "img", &h);
+    assert_eq!(s1.spec.unwrap().template, s2.spec.unwrap().template);
+    let ann = statefulset(&a, &n, "img", &h)
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert_eq!(ann[CONFIG_HASH_ANNOTATION], h);
+    assert_eq!(
+        ann.len(),
+        1,
+        "nothing certificate-derived in the pod template"
+    );
+}
+
+#[test]
+fn statefulset_pods_are_locked_down() {
+    let gw = gateway(serde_json::json!({"upstream": {"image": "app:1", "port": 8080}}));
+    let sts = statefulset(&gw, &names(), "img", "h");
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let psc = pod.security_context.unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.run_as_user, Some(65532));
+    assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    assert_eq!(pod.containers.len(), 2);
+    for c in &pod.containers {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop,
+            Some(vec!["ALL".to_string()])
+        );
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    }
+    let side = &pod.containers[0];
+    let probe = side
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(probe.path.as_deref(), Some("/readyz"));
+    let live = side
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(live.path.as_deref(), Some("/healthz"));
+    let mounts = side.volume_mounts.as_ref().unwrap();
+    assert!(
+        mounts.iter().all(|m| m.sub_path.is_none()),
+        "subPath would stop Secret updates"
+    );
+}
+
+#[test]
+fn every_child_is_controlled_by_the_gateway() {
+    let gw = gateway(serde_json::json!({}));
+    let n = names();
+    let metas = [
+        statefulset(&gw, &n, "img", "h").metadata,
+        service(&gw, &n).metadata,
+        headless_service(&gw, &n).metadata,
+        config_map(&gw, &n, BTreeMap::new()).metadata,
+        tls_secret(&gw, &n, n.server_tls(), "c", "k", "b").metadata,
+        basic_auth_secret(&gw, &n, "p", "u").metadata,
+    ];
+    for m in metas {
+        let refs = m.owner_references.expect("owner references");
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].controller, Some(true));
+        assert_eq!(refs[0].kind, "EdgeGateway");
+        assert_eq!(refs[0].uid, "1234");
+        assert_eq!(
+            m.labels.unwrap()["app.kubernetes.io/managed-by"],
+            MANAGED_BY
+        );
+    }
+}
+
+#[test]
+fn persisted_queue_gets_a_claim_template() {
+    let gw = gateway(
+        serde_json::json!({"platform": {"offlineQueue": {"persistence": {"size": "2Gi", "storageClassName": "fast"}}}}),
+    );
+    let spec = statefulset(&gw, &names(), "img", "h").spec.unwrap();
+    let claims = spec.volume_claim_templates.unwrap();
+    assert_eq!(claims[0].metadata.name.as_deref(), Some("queue"));
+    let pvc = claims[0].spec.as_ref().unwrap();
+    assert_eq!(pvc.storage_class_name.as_deref(), Some("fast"));
+    let volumes = spec.template.spec.unwrap().volumes.unwrap();
+    assert!(
+        volumes.iter().all(|v| v.name != "queue"),
+        "the claim provides it"
+    );
+}
+
+#[test]
+fn server_names_cover_the_service_and_every_pod() {
+    let n = names();
+    let dns = n.server_dns_names();
+    for want in [
+        "gw",
+        "gw.ns",
+        "gw.ns.svc",
+        "gw.ns.svc.cluster.local",
+        "*.gw-headless.ns.svc",
+    ] {
+        assert!(dns.iter().any(|d| d == want), "{want}");
+    }
+    assert_eq!(n.endpoint(8443), "gw.ns.svc:8443");
+}
+
+#[test]
+fn generated_credentials_verify_and_are_random() {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let (p1, line) = generate_basic_credentials().unwrap();
+    let (p2, _) = generate_basic_credentials().unwrap();
+    assert_ne!(p1, p2);
+    assert!(p1.len() >= 32);
+    let hash = line.trim_end().strip_prefix("edgeway:").unwrap();
+    assert!(!line.contains(&p1), "only the hash is in the users file");
+    let parsed = PasswordHash::new(hash).unwrap();
+    assert!(argon2::Argon2::default()
+        .verify_password(p1.as_bytes(), &parsed)
+        .is_ok());
+}
+
+#[test]
+fn tunnel_points_at_the_mounted_platform_files() {
+    let gw = gateway(serde_json::json!({"platform": {
+        "gatewayName": "edge-1",
+        "offlineQueue": {"size": 500, "overflow": "dropNewest", "persistence": {"size": "1Gi"}}
+    }}));
+    let t = render(&gw.spec).unwrap().tunnel.expect("tunnel");
+    assert_eq!(t.url, "wss://platform.example");
+    assert_eq!(
+        t.app_key_file.to_str(),
+        Some("/etc/edgeway/app-key/app-key")
+    );
+    assert_eq!(
+        t.server.ca.as_ref().and_then(|p| p.to_str()),
+        Some("/etc/edgeway/platform/ca.crt")
+    );
+    assert!(t.server.pinned.is_none() && !t.server.insecure_skip_verify);
+    let cc = t.client_cert.expect("client cert");
+    assert_eq!(cc.cert.to_str(), Some("/etc/edgeway/tls/client/tls.crt"));
+    assert_eq!(t.gateway.unwrap().name, "edge-1");
+    assert_eq!(t.queue.capacity, 500);
+    assert_eq!(
+        t.queue.dir.as_ref().and_then(|p| p.to_str()),
+        Some("/var/lib/edgeway/queue")
+    );
+    let pinned = gateway(
+        serde_json::json!({"platform": {"serverVerification": {"ca": null, "pinned": {"secretName": "pin", "key": "p.pem"}}}}),
+    );
+    let t = render(&pinned.spec).unwrap().tunnel.unwrap();
+    assert_eq!(
+        t.server.pinned.as_ref().and_then(|p| p.to_str()),
+        Some("/etc/edgeway/platform/pinned.crt")
+    );
+    assert!(t.queue.dir.is_none(), "in memory unless persisted");
+}
+
+fn simulated() -> EdgeGateway {
+    gateway(serde_json::json!({"simulation": {
+        "count": 2500, "devicesPerPod": 1000, "namePrefix": "sensor-", "seed": 7,
+        "properties": [{"name": "t", "baseType": "NUMBER",
+                        "generator": {"kind": "sine", "min": 0, "max": 10, "periodMs": 60000}}]
+    }}))
+}
+
+#[test]
+fn simulation_is_sharded_by_pod_ordinal() {
+    let gw = simulated();
+    let n = names();
+    let config = render(&gw.spec).unwrap();
+    let files = config_files(&gw.spec, &n, &config).unwrap();
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["gw-0.yaml", "gw-1.yaml", "gw-2.yaml"]
+    );
+    let mut next = 0;
+    for (i, key) in ["gw-0.yaml", "gw-1.yaml", "gw-2.yaml"].iter().enumerate() {
+        let parsed = SidecarConfig::parse(&files[*key], key).expect("sidecar accepts it");
+        let sim = parsed.simulation.unwrap();
+        let shard = sim.shard.unwrap();
+        assert_eq!(
+            shard.start, next,
+            "pod {i} continues where the previous ended"
+        );
+        next = shard.end;
+        assert_eq!(
+            (sim.count, sim.seed, sim.name_prefix.as_str()),
+            (2500, 7, "sensor-")
+        );
+    }
+    assert_eq!(next, 2500, "every device runs exactly once");
+    let sts = statefulset(&gw, &n, "img", "h").spec.unwrap();
+    assert_eq!(sts.replicas, Some(3));
+    let c = &sts.template.spec.unwrap().containers[0];
+    assert_eq!(
+        c.args.as_ref().unwrap()[1],
+        "/etc/edgeway/config/$(POD_NAME).yaml"
+    );
+    let env = &c.env.as_ref().unwrap()[0];
+    assert_eq!(env.name, "POD_NAME");
+    let field = env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+    assert_eq!(field.field_path, "metadata.name");
+}
+
+#[test]
+fn simulation_errors_name_the_spec_field() {
+    let gw = gateway(serde_json::json!({"simulation": {"count": 10,
+        "properties": [{"name": "t", "baseType": "NUMBER", "generator": {"kind": "uniform", "min": 5, "max": 1}}]}}));
+    let e = render(&gw.spec).unwrap_err();
+    assert_eq!(
+        e.field, "spec.simulation.properties[0].generator.max",
+        "{e}"
+    );
+    let gw = gateway(serde_json::json!({"simulation": {"count": 10,
+        "properties": [{"name": "t", "baseType": "NUMBER", "generator": {"kind": "sine", "amplitude": 3}}]}}));
+    let e = render(&gw.spec).unwrap_err();
+    assert!(e.field.starts_with("spec.simulation.properties[0]"), "{e}");
+}
+
+#[test]
+fn references_list_every_configmap_and_secret_a_gateway_reads() {
+    let gw = gateway(serde_json::json!({
+        "server": {"authMethods": ["basic", "oauth", "mtls"], "tlsSecretName": "cm-tls",
+                   "clientCa": {"secretName": "devices-ca"},
+                   "basicAuth": {"usersSecret": {"name": "users", "key": "u"}},
+                   "oauth": {"consumersSecret": {"name": "consumers", "key": "c"}}},
+        "lua": {"templates": [{"name": "pump", "configMap": "scripts", "key": "pump.lua"}]}
+    }));
+    let mut cms = crate::references::config_maps(&gw);
+    cms.sort();
+    assert_eq!(cms, ["platform-ca", "scripts"]);
+    let mut secrets = crate::references::secrets(&gw);
+    secrets.sort();
+    assert_eq!(
+        secrets,
+        ["app-key", "cm-tls", "consumers", "devices-ca", "users"]
+    );
+}

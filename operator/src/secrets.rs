@@ -1,0 +1,369 @@
+//! The Secrets a gateway needs: the namespace CA (created, rotated), the issued server and
+//! client certificates (issued, renewed), user-given TLS Secrets (read only) and the generated
+//! basic-auth credentials. Keys and passwords never leave these functions except into Secrets.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PostParams;
+use kube::runtime::events::EventType;
+use kube::Api;
+
+use crate::certs::{self, Ca, CaDecision, LeafDecision, Lifetime, Usage, HOUR};
+use crate::controller::{apply, kube_err, publish, publish_about, Context, Error};
+use crate::crd::{CertificateStatus, EdgeGateway};
+use crate::resources::{self, Names, CA_SECRET, FIELD_MANAGER};
+use crate::status::Problem;
+
+/// Text of a Secret key, if present and UTF-8.
+pub fn secret_text(s: &Secret, key: &str) -> Option<String> {
+    let b = s.data.as_ref()?.get(key)?;
+    String::from_utf8(b.0.clone()).ok()
+}
+
+/// Loads, creates or rotates the namespace CA; returns it, the trust bundle and the rotation time.
+pub async fn ensure_ca(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    ns: &str,
+    now: i64,
+) -> Result<(Ca, String, i64), Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let cn = format!("Edgeway CA {ns}");
+    let found = api
+        .get_opt(CA_SECRET)
+        .await
+        .map_err(kube_err("get", "Secret", CA_SECRET))?;
+    let existing = match found {
+        Some(existing) => existing,
+        None => {
+            let ca = Ca::generate(&cn, now, ctx.settings.ca_lifetime)?;
+            let bundle = certs::trust_bundle(&ca, "", now);
+            let secret = resources::ca_secret(ns, &ca.cert_pem, &ca.key_pem, &bundle);
+            match api.create(&pp, &secret).await {
+                Ok(_) => {
+                    let note = format!("created CA Secret {ns}/{CA_SECRET}");
+                    publish_about(
+                        ctx,
+                        gw,
+                        EventType::Normal,
+                        "CACreated",
+                        note,
+                        Some(CA_SECRET),
+                    )
+                    .await;
+                    let rotate = rotate_time(&ca);
+                    return Ok((ca, bundle, rotate));
+                }
+                // Another reconcile in this namespace made it first: use that one.
+                Err(kube::Error::Api(e)) if e.code == 409 => api
+                    .get(CA_SECRET)
+                    .await
+                    .map_err(kube_err("get", "Secret", CA_SECRET))?,
+                Err(source) => {
+                    return Err(Error::Kube {
+                        action: "create",
+                        kind: "Secret",
+                        name: CA_SECRET.into(),
+                        source,
+                    })
+                }
+            }
+        }
+    };
+    let bad = |reason: String| Error::BadCa {
+        namespace: ns.into(),
+        reason,
+    };
+    let cert = secret_text(&existing, "tls.crt").ok_or_else(|| bad("no tls.crt".into()))?;
+    let key = secret_text(&existing, "tls.key").ok_or_else(|| bad("no tls.key".into()))?;
+    let old_bundle = secret_text(&existing, "ca.crt").unwrap_or_default();
+    let current = Ca::load(&cert, &key).map_err(|e| bad(e.to_string()))?;
+    let (ca, bundle) = match certs::decide_ca(&current, now) {
+        CaDecision::Keep { .. } => {
+            let bundle = certs::trust_bundle(&current, &old_bundle, now);
+            (current, bundle)
+        }
+        CaDecision::Rotate => {
+            let new = Ca::generate(&cn, now, ctx.settings.ca_lifetime)?;
+            let bundle =
+                certs::trust_bundle(&new, &format!("{old_bundle}\n{}", current.cert_pem), now);
+            publish(ctx, gw, EventType::Normal, "CARotated", format!("rotated CA in Secret {ns}/{CA_SECRET}; the old CA stays in ca.crt until it expires")).await;
+            (new, bundle)
+        }
+    };
+    if ca.cert_pem != cert || bundle != old_bundle {
+        let mut secret = resources::ca_secret(ns, &ca.cert_pem, &ca.key_pem, &bundle);
+        secret.metadata.resource_version = existing.metadata.resource_version.clone();
+        api.replace(CA_SECRET, &pp, &secret)
+            .await
+            .map_err(kube_err("replace", "Secret", CA_SECRET))?;
+    }
+    let rotate = rotate_time(&ca);
+    ctx.metrics.certificate(ns, "", "ca", ca.not_after);
+    Ok((ca, bundle, rotate))
+}
+
+fn rotate_time(ca: &Ca) -> i64 {
+    match certs::decide_ca(ca, ca.not_before) {
+        CaDecision::Keep { rotate_at } => rotate_at,
+        CaDecision::Rotate => ca.not_before,
+    }
+}
+
+/// Issues or renews the server and client certificates; reads user-given TLS Secrets.
+pub async fn ensure_certificates(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    names: &Names,
+    ca: &Ca,
+    bundle: &str,
+    now: i64,
+    next: &mut i64,
+) -> Result<Result<Vec<CertificateStatus>, Problem>, Error> {
+    let spec = &gw.spec;
+    let lifetime = Lifetime {
+        duration: i64::from(spec.certificates.duration_hours) * HOUR,
+        renew_before: spec
+            .certificates
+            .renew_before_hours
+            .map(|h| i64::from(h) * HOUR),
+    };
+    let mut out = Vec::new();
+    let leaves = [
+        (
+            "server",
+            spec.server.tls_secret_name.clone(),
+            names.server_tls(),
+            names.service(),
+            names.server_dns_names(),
+            Usage::Server,
+        ),
+        (
+            "client",
+            spec.platform.client_certificate.secret_name.clone(),
+            names.client_tls(),
+            names.client_common_name(),
+            Vec::new(),
+            Usage::Client,
+        ),
+    ];
+    for (label, given, issued_name, cn, dns, usage) in leaves {
+        let status = match given {
+            Some(secret) => match user_certificate(ctx, &names.namespace, &secret).await? {
+                Ok(s) => s,
+                Err(p) => return Ok(Err(p)),
+            },
+            None => {
+                let leaf = IssueRequest {
+                    label,
+                    secret: issued_name,
+                    common_name: cn,
+                    dns,
+                    usage,
+                    lifetime,
+                };
+                let (s, renew_at) = ensure_leaf(ctx, gw, names, ca, bundle, &leaf, now).await?;
+                *next = (*next).min(renew_at);
+                s
+            }
+        };
+        out.push(status);
+    }
+    for s in &out {
+        if let Ok(t) = s.not_after.parse::<k8s_openapi::jiff::Timestamp>() {
+            ctx.metrics
+                .certificate(&names.namespace, &names.gateway, &s.name, t.as_second());
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// An issued leaf the operator manages.
+struct IssueRequest {
+    label: &'static str,
+    secret: String,
+    common_name: String,
+    dns: Vec<String>,
+    usage: Usage,
+    lifetime: Lifetime,
+}
+
+async fn ensure_leaf(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    names: &Names,
+    ca: &Ca,
+    bundle: &str,
+    req: &IssueRequest,
+    now: i64,
+) -> Result<(CertificateStatus, i64), Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let existing =
+        api.get_opt(&req.secret)
+            .await
+            .map_err(kube_err("get", "Secret", &req.secret))?;
+    let pair = existing
+        .as_ref()
+        .and_then(|s| Some((secret_text(s, "tls.crt")?, secret_text(s, "tls.key")?)));
+    let decision = certs::decide_leaf(
+        pair.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+        ca,
+        &req.dns,
+        req.usage,
+        req.lifetime,
+        now,
+    );
+    let (cert, key) = match (decision, pair) {
+        (LeafDecision::Keep { .. }, Some(pair)) => pair,
+        (d, _) => {
+            let why = match d {
+                LeafDecision::Issue(why) => why,
+                LeafDecision::Keep { .. } => "Missing",
+            };
+            let issued = ca.issue(
+                &req.common_name,
+                &req.dns,
+                req.usage,
+                gw.spec.certificates.key_algorithm,
+                now,
+                req.lifetime.duration,
+            )?;
+            ctx.metrics.certs_issued.inc();
+            let (reason, verb) = if why == "Missing" {
+                ("CertificateIssued", "issued")
+            } else {
+                ("CertificateRenewed", "renewed")
+            };
+            publish_about(
+                ctx,
+                gw,
+                EventType::Normal,
+                reason,
+                format!(
+                    "{verb} {} certificate in Secret {} ({why}), valid until {}",
+                    req.label,
+                    req.secret,
+                    certs::rfc3339(issued.not_after)
+                ),
+                Some(&req.secret),
+            )
+            .await;
+            (issued.cert_pem, issued.key_pem)
+        }
+    };
+    let info = certs::inspect(&cert)?;
+    let renew_at = req.lifetime.renewal_time(info.not_before, info.not_after);
+    apply(
+        &api,
+        &resources::tls_secret(gw, names, req.secret.clone(), &cert, &key, bundle),
+    )
+    .await?;
+    Ok((
+        CertificateStatus {
+            name: req.label.into(),
+            secret_name: req.secret.clone(),
+            not_after: certs::rfc3339(info.not_after),
+            renewal_time: Some(certs::rfc3339(renew_at)),
+        },
+        renew_at,
+    ))
+}
+
+/// Reads a user-provided TLS Secret (e.g. cert-manager's) without changing it.
+async fn user_certificate(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Result<CertificateStatus, Problem>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(secret) = api
+        .get_opt(name)
+        .await
+        .map_err(kube_err("get", "Secret", name))?
+    else {
+        return Ok(Err(Problem::new(
+            "SecretNotFound",
+            format!("TLS Secret {ns}/{name} not found"),
+        )));
+    };
+    let (Some(cert), Some(_)) = (
+        secret_text(&secret, "tls.crt"),
+        secret_text(&secret, "tls.key"),
+    ) else {
+        return Ok(Err(Problem::new(
+            "InvalidSecret",
+            format!("TLS Secret {ns}/{name} needs tls.crt and tls.key"),
+        )));
+    };
+    Ok(match certs::inspect(&cert) {
+        Ok(info) => Ok(CertificateStatus {
+            name: "server".into(),
+            secret_name: name.into(),
+            not_after: certs::rfc3339(info.not_after),
+            renewal_time: None,
+        }),
+        Err(e) => Err(Problem::new(
+            "InvalidSecret",
+            format!("TLS Secret {ns}/{name}: {e}"),
+        )),
+    })
+}
+
+/// Generates basic-auth credentials once when basic is enabled without a users Secret.
+pub async fn ensure_basic_credentials(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    names: &Names,
+) -> Result<(), Error> {
+    let server = &gw.spec.server;
+    let wanted = server
+        .auth_methods
+        .contains(&edgeway_sidecar::config::AuthMethodName::Basic)
+        && server
+            .basic_auth
+            .as_ref()
+            .and_then(|b| b.users_secret.as_ref())
+            .is_none();
+    if !wanted {
+        return Ok(());
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let name = names.basic_auth();
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(kube_err("get", "Secret", &name))?;
+    let kept = existing.as_ref().and_then(|s| {
+        Some((
+            secret_text(s, "password")?,
+            secret_text(s, resources::BASIC_USERS_KEY)?,
+        ))
+    });
+    let (password, users) = match kept {
+        Some(pair) => pair,
+        None => {
+            let pair = resources::generate_basic_credentials()
+                .map_err(|e| Error::Credentials(e.to_string()))?;
+            publish(
+                ctx,
+                gw,
+                EventType::Normal,
+                "CredentialsGenerated",
+                format!(
+                    "generated basic-auth credentials in Secret {name} (keys username, password)"
+                ),
+            )
+            .await;
+            pair
+        }
+    };
+    apply(
+        &api,
+        &resources::basic_auth_secret(gw, names, &password, &users),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The gateway's status, pure: conditions from what a reconcile observed.
+//!
+//! Transition times are kept when a condition's status does not change, so a reconcile that
+//! observes nothing new produces an identical status (and no write).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{CertificateStatus, EdgeGatewayStatus};
+
+/// Condition type: everything is in place and every pod is ready.
+pub const READY: &str = "Ready";
+/// Condition type: the certificates the pods mount exist and are valid.
+pub const CERTIFICATES_READY: &str = "CertificatesReady";
+/// Condition type: the spec and everything it references are usable.
+pub const CONFIG_VALID: &str = "ConfigValid";
+/// Condition type: the gateway's tunnel is connected to the platform.
+pub const CONNECTED: &str = "Connected";
+
+/// A problem found while reconciling: a `PascalCase` reason and a human message (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Machine-readable reason, e.g. `ReferenceNotFound`.
+    pub reason: String,
+    /// What is wrong and where.
+    pub message: String,
+}
+
+impl Problem {
+    /// Builds a problem.
+    pub fn new(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What one reconcile saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// `metadata.generation` of the gateway.
+    pub generation: Option<i64>,
+    /// The config problem, if any.
+    pub config: Option<Problem>,
+    /// Certificates in use, or why they are not ready.
+    pub certificates: Result<Vec<CertificateStatus>, Problem>,
+    /// Pods desired.
+    pub replicas: i32,
+    /// Pods ready (the StatefulSet's `status.readyReplicas`).
+    pub ready_replicas: i32,
+    /// Devices the gateway should serve.
+    pub devices_desired: i32,
+    /// Devices served by ready pods.
+    pub devices_running: i32,
+    /// `host:port` of the Service.
+    pub endpoint: String,
+}
+
+/// Builds the status for `obs`, keeping transition times from `previous` where unchanged.
+pub fn build(
+    previous: Option<&EdgeGatewayStatus>,
+    obs: &Observed,
+    now: &Time,
+) -> EdgeGatewayStatus {
+    let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+    let cond = |type_: &str, ok: Option<bool>, reason: &str, message: String| {
+        let status = match ok {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "Unknown",
+        };
+        let last = prev
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: obs.generation,
+            last_transition_time: last.unwrap_or_else(|| now.clone()),
+        }
+    };
+
+    let config = match &obs.config {
+        None => cond(
+            CONFIG_VALID,
+            Some(true),
+            "Valid",
+            "spec and references are valid".into(),
+        ),
+        Some(p) => cond(CONFIG_VALID, Some(false), &p.reason, p.message.clone()),
+    };
+    let certs = match &obs.certificates {
+        Ok(list) => cond(
+            CERTIFICATES_READY,
+            Some(true),
+            "Valid",
+            format!("{} certificate(s) valid", list.len()),
+        ),
+        Err(p) => cond(
+            CERTIFICATES_READY,
+            Some(false),
+            &p.reason,
+            p.message.clone(),
+        ),
+    };
+    let pods = format!("{}/{} pods ready", obs.ready_replicas, obs.replicas);
+    let ready = if obs.config.is_some() {
+        cond(
+            READY,
+            Some(false),
+            "ConfigInvalid",
+            "see ConfigValid".into(),
+        )
+    } else if obs.certificates.is_err() {
+        cond(
+            READY,
+            Some(false),
+            "CertificatesNotReady",
+            "see CertificatesReady".into(),
+        )
+    } else if obs.replicas == 0 {
+        cond(READY, Some(false), "ScaledToZero", pods)
+    } else if obs.ready_replicas >= obs.replicas {
+        cond(READY, Some(true), "PodsReady", pods)
+    } else {
+        cond(READY, Some(false), "PodsNotReady", pods)
+    };
+    let connected = cond(
+        CONNECTED,
+        None,
+        "NotReported",
+        "the sidecar does not report its platform connection to the operator yet".into(),
+    );
+    let running = if obs.config.is_none() {
+        obs.devices_running
+    } else {
+        0
+    };
+    EdgeGatewayStatus {
+        observed_generation: obs.generation,
+        conditions: vec![ready, certs, config, connected],
+        replicas: obs.replicas,
+        ready_replicas: obs.ready_replicas,
+        devices_desired: obs.devices_desired,
+        devices_running: running,
+        certificates: obs.certificates.clone().unwrap_or_default(),
+        endpoint: Some(obs.endpoint.clone()),
+    }
+}
+
+/// The condition of `type_` in `status`, if set.
+pub fn condition<'a>(status: Option<&'a EdgeGatewayStatus>, type_: &str) -> Option<&'a Condition> {
+    status?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn t(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+
+    fn obs() -> Observed {
+        Observed {
+            generation: Some(3),
+            config: None,
+            certificates: Ok(vec![]),
+            replicas: 2,
+            ready_replicas: 1,
+            devices_desired: 4,
+            devices_running: 4,
+            endpoint: "gw.ns.svc:8443".into(),
+        }
+    }
+
+    #[test]
+    fn ready_follows_pods_and_keeps_transition_times() {
+        let s1 = build(None, &obs(), &t(100));
+        let ready = condition(Some(&s1), READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "PodsNotReady")
+        );
+        assert_eq!(s1.devices_running, 4);
+        // Same observation later: identical status (no write).
+        assert_eq!(build(Some(&s1), &obs(), &t(200)), s1);
+        let all = Observed {
+            ready_replicas: 2,
+            ..obs()
+        };
+        let s2 = build(Some(&s1), &all, &t(300));
+        let ready = condition(Some(&s2), READY).unwrap();
+        assert_eq!(ready.status, "True");
+        assert_eq!(ready.last_transition_time, t(300));
+        let cfg = condition(Some(&s2), CONFIG_VALID).unwrap();
+        assert_eq!(
+            cfg.last_transition_time,
+            t(100),
+            "unchanged condition keeps its time"
+        );
+        assert_eq!(condition(Some(&s2), CONNECTED).unwrap().status, "Unknown");
+    }
+
+    #[test]
+    fn invalid_config_is_reported_with_reason_and_message() {
+        let bad = Observed {
+            config: Some(Problem::new(
+                "ReferenceNotFound",
+                "ConfigMap ns/scripts not found",
+            )),
+            ..obs()
+        };
+        let s = build(None, &bad, &t(1));
+        let c = condition(Some(&s), CONFIG_VALID).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "ReferenceNotFound")
+        );
+        assert!(c.message.contains("scripts"));
+        assert_eq!(condition(Some(&s), READY).unwrap().reason, "ConfigInvalid");
+        assert_eq!(s.devices_running, 0);
+    }
+}

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod controller;
 pub mod crd;
 pub mod leader;
+pub mod local;
 pub mod metrics;
 pub mod references;
 pub mod resources;

@@ -27,12 +27,36 @@ struct Cli {
 enum Command {
     /// Run the controller.
     Run(RunArgs),
+    /// Run EdgeGateway manifests on this machine without Kubernetes: issues certificates into a
+    /// state directory, starts the reference platform and the gateways, shows a live view.
+    Local(LocalArgs),
     /// Print the EdgeGateway CustomResourceDefinition as YAML.
     Crd {
         /// Include CEL validation rules (Kubernetes 1.25+ only; 1.20 refuses them).
         #[arg(long)]
         cel: bool,
     },
+}
+
+/// Options of `local`.
+#[derive(clap::Args, Debug)]
+struct LocalArgs {
+    /// Manifest files: EdgeGateways and the Secrets and ConfigMaps they reference.
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// State directory (CA, certificates, generated credentials, queues); reused across runs.
+    #[arg(long)]
+    state_dir: Option<std::path::PathBuf>,
+    /// Connect to this existing platform (wss://...) instead of starting the reference platform.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Port of the reference platform's REST API (another free port if taken).
+    #[arg(long, default_value_t = 8080)]
+    rest_port: u16,
+    /// Exit once every tunnel is up (failing after this many seconds) instead of running until
+    /// Ctrl-C: a smoke check.
+    #[arg(long)]
+    until_connected: Option<u64>,
 }
 
 /// Options of `run`.
@@ -74,6 +98,28 @@ struct RunArgs {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Local(args) => {
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+            let opts = edgeway_operator::local::LocalOptions {
+                files: args.files,
+                state_dir: args
+                    .state_dir
+                    .unwrap_or_else(edgeway_operator::local::default_state_dir),
+                platform: args.platform,
+                rest_port: args.rest_port,
+                until_connected: args.until_connected.map(std::time::Duration::from_secs),
+            };
+            if let Err(e) = edgeway_operator::local::run(opts).await {
+                eprintln!("edgeway-operator local: {e}");
+                std::process::exit(2);
+            }
+            Ok(())
+        }
         Command::Crd { cel } => {
             print!("{}", edgeway_operator::crd_yaml(cel)?);
             Ok(())

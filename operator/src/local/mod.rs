@@ -1,0 +1,506 @@
+//! `edgeway-operator local FILE...`: the same EdgeGateway manifests, run on this machine without
+//! Kubernetes. Certificates are issued into a state directory (reused and renewed across runs),
+//! each gateway's sidecar config is rendered by the operator's own code and pointed at local
+//! files and loopback ports, and the reference platform and the gateways run in this process.
+
+pub mod manifests;
+pub mod state;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edgeway_sidecar::config::{AuthMethodName, ClientAuthMode, SidecarConfig};
+use kube::ResourceExt;
+
+use crate::certs::{Lifetime, Usage, HOUR};
+use crate::crd::EdgeGateway;
+use crate::resources::config::{pod_count, render, shard};
+use crate::resources::{generate_basic_credentials, Names, BASIC_USER};
+use manifests::Manifests;
+use state::{write, LeafRequest, State};
+
+/// Options of `edgeway-operator local`.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Manifest files.
+    pub files: Vec<PathBuf>,
+    /// State directory (CA, certificates, generated credentials, queues).
+    pub state_dir: PathBuf,
+    /// Connect to this platform instead of starting the reference platform.
+    pub platform: Option<String>,
+    /// Port of the reference platform's REST API (0: any free port).
+    pub rest_port: u16,
+    /// Stop once every tunnel is up and report, instead of running until Ctrl-C (for tests
+    /// and smoke checks); fails when that takes longer than this.
+    pub until_connected: Option<Duration>,
+}
+
+/// One gateway pod run locally.
+pub struct LocalPod {
+    /// Gateway name.
+    pub gateway: String,
+    /// Pod name as in the cluster (`<gw>-<ordinal>`).
+    pub pod: String,
+    /// The running sidecar.
+    pub sidecar: edgeway_sidecar::Running,
+    /// Simulated devices this pod runs.
+    pub devices: u32,
+    /// Lines a user can paste to talk to this gateway.
+    pub try_lines: Vec<String>,
+}
+
+/// Why local mode could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// A manifest is invalid; the message names file, document and field.
+    #[error("{0}")]
+    Manifest(String),
+    /// Something on this machine failed (files, ports, start-up).
+    #[error("{0}")]
+    Setup(String),
+    /// Not every tunnel came up in time (`until_connected`).
+    #[error("{0}")]
+    NotConnected(String),
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs the manifests until Ctrl-C (or until connected, with `until_connected`).
+pub async fn run(opts: LocalOptions) -> Result<(), LocalError> {
+    let m = manifests::load(&opts.files).map_err(|e| LocalError::Manifest(e.to_string()))?;
+    // Validate everything before starting anything: the operator's own checks and Lua syntax.
+    for (file, gw) in &m.gateways {
+        let at = |msg: String| {
+            LocalError::Manifest(format!(
+                "{}: EdgeGateway {}: {msg}",
+                file.display(),
+                gw.name_any()
+            ))
+        };
+        crate::validate::spec(gw).map_err(|p| at(format!("{} ({})", p.message, p.reason)))?;
+        let sources = lua_sources(&m, gw).map_err(at)?;
+        crate::validate::lua(gw, &sources)
+            .await
+            .map_err(|p| at(p.message))?;
+    }
+    let state = State::open(&opts.state_dir, now()).map_err(LocalError::Setup)?;
+    let platform = match &opts.platform {
+        Some(url) => Platform::External(url.clone()),
+        None => start_platform(&state, &m, opts.rest_port).await?,
+    };
+    let mut pods = Vec::new();
+    for (_, gw) in &m.gateways {
+        pods.extend(start_gateway(&state, &m, gw, &platform).await?);
+    }
+    let outcome = match opts.until_connected {
+        Some(limit) => wait_connected(&pods, limit).await,
+        None => {
+            view::live(&pods, &platform, &state).await;
+            Ok(())
+        }
+    };
+    view::print(&pods, &platform, &state).await;
+    for p in pods {
+        p.sidecar.shutdown().await;
+    }
+    if let Platform::Local(p) = platform {
+        p.shutdown().await;
+    }
+    outcome
+}
+
+/// The platform the gateways connect to.
+pub enum Platform {
+    /// The reference platform, started here.
+    Local(edgeway_platform::Running),
+    /// An existing platform (`--platform URL`).
+    External(String),
+}
+
+impl Platform {
+    fn url(&self) -> String {
+        match self {
+            Platform::Local(p) => {
+                format!("wss://localhost:{}/Thingworx/WS", p.alwayson_addr.port())
+            }
+            Platform::External(u) => u.clone(),
+        }
+    }
+}
+
+async fn wait_connected(pods: &[LocalPod], limit: Duration) -> Result<(), LocalError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let down: Vec<&str> = pods
+            .iter()
+            .filter(|p| !p.sidecar.tunnel.as_ref().is_some_and(|t| t.connected()))
+            .map(|p| p.pod.as_str())
+            .collect();
+        if down.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(LocalError::NotConnected(format!(
+                "tunnels not up after {limit:?}: {}",
+                down.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Template name → script text, from the ConfigMaps the gateway references.
+fn lua_sources(m: &Manifests, gw: &EdgeGateway) -> Result<BTreeMap<String, String>, String> {
+    gw.spec
+        .lua
+        .templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let field = format!("spec.lua.templates[{i}]");
+            m.config_map(&field, &t.config_map, &t.key)
+                .map(|text| (t.name.clone(), text))
+        })
+        .collect()
+}
+
+/// Starts the reference platform with a certificate from the local CA and every app key the
+/// manifests reference.
+async fn start_platform(
+    state: &State,
+    m: &Manifests,
+    rest_port: u16,
+) -> Result<Platform, LocalError> {
+    let setup = LocalError::Setup;
+    let mut keys = String::from("# app keys of the local manifests\n");
+    for (_, gw) in &m.gateways {
+        let r = &gw.spec.platform.app_key;
+        let key = m
+            .secret("spec.platform.appKey", &r.name, &r.key)
+            .map_err(|e| LocalError::Manifest(format!("EdgeGateway {}: {e}", gw.name_any())))?;
+        keys.push_str(&format!("{}:{}\n", gw.name_any(), key.trim()));
+    }
+    let dir = state.dir.join("platform");
+    let keys_file = dir.join("app-keys");
+    write(&keys_file, &keys, true).map_err(setup)?;
+    let tls = state
+        .leaf(
+            LeafRequest {
+                sub: "platform",
+                stem: "server",
+                common_name: "localhost",
+                names: &["localhost".to_string()],
+                usage: Usage::Server,
+                algorithm: Default::default(),
+                lifetime: lifetime(2160, None),
+            },
+            now(),
+        )
+        .map_err(setup)?;
+    let rest = free_or_any(rest_port);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ntls:\n  cert: {}\n  key: {}\n  clientAuth: \"off\"\nauth:\n  appKeysFile: {}\nhistorySize: 100\nrest:\n  listen: {rest}\nadmin:\n  listen: 127.0.0.1:0\n",
+        tls.cert.display(),
+        tls.key.display(),
+        keys_file.display()
+    );
+    let config = edgeway_platform::config::PlatformConfig::parse(&yaml, "local platform")
+        .map_err(|e| setup(format!("platform config: {e}")))?;
+    let running = edgeway_platform::start(config)
+        .await
+        .map_err(|e| setup(format!("platform: {e}")))?;
+    Ok(Platform::Local(running))
+}
+
+fn lifetime(duration_hours: u32, renew_before_hours: Option<u32>) -> Lifetime {
+    Lifetime {
+        duration: i64::from(duration_hours) * HOUR,
+        renew_before: renew_before_hours.map(|h| i64::from(h) * HOUR),
+    }
+}
+
+/// 127.0.0.1:`port` when it is free now, else any free port.
+fn free_or_any(port: u16) -> SocketAddr {
+    let want = SocketAddr::from(([127, 0, 0, 1], port));
+    if port != 0 && std::net::TcpListener::bind(want).is_ok() {
+        want
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+}
+
+/// Writes the gateway's files, renders its config once per pod and starts the sidecars.
+async fn start_gateway(
+    state: &State,
+    m: &Manifests,
+    gw: &EdgeGateway,
+    platform: &Platform,
+) -> Result<Vec<LocalPod>, LocalError> {
+    let name = gw.name_any();
+    let bad = |e: String| LocalError::Manifest(format!("EdgeGateway {name}: {e}"));
+    let setup = LocalError::Setup;
+    let spec = &gw.spec;
+    let dir = state.dir.join(&name);
+    let base = render(spec).map_err(|e| bad(e.to_string()))?;
+    let certs = &spec.certificates;
+    let life = lifetime(certs.duration_hours, certs.renew_before_hours);
+    let names = Names::new(gw, "cluster.local");
+    let mut dns = names.server_dns_names();
+    dns.push("localhost".into());
+    let server = match &spec.server.tls_secret_name {
+        Some(secret) => {
+            let field = "spec.server.tlsSecretName";
+            let cert = m.secret(field, secret, "tls.crt").map_err(bad)?;
+            let key = m.secret(field, secret, "tls.key").map_err(bad)?;
+            let files = state::CertFiles {
+                cert: dir.join("server-tls/tls.crt"),
+                key: dir.join("server-tls/tls.key"),
+            };
+            write(&files.cert, &cert, false).map_err(setup)?;
+            write(&files.key, &key, true).map_err(setup)?;
+            files
+        }
+        None => state
+            .leaf(
+                LeafRequest {
+                    sub: &name,
+                    stem: "server",
+                    common_name: &names.service(),
+                    names: &dns,
+                    usage: Usage::Server,
+                    algorithm: certs.key_algorithm,
+                    lifetime: life,
+                },
+                now(),
+            )
+            .map_err(setup)?,
+    };
+    let client = match &spec.platform.client_certificate.secret_name {
+        Some(secret) => {
+            let field = "spec.platform.clientCertificate.secretName";
+            let cert = m.secret(field, secret, "tls.crt").map_err(bad)?;
+            let key = m.secret(field, secret, "tls.key").map_err(bad)?;
+            let files = state::CertFiles {
+                cert: dir.join("client-tls/tls.crt"),
+                key: dir.join("client-tls/tls.key"),
+            };
+            write(&files.cert, &cert, false).map_err(setup)?;
+            write(&files.key, &key, true).map_err(setup)?;
+            files
+        }
+        None => state
+            .leaf(
+                LeafRequest {
+                    sub: &name,
+                    stem: "client",
+                    common_name: &names.client_common_name(),
+                    names: &[],
+                    usage: Usage::Client,
+                    algorithm: certs.key_algorithm,
+                    lifetime: life,
+                },
+                now(),
+            )
+            .map_err(setup)?,
+    };
+
+    let mut c: SidecarConfig = base;
+    c.logging.format = edgeway_sidecar::config::LogFormat::Text;
+    if let Some(tls) = c.server.tls.as_mut() {
+        tls.cert = server.cert.clone();
+        tls.key = server.key.clone();
+        tls.client_ca = match (&spec.server.client_ca, tls.client_auth) {
+            (_, ClientAuthMode::Off) => None,
+            (Some(src), _) => {
+                let text = m.file_source("spec.server.clientCa", src).map_err(bad)?;
+                let path = dir.join("client-ca.crt");
+                write(&path, &text, false).map_err(setup)?;
+                Some(path)
+            }
+            (None, _) => Some(state.ca_file()),
+        };
+    }
+    let mut try_lines = Vec::new();
+    if let Some(b) = c.auth.basic.as_mut() {
+        let users = dir.join("basic-users");
+        match spec
+            .server
+            .basic_auth
+            .as_ref()
+            .and_then(|b| b.users_secret.as_ref())
+        {
+            Some(r) => {
+                let text = m
+                    .secret("spec.server.basicAuth.usersSecret", &r.name, &r.key)
+                    .map_err(bad)?;
+                write(&users, &text, true).map_err(setup)?;
+            }
+            None => {
+                // Generated once and kept, like the operator's Secret; the password is in a
+                // 0600 file, never printed.
+                let pw_file = dir.join("basic-password");
+                if !pw_file.exists() || !users.exists() {
+                    let (password, users_line) =
+                        generate_basic_credentials().map_err(|e| setup(e.to_string()))?;
+                    write(&pw_file, &password, true).map_err(setup)?;
+                    write(&users, &users_line, true).map_err(setup)?;
+                }
+                try_lines.push(format!(
+                    "curl --cacert {} -u {BASIC_USER}:\"$(cat {})\" https://localhost:PORT/things",
+                    state.ca_file().display(),
+                    pw_file.display()
+                ));
+            }
+        }
+        b.users_file = users;
+    }
+    if let Some(o) = c.auth.oauth.as_mut() {
+        let r = spec.server.oauth.as_ref().map(|o| &o.consumers_secret);
+        if let Some(r) = r {
+            let text = m
+                .secret("spec.server.oauth.consumersSecret", &r.name, &r.key)
+                .map_err(bad)?;
+            let path = dir.join("oauth-consumers.yaml");
+            write(&path, &text, true).map_err(setup)?;
+            o.credentials_file = path;
+        }
+    }
+    let sources = lua_sources(m, gw).map_err(bad)?;
+    for t in c.lua.templates.iter_mut() {
+        let path = dir.join("lua").join(format!("{}.lua", t.name));
+        write(
+            &path,
+            sources.get(&t.name).map_or("", String::as_str),
+            false,
+        )
+        .map_err(setup)?;
+        t.file = path;
+    }
+    if c.upstream.take().is_some() {
+        tracing::warn!(gateway = %name, "local mode runs no upstream app container; spec.upstream ignored");
+    }
+    if let Some(t) = c.tunnel.as_mut() {
+        let r = &spec.platform.app_key;
+        let key = m
+            .secret("spec.platform.appKey", &r.name, &r.key)
+            .map_err(bad)?;
+        let key_file = dir.join("app-key");
+        write(&key_file, key.trim(), true).map_err(setup)?;
+        t.app_key_file = key_file;
+        t.url = platform.url();
+        t.client_cert = Some(edgeway_sidecar::tunnel::config::ClientCert {
+            cert: client.cert.clone(),
+            key: client.key.clone(),
+        });
+        t.timing.startup_jitter_ms = 0;
+        if let Platform::Local(_) = platform {
+            t.server = edgeway_sidecar::tunnel::config::ServerVerification {
+                ca: Some(state.ca_file()),
+                ..Default::default()
+            };
+        } else {
+            let v = &spec.platform.server_verification;
+            if let Some(src) = &v.ca {
+                let path = dir.join("platform-ca.crt");
+                write(
+                    &path,
+                    &m.file_source("spec.platform.serverVerification.ca", src)
+                        .map_err(bad)?,
+                    false,
+                )
+                .map_err(setup)?;
+                t.server.ca = Some(path);
+            }
+            if let Some(src) = &v.pinned {
+                let path = dir.join("platform-pinned.crt");
+                write(
+                    &path,
+                    &m.file_source("spec.platform.serverVerification.pinned", src)
+                        .map_err(bad)?,
+                    false,
+                )
+                .map_err(setup)?;
+                t.server.pinned = Some(path);
+            }
+        }
+    }
+
+    let pods = pod_count(spec).max(1) as u32;
+    let mut out = Vec::new();
+    for ordinal in 0..pods {
+        let pod = format!("{name}-{ordinal}");
+        let mut pc = c.clone();
+        pc.server.listen = if ordinal == 0 {
+            free_or_any(spec.server.port)
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        };
+        pc.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        if let (Some(sim), Some(range)) = (pc.simulation.as_mut(), shard(spec, ordinal)) {
+            sim.shard = Some(range);
+        }
+        if let Some(t) = pc.tunnel.as_mut() {
+            if t.queue.dir.is_some() {
+                t.queue.dir = Some(dir.join("queue").join(&pod));
+            }
+        }
+        pc.validate()
+            .map_err(|e| bad(format!("rendered config for {pod}: {e}")))?;
+        let devices = pc
+            .simulation
+            .as_ref()
+            .map_or(0, |s| s.shard_range().len() as u32);
+        let sidecar = edgeway_sidecar::start(pc)
+            .await
+            .map_err(|e| setup(format!("{pod}: {e}")))?;
+        let port = sidecar.server_addr.port().to_string();
+        let mut lines: Vec<String> = try_lines.iter().map(|l| l.replace("PORT", &port)).collect();
+        if c.auth.methods.contains(&AuthMethodName::Mtls) {
+            let dev = state
+                .leaf(
+                    LeafRequest {
+                        sub: "devices",
+                        stem: "device-1",
+                        common_name: "device-1",
+                        names: &[],
+                        usage: Usage::Client,
+                        algorithm: certs.key_algorithm,
+                        lifetime: life,
+                    },
+                    now(),
+                )
+                .map_err(setup)?;
+            lines.push(format!(
+                "curl --cacert {} --cert {} --key {} https://localhost:{port}/things",
+                state.ca_file().display(),
+                dev.cert.display(),
+                dev.key.display()
+            ));
+        }
+        out.push(LocalPod {
+            gateway: name.clone(),
+            pod,
+            sidecar,
+            devices,
+            try_lines: lines,
+        });
+    }
+    Ok(out)
+}
+
+/// The default state directory: `$XDG_STATE_HOME/edgeway` or `~/.local/state/edgeway`.
+pub fn default_state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("edgeway")
+}

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use edgeway_sidecar::config::{ClientAuthMode, ConfigError, LoggingConfig, TlsConfig};
+use edgeway_sidecar::config::{
+    parse_yaml, read_file, ClientAuthMode, ConfigError, LoggingConfig, TlsConfig,
+};
 use serde::{Deserialize, Serialize};
 
 /// The whole platform configuration.
@@ -324,20 +326,12 @@ pub const MIN_CHUNK_SIZE: usize = 512;
 impl PlatformConfig {
     /// Reads, parses and validates a config file (YAML; JSON is valid YAML).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_file(path)?, &path.display().to_string())
     }
 
     /// Parses and validates config text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        let config: PlatformConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { source.to_owned() } else { path };
-            ConfigError::new(field, strip_location(&e.into_inner().to_string()))
-        })?;
+        let config: PlatformConfig = parse_yaml(text, source)?;
         config.validate()?;
         Ok(config)
     }
@@ -469,14 +463,6 @@ impl PlatformConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// serde_yaml prefixes its own location; ours is already in `field`, so drop the repeat.
-fn strip_location(msg: &str) -> String {
-    match msg.split_once(": ") {
-        Some((head, rest)) if !head.is_empty() && !head.contains(' ') => rest.to_owned(),
-        _ => msg.to_owned(),
     }
 }
 

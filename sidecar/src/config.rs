@@ -343,20 +343,12 @@ fn default_log_level() -> String {
 impl SidecarConfig {
     /// Reads, parses and validates a config file (YAML; JSON is valid YAML).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_file(path)?, &path.display().to_string())
     }
 
     /// Parses and validates config text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        let config: SidecarConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { source.to_owned() } else { path };
-            ConfigError::new(field, strip_location(&e.into_inner().to_string()))
-        })?;
+        let config: SidecarConfig = parse_yaml(text, source)?;
         config.validate()?;
         Ok(config)
     }
@@ -527,6 +519,26 @@ impl SidecarConfig {
 fn sim_owns(sim: &SimulationConfig, name: &str) -> bool {
     name.strip_prefix(sim.name_prefix.as_str())
         .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Reads a config file; the error names the file.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))
+}
+
+/// Parses YAML (or JSON) into `T`; an error names the field path, or `source` for syntax errors.
+/// Every Edgeway config file (sidecar, platform) is read through this, so messages agree.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    source: &str,
+) -> Result<T, ConfigError> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { source.to_owned() } else { path };
+        ConfigError::new(field, strip_location(&e.into_inner().to_string()))
+    })
 }
 
 /// serde_yaml prefixes its own field path; ours is already in `field`, so drop the repeat.

@@ -256,18 +256,13 @@ async fn start_gateway(
     let mut dns = names.server_dns_names();
     dns.push("localhost".into());
     let server = match &spec.server.tls_secret_name {
-        Some(secret) => {
-            let field = "spec.server.tlsSecretName";
-            let cert = m.secret(field, secret, "tls.crt").map_err(bad)?;
-            let key = m.secret(field, secret, "tls.key").map_err(bad)?;
-            let files = state::CertFiles {
-                cert: dir.join("server-tls/tls.crt"),
-                key: dir.join("server-tls/tls.key"),
-            };
-            write(&files.cert, &cert, false).map_err(setup)?;
-            write(&files.key, &key, true).map_err(setup)?;
-            files
-        }
+        Some(secret) => tls_secret(
+            m,
+            "spec.server.tlsSecretName",
+            secret,
+            &dir.join("server-tls"),
+        )
+        .map_err(bad)?,
         None => state
             .leaf(
                 LeafRequest {
@@ -284,18 +279,13 @@ async fn start_gateway(
             .map_err(setup)?,
     };
     let client = match &spec.platform.client_certificate.secret_name {
-        Some(secret) => {
-            let field = "spec.platform.clientCertificate.secretName";
-            let cert = m.secret(field, secret, "tls.crt").map_err(bad)?;
-            let key = m.secret(field, secret, "tls.key").map_err(bad)?;
-            let files = state::CertFiles {
-                cert: dir.join("client-tls/tls.crt"),
-                key: dir.join("client-tls/tls.key"),
-            };
-            write(&files.cert, &cert, false).map_err(setup)?;
-            write(&files.key, &key, true).map_err(setup)?;
-            files
-        }
+        Some(secret) => tls_secret(
+            m,
+            "spec.platform.clientCertificate.secretName",
+            secret,
+            &dir.join("client-tls"),
+        )
+        .map_err(bad)?,
         None => state
             .leaf(
                 LeafRequest {
@@ -494,6 +484,22 @@ async fn start_gateway(
         });
     }
     Ok(out)
+}
+
+/// Writes a user-provided `kubernetes.io/tls` Secret's `tls.crt`/`tls.key` into `dir`.
+fn tls_secret(
+    m: &Manifests,
+    field: &str,
+    secret: &str,
+    dir: &Path,
+) -> Result<state::CertFiles, String> {
+    let files = state::CertFiles {
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    write(&files.cert, &m.secret(field, secret, "tls.crt")?, false)?;
+    write(&files.key, &m.secret(field, secret, "tls.key")?, true)?;
+    Ok(files)
 }
 
 /// The default state directory: `$XDG_STATE_HOME/edgeway` or `~/.local/state/edgeway`.

@@ -95,3 +95,22 @@ async fn bad_manifests_say_what_is_wrong_and_where() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn every_example_runs_in_local_mode() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    for f in files {
+        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let opts = options(vec![f.clone()], &name);
+        if let Err(e) = run(opts.clone()).await {
+            panic!("{}: {e}", f.display());
+        }
+        let _ = std::fs::remove_dir_all(&opts.state_dir);
+    }
+}

@@ -30,6 +30,22 @@ pub struct Manifests {
     pub secrets: BTreeMap<String, Secret>,
     /// ConfigMaps by name.
     pub config_maps: BTreeMap<String, ConfigMap>,
+    /// cert-manager Certificates, which local mode issues from its own CA.
+    pub certificates: Vec<CertificateRequest>,
+}
+
+/// The part of a cert-manager `Certificate` local mode honours.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRequest {
+    /// Secret to write (`tls.crt`, `tls.key`, `ca.crt`).
+    pub secret_name: String,
+    /// DNS names.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    /// Subject CN.
+    #[serde(default)]
+    pub common_name: Option<String>,
 }
 
 /// Reads every document of every file; unknown kinds are errors, not silently skipped.
@@ -82,9 +98,18 @@ pub fn load(files: &[PathBuf]) -> Result<Manifests, ManifestError> {
                         serde_yaml::from_value(value).map_err(|e| at(e.to_string()))?;
                     m.config_maps.insert(c.name_any(), c);
                 }
+                "Certificate" => {
+                    let spec = value
+                        .get("spec")
+                        .cloned()
+                        .ok_or_else(|| at("spec is required".into()))?;
+                    let c: CertificateRequest = serde_path_to_error::deserialize(spec)
+                        .map_err(|e| at(format!("spec.{}: {}", e.path(), e.inner())))?;
+                    m.certificates.push(c);
+                }
                 other => {
                     return Err(at(format!(
-                        "kind {other:?} is not supported here (EdgeGateway, Secret, ConfigMap)"
+                        "kind {other:?} is not supported here (EdgeGateway, Secret, ConfigMap, cert-manager Certificate)"
                     )))
                 }
             }

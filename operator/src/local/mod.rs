@@ -75,7 +75,9 @@ fn now() -> i64 {
 
 /// Runs the manifests until Ctrl-C (or until connected, with `until_connected`).
 pub async fn run(opts: LocalOptions) -> Result<(), LocalError> {
-    let m = manifests::load(&opts.files).map_err(|e| LocalError::Manifest(e.to_string()))?;
+    let mut m = manifests::load(&opts.files).map_err(|e| LocalError::Manifest(e.to_string()))?;
+    let state = State::open(&opts.state_dir, now()).map_err(LocalError::Setup)?;
+    issue_certificates(&state, &mut m)?;
     // Validate everything before starting anything: the operator's own checks and Lua syntax.
     for (file, gw) in &m.gateways {
         let at = |msg: String| {
@@ -91,7 +93,6 @@ pub async fn run(opts: LocalOptions) -> Result<(), LocalError> {
             .await
             .map_err(|p| at(p.message))?;
     }
-    let state = State::open(&opts.state_dir, now()).map_err(LocalError::Setup)?;
     let platform = match &opts.platform {
         Some(url) => Platform::External(url.clone()),
         None => start_platform(&state, &m, opts.rest_port).await?,
@@ -484,6 +485,55 @@ async fn start_gateway(
         });
     }
     Ok(out)
+}
+
+/// Does what cert-manager does for each `Certificate`: issues it (from the local CA) into its
+/// Secret, shaped `tls.crt`, `tls.key`, `ca.crt`.
+fn issue_certificates(state: &State, m: &mut Manifests) -> Result<(), LocalError> {
+    for c in m.certificates.clone() {
+        let cn = c
+            .common_name
+            .clone()
+            .or_else(|| c.dns_names.first().cloned())
+            .unwrap_or_else(|| c.secret_name.clone());
+        let files = state
+            .leaf(
+                LeafRequest {
+                    sub: "cert-manager",
+                    stem: &c.secret_name,
+                    common_name: &cn,
+                    names: &c.dns_names,
+                    usage: Usage::Server,
+                    algorithm: Default::default(),
+                    lifetime: lifetime(2160, None),
+                },
+                now(),
+            )
+            .map_err(LocalError::Setup)?;
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| LocalError::Setup(format!("{}: {e}", p.display())))
+        };
+        let data = BTreeMap::from([
+            (
+                "tls.crt".to_string(),
+                k8s_openapi::ByteString(read(&files.cert)?),
+            ),
+            (
+                "tls.key".to_string(),
+                k8s_openapi::ByteString(read(&files.key)?),
+            ),
+            (
+                "ca.crt".to_string(),
+                k8s_openapi::ByteString(read(&state.ca_file())?),
+            ),
+        ]);
+        let mut secret = k8s_openapi::api::core::v1::Secret::default();
+        secret.metadata.name = Some(c.secret_name.clone());
+        secret.type_ = Some("kubernetes.io/tls".into());
+        secret.data = Some(data);
+        m.secrets.insert(c.secret_name, secret);
+    }
+    Ok(())
 }
 
 /// Writes a user-provided `kubernetes.io/tls` Secret's `tls.crt`/`tls.key` into `dir`.

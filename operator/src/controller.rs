@@ -32,6 +32,8 @@ use crate::{references, secrets};
 const RESYNC: i64 = HOUR;
 /// Wait before re-checking a gateway whose config or certificates are not usable.
 const RETRY: i64 = 30;
+/// Seconds between looks at the pods' tunnels while any pod is ready.
+const CONNECTION_RESYNC: i64 = 60;
 
 /// Why a reconcile failed (retried by [`error_policy`]).
 #[derive(Debug, thiserror::Error)]
@@ -277,10 +279,10 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         .and_then(|s| s.status.as_ref())
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
-    let devices_running = if problem.is_none() {
-        devices_running(&ctx.client, &gw, &names).await?
+    let (devices_running, connected) = if problem.is_none() {
+        running(&ctx.client, &gw, &names).await?
     } else {
-        0
+        (0, None)
     };
     let observed = Observed {
         generation: gw.metadata.generation,
@@ -290,6 +292,7 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         ready_replicas,
         devices_desired: devices_desired(&gw),
         devices_running,
+        connected,
         endpoint: names.endpoint(gw.spec.server.port),
     };
     let new_status = status::build(
@@ -315,6 +318,9 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
     }
     let wait = if problem.is_some() || observed.certificates.is_err() {
         RETRY
+    } else if observed.ready_replicas > 0 {
+        // Tunnels come and go without any Kubernetes event: look again soon.
+        (next - now).clamp(1, CONNECTION_RESYNC)
     } else {
         (next - now).clamp(1, RESYNC)
     };
@@ -353,8 +359,13 @@ fn devices_desired(gw: &EdgeGateway) -> i32 {
     i32::try_from(sim.saturating_add(things)).unwrap_or(i32::MAX)
 }
 
-/// Devices of ready pods: each ready pod's shard, plus the Lua things once any pod is ready.
-async fn devices_running(client: &Client, gw: &EdgeGateway, names: &Names) -> Result<i32, Error> {
+/// Devices of ready pods (each ready pod's shard, plus the Lua things once any pod is ready),
+/// and how many of the ready pods that answered report their tunnel up.
+async fn running(
+    client: &Client,
+    gw: &EdgeGateway,
+    names: &Names,
+) -> Result<(i32, Option<status::Tunnels>), Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
     let selector = resources::selector_labels(names)
         .iter()
@@ -366,7 +377,7 @@ async fn devices_running(client: &Client, gw: &EdgeGateway, names: &Names) -> Re
         .await
         .map_err(kube_err("list", "Pod", &selector))?;
     let prefix = format!("{}-", names.statefulset());
-    let ready: Vec<u32> = list
+    let ready_pods: Vec<&Pod> = list
         .items
         .iter()
         .filter(|p| {
@@ -375,8 +386,37 @@ async fn devices_running(client: &Client, gw: &EdgeGateway, names: &Names) -> Re
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
+        .collect();
+    let ready: Vec<u32> = ready_pods
+        .iter()
         .filter_map(|p| p.name_any().strip_prefix(&prefix)?.parse().ok())
         .collect();
+    let probes = ready_pods.iter().map(|p| {
+        let ip = p
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+        async move {
+            match ip {
+                Some(ip) => {
+                    let addr = std::net::SocketAddr::new(ip, config::ADMIN_PORT);
+                    crate::probe::tunnel_up(addr, PROBE_TIMEOUT).await
+                }
+                None => None,
+            }
+        }
+    });
+    let answers: Vec<bool> = futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let tunnels = (!answers.is_empty()).then(|| status::Tunnels {
+        up: answers.iter().filter(|u| **u).count(),
+        answered: answers.len(),
+        ready: ready_pods.len(),
+    });
     let sim: u32 = ready
         .iter()
         .filter_map(|o| config::shard(&gw.spec, *o))
@@ -388,8 +428,11 @@ async fn devices_running(client: &Client, gw: &EdgeGateway, names: &Names) -> Re
         gw.spec.lua.things.len()
     };
     let total = u64::from(sim) + things as u64;
-    Ok(i32::try_from(total).unwrap_or(i32::MAX))
+    Ok((i32::try_from(total).unwrap_or(i32::MAX), tunnels))
 }
+
+/// How long one pod's metrics may take to answer the tunnel probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Publishes an event when `ConfigValid` changes to false (or its message changes).
 async fn report_config_change(ctx: &Context, gw: &EdgeGateway, problem: &Option<Problem>) {

@@ -9,6 +9,7 @@ pub mod crd;
 pub mod leader;
 pub mod local;
 pub mod metrics;
+pub mod probe;
 pub mod references;
 pub mod resources;
 pub mod secrets;

@@ -52,8 +52,21 @@ pub struct Observed {
     pub devices_desired: i32,
     /// Devices served by ready pods.
     pub devices_running: i32,
+    /// Tunnel state reported by ready pods; `None` when no pod could be asked.
+    pub connected: Option<Tunnels>,
     /// `host:port` of the Service.
     pub endpoint: String,
+}
+
+/// What the ready pods said about their platform tunnels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnels {
+    /// Pods whose tunnel is up.
+    pub up: usize,
+    /// Pods that answered the probe.
+    pub answered: usize,
+    /// Pods that are ready.
+    pub ready: usize,
 }
 
 /// Builds the status for `obs`, keeping transition times from `previous` where unchanged.
@@ -128,12 +141,29 @@ pub fn build(
     } else {
         cond(READY, Some(false), "PodsNotReady", pods)
     };
-    let connected = cond(
-        CONNECTED,
-        None,
-        "NotReported",
-        "the sidecar does not report its platform connection to the operator yet".into(),
-    );
+    let connected = match obs.connected {
+        None => cond(
+            CONNECTED,
+            None,
+            "NotReported",
+            "no ready pod answered on its admin port".into(),
+        ),
+        Some(t) if t.up == t.ready => cond(
+            CONNECTED,
+            Some(true),
+            "TunnelsUp",
+            format!("{}/{} pods connected to the platform", t.up, t.ready),
+        ),
+        Some(t) => cond(
+            CONNECTED,
+            Some(false),
+            "TunnelDown",
+            format!(
+                "{}/{} pods connected to the platform ({} answered)",
+                t.up, t.ready, t.answered
+            ),
+        ),
+    };
     let running = if obs.config.is_none() {
         obs.devices_running
     } else {
@@ -174,8 +204,31 @@ mod tests {
             ready_replicas: 1,
             devices_desired: 4,
             devices_running: 4,
+            connected: None,
             endpoint: "gw.ns.svc:8443".into(),
         }
+    }
+
+    #[test]
+    fn connected_reflects_what_ready_pods_report() {
+        let with = |up, answered, ready| Observed {
+            connected: Some(Tunnels {
+                up,
+                answered,
+                ready,
+            }),
+            ..obs()
+        };
+        let c = |o: &Observed| {
+            let s = build(None, o, &t(1));
+            let c = condition(Some(&s), CONNECTED).unwrap().clone();
+            (c.status, c.reason)
+        };
+        assert_eq!(c(&obs()), ("Unknown".into(), "NotReported".into()));
+        assert_eq!(c(&with(2, 2, 2)), ("True".into(), "TunnelsUp".into()));
+        assert_eq!(c(&with(1, 2, 2)), ("False".into(), "TunnelDown".into()));
+        // A pod that did not answer is not counted as connected.
+        assert_eq!(c(&with(1, 1, 2)), ("False".into(), "TunnelDown".into()));
     }
 
     #[test]

@@ -1,0 +1,65 @@
+//! Asking a gateway pod whether its tunnel is up: its admin port's `edgeway_sidecar_tunnel_up`
+//! gauge, read over plain HTTP from the pod IP (the kubelet probes the same port).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+/// The gauge the sidecar sets to 1 while its platform session is established.
+const GAUGE: &str = "edgeway_sidecar_tunnel_up";
+
+/// `Some(up)` from the pod's metrics, `None` when it cannot be asked within `timeout`.
+pub async fn tunnel_up(addr: SocketAddr, timeout: Duration) -> Option<bool> {
+    tokio::time::timeout(timeout, fetch(addr))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn fetch(addr: SocketAddr) -> Option<bool> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/metrics")
+        .header(http::header::HOST, addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .ok()?;
+    let resp = sender.send_request(req).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    parse(&String::from_utf8_lossy(&body))
+}
+
+/// Reads the gauge from OpenMetrics text.
+pub fn parse(text: &str) -> Option<bool> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(GAUGE)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|v| v >= 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_gauge_and_ignores_look_alikes() {
+        let text = "# HELP edgeway_sidecar_tunnel_up x\nedgeway_sidecar_tunnel_up_other 1\nedgeway_sidecar_tunnel_up 1\n";
+        assert_eq!(parse(text), Some(true));
+        assert_eq!(parse("edgeway_sidecar_tunnel_up 0\n"), Some(false));
+        assert_eq!(parse("nothing here\n"), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! The operator's tunnel probe against a real sidecar whose tunnel goes to a real platform: up
+//! while connected, down after the platform stops, unknown when nothing answers.
+
+use std::time::{Duration, Instant};
+
+use edgeway_operator::probe::tunnel_up;
+
+async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn probe_reports_the_sidecars_tunnel_state() {
+    let dir = std::env::temp_dir().join(format!("edgeway-probe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keys"), "probe:k-123\n").unwrap();
+    std::fs::write(dir.join("key"), "k-123").unwrap();
+    std::fs::write(dir.join("users"), "u:p\n").unwrap();
+    let platform = edgeway_platform::start(
+        edgeway_platform::config::PlatformConfig::parse(
+            &format!(
+                "listen: 127.0.0.1:0\nplaintext: true\nauth:\n  appKeysFile: {}\nrest:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n",
+                dir.join("keys").display()
+            ),
+            "t",
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let sidecar = edgeway_sidecar::start(
+        edgeway_sidecar::config::SidecarConfig::parse(
+            &format!(
+                "server:\n  listen: 127.0.0.1:0\n  plaintext: true\nauth:\n  methods: [basic]\n  basic:\n    usersFile: {}\nadmin:\n  listen: 127.0.0.1:0\ntunnel:\n  url: ws://127.0.0.1:{}/Thingworx/WS\n  insecurePlaintext: true\n  appKeyFile: {}\n  timing:\n    startupJitterMs: 0\n    backoffInitialMs: 50\n    backoffMaxMs: 100\n",
+                dir.join("users").display(),
+                platform.alwayson_addr.port(),
+                dir.join("key").display()
+            ),
+            "t",
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let admin = sidecar.admin_addr;
+    let t = Duration::from_secs(1);
+    until("tunnel up", async || {
+        tunnel_up(admin, t).await == Some(true)
+    })
+    .await;
+    platform.shutdown().await;
+    until("tunnel down", async || {
+        tunnel_up(admin, t).await == Some(false)
+    })
+    .await;
+    sidecar.shutdown().await;
+    assert_eq!(tunnel_up(admin, t).await, None, "nothing listens any more");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -661,3 +661,38 @@ tasks.count = function(me) properties.Count.value = properties.Count.value + 1 e
     sidecar.shutdown().await;
     platform.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_hundred_thousand_things_bind_and_subscribe_over_one_tunnel() {
+    // Regression: asking for every thing's subscriptions at once, without reading the answers,
+    // filled both sockets' buffers and stalled the session at about 100,000 things.
+    let setup = Setup::new("tunnel-100k");
+    let platform = setup.start("").await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    let yaml = sidecar_yaml(
+        &setup.dir,
+        100_000,
+        20_000,
+        &url(platform.alwayson_addr),
+        &extra,
+    );
+    let sidecar = start_sidecar(&yaml).await;
+    let reg = platform.registry.clone();
+    wait_for("100,000 bound things", 120, || {
+        let r = reg.clone();
+        async move { r.things().iter().filter(|t| t.connected).count() == 100_000 }
+    })
+    .await;
+    // Subscriptions are answered while updates flow: the last device's update arrives.
+    wait_for("the last device's first update", 120, || {
+        let r = reg.clone();
+        async move { !history(&r, "dev-99999").is_empty() }
+    })
+    .await;
+    assert!(sidecar.tunnel.as_ref().unwrap().connected());
+    sidecar.shutdown().await;
+    platform.shutdown().await;
+}

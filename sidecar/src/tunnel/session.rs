@@ -56,6 +56,9 @@ pub struct Session<'a> {
     /// Requests sent and not answered: request id → what the answer settles.
     in_flight: HashMap<u32, Pending>,
     subscriptions: Subscriptions,
+    /// Things whose subscriptions are still to be asked for, within the in-flight window (asking
+    /// for 100,000 at once, unread, would fill both sockets' buffers and stall both ends).
+    to_subscribe: std::collections::VecDeque<String>,
 }
 
 enum Pending {
@@ -75,6 +78,7 @@ impl<'a> Session<'a> {
             last_rx: Instant::now(),
             in_flight: HashMap::new(),
             subscriptions: HashMap::new(),
+            to_subscribe: Default::default(),
         };
         let id = shared.next_id();
         s.send(Message::auth(id, &shared.app_key)).await?;
@@ -102,9 +106,7 @@ impl<'a> Session<'a> {
                 )));
             }
         }
-        for name in &names {
-            s.request_subscriptions(name).await?;
-        }
+        s.to_subscribe = names.into();
         Ok(s)
     }
 
@@ -120,7 +122,17 @@ impl<'a> Session<'a> {
         let mut ka_sent = false;
         self.shared.outbox_mut().rewind();
         loop {
-            let window_open = self.in_flight.len() < self.shared.config.max_in_flight;
+            let max = self.shared.config.max_in_flight;
+            // Subscriptions take at most half the window, so updates keep flowing meanwhile.
+            if self.in_flight.len() < max / 2 + 1 {
+                if let Some(thing) = self.to_subscribe.pop_front() {
+                    if let Err(e) = self.request_subscriptions(&thing).await {
+                        return e;
+                    }
+                    continue;
+                }
+            }
+            let window_open = self.in_flight.len() < max;
             if window_open && self.shared.outbox_mut().has_unsent() {
                 if let Err(e) = self.send_updates().await {
                     return e;
@@ -140,7 +152,7 @@ impl<'a> Session<'a> {
                 Some((msg, follow)) = answers.recv() => {
                     if let Err(e) = self.send(msg).await { return e; }
                     if let FollowUp::Resubscribe(thing) = follow {
-                        if let Err(e) = self.request_subscriptions(&thing).await { return e; }
+                        self.to_subscribe.push_back(thing);
                     }
                 }
                 _ = self.shared.wake.notified(), if window_open => {}
@@ -179,6 +191,8 @@ impl<'a> Session<'a> {
             outbox.next_batch(self.shared.config.batch_rows)
         };
         let mut groups: Vec<(String, Vec<u64>, Vec<PropertyUpdate>)> = Vec::new();
+        // Group index by thing: batches mix thousands of devices.
+        let mut index: HashMap<std::sync::Arc<str>, usize> = HashMap::new();
         let mut unwanted = Vec::new();
         for (seq, u) in batch {
             if !self.wanted(&u) {
@@ -189,12 +203,15 @@ impl<'a> Session<'a> {
                 unwanted.push(seq);
                 continue;
             };
-            match groups.iter_mut().find(|(t, ..)| t.as_str() == &*u.thing) {
-                Some((_, seqs, ups)) => {
-                    seqs.push(seq);
-                    ups.push(pu);
+            match index.get(&u.thing) {
+                Some(&i) => {
+                    groups[i].1.push(seq);
+                    groups[i].2.push(pu);
                 }
-                None => groups.push((u.thing.to_string(), vec![seq], vec![pu])),
+                None => {
+                    index.insert(u.thing.clone(), groups.len());
+                    groups.push((u.thing.to_string(), vec![seq], vec![pu]));
+                }
             }
         }
         if !unwanted.is_empty() {
@@ -207,11 +224,12 @@ impl<'a> Session<'a> {
             let id = self.shared.next_id();
             let n = ups.len() as u64;
             self.in_flight.insert(id, Pending::Updates(seqs));
-            self.send(Message::update_subscribed_property_values(id, &thing, &ups))
+            self.feed(Message::update_subscribed_property_values(id, &thing, &ups))
                 .await?;
             self.shared.metrics.tunnel_sent(n);
         }
-        Ok(())
+        // One flush (one write) for the whole batch, not one per thing.
+        self.flush().await
     }
 
     fn wanted(&self, u: &Update) -> bool {
@@ -342,7 +360,14 @@ impl<'a> Session<'a> {
             .map_err(|_| SessionError::Timeout(stage))?
     }
 
+    /// Sends one message now.
     async fn send(&mut self, msg: Message) -> Result<(), SessionError> {
+        self.feed(msg).await?;
+        self.flush().await
+    }
+
+    /// Queues a message's frames on the websocket without flushing.
+    async fn feed(&mut self, msg: Message) -> Result<(), SessionError> {
         let msg = if matches!(msg, Message::Auth(_)) {
             msg
         } else {
@@ -356,6 +381,10 @@ impl<'a> Session<'a> {
                 .await
                 .map_err(|e| SessionError::Ws(e.to_string()))?;
         }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SessionError> {
         self.ws
             .flush()
             .await

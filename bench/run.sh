@@ -1,0 +1,677 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of Edgeway against peers on this machine; writes bench/results/RESULTS.md.
+#
+#   bash bench/run.sh [all|https|lua|tunnel|fleet|smoke] ...
+#
+# Not tests and not run in CI (`smoke` is a seconds-long run of every scenario that only checks
+# the plumbing). Needs root for apt-get (nginx, libnginx-mod-http-lua, lua-cjson, wrk, openssl,
+# python3). Everything listens on 127.0.0.1; every process started here is stopped by its pid.
+# Knobs: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32),
+# BENCH_PORT_BASE (19440), CARGO_BUILD_JOBS (1).
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BENCH/target}
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
+DUR=${BENCH_DURATION:-10}
+WARM=${BENCH_WARMUP:-2}
+CONNS=${BENCH_CONNECTIONS:-32}
+PORT=${BENCH_PORT_BASE:-19440}
+W=$BENCH/work          # certs, configs, logs of the last run (gitignored)
+RES=$BENCH/results
+OUT=$RES/RESULTS.md
+SERVER_CPU=0           # the server (and nginx's master + worker) is pinned here
+CLIENT_CPU=1           # the load generator is pinned here
+SCENARIOS=("$@")
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(all)
+if [ "${SCENARIOS[0]}" = smoke ]; then
+  DUR=1; WARM=1; CONNS=4; SMOKE=1; SCENARIOS=(https lua tunnel fleet)
+  OUT=$RES/RESULTS-smoke.md   # never overwrites the real results
+else
+  SMOKE=0
+fi
+[ "${SCENARIOS[0]}" = all ] && SCENARIOS=(https lua tunnel fleet)
+
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  PIDS=()
+}
+trap cleanup EXIT INT TERM
+stop_pid() { # stop one process we started, bounded wait
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+}
+log() { echo "[bench] $*" >&2; }
+md() { echo "$*" >> "$OUT.tmp"; }
+cmdlog() { echo "$*" >> "$W/commands.txt"; }
+
+# ---------------------------------------------------------------- setup
+install_deps() {
+  local need=()
+  command -v nginx >/dev/null || need+=(nginx)
+  [ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
+  [ -e /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so ] || need+=(lua-cjson)
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v python3 >/dev/null || need+=(python3)
+  command -v curl >/dev/null || need+=(curl)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "apt-get install ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+  fi
+}
+
+build() {
+  log "building (release, CARGO_BUILD_JOBS=$CARGO_BUILD_JOBS, target $CARGO_TARGET_DIR)"
+  [ -f "$BENCH/Cargo.lock" ] || cp "$ROOT/Cargo.lock" "$BENCH/Cargo.lock"
+  (cd "$BENCH" && cargo build --release -q \
+     -p edgeway-bench --bin edgeway-bench \
+     -p edgeway-sidecar --bin edgeway-sidecar \
+     -p edgeway-platform --bin edgeway-platform)
+  BIN=$CARGO_TARGET_DIR/release
+}
+
+certs() { # ECDSA P-256 CA, server (localhost, 127.0.0.1) and client certificates
+  local d=$W/certs
+  mkdir -p "$d"
+  [ -f "$d/client.crt" ] && return
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$d/ca.key" -subj "/CN=Edgeway Bench CA" -days 30 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$d/ca.crt"
+  local who
+  for who in server client; do
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$who.key" 2>/dev/null
+    openssl req -new -key "$d/$who.key" -subj "/CN=bench-$who" -out "$d/$who.csr"
+    if [ $who = server ]; then
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n' > "$d/$who.ext"
+    else
+      printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n' > "$d/$who.ext"
+    fi
+    openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+      -days 30 -sha256 -extfile "$d/$who.ext" -out "$d/$who.crt" 2>/dev/null
+  done
+}
+
+# ---------------------------------------------------------------- helpers
+jget() { python3 -c 'import json,sys
+try:
+    v=json.loads(sys.argv[1])
+    for k in sys.argv[2:]: v=v[k]
+    print(v)
+except Exception:
+    print("n/a")' "$@"; }
+ratio() { python3 -c 'import sys
+try:
+    a,b=float(sys.argv[1]),float(sys.argv[2])
+    print("%.2f" % (a/b) if b else "n/a")
+except ValueError:
+    print("n/a")' "$1" "$2"; }
+fmt_int() { python3 -c 'import sys
+try: print(f"{float(sys.argv[1]):,.0f}")
+except ValueError: print(sys.argv[1])' "$1"; }
+
+cpu_ticks() { # utime+stime (clock ticks) of the given pids, summed
+  local t=0 p f
+  for p in "$@"; do
+    f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    t=$((t + $(echo "$f" | awk '{print $12 + $13}')))
+  done
+  echo $t
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+wait_port() { # host:port answers TCP, within 20 s
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "nothing listens on 127.0.0.1:$1"; return 1
+}
+wait_http() { # URL answers 200 within N seconds
+  local url=$1 n=${2:-20}
+  for _ in $(seq $((n * 10))); do
+    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "$url not ready after $n s"; return 1
+}
+
+# wrk output -> JSON {rps, p50_ms, p99_ms, errors}
+parse_wrk() {
+  python3 - "$1" <<'EOF'
+import json, re, sys
+t = open(sys.argv[1]).read()
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s|m)", v)
+    x, u = float(m.group(1)), m.group(2)
+    return x / 1000 if u == "us" else x if u == "ms" else x * 1000 if u == "s" else x * 60000
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+p = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", t, re.M))
+err = re.search(r"Socket errors: (.*)", t)
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(json.dumps({"rps": round(rps), "p50_ms": ms(p["50"]), "p99_ms": ms(p["99"]),
+                  "errors": err.group(1) if err else "0",
+                  "non2xx": int(non2xx.group(1)) if non2xx else 0}))
+EOF
+}
+
+# One load run against a server. Args: label kind(wrk|bench) url-or-addr extra...
+# Sets RUN_JSON (rps, p50, p99, errors) and RUN_CPU (server CPU % of one core).
+RUN_JSON=""; RUN_CPU=""
+run_load() {
+  local kind=$1; shift
+  local pids=("${SERVER_PIDS[@]}") c0 c1 t0 t1
+  if [ "$kind" = wrk ]; then
+    local url=$1; shift
+    local cmd=(taskset -c $CLIENT_CPU wrk -t1 -c"$CONNS" --latency "$@" "$url")
+    # wrk has no warm-up: a short discarded run first.
+    "${cmd[@]}" -d"${WARM}s" > /dev/null 2>&1 || true
+    c0=$(cpu_ticks "${pids[@]}"); t0=$(date +%s.%N)
+    "${cmd[@]}" -d"${DUR}s" > "$W/wrk.out" 2>&1
+    c1=$(cpu_ticks "${pids[@]}"); t1=$(date +%s.%N)
+    cmdlog "$(printf '%q ' "${cmd[@]}")-d${DUR}s"
+    RUN_JSON=$(parse_wrk "$W/wrk.out")
+  else
+    local cmd=(taskset -c $CLIENT_CPU "$BIN/edgeway-bench" load --connections "$CONNS"
+               --duration "$DUR" --warmup "$WARM" --ca "$W/certs/ca.crt" "$@")
+    c0=$(cpu_ticks "${pids[@]}"); t0=$(date +%s.%N)
+    RUN_JSON=$("${cmd[@]}")
+    c1=$(cpu_ticks "${pids[@]}"); t1=$(date +%s.%N)
+    cmdlog "$(printf '%q ' "${cmd[@]}")"
+    # the bench tool's window includes its warm-up; CPU is averaged over both
+  fi
+  RUN_CPU=$(python3 -c "import sys; print(round(($c1-$c0)/($t1-$t0), 0))")
+  cmdlog "  -> $RUN_JSON server_cpu=${RUN_CPU}%"
+}
+
+# ---------------------------------------------------------------- servers
+SERVER_PIDS=()
+SIDECAR_PORT=$PORT; NGINX_PORT=$((PORT + 1)); ADMIN_PORT=$((PORT + 2))
+PLATFORM_PORT=$((PORT + 3)); PREST_PORT=$((PORT + 4)); PADMIN_PORT=$((PORT + 5))
+
+lua_template() {
+  mkdir -p "$W/lua"
+  cat > "$W/lua/bench.lua" <<'EOF'
+-- The benchmark thing: one NUMBER property and an Add service (JSON in, JSON out).
+module ("templates.bench", thingworx.template.extend)
+properties.p = { baseType="NUMBER", pushType="NEVER", value=42.5 }
+serviceDefinitions.Add(
+    output { baseType="NUMBER", description="a + b" },
+    input { name="a", baseType="NUMBER", description="first" },
+    input { name="b", baseType="NUMBER", description="second" },
+    description { "Adds two numbers" }
+)
+services.Add = function(me, headers, query, data)
+    return 200, data.a + data.b
+end
+EOF
+}
+
+# sidecar <auth: basic|mtls>
+start_sidecar() {
+  local auth=$1 client_auth methods
+  if [ "$auth" = mtls ]; then client_auth=required; methods="[mtls]"; else client_auth=off; methods="[basic]"; fi
+  printf 'u:{PLAIN}p\n' > "$W/users"
+  lua_template
+  cat > "$W/sidecar-$auth.yaml" <<EOF
+server:
+  listen: 127.0.0.1:$SIDECAR_PORT
+  tls:
+    cert: $W/certs/server.crt
+    key: $W/certs/server.key
+    clientAuth: $client_auth
+    clientCa: $W/certs/ca.crt
+    watch: false
+auth:
+  methods: $methods
+  basic:
+    usersFile: $W/users
+lua:
+  templates:
+    - name: bench
+      file: $W/lua/bench.lua
+  things:
+    - name: T
+      template: bench
+      scanRateMs: 60000
+admin:
+  listen: 127.0.0.1:$ADMIN_PORT
+logging:
+  level: warn
+EOF
+  taskset -c $SERVER_CPU "$BIN/edgeway-sidecar" --config "$W/sidecar-$auth.yaml" \
+    > "$W/sidecar.log" 2>&1 &
+  PIDS+=($!); SERVER_PIDS=($!)
+  cmdlog "taskset -c $SERVER_CPU $BIN/edgeway-sidecar --config $W/sidecar-$auth.yaml"
+  wait_port $SIDECAR_PORT
+}
+
+# nginx <auth: basic|mtls>; the /things body is the sidecar's, byte for byte.
+start_nginx() {
+  local auth=$1 d=$W/nginx
+  mkdir -p "$d/tmp"
+  printf 'u:{PLAIN}p\n' > "$d/htpasswd"
+  local auth_lines="auth_basic \"edgeway\"; auth_basic_user_file $d/htpasswd;"
+  local mtls_lines=""
+  if [ "$auth" = mtls ]; then
+    auth_lines=""
+    mtls_lines="ssl_client_certificate $W/certs/ca.crt; ssl_verify_client on;"
+  fi
+  local body
+  body=$(cat "$W/things.json")
+  cat > "$d/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_timeout 75s;
+  keepalive_requests 10000000;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  lua_package_cpath "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";
+  init_by_lua_block {
+    cjson = require "cjson"
+    P = 42.5   -- the property value, as the sidecar's thing holds it
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT ssl;
+    ssl_certificate $W/certs/server.crt;
+    ssl_certificate_key $W/certs/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    $mtls_lines
+    default_type application/json;
+    location = /things {
+      $auth_lines
+      return 200 '$body';
+    }
+    # The same InfoTables the sidecar returns, built and encoded per request.
+    location = /Thingworx/Things/T/Properties/p {
+      $auth_lines
+      content_by_lua_block {
+        ngx.header["Content-Type"] = "application/json"
+        ngx.print(cjson.encode({
+          dataShape = { fieldDefinitions = { p = {
+            name = "p", baseType = "NUMBER", description = "", ordinal = 0,
+            aspects = {} } } },
+          rows = { { p = P } } }))
+      }
+    }
+    location = /Thingworx/Things/T/Services/Add {
+      $auth_lines
+      content_by_lua_block {
+        ngx.req.read_body()
+        local data = cjson.decode(ngx.req.get_body_data() or "{}")
+        ngx.header["Content-Type"] = "application/json"
+        ngx.print(cjson.encode({
+          dataShape = { fieldDefinitions = { result = {
+            name = "result", baseType = "NUMBER", description = "", ordinal = 0,
+            aspects = {} } } },
+          rows = { { result = data.a + data.b } } }))
+      }
+    }
+  }
+}
+EOF
+  taskset -c $SERVER_CPU nginx -c "$d/nginx.conf" -p "$d" > "$d/stderr.log" 2>&1 &
+  local master=$!
+  PIDS+=($master)
+  cmdlog "taskset -c $SERVER_CPU nginx -c $d/nginx.conf -p $d   # worker_processes 1"
+  wait_port $NGINX_PORT
+  local kids
+  kids=$(cat "/proc/$master/task/$master/children" 2>/dev/null || true)
+  # shellcheck disable=SC2206
+  SERVER_PIDS=($master $kids)
+}
+
+stop_servers() { local p; for p in "${SERVER_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && stop_pid "$p" || true; done; SERVER_PIDS=(); }
+
+# ---------------------------------------------------------------- scenario 1: HTTPS
+BASIC="Authorization: Basic $(printf 'u:p' | base64)"
+row3() { # label sidecar-json sidecar-cpu nginx-json nginx-cpu
+  local s=$2 n=$4
+  local sr nr
+  sr=$(jget "$s" rps); nr=$(jget "$n" rps)
+  md "| $1 | $(fmt_int "$sr") | $(jget "$s" p50_ms) / $(jget "$s" p99_ms) | $3 % | $(fmt_int "$nr") | $(jget "$n" p50_ms) / $(jget "$n" p99_ms) | $5 % | **$(ratio "$sr" "$nr")** | $(ratio "$(jget "$s" p99_ms)" "$(jget "$n" p99_ms)") |"
+}
+scenario_https() {
+  log "scenario 1: HTTPS resource server vs nginx"
+  # The body nginx returns for /things is the sidecar's own.
+  start_sidecar basic
+  curl -fsS --cacert "$W/certs/ca.crt" -u u:p "https://localhost:$SIDECAR_PORT/things" > "$W/things.json"
+  local proto_s proto_n
+  proto_s=$(echo | openssl s_client -connect 127.0.0.1:$SIDECAR_PORT -servername localhost 2>/dev/null | grep -E '^(New|Server Temp Key)' | tr '\n' ' ')
+  local s_a_wrk s_a_cpu s_a_b s_a_bcpu s_c s_c_cpu n_a_wrk n_a_cpu n_a_b n_a_bcpu n_c n_c_cpu
+  run_load wrk "https://127.0.0.1:$SIDECAR_PORT/things" -H "$BASIC"; s_a_wrk=$RUN_JSON; s_a_cpu=$RUN_CPU
+  run_load bench --addr 127.0.0.1:$SIDECAR_PORT --path /things --header "$BASIC"; s_a_b=$RUN_JSON; s_a_bcpu=$RUN_CPU
+  run_load wrk "https://127.0.0.1:$SIDECAR_PORT/things" -H "$BASIC" -H "Connection: close"; s_c=$RUN_JSON; s_c_cpu=$RUN_CPU
+  stop_servers
+  start_sidecar mtls
+  local s_b s_b_cpu n_b n_b_cpu
+  run_load bench --addr 127.0.0.1:$SIDECAR_PORT --path /things --cert "$W/certs/client.crt" --key "$W/certs/client.key"; s_b=$RUN_JSON; s_b_cpu=$RUN_CPU
+  stop_servers
+
+  start_nginx basic
+  proto_n=$(echo | openssl s_client -connect 127.0.0.1:$NGINX_PORT -servername localhost 2>/dev/null | grep -E '^(New|Server Temp Key)' | tr '\n' ' ')
+  run_load wrk "https://127.0.0.1:$NGINX_PORT/things" -H "$BASIC"; n_a_wrk=$RUN_JSON; n_a_cpu=$RUN_CPU
+  run_load bench --addr 127.0.0.1:$NGINX_PORT --path /things --header "$BASIC"; n_a_b=$RUN_JSON; n_a_bcpu=$RUN_CPU
+  run_load wrk "https://127.0.0.1:$NGINX_PORT/things" -H "$BASIC" -H "Connection: close"; n_c=$RUN_JSON; n_c_cpu=$RUN_CPU
+  stop_servers
+  start_nginx mtls
+  run_load bench --addr 127.0.0.1:$NGINX_PORT --path /things --cert "$W/certs/client.crt" --key "$W/certs/client.key"; n_b=$RUN_JSON; n_b_cpu=$RUN_CPU
+  stop_servers
+
+  md ""
+  md "## 1. HTTPS resource server: edgeway-sidecar vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
+  md ""
+  md "Both servers pinned to CPU $SERVER_CPU (\`taskset -c $SERVER_CPU\`; nginx \`worker_processes 1\`, the sidecar's tokio runtime then has one worker), load generator pinned to CPU $CLIENT_CPU, $CONNS connections, ${DUR} s measured after ${WARM} s warm-up. Same ECDSA P-256 server certificate (openssl, CA-signed). \`GET /things\`: nginx returns the sidecar's own response body (\`return 200\`). Basic auth: the same user with a **plaintext \`{PLAIN}\` password** on both sides. Negotiated: sidecar \`$proto_s\`, nginx \`$proto_n\`."
+  md ""
+  md "| case | sidecar req/s | sidecar p50 / p99 ms | sidecar CPU | nginx req/s | nginx p50 / p99 ms | nginx CPU | throughput ratio sidecar/nginx | p99 ratio sidecar/nginx |"
+  md "|---|---|---|---|---|---|---|---|---|"
+  row3 "(a) keep-alive, basic auth (wrk)" "$s_a_wrk" "$s_a_cpu" "$n_a_wrk" "$n_a_cpu"
+  row3 "(a) keep-alive, basic auth (edgeway-bench load)" "$s_a_b" "$s_a_bcpu" "$n_a_b" "$n_a_bcpu"
+  row3 "(b) keep-alive, mTLS required (edgeway-bench load)" "$s_b" "$s_b_cpu" "$n_b" "$n_b_cpu"
+  row3 "(c) new TLS 1.3 handshake per request, basic auth (wrk, Connection: close)" "$s_c" "$s_c_cpu" "$n_c" "$n_c_cpu"
+  md ""
+  md "CPU is the server's user+system time over the run, in % of one core (nginx: master + worker). Latencies are client-side; wrk's are per request after connect, edgeway-bench's include a reconnect when one happens. Errors/non-2xx: sidecar $(jget "$s_a_wrk" errors)/$(jget "$s_a_wrk" non2xx), $(jget "$s_b" errors)/$(jget "$s_b" non2xx), $(jget "$s_c" errors)/$(jget "$s_c" non2xx); nginx $(jget "$n_a_wrk" errors)/$(jget "$n_a_wrk" non2xx), $(jget "$n_b" errors)/$(jget "$n_b" non2xx), $(jget "$n_c" errors)/$(jget "$n_c" non2xx) ((a) wrk, (b), (c))."
+}
+
+# ---------------------------------------------------------------- scenario 2: Lua
+scenario_lua() {
+  log "scenario 2: Lua property read / service call vs nginx + lua"
+  [ -f "$W/things.json" ] || { start_sidecar basic; curl -fsS --cacert "$W/certs/ca.crt" -u u:p "https://localhost:$SIDECAR_PORT/things" > "$W/things.json"; stop_servers; }
+  cat > "$W/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"a": 2, "b": 3}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+  local prop=/Thingworx/Things/T/Properties/p svc=/Thingworx/Things/T/Services/Add
+  local s_p s_pc s_s s_sc n_p n_pc n_s n_sc
+  start_sidecar basic
+  curl -fsS --cacert "$W/certs/ca.crt" -u u:p "https://localhost:$SIDECAR_PORT$prop" > "$W/sidecar-prop.json"
+  curl -fsS --cacert "$W/certs/ca.crt" -u u:p -H 'Content-Type: application/json' -d '{"a": 2, "b": 3}' "https://localhost:$SIDECAR_PORT$svc" > "$W/sidecar-svc.json"
+  run_load wrk "https://127.0.0.1:$SIDECAR_PORT$prop" -H "$BASIC"; s_p=$RUN_JSON; s_pc=$RUN_CPU
+  run_load wrk "https://127.0.0.1:$SIDECAR_PORT$svc" -H "$BASIC" -s "$W/post.lua"; s_s=$RUN_JSON; s_sc=$RUN_CPU
+  stop_servers
+  start_nginx basic
+  curl -fsS --cacert "$W/certs/ca.crt" -u u:p "https://localhost:$NGINX_PORT$prop" > "$W/nginx-prop.json"
+  curl -fsS --cacert "$W/certs/ca.crt" -u u:p -H 'Content-Type: application/json' -d '{"a": 2, "b": 3}' "https://localhost:$NGINX_PORT$svc" > "$W/nginx-svc.json"
+  run_load wrk "https://127.0.0.1:$NGINX_PORT$prop" -H "$BASIC"; n_p=$RUN_JSON; n_pc=$RUN_CPU
+  run_load wrk "https://127.0.0.1:$NGINX_PORT$svc" -H "$BASIC" -s "$W/post.lua"; n_s=$RUN_JSON; n_sc=$RUN_CPU
+  stop_servers
+  md ""
+  md "## 2. Lua things: edgeway-sidecar vs nginx + lua-nginx-module (LuaJIT, lua-cjson)"
+  md ""
+  md "Same pinning, TLS, keep-alive and basic auth as scenario 1 (wrk, $CONNS connections). Sidecar: a Lua thing \`T\` (template \`bench/work/lua/bench.lua\`: property \`p\` NUMBER, service \`Add(a, b)\` returning \`a + b\`). nginx: \`content_by_lua_block\` handlers building the same InfoTable with cjson per request (the service decodes the JSON body, adds, encodes). Responses (JSON key order may differ):"
+  md ""
+  md "- sidecar property: \`$(cat "$W/sidecar-prop.json")\`"
+  md "- nginx property: \`$(cat "$W/nginx-prop.json")\`"
+  md "- sidecar service: \`$(cat "$W/sidecar-svc.json")\`"
+  md "- nginx service: \`$(cat "$W/nginx-svc.json")\`"
+  md ""
+  md "| case | sidecar req/s | sidecar p50 / p99 ms | sidecar CPU | nginx+lua req/s | nginx p50 / p99 ms | nginx CPU | throughput ratio sidecar/nginx | p99 ratio sidecar/nginx |"
+  md "|---|---|---|---|---|---|---|---|---|"
+  row3 "GET property \`T.p\`" "$s_p" "$s_pc" "$n_p" "$n_pc"
+  row3 "POST service \`T.Add\` \`{\"a\":2,\"b\":3}\`" "$s_s" "$s_sc" "$n_s" "$n_sc"
+  md ""
+  md "The sidecar's property read is served from the thing's value snapshot (no Lua VM entry, see docs/lua.md); its service call enters the thing's VM on tokio's blocking pool behind the thing's async mutex. nginx runs both in the worker's LuaJIT VM."
+}
+
+# ---------------------------------------------------------------- scenario 3: tunnel
+tunnel_run() { # args for edgeway-bench tunnel/ws-ceiling; echo JSON
+  local cmd=("$BIN/edgeway-bench" "$@")
+  cmdlog "$(printf '%q ' "${cmd[@]}")"
+  local j
+  j=$(timeout $((DUR + WARM + 180)) "${cmd[@]}" 2> "$W/tunnel-stderr.log") || j="{\"error\": \"$(grep -m1 -E '^Error' "$W/tunnel-stderr.log" | tr -d '"')\"}"
+  cmdlog "  -> $j"
+  echo "$j"
+}
+scenario_tunnel() {
+  log "scenario 3: tunnel throughput and latency"
+  local c="--certs $W/certs --duration $DUR --warmup $WARM"
+  local p1 pk f20 f100 w500 w1 l1k l10k lk
+  # shellcheck disable=SC2086
+  {
+    p1=$(tunnel_run tunnel $c --source push --things 1)
+    pk=$(tunnel_run tunnel $c --source push --things 1000)
+    w500=$(tunnel_run ws-ceiling $c --rows 500)
+    w1=$(tunnel_run ws-ceiling $c --rows 1)
+    f20=$(tunnel_run tunnel $c --source fleet --things 20000 --interval-ms 100)
+    f100=$(tunnel_run tunnel $c --source fleet --things 50000 --interval-ms 250)
+    l1k=$(tunnel_run tunnel $c --source push --things 1 --rate 1000)
+    l10k=$(tunnel_run tunnel $c --source push --things 1 --rate 10000)
+    lk=$(tunnel_run tunnel $c --source push --things 1000 --rate 10000)
+  }
+  md ""
+  md "## 3. Tunnel: one sidecar → platform websocket (TLS 1.3, 127.0.0.1)"
+  md ""
+  md "Platform (\`edgeway_platform::start\`) and sidecar (\`edgeway_sidecar::start\`, tunnel defaults: batchRows 500, maxInFlight 32, chunkSize 8192, in-memory queue of 100,000) in one process, one tokio runtime with 2 workers on this ${NPROC}-CPU machine (not pinned). An update counts when the platform has stored it (its \`updates_stored\`, served as \`updatesStored\` by \`/api/stats\`). \`push\`: the bench calls \`Tunnel::push_many\` in batches of 1,000, keeping the queue under 50,000 (no drops); \`fleet\`: the sidecar's simulated fleet generates the updates. CPU = process user+system time / wall time (2.0 = both cores)."
+  md ""
+  md "### Throughput"
+  md ""
+  md "| source | things | offered/s | stored updates/s | AlwaysOn messages/s | CPU cores | vs raw websocket ceiling (same rows/message) | goal ≥ 200,000/s |"
+  md "|---|---|---|---|---|---|---|---|"
+  local tr
+  tr() { # label json ceiling-json
+    local u; u=$(jget "$2" updates_per_s)
+    local off; off=$(jget "$2" offered_rate)
+    [ "$off" = "0.0" ] && off="max" || off=$(fmt_int "$off")
+    md "| $1 | $(jget "$2" things) | $off | **$(fmt_int "$u")**$(jget "$2" error | sed -e 's/^n\/a$//' -e 's/^./ (&/' -e 's/.$/&)/') | $(fmt_int "$(jget "$2" messages_per_s)") | $(printf %.2f "$(jget "$2" cpu_cores)") | $(ratio "$u" "$(jget "$3" updates_per_s)") | $(python3 -c "print('met' if '$u' != 'n/a' and float('$u') >= 200000 else 'not met')") |"
+  }
+  tr "push_many, one thing (500 rows/message)" "$p1" "$w500"
+  tr "push_many, round-robin over 1,000 things" "$pk" "$w1"
+  tr "simulated fleet, 20,000 devices × 1 property @ 100 ms" "$f20" "$w1"
+  tr "simulated fleet, 50,000 devices × 1 property @ 250 ms" "$f100" "$w1"
+  md ""
+  md "Queue drops (dropOldest) during the fleet runs: $(jget "$f20" queue_dropped) (20,000 @ 100 ms), $(jget "$f100" queue_dropped) (50,000 @ 250 ms); queue length at the end: $(jget "$f20" queue_len_at_end), $(jget "$f100" queue_len_at_end). Session set-up (AUTH, BIND, one GetPropertySubscriptions per thing): $(jget "$f20" connect_secs) s for 20,000 things, $(jget "$f100" connect_secs) s for 50,000. With 100,000 things the session never comes up (see docs/performance.md: \`Session::establish\` deadlock)."
+  md ""
+  md "**Raw websocket ceiling** (\`edgeway-bench ws-ceiling\`): tokio-tungstenite over tokio-rustls, the client sending the tunnel's own encoded \`UpdateSubscribedPropertyValues\` frames with 32 messages in flight, the server echoing every frame back (so each byte crosses TLS twice as often as in the tunnel, whose answers are small):"
+  md ""
+  md "| rows/message | bytes/message | messages/s | updates/s equivalent | MB/s each way | CPU cores |"
+  md "|---|---|---|---|---|---|"
+  local w
+  for w in "$w500" "$w1"; do
+    md "| $(jget "$w" rows_per_message) | $(jget "$w" bytes_per_message) | $(fmt_int "$(jget "$w" messages_per_s)") | $(fmt_int "$(jget "$w" updates_per_s)") | $(jget "$w" mbytes_per_s_each_way) | $(printf %.2f "$(jget "$w" cpu_cores)") |"
+  done
+  md ""
+  md "### Latency at a fixed rate (push instant carried in the value → platform stores and broadcasts it)"
+  md ""
+  md "| source | things | rate/s | stored/s | p50 ms | p99 ms | max ms | samples |"
+  md "|---|---|---|---|---|---|---|---|"
+  local j
+  for j in "$l1k" "$l10k" "$lk"; do
+    md "| push_many | $(jget "$j" things) | $(fmt_int "$(jget "$j" offered_rate)") | $(fmt_int "$(jget "$j" updates_per_s)") | $(jget "$j" p50_ms) | $(jget "$j" p99_ms) | $(jget "$j" max_ms) | $(jget "$j" latency_samples) |"
+  done
+  for j in "$f20" "$f100"; do
+    md "| fleet (sample time → stored, ms clock, includes the 20 ms driver tick) | $(jget "$j" things) | $(fmt_int "$(jget "$j" offered_rate)") | $(fmt_int "$(jget "$j" updates_per_s)") | $(jget "$j" p50_ms) | $(jget "$j" p99_ms) | $(jget "$j" max_ms) | $(jget "$j" latency_samples) |"
+  done
+}
+
+# ---------------------------------------------------------------- scenario 4: fleet scale
+fleet_yaml() { # devices tunnel(0|1)
+  local n=$1 t=$2 f=$W/fleet-$1-$2.yaml
+  printf 'u:{PLAIN}p\n' > "$W/users"
+  cat > "$f" <<EOF
+server:
+  listen: 127.0.0.1:$SIDECAR_PORT
+  plaintext: true
+auth:
+  methods: [basic]
+  basic:
+    usersFile: $W/users
+simulation:
+  namePrefix: sensor-
+  count: $n
+  properties:
+    - name: temperature
+      baseType: NUMBER
+      intervalMs: 1000
+      generator: { kind: sine, min: 15, max: 30, periodMs: 60000 }
+admin:
+  listen: 127.0.0.1:$ADMIN_PORT
+logging:
+  level: warn
+EOF
+  if [ "$t" = 1 ]; then
+    cat >> "$f" <<EOF
+tunnel:
+  url: wss://localhost:$PLATFORM_PORT/Thingworx/WS
+  appKeyFile: $W/app-key
+  gateway:
+    name: gw-fleet
+  server:
+    ca: $W/certs/ca.crt
+  timing:
+    startupJitterMs: 0
+EOF
+  fi
+  echo "$f"
+}
+start_platform() {
+  printf 'bench:bench-app-key-0123456789\n' > "$W/app-keys"
+  printf 'bench-app-key-0123456789\n' > "$W/app-key"
+  cat > "$W/platform.yaml" <<EOF
+listen: 127.0.0.1:$PLATFORM_PORT
+tls:
+  cert: $W/certs/server.crt
+  key: $W/certs/server.key
+  clientAuth: off
+  watch: false
+auth:
+  appKeysFile: $W/app-keys
+historySize: 10
+rest:
+  listen: 127.0.0.1:$PREST_PORT
+admin:
+  listen: 127.0.0.1:$PADMIN_PORT
+logging:
+  level: warn
+EOF
+  taskset -c $CLIENT_CPU "$BIN/edgeway-platform" --config "$W/platform.yaml" > "$W/platform.log" 2>&1 &
+  PLATFORM_PID=$!; PIDS+=($PLATFORM_PID)
+  cmdlog "taskset -c $CLIENT_CPU $BIN/edgeway-platform --config $W/platform.yaml"
+  wait_port $PLATFORM_PORT
+}
+stored() { curl -fsS "http://127.0.0.1:$PREST_PORT/api/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["updatesStored"])'; }
+metric() { curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2; exit}'; }
+
+# fleet_run devices tunnel -> "rss_kib cpu_pct stored_per_s platform_cpu_pct dropped"
+fleet_run() {
+  local n=$1 t=$2 f; f=$(fleet_yaml "$n" "$t")
+  [ "$t" = 1 ] && start_platform
+  taskset -c $SERVER_CPU "$BIN/edgeway-sidecar" --config "$f" > "$W/fleet.log" 2>&1 &
+  local pid=$!; PIDS+=($pid)
+  cmdlog "taskset -c $SERVER_CPU $BIN/edgeway-sidecar --config $f"
+  wait_http "http://127.0.0.1:$ADMIN_PORT/readyz" 60
+  if [ "$t" = 1 ]; then # bounded wait for the tunnel (BIND + subscriptions of every device)
+    for _ in $(seq 600); do [ "$(metric edgeway_sidecar_tunnel_up)" = 1 ] && break; sleep 0.1; done
+  fi
+  sleep "$((WARM + 3))"
+  local c0 t0 s0=0 p0=0 c1 t1 s1=0 p1=0
+  c0=$(cpu_ticks $pid); t0=$(date +%s.%N)
+  [ "$t" = 1 ] && { s0=$(stored); p0=$(cpu_ticks "$PLATFORM_PID"); }
+  sleep "$DUR"
+  c1=$(cpu_ticks $pid); t1=$(date +%s.%N)
+  [ "$t" = 1 ] && { s1=$(stored); p1=$(cpu_ticks "$PLATFORM_PID"); }
+  local rss; rss=$(rss_kib $pid)
+  local dropped=0
+  [ "$t" = 1 ] && dropped=$(metric edgeway_sidecar_tunnel_queue_dropped_total || echo 0)
+  stop_pid $pid
+  [ "$t" = 1 ] && stop_pid "$PLATFORM_PID"
+  python3 -c "
+el=$t1-$t0
+print($rss, round(($c1-$c0)/el,1), round(($s1-$s0)/el), round(($p1-$p0)/el,1), '${dropped:-0}')"
+}
+scenario_fleet() {
+  log "scenario 4: simulated fleet scale"
+  local sizes=(1000 10000 100000)
+  [ "$SMOKE" = 1 ] && sizes=(1000)
+  md ""
+  md "## 4. Simulated fleet scale (\`edgeway-sidecar\` process, one NUMBER property per device, 1 update/device/s)"
+  md ""
+  md "Sidecar pinned to CPU $SERVER_CPU; with a tunnel, the platform process (historySize 10) pinned to CPU $CLIENT_CPU. RSS per device = (RSS with N devices − RSS of the same config with 1 device) / N, RSS read after $((WARM + 3)) s of running + ${DUR} s measured; CPU over the ${DUR} s, % of one core. Goal: < 2 KiB/device and 100,000 devices on one core."
+  md ""
+  md "| devices | tunnel | sidecar RSS KiB | RSS/device (bytes) | sidecar CPU % of a core | platform stored/s | platform CPU % | queue drops | goal |"
+  md "|---|---|---|---|---|---|---|---|---|"
+  local t base n r
+  for t in 0 1; do
+    read -r base _ <<< "$(fleet_run 1 "$t")"
+    md "| 1 (baseline) | $([ $t = 1 ] && echo yes || echo no) | $base | – | – | – | – | – | |"
+    for n in "${sizes[@]}"; do
+      r=$(fleet_run "$n" "$t")
+      local rss cpu st pc dr per
+      read -r rss cpu st pc dr <<< "$r"
+      per=$(python3 -c "print(round(($rss-$base)*1024/$n))")
+      local ok="met"
+      python3 -c "import sys; sys.exit(0 if $per < 2048 and $cpu < 100 and ($t == 0 or $st >= 0.97*$n) else 1)" || ok="not met"
+      md "| $(fmt_int "$n") | $([ $t = 1 ] && echo yes || echo no) | $rss | $per | $cpu | $([ $t = 1 ] && fmt_int "$st" || echo –) | $([ $t = 1 ] && echo "$pc" || echo –) | $([ $t = 1 ] && echo "$dr" || echo –) | $ok |"
+    done
+  done
+}
+
+# ---------------------------------------------------------------- main
+mkdir -p "$W" "$RES"
+: > "$W/commands.txt"
+install_deps
+build
+certs
+NPROC=$(nproc)
+: > "$OUT.tmp"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+for s in "${SCENARIOS[@]}"; do
+  case $s in
+    https) scenario_https ;;
+    lua) scenario_lua ;;
+    tunnel) scenario_tunnel ;;
+    fleet) scenario_fleet ;;
+    *) echo "unknown scenario $s (all|https|lua|tunnel|fleet|smoke)" >&2; exit 2 ;;
+  esac
+done
+
+{
+  echo "# Edgeway benchmark results"
+  echo
+  echo "Generated by \`bash bench/run.sh ${*:-all}\` on $(date -u '+%Y-%m-%d %H:%M UTC') (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', with uncommitted changes')).$([ "$SMOKE" = 1 ] && echo ' **Smoke run: durations of 1 s, figures are meaningless.**')"
+  echo
+  echo "| machine | |"
+  echo "|---|---|"
+  echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), \`nproc\` = $NPROC |"
+  echo "| memory | $(free -h | awk '/^Mem:/ {print $2}') |"
+  echo "| kernel | $(uname -r) |"
+  echo "| load average (1/5/15 min) before / after | $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine disturbs every figure) |"
+  echo "| rustc | $(rustc --version) |"
+  echo "| peers | nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), libnginx-mod-http-lua $(dpkg-query -W -f='${Version}' libnginx-mod-http-lua 2>/dev/null), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null), OpenSSL $(openssl version | awk '{print $2}') |"
+  echo
+  echo "Ratios are sidecar / peer from the same run: throughput > 1 and p99 < 1 favour the sidecar."
+  cat "$OUT.tmp"
+  echo
+  echo "## Commands"
+  echo
+  echo "Every figure above came from one of these (in order; \`->\` lines are the raw results):"
+  echo
+  echo '```'
+  cat "$W/commands.txt"
+  echo '```'
+} > "$OUT"
+rm -f "$OUT.tmp"
+log "wrote $OUT"

@@ -117,7 +117,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            sidecar_image: format!("edgeway/edgeway-sidecar:{}", env!("CARGO_PKG_VERSION")),
+            sidecar_image: format!("docker.io/edgeway/edgeway:{}", env!("CARGO_PKG_VERSION")),
             cluster_domain: "cluster.local".into(),
             ca_lifetime: 3650 * 24 * HOUR,
         }

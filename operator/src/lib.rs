@@ -10,6 +10,7 @@ pub mod leader;
 pub mod local;
 pub mod metrics;
 pub mod probe;
+pub mod reference;
 pub mod references;
 pub mod resources;
 pub mod secrets;

@@ -35,6 +35,9 @@ enum Command {
         /// Include CEL validation rules (Kubernetes 1.25+ only; 1.20 refuses them).
         #[arg(long)]
         cel: bool,
+        /// Print the field reference as Markdown instead (docs/crd-reference.md).
+        #[arg(long, conflicts_with = "cel")]
+        markdown: bool,
     },
 }
 
@@ -120,7 +123,11 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Crd { cel } => {
+        Command::Crd { markdown: true, .. } => {
+            print!("{}", edgeway_operator::reference::markdown());
+            Ok(())
+        }
+        Command::Crd { cel, .. } => {
             print!("{}", edgeway_operator::crd_yaml(cel)?);
             Ok(())
         }

@@ -73,3 +73,13 @@ fn the_example_gateway_renders_a_config_the_sidecar_accepts() {
         edgeway_sidecar::config::SidecarConfig::parse(&text, &key).expect("sidecar accepts it");
     }
 }
+
+#[test]
+fn the_crd_reference_doc_is_generated_from_the_types() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/crd-reference.md");
+    let committed = std::fs::read_to_string(&path).expect("docs/crd-reference.md");
+    assert!(
+        committed == edgeway_operator::reference::markdown(),
+        "docs/crd-reference.md is stale: run `cargo run -p edgeway-operator -- crd --markdown > docs/crd-reference.md`"
+    );
+}

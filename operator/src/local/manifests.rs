@@ -71,6 +71,8 @@ pub fn load(files: &[PathBuf]) -> Result<Manifests, ManifestError> {
             let at = |e: String| err(format!("document {} ({kind}): {e}", i + 1));
             match kind.as_str() {
                 "EdgeGateway" => {
+                    let json = serde_json::to_value(&value).map_err(|e| at(e.to_string()))?;
+                    super::schema::check(&json).map_err(|errs| at(errs.join("; ")))?;
                     let gw: EdgeGateway = serde_path_to_error::deserialize(value)
                         .map_err(|e| at(format!("{}: {}", e.path(), e.inner())))?;
                     if m.gateways

@@ -4,6 +4,7 @@
 //! files and loopback ports, and the reference platform and the gateways run in this process.
 
 pub mod manifests;
+pub mod schema;
 pub mod state;
 pub mod view;
 

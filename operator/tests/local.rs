@@ -64,8 +64,14 @@ async fn bad_manifests_say_what_is_wrong_and_where() {
     // What only the CRD schema says (the type would accept it): refused as kubectl would.
     let bad_port = dir.join("bad-port.yaml");
     std::fs::write(&bad_port, good.replace("port: 8443", "port: 80")).unwrap();
-    let msg = run(options(vec![bad_port], "bad-port")).await.unwrap_err().to_string();
-    assert!(msg.contains("spec.server.port") && msg.contains("1024"), "{msg}");
+    let msg = run(options(vec![bad_port], "bad-port"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("spec.server.port") && msg.contains("1024"),
+        "{msg}"
+    );
 
     let bad_lua = dir.join("bad-lua.yaml");
     std::fs::write(

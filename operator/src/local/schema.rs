@@ -19,7 +19,11 @@ pub fn check(doc: &Value) -> Result<(), Vec<String>> {
                 .to_string()
                 .trim_start_matches('/')
                 .replace('/', ".");
-            let path = if path.is_empty() { "(document)".into() } else { path };
+            let path = if path.is_empty() {
+                "(document)".into()
+            } else {
+                path
+            };
             format!("{path}: {e}")
         })
         .collect();

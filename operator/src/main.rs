@@ -56,6 +56,9 @@ struct LocalArgs {
     /// Port of the reference platform's REST API (another free port if taken).
     #[arg(long, default_value_t = 8080)]
     rest_port: u16,
+    /// Serve gateways on any free ports (their spec ports are tried first otherwise).
+    #[arg(long)]
+    any_ports: bool,
     /// Exit once every tunnel is up (failing after this many seconds) instead of running until
     /// Ctrl-C: a smoke check.
     #[arg(long)]
@@ -115,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(edgeway_operator::local::default_state_dir),
                 platform: args.platform,
                 rest_port: args.rest_port,
+                any_ports: args.any_ports,
                 until_connected: args.until_connected.map(std::time::Duration::from_secs),
             };
             if let Err(e) = edgeway_operator::local::run(opts).await {

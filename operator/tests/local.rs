@@ -19,6 +19,8 @@ fn options(files: Vec<PathBuf>, name: &str) -> LocalOptions {
         state_dir,
         platform: None,
         rest_port: 0,
+        // Tests run side by side: never race for the examples' fixed ports.
+        any_ports: true,
         until_connected: Some(Duration::from_secs(60)),
     }
 }
@@ -118,7 +120,7 @@ async fn every_example_runs_in_local_mode() {
     files.sort();
     assert!(files.len() >= 5, "{files:?}");
     for f in files {
-        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let name = format!("example-{}", f.file_stem().unwrap().to_string_lossy());
         let opts = options(vec![f.clone()], &name);
         if let Err(e) = run(opts.clone()).await {
             panic!("{}: {e}", f.display());

@@ -34,6 +34,9 @@ pub struct LocalOptions {
     pub platform: Option<String>,
     /// Port of the reference platform's REST API (0: any free port).
     pub rest_port: u16,
+    /// Serve gateways on any free ports instead of trying their `spec.server.port` first (for
+    /// several runs side by side, e.g. tests).
+    pub any_ports: bool,
     /// Stop once every tunnel is up and report, instead of running until Ctrl-C (for tests
     /// and smoke checks); fails when that takes longer than this.
     pub until_connected: Option<Duration>,
@@ -100,7 +103,7 @@ pub async fn run(opts: LocalOptions) -> Result<(), LocalError> {
     };
     let mut pods = Vec::new();
     for (_, gw) in &m.gateways {
-        pods.extend(start_gateway(&state, &m, gw, &platform).await?);
+        pods.extend(start_gateway(&state, &m, gw, &platform, opts.any_ports).await?);
     }
     let outcome = match opts.until_connected {
         Some(limit) => wait_connected(&pods, limit).await,
@@ -245,6 +248,7 @@ async fn start_gateway(
     m: &Manifests,
     gw: &EdgeGateway,
     platform: &Platform,
+    any_ports: bool,
 ) -> Result<Vec<LocalPod>, LocalError> {
     let name = gw.name_any();
     let bad = |e: String| LocalError::Manifest(format!("EdgeGateway {name}: {e}"));
@@ -430,7 +434,7 @@ async fn start_gateway(
     for ordinal in 0..pods {
         let pod = format!("{name}-{ordinal}");
         let mut pc = c.clone();
-        pc.server.listen = if ordinal == 0 {
+        pc.server.listen = if ordinal == 0 && !any_ports {
             free_or_any(spec.server.port)
         } else {
             SocketAddr::from(([127, 0, 0, 1], 0))

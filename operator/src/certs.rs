@@ -99,6 +99,9 @@ pub struct LeafInfo {
     pub server_auth: bool,
 }
 
+/// Leaves are valid from this many seconds before issuance, for clocks slightly behind ours.
+const BACKDATE: i64 = 300;
+
 /// What to do about a leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeafDecision {
@@ -166,7 +169,7 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        params.not_before = odt(now - 300)?;
+        params.not_before = odt(now - BACKDATE)?;
         params.not_after = odt(now + lifetime)?;
         params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key).map_err(gen_err("self-sign CA"))?;
@@ -241,7 +244,7 @@ impl Ca {
         params.use_authority_key_identifier_extension = true;
         // Never after the CA: a leaf must not outlive its issuer.
         let not_after = (now + lifetime).min(self.not_after);
-        params.not_before = odt(now - 300)?;
+        params.not_before = odt(now - BACKDATE)?;
         params.not_after = odt(not_after)?;
         params.serial_number = Some(random_serial());
         let cert = params
@@ -356,7 +359,8 @@ pub fn key_matches(cert_pem: &str, key_pem: &str) -> bool {
 /// Decides whether an existing leaf (cert and key PEM, if any) can be kept.
 ///
 /// A new certificate is needed when there is none, it does not parse, its key does not match,
-/// the current CA did not sign it, its SANs or usage differ, or its renewal time has come.
+/// the current CA did not sign it, its SANs or usage differ, it is valid for longer than the
+/// spec now allows (the lifetime was shortened), or its renewal time has come.
 pub fn decide_leaf(
     existing: Option<(&str, &str)>,
     ca: &Ca,
@@ -388,6 +392,11 @@ pub fn decide_leaf(
     };
     if !usage_ok {
         return LeafDecision::Issue("UsageChanged");
+    }
+    // Issued leaves span the duration plus the 300 s backdating; a longer one predates a
+    // shortened `certificates.durationHours` and is replaced rather than kept for months.
+    if info.not_after - info.not_before > lifetime.duration + BACKDATE + 60 {
+        return LeafDecision::Issue("LifetimeShortened");
     }
     let renew_at = lifetime.renewal_time(info.not_before, info.not_after);
     if now >= renew_at {

@@ -165,6 +165,39 @@ fn decisions_keep_valid_certificates_and_renew_with_a_new_key() {
         ),
         LeafDecision::Issue("KeyMismatch")
     );
+    let shorter = Lifetime {
+        duration: 2 * HOUR,
+        renew_before: None,
+    };
+    assert_eq!(
+        decide_leaf(existing, &ca, &n, Usage::Server, shorter, NOW),
+        LeafDecision::Issue("LifetimeShortened"),
+        "a shortened durationHours replaces longer-lived leaves at once"
+    );
+    let short_leaf = ca
+        .issue(
+            "gw",
+            &n,
+            Usage::Server,
+            KeyAlgorithm::EcdsaP256,
+            NOW,
+            2 * HOUR,
+        )
+        .unwrap();
+    assert!(
+        matches!(
+            decide_leaf(
+                Some((short_leaf.cert_pem.as_str(), short_leaf.key_pem.as_str())),
+                &ca,
+                &n,
+                Usage::Server,
+                shorter,
+                NOW
+            ),
+            LeafDecision::Keep { .. }
+        ),
+        "a leaf issued with the current lifetime is kept"
+    );
     let rotated = Ca::generate("edgeway-ca ns", NOW, 3650 * DAY).unwrap();
     assert_eq!(
         decide_leaf(existing, &rotated, &n, Usage::Server, lifetime(), NOW),

@@ -74,9 +74,25 @@ def make_layer(bin_dir: str, epoch: int) -> bytes:
     return buf.getvalue()
 
 
+def make_pause_layer(pause: str, epoch: int) -> bytes:
+    """The local cluster's sandbox image: one static binary, /pause (e2e/cluster/node/pause.c)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        with open(pause, "rb") as f:
+            tar_file(tf, "pause", f.read(), 0o755, epoch)
+    return buf.getvalue()
+
+
 def write(args) -> None:
     epoch = args.epoch
-    layer_tar = make_layer(args.bin_dir, epoch)
+    if args.pause:
+        layer_tar = make_pause_layer(args.pause, epoch)
+        user, entrypoint, title = "65535:65535", ["/pause"], "edgeway-e2e-pause"
+        description = "Pod sandbox process for Edgeway's local e2e cluster"
+    else:
+        layer_tar = make_layer(args.bin_dir, epoch)
+        user, entrypoint, title = USER, ENTRYPOINT, "edgeway"
+        description = "Edgeway: edgeway-sidecar (entrypoint), edgeway-operator, edgeway-platform"
     gz = io.BytesIO()
     with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=6) as g:
         g.write(layer_tar)
@@ -84,9 +100,8 @@ def write(args) -> None:
     created = "1970-01-01T00:00:00Z" if epoch == 0 else \
         __import__("datetime").datetime.utcfromtimestamp(epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = {
-        "org.opencontainers.image.title": "edgeway",
-        "org.opencontainers.image.description":
-            "Edgeway: edgeway-sidecar (entrypoint), edgeway-operator, edgeway-platform",
+        "org.opencontainers.image.title": title,
+        "org.opencontainers.image.description": description,
         "org.opencontainers.image.version": args.version,
         "org.opencontainers.image.licenses": "Apache-2.0",
     }
@@ -95,8 +110,8 @@ def write(args) -> None:
         "architecture": "amd64",
         "os": "linux",
         "config": {
-            "User": USER,
-            "Entrypoint": ENTRYPOINT,
+            "User": user,
+            "Entrypoint": entrypoint,
             "Env": ["PATH=/usr/local/bin"],
             "WorkingDir": "/",
             "Labels": labels,
@@ -230,7 +245,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write")
-    w.add_argument("--bin-dir", required=True)
+    src = w.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bin-dir", help="directory with the three edgeway binaries")
+    src.add_argument("--pause", help="a static pause binary: write the e2e sandbox image")
     w.add_argument("--out", required=True)
     w.add_argument("--ref", required=True)
     w.add_argument("--version", default="dev")

@@ -13,9 +13,12 @@
 #                        (default: $EDGEWAY_CACHE/k8s-1.20.2/bin)
 #   EDGEWAY_ETCD         etcd binary (default: etcd from PATH, Debian's etcd-server)
 #   EDGEWAY_START_TIMEOUT seconds to wait for readiness of each component (default: 120)
+#   EDGEWAY_API_HOST     address to listen on (default 127.0.0.1). cluster.sh sets its pod
+#                        bridge's address, so pods reach the API server through the `kubernetes`
+#                        Service (the endpoint reconciler is then on).
 #
-# Everything listens on 127.0.0.1 only, on free ports chosen at start, so several clusters can
-# run side by side. Prerequisite: e2e/cluster/build.sh --control-plane-only (or the full build).
+# Everything listens on 127.0.0.1 only (by default), on free ports chosen at start, so several
+# clusters can run side by side. Prerequisite: e2e/cluster/build.sh --control-plane-only (or the full build).
 set -euo pipefail
 
 K8S_VERSION=1.20.2
@@ -24,115 +27,16 @@ K8S_BIN=${EDGEWAY_K8S_BIN:-$CACHE_ROOT/k8s-$K8S_VERSION/bin}
 ETCD=${EDGEWAY_ETCD:-etcd}
 TIMEOUT=${EDGEWAY_START_TIMEOUT:-120}
 SERVICE_CIDR=10.96.0.0/16
-HOST=127.0.0.1
+HOST=${EDGEWAY_API_HOST:-127.0.0.1}
+LOOP=127.0.0.1   # etcd and the controller manager stay on loopback
 
 log() { printf '[apiserver.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
-# ---- process bookkeeping: DIR/pids holds "NAME PID STARTTIME" lines -------------------------
-# STARTTIME (field 22 of /proc/PID/stat) guards against signalling a reused pid.
-proc_starttime() { # PID -> start time in clock ticks, or nothing if gone
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }             # drop "pid (comm) ", comm may contain spaces
-  # shellcheck disable=SC2086
-  set -- $stat                  # now $1 is field 3 (state)
-  [[ $1 != Z && $1 != X ]] || return 1   # a zombie has exited
-  printf '%s\n' "${20}"
-}
-alive() { # PID STARTTIME
-  local st
-  st=$(proc_starttime "$1") || return 1
-  [[ $st == "$2" ]]
-}
-
-record_pid() { # DIR NAME PID
-  local st
-  st=$(proc_starttime "$3") || st=0
-  printf '%s %s %s\n' "$2" "$3" "$st" >>"$1/pids"
-}
-
-stop_dir() { # DIR: TERM in reverse start order, wait, KILL what is left
-  local dir=$1 name pid st
-  [[ -f $dir/pids ]] || { log "no $dir/pids: nothing to stop"; return 0; }
-  local -a names=() pids=() sts=()
-  while read -r name pid st; do
-    [[ -n ${pid:-} ]] || continue
-    names+=("$name"); pids+=("$pid"); sts+=("$st")
-  done <"$dir/pids"
-  local i deadline
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    if alive "${pids[i]}" "${sts[i]}"; then
-      kill -TERM "${pids[i]}" 2>/dev/null || true
-      deadline=$((SECONDS + 20))
-      while alive "${pids[i]}" "${sts[i]}" && ((SECONDS < deadline)); do sleep 0.1; done
-      if alive "${pids[i]}" "${sts[i]}"; then
-        log "${names[i]} (pid ${pids[i]}) did not exit on TERM within 20s: KILL"
-        kill -KILL "${pids[i]}" 2>/dev/null || true
-        deadline=$((SECONDS + 10))
-        while alive "${pids[i]}" "${sts[i]}" && ((SECONDS < deadline)); do sleep 0.1; done
-      fi
-      if alive "${pids[i]}" "${sts[i]}"; then
-        die "${names[i]} (pid ${pids[i]}) is still running"
-      fi
-      log "stopped ${names[i]} (pid ${pids[i]})"
-    fi
-  done
-  mv -f "$dir/pids" "$dir/pids.stopped"
-}
-
-status_dir() {
-  local dir=$1 name pid st rc=0
-  [[ -f $dir/pids ]] || { echo "not started (no $dir/pids)"; return 1; }
-  while read -r name pid st; do
-    if alive "$pid" "$st"; then echo "$name $pid running"; else echo "$name $pid NOT running"; rc=1; fi
-  done <"$dir/pids"
-  return "$rc"
-}
-
-# ---- ports ----------------------------------------------------------------------------------
-port_in_use() { # PORT: any TCP socket (v4/v6, any state) bound to it locally
-  local hex
-  hex=$(printf ':%04X ' "$1")
-  cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '{print $2" "}' | grep -qF "$hex"
-}
-declare -A TAKEN=()
-free_port() {
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 30000))
-    [[ -z ${TAKEN[$p]:-} ]] || continue
-    port_in_use "$p" && continue
-    TAKEN[$p]=1
-    printf '%s\n' "$p"
-    return 0
-  done
-  die "no free TCP port found"
-}
-
-# ---- waiting --------------------------------------------------------------------------------
-wait_until() { # DESCRIPTION PID STARTTIME COMMAND...: poll COMMAND until it succeeds
-  local what=$1 pid=$2 st=$3; shift 3
-  local deadline=$((SECONDS + TIMEOUT))
-  while ((SECONDS < deadline)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    alive "$pid" "$st" || { log "$what: process $pid exited"; return 1; }
-    sleep 0.2
-  done
-  log "$what: not ready after ${TIMEOUT}s"
-  return 1
-}
-
-launch() { # DIR NAME COMMAND...: start in the background, detached, logs to DIR/NAME.log
-  local dir=$1 name=$2; shift 2
-  # New session, no terminal, no inherited stdio: a caller reading our output (e.g. a Rust
-  # test via Command::output) is not kept waiting by the daemons.
-  setsid "$@" </dev/null >"$dir/$name.log" 2>&1 &
-  LAUNCHED_PID=$!
-  record_pid "$dir" "$name" "$LAUNCHED_PID"
-  LAUNCHED_ST=$(awk -v n="$name" '$1 == n {s = $3} END {print s}' "$dir/pids")
-}
+# Process bookkeeping, ports, waiting and launching are shared with cluster.sh.
+# shellcheck source=e2e/cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---- certificates and credentials -----------------------------------------------------------
 make_pki() { # DIR
@@ -148,12 +52,19 @@ make_pki() { # DIR
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr \
       -subj "/CN=kube-apiserver" 2>/dev/null
     printf '%s\n' \
-      "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1" \
+      "subjectAltName=IP:127.0.0.1,IP:$HOST,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1" \
       "basicConstraints=critical,CA:FALSE" \
       "keyUsage=critical,digitalSignature,keyEncipherment" \
       "extendedKeyUsage=serverAuth" >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
       -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
+    # The API server's client certificate towards kubelets (logs, exec) when a node runs.
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=clientAuth" >kubelet-client.ext
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out kubelet-client.crt -days 3650 -extfile kubelet-client.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     chmod 0644 ca.crt apiserver.crt sa.pub
@@ -205,23 +116,27 @@ start_attempt() { # DIR -> 0 ok, 1 failed, 2 failed on a port clash (worth retry
   # (errexit is off inside this function since it is called with ||: check explicitly.)
   etcd_port=$(free_port) && etcd_peer=$(free_port) && api_port=$(free_port) && kcm_port=$(free_port) \
     || return 1
-  local etcd_url=http://$HOST:$etcd_port api_url=https://$HOST:$api_port
+  local etcd_url=http://$LOOP:$etcd_port api_url=https://$HOST:$api_port
   local t0=$SECONDS
 
   launch "$dir" etcd "$ETCD" --name edgeway-e2e --data-dir "$dir/etcd" \
     --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-    --listen-peer-urls "http://$HOST:$etcd_peer" --initial-advertise-peer-urls "http://$HOST:$etcd_peer" \
-    --initial-cluster "edgeway-e2e=http://$HOST:$etcd_peer" --initial-cluster-state new \
+    --listen-peer-urls "http://$LOOP:$etcd_peer" --initial-advertise-peer-urls "http://$LOOP:$etcd_peer" \
+    --initial-cluster "edgeway-e2e=http://$LOOP:$etcd_peer" --initial-cluster-state new \
     --snapshot-count 10000 --logger zap --log-level warn
   wait_until "etcd" "$LAUNCHED_PID" "$LAUNCHED_ST" \
     sh -c "curl -fsS --max-time 2 '$etcd_url/health' | grep -q '\"health\":\"true\"'" || return "$(failure_kind "$dir")"
   log "etcd ready on $etcd_url ($((SECONDS - t0))s)"
 
-  local pki=$dir/pki
+  local pki=$dir/pki reconciler=none
+  # On loopback no pod can use the `kubernetes` Service, so it gets no endpoints.
+  [[ $HOST == 127.0.0.1 ]] || reconciler=lease
   launch "$dir" kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers "$etcd_url" \
     --bind-address "$HOST" --secure-port "$api_port" --insecure-port 0 \
-    --advertise-address "$HOST" --endpoint-reconciler-type none \
+    --advertise-address "$HOST" --endpoint-reconciler-type "$reconciler" \
+    --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --token-auth-file "$dir/tokens.csv" \
@@ -247,7 +162,7 @@ start_attempt() { # DIR -> 0 ok, 1 failed, 2 failed on a port clash (worth retry
     --authentication-kubeconfig "$dir/kcm.kubeconfig" \
     --authorization-kubeconfig "$dir/kcm.kubeconfig" \
     --authentication-skip-lookup \
-    --bind-address "$HOST" --secure-port "$kcm_port" --port 0 \
+    --bind-address "$LOOP" --secure-port "$kcm_port" --port 0 \
     --leader-elect=false \
     --controllers '*,-cloud-node-lifecycle,-route,-service' \
     --service-account-private-key-file "$pki/sa.key" \
@@ -258,7 +173,7 @@ start_attempt() { # DIR -> 0 ok, 1 failed, 2 failed on a port clash (worth retry
     --v=1
   local kcm_pid=$LAUNCHED_PID kcm_st=$LAUNCHED_ST
   wait_until "kube-controller-manager healthz" "$kcm_pid" "$kcm_st" \
-    curl -fsS --max-time 5 -k "https://$HOST:$kcm_port/healthz" || return "$(failure_kind "$dir")"
+    curl -fsS --max-time 5 -k "https://$LOOP:$kcm_port/healthz" || return "$(failure_kind "$dir")"
   # The service-account controller creating default/default proves the controllers run
   # and reach the API server.
   wait_until "kube-controller-manager controllers" "$kcm_pid" "$kcm_st" \
@@ -268,7 +183,7 @@ start_attempt() { # DIR -> 0 ok, 1 failed, 2 failed on a port clash (worth retry
 
   write_kubeconfig "$dir/kubeconfig" "$api_url" "$pki/ca.crt" edgeway-admin "$ADMIN_TOKEN"
   printf 'EDGEWAY_APISERVER_URL=%s\nEDGEWAY_ETCD_URL=%s\nEDGEWAY_KCM_HEALTHZ=https://%s:%s/healthz\n' \
-    "$api_url" "$etcd_url" "$HOST" "$kcm_port" >"$dir/endpoints"
+    "$api_url" "$etcd_url" "$LOOP" "$kcm_port" >"$dir/endpoints"
   return 0
 }
 

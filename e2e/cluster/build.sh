@@ -31,7 +31,7 @@ CONTROL_PLANE=(kube-apiserver kube-controller-manager)
 ALL_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 RUNTIME_PKGS_CP=(etcd-server curl openssl ca-certificates)
-RUNTIME_PKGS_FULL=(containerd runc containernetworking-plugins iptables conntrack)
+RUNTIME_PKGS_FULL=(containerd runc containernetworking-plugins iptables conntrack iproute2 dnsmasq-base gcc libc6-dev python3)
 # golang-github-modern-go-reflect2-dev: reflect2 1.0.2 replaces the vendored 1.0.1 (see
 # patch_source).
 BUILD_PKGS=(golang-go rsync make gcc libc6-dev dpkg-dev ca-certificates golang-github-modern-go-reflect2-dev)

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Edgeway's end-to-end run: a real cluster, the real image, the Helm chart, the suite
+# (e2e/src: chart install, example gateways, platform, auth, renewal, restart, deletion,
+# uninstall), and teardown. Prints the time of every phase.
+#
+#   e2e/run.sh [--cluster local|kind] [--keep]
+#
+#   local (default; these machines): e2e/cluster/build.sh (Debian packages, Kubernetes 1.20.2
+#         from Debian's source, cached in ~/.cache/edgeway), hack/build-image.sh (the image as an
+#         OCI tarball, no Docker), e2e/cluster/cluster.sh (containerd, kubelet, kube-proxy, DNS
+#         on a bridge of this machine; root needed), `ctr images import`.
+#   kind: `docker build`, `kind create cluster`, `kind load docker-image`; Services are reached
+#         with kubectl port-forward. Needs docker, kind, kubectl, helm on PATH.
+# --keep leaves the cluster running (its directory is printed) for a look after the run.
+# helm: the real CLI when on PATH, else e2e/helm.py in a helm-python-sdk venv
+# (HELM_VENV, default ~/.cache/edgeway/helmvenv).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+mode=local
+keep=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --cluster) mode=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+case $mode in local|kind) ;; *) echo "--cluster must be local or kind" >&2; exit 2 ;; esac
+
+tag=e2e
+image=docker.io/edgeway/edgeway
+work=$(mktemp -d /tmp/edgeway-e2e.XXXXXX)
+chmod 0755 "$work"
+declare -a timings=()
+phase_name=""
+phase_t0=$SECONDS
+phase() {
+  [ -n "$phase_name" ] && timings+=("$(printf '%-28s %5ss' "$phase_name" $((SECONDS - phase_t0)))")
+  phase_name=$1
+  phase_t0=$SECONDS
+  printf '\n[e2e %(%H:%M:%S)T] === %s\n' -1 "$1"
+}
+report() {
+  [ -n "$phase_name" ] && timings+=("$(printf '%-28s %5ss' "$phase_name" $((SECONDS - phase_t0)))")
+  phase_name=""
+  printf '\n[e2e] timings:\n'
+  printf '    %s\n' "${timings[@]}"
+}
+
+cluster_up=0
+cleanup() {
+  rc=$?
+  if [ "$cluster_up" = 1 ]; then
+    if [ "$keep" = 1 ]; then
+      echo "[e2e] --keep: cluster left running; KUBECONFIG=$work/cluster/kubeconfig"
+      [ "$mode" = local ] && echo "[e2e] stop it with: bash e2e/cluster/cluster.sh stop $work/cluster"
+    else
+      phase "teardown"
+      if [ "$mode" = local ]; then
+        bash "$repo/e2e/cluster/cluster.sh" stop "$work/cluster" || rc=1
+      else
+        kind delete cluster --name edgeway-e2e || rc=1
+      fi
+    fi
+  fi
+  report
+  if [ "$keep" != 1 ]; then rm -rf "$work"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- helm: the CLI or the helm-python-sdk wrapper -------------------------------------------
+helm_cmd() {
+  if command -v helm >/dev/null; then echo helm; return; fi
+  local venv=${HELM_VENV:-${EDGEWAY_CACHE:-$HOME/.cache/edgeway}/helmvenv}
+  if ! "$venv/bin/python" -c 'import helm_python, yaml' 2>/dev/null; then
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check 'helm-python-sdk==0.2.2' 'pyyaml>=6' >&2
+  fi
+  echo "$venv/bin/python $repo/e2e/helm.py"
+}
+
+cd "$repo"
+if [ "$mode" = local ]; then
+  phase "packages + Kubernetes build"
+  bash e2e/cluster/build.sh
+  phase "helm"
+  HELM=$(helm_cmd)
+  phase "image (OCI tarball)"
+  bash hack/build-image.sh --ref "$image:$tag" --out "$work/edgeway.tar"
+  phase "suite build"
+  cargo build --locked -p edgeway-e2e
+  phase "cluster start"
+  mkdir -p "$work/cluster"
+  cluster_up=1
+  bash e2e/cluster/cluster.sh start "$work/cluster"
+  phase "image import"
+  bash e2e/cluster/cluster.sh import "$work/cluster" "$work/edgeway.tar"
+  access=direct
+else
+  phase "helm"
+  HELM=$(helm_cmd)
+  phase "image (docker build)"
+  docker build -t "$image:$tag" .
+  phase "suite build"
+  cargo build --locked -p edgeway-e2e
+  phase "cluster start (kind)"
+  cluster_up=1
+  kind create cluster --name edgeway-e2e --kubeconfig "$work/cluster/kubeconfig" --wait 300s
+  phase "image load"
+  kind load docker-image --name edgeway-e2e "$image:$tag"
+  access=port-forward
+fi
+
+phase "suite"
+"${CARGO_TARGET_DIR:-$repo/target}/debug/edgeway-e2e" \
+  --kubeconfig "$work/cluster/kubeconfig" --access "$access" --helm "$HELM" \
+  --image "$image" --tag "$tag"

@@ -109,6 +109,7 @@ else
   phase "suite build"
   cargo build --locked -p edgeway-e2e
   phase "cluster start (kind)"
+  mkdir -p "$work/cluster"
   cluster_up=1
   kind create cluster --name edgeway-e2e --kubeconfig "$work/cluster/kubeconfig" --wait 300s
   phase "image load"

@@ -54,6 +54,7 @@ cleanup() {
     if [ "$rc" = 0 ]; then echo "chart-check: PASS ($(( $(date +%s) - t0 ))s)"; else echo "chart-check: FAIL" >&2; fi
 }
 trap cleanup EXIT
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 
 step "helm-python-sdk venv ($venv)"
 if ! "$venv/bin/python" -c 'import helm_python, yaml' 2>/dev/null; then
@@ -82,16 +83,30 @@ k() {
     local out rc=0
     out=$(kubectl --kubeconfig "$KUBECONFIG" "$@" 2>&1) || rc=$?
     out=$(printf '%s\n' "$out" | grep -v 'version difference\|^W[0-9]' || true)
-    [ -z "$out" ] || printf '%s\n' "$out"
+    if [ "$rc" -ne 0 ]; then
+        printf 'kubectl %s failed (exit %s):\n%s\n' "$*" "$rc" "$out" >&2
+    elif [ -n "$out" ]; then
+        printf '%s\n' "$out"
+    fi
     return $rc
+}
+# A just-started API server may refuse a first write while its caches fill: try a few times.
+retry() {
+    local i
+    for i in 1 2 3 4 5; do
+        "$@" && return 0
+        echo "  (attempt $i failed; retrying)" >&2
+        sleep 2
+    done
+    return 1
 }
 kubectl --kubeconfig "$KUBECONFIG" version 2>/dev/null | sed 's/^/  /' || true
 
 step "server-side dry run of the rendered manifests"
-k apply --server-side -f "$chart/crds/" >/dev/null || fail "applying the chart's CRD"
+retry k apply --server-side -f "$chart/crds/" >/dev/null || fail "applying the chart's CRD"
 k wait --for condition=established --timeout=60s crd/edgegateways.edgeway.io >/dev/null
 # A stand-in ServiceMonitor CRD (any fields) so the optional ServiceMonitor can be dry-run.
-k apply --server-side -f - >/dev/null <<'EOF'
+cat >"$work/servicemonitor-crd.yaml" <<'EOF'
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata: {name: servicemonitors.monitoring.coreos.com}
@@ -105,6 +120,7 @@ spec:
       storage: true
       schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 EOF
+retry k apply --server-side -f "$work/servicemonitor-crd.yaml" >/dev/null
 k wait --for condition=established --timeout=60s crd/servicemonitors.monitoring.coreos.com >/dev/null
 for n in "$ns" edgeway-a edgeway-b; do k create namespace "$n" >/dev/null; done
 for f in "$work"/rendered/*.yaml; do

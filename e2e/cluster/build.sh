@@ -60,6 +60,8 @@ if $control_plane_only; then
 else
   WANTED=("${ALL_BINARIES[@]}")
   RUNTIME_PKGS=("${RUNTIME_PKGS_CP[@]}" "${RUNTIME_PKGS_FULL[@]}")
+  # cluster.sh waits on the node with kubectl; Debian's client (1.20) when none is here.
+  command -v kubectl >/dev/null || RUNTIME_PKGS+=(kubernetes-client)
 fi
 
 # ---- timing ---------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ setup_network() { # DIR: the bridge, forwarding, bridged traffic through iptable
 }
 
 teardown_network() { # DIR
+  local -; set +e +o pipefail   # best effort: clean up what can be cleaned
   local dir=$1 ns key val
   if [[ -f $dir/netns.before ]]; then
     # Sandboxes' network namespaces (cni-*) made while this cluster ran.
@@ -89,6 +90,7 @@ teardown_network() { # DIR
 # What kubelet (KUBE-FIREWALL, KUBE-MARK-*, ...) and the CNI bridge plugin (CNI-* masquerade
 # chains of network "edgeway-e2e") leave in iptables; kube-proxy --cleanup removed its own.
 remove_iptables_rules() {
+  local -; set +e +o pipefail   # best effort: clean up what can be cleaned
   local t rule chain
   for t in filter nat mangle; do
     iptables-save -t "$t" 2>/dev/null | grep -E '^-A [A-Z]+ ' | grep -E -- '-j KUBE-|edgeway-e2e' \
@@ -287,6 +289,7 @@ start_dir() {
 }
 
 remove_containers() { # DIR: every task and container of the node's containerd (pods' processes)
+  local -; set +e +o pipefail   # best effort: clean up what can be cleaned
   local dir=$1 id
   [[ -S $dir/containerd/containerd.sock ]] || return 0
   for id in $(ctr_ "$dir" tasks ls -q 2>/dev/null); do
@@ -304,8 +307,9 @@ remove_containers() { # DIR: every task and container of the node's containerd (
 }
 
 unmount_under() { # DIR: what containerd and the kubelet mounted below DIR (volumes, rootfs, shm)
+  local -; set +e +o pipefail   # best effort: clean up what can be cleaned
   local m
-  awk '{print $5}' /proc/self/mountinfo | grep -F "$1/" | sort -r | while read -r m; do
+  { awk '{print $5}' /proc/self/mountinfo | grep -F "$1/" || true; } | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
 }

@@ -51,6 +51,9 @@ pub struct Args {
     /// Worker threads of the (shared) runtime.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// The tunnel's `maxInFlight`; unset = the sidecar's default.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
 }
 
 static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -106,12 +109,16 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
          auth:\n  methods: [basic]\n  basic:\n    usersFile: {d}/users\n\
          admin:\n  listen: 127.0.0.1:0\n\
          simulation:\n  namePrefix: dev-\n  count: {n}\n  properties:\n    - name: n\n      baseType: NUMBER\n      intervalMs: {interval}\n      generator: {generator}\n\
-         tunnel:\n  url: wss://localhost:{port}/Thingworx/WS\n  appKeyFile: {d}/app-key\n  gateway:\n    name: gw-bench\n  server:\n    ca: {c}/ca.crt\n  timing:\n    startupJitterMs: 0\n\
+         tunnel:\n  url: wss://localhost:{port}/Thingworx/WS\n  appKeyFile: {d}/app-key\n  gateway:\n    name: gw-bench\n  server:\n    ca: {c}/ca.crt\n  timing:\n    startupJitterMs: 0\n{window}\
          logging:\n  level: warn\n",
         d = dir.display(),
         c = certs.display(),
         n = a.things,
         port = platform.alwayson_addr.port(),
+        window = a
+            .max_in_flight
+            .map(|n| format!("  maxInFlight: {n}\n"))
+            .unwrap_or_default(),
     );
     let scfg = edgeway_sidecar::config::SidecarConfig::parse(&sidecar_yaml, "bench")?;
     if std::env::var_os("RUST_LOG").is_some() {
@@ -252,6 +259,7 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
         "offered_rate": if fleet { (a.things as u64 * 1000 / a.interval_ms.max(1)) as f64 } else { a.rate as f64 },
         "interval_ms": if fleet { Some(a.interval_ms) } else { None },
         "workers": a.workers,
+        "max_in_flight": a.max_in_flight,
         "connect_secs": connect_secs,
         "seconds": secs,
         "stored": stored,

@@ -1,8 +1,12 @@
 //! The ceiling of the tunnel's transport: tokio-tungstenite over tokio-rustls on 127.0.0.1, the
 //! client sending exactly the frames the tunnel sends for `UpdateSubscribedPropertyValues`
-//! (encoded once up front with the sidecar's own codec) with the tunnel's window of 32
-//! messages in flight, the server echoing every frame back unchanged. No codec, outbox, registry
-//! or acknowledgement logic runs per message: what is left is TLS + websocket framing.
+//! (encoded once up front with the sidecar's own codec) with the tunnel's window of messages in
+//! flight (`maxInFlight`, default 1024), the server echoing every frame back unchanged. No codec,
+//! outbox, registry or acknowledgement logic runs per message: what is left is TLS + websocket
+//! framing. Writes are batched like the tunnel's: the client writes every message the window
+//! allows with one flush, the server flushes its echoes when no further frame is ready (the
+//! platform's writer does the same with its replies). `--flush-each` flushes every message on
+//! both sides, as the tunnel and platform did before.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use edgeway_sidecar::protocol::vtq::PropertyUpdate;
 use edgeway_sidecar::protocol::{split, Message, Primitive};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -30,8 +34,11 @@ pub struct Args {
     #[arg(long, default_value_t = 500)]
     rows: usize,
     /// Messages in flight (the tunnel's maxInFlight default).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 1024)]
     window: usize,
+    /// Flush after every message on both sides (the pre-batching behaviour).
+    #[arg(long)]
+    flush_each: bool,
     /// Measured seconds.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -72,17 +79,35 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
         &certs.join("server.crt"),
         &certs.join("server.key"),
     )?);
+    let flush_each = a.flush_each;
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await?;
         tcp.set_nodelay(true)?;
         let tls = acceptor.accept(tcp).await?;
         let mut ws = tokio_tungstenite::accept_async(tls).await?;
-        while let Some(m) = ws.next().await {
+        let mut next = ws.next().await;
+        let mut burst = 0;
+        while let Some(m) = next {
             match m? {
-                m @ WsMessage::Binary(_) => ws.send(m).await?,
+                m @ WsMessage::Binary(_) => ws.feed(m).await?,
                 WsMessage::Close(_) => break,
                 _ => {}
             }
+            burst += 1;
+            // Echo a burst with one flush, bounded like the platform's writer.
+            let ready = if flush_each || burst >= 256 {
+                None
+            } else {
+                ws.next().now_or_never()
+            };
+            next = match ready {
+                Some(n) => n,
+                None => {
+                    ws.flush().await?;
+                    burst = 0;
+                    ws.next().await
+                }
+            };
         }
         anyhow::Ok(())
     });
@@ -109,8 +134,21 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
                     continue;
                 };
                 p?.forget();
-                for f in &frames {
-                    sink.feed(WsMessage::Binary(f.clone())).await?;
+                // Every message the window allows now, with one flush (as the tunnel sends).
+                let mut n = 1;
+                if !flush_each {
+                    let more = window.available_permits();
+                    if more > 0 {
+                        if let Ok(p) = window.try_acquire_many(more as u32) {
+                            p.forget();
+                            n += more;
+                        }
+                    }
+                }
+                for _ in 0..n {
+                    for f in &frames {
+                        sink.feed(WsMessage::Binary(f.clone())).await?;
+                    }
                 }
                 sink.flush().await?;
             }
@@ -159,6 +197,7 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
         "frames_per_message": per_msg,
         "bytes_per_message": msg_bytes,
         "window": a.window,
+        "flush_each": a.flush_each,
         "workers": a.workers,
         "seconds": secs,
         "messages_per_s": msgs.round(),

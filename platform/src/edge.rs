@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use edgeway_sidecar::protocol::message::{Auth, APP_KEY_CLAIM, AUTH_SESSION_ID};
 use edgeway_sidecar::protocol::vtq::{
-    read_updates, GET_PROPERTY_SUBSCRIPTIONS, NOTIFY_PROPERTY_UPDATE,
+    into_updates, GET_PROPERTY_SUBSCRIPTIONS, NOTIFY_PROPERTY_UPDATE,
     UPDATE_SUBSCRIBED_PROPERTY_VALUES,
 };
 use edgeway_sidecar::protocol::{
@@ -545,13 +545,13 @@ fn request(ctx: &EdgeContext, session: &EdgeSession, r: Request) -> Message {
             Message::reply_to(&r, StatusCode::SUCCESS, Some(subscriptions_table(&rows)))
         }
         (Method::Post, Characteristic::Services, UPDATE_SUBSCRIBED_PROPERTY_VALUES) => {
-            let Some(params) = r.params.as_ref() else {
+            let Some(params) = r.params else {
                 return refuse(
                     StatusCode::BAD_REQUEST,
                     "parameter `values` is missing".into(),
                 );
             };
-            let updates = match read_updates(params) {
+            let updates = match into_updates(params) {
                 Ok(u) => u,
                 Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("bad `values`: {e}")),
             };

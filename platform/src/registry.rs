@@ -410,12 +410,18 @@ impl Registry {
                     time,
                     quality: Quality::parse(&u.quality),
                 };
-                let prop = t
-                    .properties
-                    .entry(u.name.clone())
-                    .or_insert_with(|| Property {
-                        history: VecDeque::new(),
-                    });
+                // Look up before inserting: the name is only copied for a new property.
+                if !t.properties.contains_key(&u.name) {
+                    t.properties.insert(
+                        u.name.clone(),
+                        Property {
+                            history: VecDeque::new(),
+                        },
+                    );
+                }
+                let Some(prop) = t.properties.get_mut(&u.name) else {
+                    continue;
+                };
                 if let Some(last) = prop.latest() {
                     if time < last.time || (time == last.time && value.value == last.value) {
                         out.duplicates += 1;

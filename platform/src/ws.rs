@@ -219,6 +219,20 @@ async fn send_message<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    feed_message(sink, msg, chunk).await?;
+    sink.flush().await
+}
+
+/// Queues one AlwaysOn message's frames without flushing, so a burst of replies shares one
+/// TLS record and one `write(2)`.
+async fn feed_message<S>(
+    sink: &mut Sink<S>,
+    msg: &Message,
+    chunk: usize,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let frames = match split(msg, chunk) {
         Ok(f) => f,
         Err(e) => {
@@ -229,7 +243,7 @@ where
     for f in frames {
         sink.feed(WsMessage::Binary(Bytes::from(f))).await?;
     }
-    sink.flush().await
+    Ok(())
 }
 
 /// Refuses a connection before a session exists: UNAUTHORIZED, then close 1008.
@@ -248,16 +262,30 @@ async fn writer<S>(mut sink: Sink<S>, mut rx: mpsc::Receiver<Outbound>, chunk: u
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    while let Some(o) = rx.recv().await {
-        let r = match o {
-            Outbound::Message(m) => send_message(&mut sink, &m, chunk).await,
-            Outbound::Ping => sink.send(WsMessage::Ping(Bytes::new())).await,
-            Outbound::Close(code, reason) => {
-                let _ = sink.send(close_frame(code, &reason)).await;
-                break;
+    'session: while let Some(first) = rx.recv().await {
+        // Everything already queued goes out with one flush: one reply per update message
+        // flushed alone costs a TLS record and a syscall each, the tunnel's main cost.
+        let mut next = Some(first);
+        let mut burst = 0;
+        while let Some(o) = next.take() {
+            let r = match o {
+                Outbound::Message(m) => feed_message(&mut sink, &m, chunk).await,
+                Outbound::Ping => sink.feed(WsMessage::Ping(Bytes::new())).await,
+                Outbound::Close(code, reason) => {
+                    let _ = sink.send(close_frame(code, &reason)).await;
+                    break 'session;
+                }
+            };
+            if r.is_err() {
+                break 'session;
             }
-        };
-        if r.is_err() {
+            burst += 1;
+            // Bounded, so a busy session still flushes regularly.
+            if burst < OUTBOUND_QUEUE {
+                next = rx.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
             break;
         }
     }
@@ -406,7 +434,7 @@ async fn run_session<S>(
                 };
                 last_seen = Instant::now();
                 match frame {
-                    WsMessage::Binary(b) => match reassembler.push(&b, Instant::now()) {
+                    WsMessage::Binary(b) => match reassembler.push(&b, last_seen) {
                         Ok(Some(m)) => {
                             if let Some(reply) = edge::handle(ctx, &session, m) {
                                 if tx.send(Outbound::Message(reply)).await.is_err() {

@@ -697,3 +697,78 @@ async fn a_hundred_thousand_things_bind_and_subscribe_over_one_tunnel() {
     sidecar.shutdown().await;
     platform.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_wide_window_acks_and_replays_exactly_across_dropped_connections() {
+    // Many things, one row each per request, so thousands of requests are in flight at once
+    // (far beyond the old window of 32); the platform drops the connection several times while
+    // they are unanswered. Every update must still arrive (replayed after each reconnect), in
+    // order, and leave the queue only once stored.
+    let setup = Setup::new("tunnel-window");
+    let platform = setup.start("historySize: 100000\n").await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!(
+        "  server:\n    ca: {}\n  maxInFlight: 4096\n  maxInFlightBytes: 16777216\n  batchRows: 500\n",
+        ca.display()
+    );
+    let devices = 2000;
+    let sidecar = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        devices,
+        400,
+        &url(platform.alwayson_addr),
+        &extra,
+    ))
+    .await;
+    let tunnel = sidecar.tunnel.clone().unwrap();
+    let reg = platform.registry.clone();
+    for round in 0..3 {
+        let t = tunnel.clone();
+        wait_for("the tunnel up", 30, || {
+            let t = t.clone();
+            async move { t.connected() }
+        })
+        .await;
+        let r = reg.clone();
+        let want = 3 * (round + 1);
+        wait_for("updates of every device", 60, || {
+            let r = r.clone();
+            async move { (0..devices).all(|i| history(&r, &format!("dev-{i}")).len() >= want) }
+        })
+        .await;
+        // Cut the connection from the platform side with requests unanswered.
+        for s in reg.sessions() {
+            s.close(1001, "test: connection dropped");
+        }
+        let t = tunnel.clone();
+        wait_for("the tunnel to notice the drop", 30, || {
+            let t = t.clone();
+            async move { !t.connected() }
+        })
+        .await;
+    }
+    let t = tunnel.clone();
+    wait_for("reconnect after the last drop", 30, || {
+        let t = t.clone();
+        async move { t.connected() }
+    })
+    .await;
+    let r = reg.clone();
+    wait_for("updates after the last drop", 60, || {
+        let r = r.clone();
+        async move { (0..devices).all(|i| history(&r, &format!("dev-{i}")).len() >= 12) }
+    })
+    .await;
+    sidecar.shutdown().await;
+    assert_eq!(tunnel.queue_state().1, 0, "nothing was dropped");
+    for i in 0..devices {
+        let thing = format!("dev-{i}");
+        let h = history(&reg, &thing);
+        // From the first value on, nothing missing and nothing twice.
+        assert_eq!(h[0], 0, "{thing}: the first update is missing: {h:?}");
+        assert_consecutive(&h, &thing);
+    }
+    platform.shutdown().await;
+}

@@ -8,7 +8,7 @@
 //! slice starts at the body's beginning, so there the entity info is the body's own.
 
 use super::message::{decode_body, read_header, write_header, Message, HEADER_SIZE};
-use super::types::{Method, StatusCode};
+use super::types::{Method, StatusCode, CODE_AUTH, CODE_BIND, CODE_KEEP_ALIVE, CODE_UNBIND};
 use super::wire::{string_len, CodecError, Reader, Writer};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -39,28 +39,49 @@ pub fn split_with(
     chunk_size: usize,
     deflate: bool,
 ) -> Result<Vec<Vec<u8>>, CodecError> {
-    let mut bw = Writer::new();
-    msg.encode_body(&mut bw);
-    let body = bw.into_bytes();
-    if body.len() + HEADER_SIZE + MULTIPART_HEADER_SIZE <= chunk_size {
-        return Ok(vec![msg.encode()]);
+    let mut w = Writer::with_capacity(256);
+    write_header(&mut w, msg.code(), msg.header(), false);
+    msg.encode_body(&mut w);
+    split_encoded_with(w.into_bytes(), chunk_size, deflate)
+}
+
+/// As [`split`], for a message already encoded as one frame (header with marker 0, then body):
+/// callers that encode straight into bytes, like the tunnel's update path, split without
+/// building a [`Message`] or encoding twice.
+pub fn split_encoded(single: Vec<u8>, chunk_size: usize) -> Result<Vec<Vec<u8>>, CodecError> {
+    split_encoded_with(single, chunk_size, false)
+}
+
+/// As [`split_encoded`], also reserving the deflate trailer bytes when `deflate` is on.
+pub fn split_encoded_with(
+    single: Vec<u8>,
+    chunk_size: usize,
+    deflate: bool,
+) -> Result<Vec<Vec<u8>>, CodecError> {
+    if single.len() + MULTIPART_HEADER_SIZE <= chunk_size {
+        return Ok(vec![single]);
     }
+    let mut r = Reader::new(&single);
+    let (code, header, multipart) = read_header(&mut r)?;
+    if multipart {
+        return Err(CodecError::MultipartFrame);
+    }
+    let body = &single[HEADER_SIZE..];
     let chunk_size_field = u16::try_from(chunk_size)
         .map_err(|_| CodecError::BadChunk(format!("chunk size {chunk_size} exceeds 65535")))?;
-    let prefix = match msg {
-        Message::Request(r) => {
-            let mut w = Writer::new();
-            w.u8(r.entity_type.code());
-            w.string(&r.entity_name);
-            w.into_bytes()
-        }
-        Message::Response(_) => Vec::new(),
-        other => {
-            return Err(CodecError::NotSplittable {
-                kind: other.kind(),
-                size: HEADER_SIZE + body.len(),
-            })
-        }
+    // Request chunks after the first repeat the entity type and name: the body's first bytes.
+    let prefix: &[u8] = if Method::from_code(code).is_some() {
+        let mut br = Reader::new(body);
+        br.u8()?;
+        br.string()?;
+        &body[..br.offset()]
+    } else if StatusCode::from_code(code).is_some() {
+        &[]
+    } else {
+        return Err(CodecError::NotSplittable {
+            kind: kind_of_code(code),
+            size: single.len(),
+        });
     };
     let overhead = HEADER_SIZE
         + MULTIPART_HEADER_SIZE
@@ -81,18 +102,29 @@ pub fn split_with(
     })?;
     let mut frames = Vec::with_capacity(usize::from(count));
     for (i, slice) in body.chunks(effective).enumerate() {
-        let mut w = Writer::new();
-        write_header(&mut w, msg.code(), msg.header(), true);
+        let mut w = Writer::with_capacity(overhead + slice.len());
+        write_header(&mut w, code, &header, true);
         w.u16(u16::try_from(i + 1).unwrap_or(u16::MAX));
         w.u16(count);
         w.u16(chunk_size_field);
         if i > 0 {
-            w.bytes(&prefix);
+            w.bytes(prefix);
         }
         w.bytes(slice);
         frames.push(w.into_bytes());
     }
     Ok(frames)
+}
+
+/// The [`Message::kind`] of a message code that is neither a request nor a response.
+fn kind_of_code(code: u8) -> &'static str {
+    match code {
+        CODE_AUTH => "auth",
+        CODE_BIND => "bind",
+        CODE_UNBIND => "unbind",
+        CODE_KEEP_ALIVE => "keep-alive",
+        _ => "unknown",
+    }
 }
 
 /// Limits that keep a hostile peer from exhausting memory with partial messages.

@@ -7,10 +7,10 @@
 //! `quality` STRING.
 
 use super::infotable::{DataShape, FieldDefinition, InfoTable};
-use super::message::Message;
+use super::message::{write_header, Header, Message};
 use super::primitive::{Primitive, StringType};
-use super::types::WireType;
-use super::wire::CodecError;
+use super::types::{Characteristic, EntityType, Method, WireType};
+use super::wire::{CodecError, Writer};
 
 /// Service the edge calls to push property values.
 pub const UPDATE_SUBSCRIBED_PROPERTY_VALUES: &str = "UpdateSubscribedPropertyValues";
@@ -81,37 +81,139 @@ pub fn update_params(updates: &[PropertyUpdate]) -> InfoTable {
     InfoTable::from_primitive("values", Primitive::InfoTable(Box::new(vtq_table(updates))))
 }
 
+/// One row of an `UpdateSubscribedPropertyValues` request, borrowed from the caller's own
+/// storage, so the tunnel can encode straight from its queue (no [`PropertyUpdate`] strings,
+/// no InfoTable per message).
+#[derive(Debug, Clone, Copy)]
+pub struct VtqRef<'a> {
+    /// Property name.
+    pub name: &'a str,
+    /// The value (wrapped in a VARIANT on the wire unless it already is one).
+    pub value: &'a Primitive,
+    /// Milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Quality string, normally "GOOD".
+    pub quality: &'a str,
+}
+
+/// Writes one field definition the way [`InfoTable::encode`] does (no description, no aspects).
+fn write_field(w: &mut Writer, name: &str, base_type: WireType) {
+    w.u8(0x01);
+    w.string(name);
+    w.string("");
+    w.i8(base_type.code());
+    w.u16(0);
+}
+
+/// The complete single-frame encoding of
+/// `Message::update_subscribed_property_values(header.request_id, thing, rows).with_session(..)`
+/// with `header`'s ids, byte for byte, written without building the message: the hot path of
+/// the tunnel, one call per thing per batch. Split with
+/// [`split_encoded`](super::multipart::split_encoded) when it exceeds the chunk size.
+///
+/// # Panics
+/// As [`Message::encode`]: on strings over 2 GiB.
+pub fn encode_update_subscribed_property_values<'a>(
+    header: &Header,
+    thing: &str,
+    rows: impl IntoIterator<Item = VtqRef<'a>>,
+) -> Vec<u8> {
+    let rows = rows.into_iter();
+    // 15 header + ~80 names and shapes + ~30 per one-number row: one allocation for most.
+    let mut w = Writer::with_capacity(128 + thing.len() + 40 * rows.size_hint().0);
+    write_header(&mut w, Method::Post.code(), header, false);
+    w.u8(EntityType::Thing.code());
+    w.string(thing);
+    w.u8(Characteristic::Services.code());
+    w.string(UPDATE_SUBSCRIBED_PROPERTY_VALUES);
+    w.u8(0); // no request headers
+    w.i8(WireType::InfoTable.code());
+    // Parameter table: one field `values` (INFOTABLE), one row holding the NamedVTQ table.
+    write_field(&mut w, "values", WireType::InfoTable);
+    w.u8(0x00);
+    w.u8(0x01);
+    w.u16(1);
+    w.i8(WireType::InfoTable.code());
+    for (name, t) in [
+        ("name", WireType::String),
+        ("value", WireType::Variant),
+        ("time", WireType::Datetime),
+        ("quality", WireType::String),
+    ] {
+        write_field(&mut w, name, t);
+    }
+    w.u8(0x00);
+    for r in rows {
+        w.u8(0x01);
+        w.u16(4);
+        w.i8(WireType::String.code());
+        w.string(r.name);
+        w.i8(WireType::Variant.code());
+        match r.value {
+            Primitive::Variant(inner) => inner.encode(&mut w),
+            v => v.encode(&mut w),
+        }
+        w.i8(WireType::Datetime.code());
+        w.i64(r.time);
+        w.i8(WireType::String.code());
+        w.string(r.quality);
+    }
+    w.u8(0x00); // end of VTQ rows
+    w.u8(0x00); // end of parameter rows
+    w.into_bytes()
+}
+
 /// Reads updates back from either the parameter table or the inner VTQ table.
 pub fn read_updates(table: &InfoTable) -> Result<Vec<PropertyUpdate>, CodecError> {
-    if let Some(Primitive::InfoTable(inner)) = table.get(0, "values") {
-        return read_updates(inner);
+    into_updates(table.clone())
+}
+
+/// As [`read_updates`], taking the table: names, values and qualities are moved out, not
+/// copied, and each column is looked up once per table, not once per row (the platform's
+/// path for every pushed update).
+pub fn into_updates(mut table: InfoTable) -> Result<Vec<PropertyUpdate>, CodecError> {
+    if let Some(i) = table.shape.index_of("values") {
+        if let Some(Primitive::InfoTable(inner)) = table.rows.get_mut(0).and_then(|r| r.get_mut(i))
+        {
+            let inner = std::mem::take(&mut **inner);
+            return into_updates(inner);
+        }
     }
     let bad = |what: &str| CodecError::Json {
         expected: "a NamedVTQ row",
         got: what.to_owned(),
     };
+    let column = |name| table.shape.index_of(name);
+    let (name_at, value_at, time_at, quality_at) = (
+        column("name"),
+        column("value"),
+        column("time"),
+        column("quality"),
+    );
     let mut out = Vec::with_capacity(table.rows.len());
-    for i in 0..table.rows.len() {
-        let name = table
-            .get(i, "name")
-            .and_then(Primitive::as_str)
-            .ok_or_else(|| bad("no string `name`"))?
-            .to_owned();
-        let value = match table.get(i, "value") {
-            Some(Primitive::Variant(inner)) => (**inner).clone(),
-            Some(other) => other.clone(),
+    for mut row in table.rows {
+        let mut take = |at: Option<usize>| {
+            at.and_then(|i| row.get_mut(i))
+                .map(|v| std::mem::replace(v, Primitive::Nothing))
+        };
+        let name = match take(name_at) {
+            Some(Primitive::String(_, s)) => s,
+            _ => return Err(bad("no string `name`")),
+        };
+        let value = match take(value_at) {
+            Some(Primitive::Variant(inner)) => *inner,
+            Some(other) => other,
             None => Primitive::Nothing,
         };
-        let time = match table.get(i, "time") {
-            Some(Primitive::Datetime(t) | Primitive::Long(t)) => *t,
+        let time = match take(time_at) {
+            Some(Primitive::Datetime(t) | Primitive::Long(t)) => t,
             Some(Primitive::Nothing) | None => 0,
             Some(_) => return Err(bad("`time` is not a DATETIME")),
         };
-        let quality = table
-            .get(i, "quality")
-            .and_then(Primitive::as_str)
-            .unwrap_or(QUALITY_GOOD)
-            .to_owned();
+        let quality = match take(quality_at) {
+            Some(Primitive::String(_, s)) => s,
+            _ => QUALITY_GOOD.to_owned(),
+        };
         out.push(PropertyUpdate {
             name,
             value,
@@ -210,5 +312,67 @@ mod tests {
         let bytes = params.to_bytes();
         let back = InfoTable::from_bytes(&bytes).unwrap();
         assert_eq!(read_updates(&back).unwrap(), ups);
+    }
+
+    #[test]
+    fn direct_encoding_matches_the_generic_message() {
+        let ups = [
+            PropertyUpdate::good("temp", Primitive::Number(21.5), 1_700_000_000_000),
+            PropertyUpdate {
+                name: "on".into(),
+                value: Primitive::Boolean(true),
+                time: 5,
+                quality: "UNKNOWN".into(),
+            },
+            PropertyUpdate::good("label", Primitive::string("x".repeat(200)), -1),
+            PropertyUpdate::good("wrapped", Primitive::variant(Primitive::Integer(7)), 9),
+        ];
+        for rows in [&ups[..0], &ups[..1], &ups[..]] {
+            let header = Header {
+                request_id: 77,
+                endpoint_id: 0,
+                session_id: 0xDEAD_BEEF,
+            };
+            let generic = Message::update_subscribed_property_values(77, "dev-42", rows)
+                .with_session(0xDEAD_BEEF)
+                .encode();
+            let direct = encode_update_subscribed_property_values(
+                &header,
+                "dev-42",
+                rows.iter().map(|u| VtqRef {
+                    name: &u.name,
+                    value: &u.value,
+                    time: u.time,
+                    quality: &u.quality,
+                }),
+            );
+            assert_eq!(direct, generic);
+        }
+        // Large enough to go multipart: splitting the direct bytes gives the generic chunks.
+        let many: Vec<PropertyUpdate> = (0..500)
+            .map(|i| PropertyUpdate::good("n", Primitive::Number(f64::from(i)), i64::from(i)))
+            .collect();
+        let header = Header {
+            request_id: 3,
+            endpoint_id: 0,
+            session_id: 9,
+        };
+        let msg = Message::update_subscribed_property_values(3, "dev-1", &many).with_session(9);
+        let direct = encode_update_subscribed_property_values(
+            &header,
+            "dev-1",
+            many.iter().map(|u| VtqRef {
+                name: &u.name,
+                value: &u.value,
+                time: u.time,
+                quality: &u.quality,
+            }),
+        );
+        for chunk in [1024, 8192] {
+            let generic = crate::protocol::split(&msg, chunk).unwrap();
+            let split = crate::protocol::multipart::split_encoded(direct.clone(), chunk).unwrap();
+            assert!(split.len() > 1);
+            assert_eq!(split, generic);
+        }
     }
 }

@@ -286,6 +286,13 @@ impl Writer {
         Self::default()
     }
 
+    /// An empty writer with room for `capacity` bytes, to avoid regrowing for small messages.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(capacity),
+        }
+    }
+
     /// The bytes written so far.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf

@@ -40,9 +40,14 @@ pub struct TunnelConfig {
     /// Most rows in one `UpdateSubscribedPropertyValues` request.
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
-    /// Requests sent but not yet answered, at most.
+    /// Requests sent but not yet answered, at most. Large so that one-row messages (a fleet
+    /// where every device reports alone) pipeline instead of waiting for round trips.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// New update batches are sent only while fewer request bytes than this are unanswered, so
+    /// large messages do not flood the link; small ones are bound by `maxInFlight` first.
+    #[serde(default = "default_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
 }
 
 /// The gateway's identity in BIND.
@@ -119,7 +124,10 @@ fn default_batch_rows() -> usize {
     500
 }
 fn default_in_flight() -> usize {
-    32
+    1024
+}
+fn default_in_flight_bytes() -> usize {
+    1 << 20
 }
 fn default_gateway_type() -> String {
     "EdgewayGateway".into()
@@ -208,10 +216,10 @@ impl TunnelConfig {
                 "must be at least 1024",
             ));
         }
-        if self.batch_rows == 0 || self.max_in_flight == 0 {
+        if self.batch_rows == 0 || self.max_in_flight == 0 || self.max_in_flight_bytes == 0 {
             return Err(ConfigError::new(
                 "tunnel",
-                "batchRows and maxInFlight must be positive",
+                "batchRows, maxInFlight and maxInFlightBytes must be positive",
             ));
         }
         Ok(())

@@ -7,7 +7,7 @@
 //! before every send and at shutdown, so what was sent was on disk first. A crash between a push
 //! and the next flush can lose those last updates; a clean stop loses nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,15 @@ pub struct Update {
     /// Sample quality.
     #[serde(rename = "q")]
     pub quality: Quality,
+}
+
+/// The updates of one thing handed out together: they travel as one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThingBatch {
+    /// Thing name.
+    pub thing: Arc<str>,
+    /// Sequence numbers (to acknowledge) and updates, oldest first.
+    pub rows: Vec<(u64, Update)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -188,6 +197,38 @@ impl Outbox {
             self.cursor = last + 1;
         }
         batch
+    }
+
+    /// Hands out unsent updates oldest first, grouped by thing (one request each), at most
+    /// `max_rows` updates over at most `max_things` things. It stops at the first update that
+    /// does not fit, so everything before the cursor has been handed out and per-thing order
+    /// holds across batches.
+    pub fn next_groups(&mut self, max_rows: usize, max_things: usize) -> Vec<ThingBatch> {
+        let mut groups: Vec<ThingBatch> = Vec::new();
+        // Batches mix thousands of devices: index groups by thing, not a linear search.
+        let mut index: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut cursor = self.cursor;
+        for (taken, (&seq, u)) in self.items.range(self.cursor..).enumerate() {
+            if taken == max_rows {
+                break;
+            }
+            let i = match index.get(&u.thing) {
+                Some(&i) => i,
+                None if groups.len() < max_things => {
+                    index.insert(u.thing.clone(), groups.len());
+                    groups.push(ThingBatch {
+                        thing: u.thing.clone(),
+                        rows: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+                None => break,
+            };
+            groups[i].rows.push((seq, u.clone()));
+            cursor = seq + 1;
+        }
+        self.cursor = cursor;
+        groups
     }
 
     /// Removes acknowledged updates; unknown sequence numbers (already dropped) are ignored.
@@ -348,6 +389,25 @@ mod tests {
         o.rewind();
         assert_eq!(values(&o.next_batch(10)), vec![1, 2, 3, 4]);
         assert_eq!(o.len(), 4);
+    }
+
+    #[test]
+    fn groups_stop_at_the_thing_limit_and_keep_order() {
+        let mut o = Outbox::in_memory(100, OverflowPolicy::DropOldest);
+        for (i, t) in ["a", "b", "a", "c", "b", "a"].iter().enumerate() {
+            o.push(up(t, i as i64));
+        }
+        // Two things fit: "c" (4th update) stops the batch, so the later "b" and "a" wait.
+        let g = o.next_groups(100, 2);
+        let shape: Vec<(&str, Vec<i64>)> = g.iter().map(|b| (&*b.thing, values(&b.rows))).collect();
+        assert_eq!(shape, vec![("a", vec![0, 2]), ("b", vec![1])]);
+        let g = o.next_groups(2, 10);
+        let shape: Vec<(&str, Vec<i64>)> = g.iter().map(|b| (&*b.thing, values(&b.rows))).collect();
+        assert_eq!(shape, vec![("c", vec![3]), ("b", vec![4])]);
+        assert_eq!(values(&o.next_groups(10, 10)[0].rows), vec![5]);
+        assert!(!o.has_unsent());
+        o.rewind();
+        assert_eq!(o.next_groups(100, 100).len(), 3);
     }
 
     #[test]

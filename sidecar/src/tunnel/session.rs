@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -14,8 +14,9 @@ use super::connect::Ws;
 use super::downstream::{self, FollowUp};
 use super::outbox::Update;
 use super::Shared;
-use crate::protocol::vtq::{read_subscriptions, PropertyUpdate};
-use crate::protocol::{split, Message, Primitive, Reassembler, StatusCode, WireType};
+use crate::protocol::multipart::split_encoded;
+use crate::protocol::vtq::{encode_update_subscribed_property_values, read_subscriptions, VtqRef};
+use crate::protocol::{split, Header, Message, Primitive, Reassembler, StatusCode, WireType};
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,9 @@ pub enum SessionError {
     Shutdown,
 }
 
+/// Frames handled in one go before the loop sends again (bounded, so sending is not starved).
+const DRAIN_FRAMES: usize = 1024;
+
 /// Which properties the platform wants per thing; `None` means all of them.
 type Subscriptions = HashMap<String, Option<HashSet<String>>>;
 
@@ -59,10 +63,17 @@ pub struct Session<'a> {
     /// Things whose subscriptions are still to be asked for, within the in-flight window (asking
     /// for 100,000 at once, unread, would fill both sockets' buffers and stall both ends).
     to_subscribe: std::collections::VecDeque<String>,
+    /// Bytes of the update requests in `in_flight`, for `maxInFlightBytes`.
+    in_flight_bytes: usize,
+    /// Encoded values of the request being built, reused across requests.
+    values: Vec<Primitive>,
+    /// Sequence numbers answered but not yet removed from the outbox (see `apply_acks`).
+    acked: Vec<u64>,
 }
 
 enum Pending {
-    Updates(Vec<u64>),
+    /// Queue sequence numbers the answer acknowledges, and the request's size in bytes.
+    Updates(Vec<u64>, usize),
     Subscriptions(String),
     KeepAlive,
 }
@@ -79,6 +90,9 @@ impl<'a> Session<'a> {
             in_flight: HashMap::new(),
             subscriptions: HashMap::new(),
             to_subscribe: Default::default(),
+            in_flight_bytes: 0,
+            values: Vec::new(),
+            acked: Vec::new(),
         };
         let id = shared.next_id();
         s.send(Message::auth(id, &shared.app_key)).await?;
@@ -124,28 +138,38 @@ impl<'a> Session<'a> {
         loop {
             let max = self.shared.config.max_in_flight;
             // Subscriptions take at most half the window, so updates keep flowing meanwhile.
-            if self.in_flight.len() < max / 2 + 1 {
-                if let Some(thing) = self.to_subscribe.pop_front() {
-                    if let Err(e) = self.request_subscriptions(&thing).await {
-                        return e;
-                    }
-                    continue;
+            if self.in_flight.len() < max / 2 + 1 && !self.to_subscribe.is_empty() {
+                if let Err(e) = self.request_subscriptions(max / 2 + 1).await {
+                    return e;
                 }
+                continue;
             }
-            let window_open = self.in_flight.len() < max;
+            // Requests are counted exactly; bytes only gate new batches (a batch may overshoot).
+            // A batch waits until a quarter of the window is free: reopening it one answer at a
+            // time would send one request per flush (one TLS record and syscall each).
+            let window_open = self.in_flight.len() + (max / 4).max(1) <= max
+                && self.in_flight_bytes < self.shared.config.max_in_flight_bytes;
             if window_open && self.shared.outbox_mut().has_unsent() {
-                if let Err(e) = self.send_updates().await {
+                if let Err(e) = self.send_updates(max - self.in_flight.len()).await {
                     return e;
                 }
                 continue;
             }
             tokio::select! {
                 frame = self.ws.next() => {
-                    let result = match frame {
-                        Some(Ok(f)) => self.on_frame(f, &answers_tx).await,
-                        Some(Err(e)) => Err(SessionError::Ws(e.to_string())),
-                        None => Err(SessionError::Ws("closed by the platform".into())),
-                    };
+                    let mut result = self.on_next(frame, &answers_tx).await;
+                    // Take every frame already received before sending again: answers arrive
+                    // in bursts, and the window should reopen by a burst, not by one.
+                    for _ in 0..DRAIN_FRAMES {
+                        if result.is_err() {
+                            break;
+                        }
+                        match self.ws.next().now_or_never() {
+                            Some(frame) => result = self.on_next(frame, &answers_tx).await,
+                            None => break,
+                        }
+                    }
+                    self.apply_acks();
                     if let Err(e) = result { return e; }
                     ka_sent = false;
                 }
@@ -181,52 +205,67 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Sends the next batch of queued updates, one request per thing, in queue order.
-    async fn send_updates(&mut self) -> Result<(), SessionError> {
-        let batch = {
+    /// Sends the next batch of queued updates, one request per thing, in queue order, at most
+    /// `room` requests, all written with one flush.
+    async fn send_updates(&mut self, room: usize) -> Result<(), SessionError> {
+        let groups = {
             let mut outbox = self.shared.outbox_mut();
             if let Err(e) = outbox.flush() {
                 tracing::error!(error = %e, "offline queue flush failed");
             }
-            outbox.next_batch(self.shared.config.batch_rows)
+            outbox.next_groups(self.shared.config.batch_rows, room)
         };
-        let mut groups: Vec<(String, Vec<u64>, Vec<PropertyUpdate>)> = Vec::new();
-        // Group index by thing: batches mix thousands of devices.
-        let mut index: HashMap<std::sync::Arc<str>, usize> = HashMap::new();
         let mut unwanted = Vec::new();
-        for (seq, u) in batch {
-            if !self.wanted(&u) {
-                unwanted.push(seq);
+        for g in groups {
+            let mut values = std::mem::take(&mut self.values);
+            values.clear();
+            let mut seqs = Vec::with_capacity(g.rows.len());
+            let mut rows = Vec::with_capacity(g.rows.len());
+            for (seq, u) in &g.rows {
+                match self.wanted(u).then(|| to_wire(u)).flatten() {
+                    Some(v) => {
+                        seqs.push(*seq);
+                        values.push(v);
+                        rows.push(u);
+                    }
+                    None => unwanted.push(*seq),
+                }
+            }
+            if seqs.is_empty() {
+                self.values = values;
                 continue;
             }
-            let Some(pu) = to_wire(&u) else {
-                unwanted.push(seq);
-                continue;
+            let id = self.shared.next_id();
+            let header = Header {
+                request_id: id,
+                endpoint_id: 0,
+                session_id: self.session_id,
             };
-            match index.get(&u.thing) {
-                Some(&i) => {
-                    groups[i].1.push(seq);
-                    groups[i].2.push(pu);
-                }
-                None => {
-                    index.insert(u.thing.clone(), groups.len());
-                    groups.push((u.thing.to_string(), vec![seq], vec![pu]));
-                }
-            }
+            let bytes = encode_update_subscribed_property_values(
+                &header,
+                &g.thing,
+                rows.iter().zip(&values).map(|(u, v)| VtqRef {
+                    name: &u.property,
+                    value: v,
+                    time: u.time_ms,
+                    quality: u.quality.as_str(),
+                }),
+            );
+            self.values = values;
+            let n = seqs.len() as u64;
+            let size = bytes.len();
+            self.in_flight.insert(id, Pending::Updates(seqs, size));
+            self.in_flight_bytes += size;
+            let frames = split_encoded(bytes, self.shared.config.chunk_size)
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            self.feed_frames(frames).await?;
+            self.shared.metrics.tunnel_sent(n);
         }
         if !unwanted.is_empty() {
             self.shared
                 .metrics
                 .tunnel_unsubscribed(unwanted.len() as u64);
             self.shared.outbox_mut().ack(unwanted);
-        }
-        for (thing, seqs, ups) in groups {
-            let id = self.shared.next_id();
-            let n = ups.len() as u64;
-            self.in_flight.insert(id, Pending::Updates(seqs));
-            self.feed(Message::update_subscribed_property_values(id, &thing, &ups))
-                .await?;
-            self.shared.metrics.tunnel_sent(n);
         }
         // One flush (one write) for the whole batch, not one per thing.
         self.flush().await
@@ -241,12 +280,40 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn request_subscriptions(&mut self, thing: &str) -> Result<(), SessionError> {
-        let id = self.shared.next_id();
-        self.in_flight
-            .insert(id, Pending::Subscriptions(thing.to_owned()));
-        self.send(Message::get_property_subscriptions(id, thing))
-            .await
+    /// Asks for the subscriptions of queued things while fewer than `limit` requests are
+    /// unanswered, with one flush for all of them.
+    async fn request_subscriptions(&mut self, limit: usize) -> Result<(), SessionError> {
+        while self.in_flight.len() < limit {
+            let Some(thing) = self.to_subscribe.pop_front() else {
+                break;
+            };
+            let id = self.shared.next_id();
+            let msg = Message::get_property_subscriptions(id, &thing);
+            self.in_flight.insert(id, Pending::Subscriptions(thing));
+            self.feed(msg).await?;
+        }
+        self.flush().await
+    }
+
+    /// Handles what the websocket yielded: a frame, an error, or its end.
+    async fn on_next(
+        &mut self,
+        frame: Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
+        answers: &mpsc::Sender<(Message, FollowUp)>,
+    ) -> Result<(), SessionError> {
+        match frame {
+            Some(Ok(f)) => self.on_frame(f, answers).await,
+            Some(Err(e)) => Err(SessionError::Ws(e.to_string())),
+            None => Err(SessionError::Ws("closed by the platform".into())),
+        }
+    }
+
+    /// Removes the answered updates from the outbox, once per burst of answers (one lock, and
+    /// one watermark write when persisted).
+    fn apply_acks(&mut self) {
+        if !self.acked.is_empty() {
+            self.shared.outbox_mut().ack(self.acked.drain(..));
+        }
     }
 
     async fn on_frame(
@@ -265,7 +332,7 @@ impl<'a> Session<'a> {
             }
             _ => return Ok(()),
         };
-        let msg = match self.reasm.push(&bytes, Instant::now()) {
+        let msg = match self.reasm.push(&bytes, self.last_rx) {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
             Err(e) => return Err(SessionError::Protocol(e.to_string())),
@@ -297,7 +364,8 @@ impl<'a> Session<'a> {
 
     fn on_response(&mut self, r: crate::protocol::Response) -> Result<(), SessionError> {
         match self.in_flight.remove(&r.header.request_id) {
-            Some(Pending::Updates(seqs)) => {
+            Some(Pending::Updates(seqs, size)) => {
+                self.in_flight_bytes -= size;
                 let n = seqs.len() as u64;
                 if r.status.is_success() {
                     self.shared.metrics.tunnel_acked(n);
@@ -311,7 +379,7 @@ impl<'a> Session<'a> {
                     );
                     self.shared.metrics.tunnel_rejected(n);
                 }
-                self.shared.outbox_mut().ack(seqs);
+                self.acked.extend(seqs);
             }
             Some(Pending::Subscriptions(thing)) => {
                 let subs = r
@@ -375,6 +443,11 @@ impl<'a> Session<'a> {
         };
         let frames = split(&msg, self.shared.config.chunk_size)
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        self.feed_frames(frames).await
+    }
+
+    /// Queues encoded frames on the websocket without flushing.
+    async fn feed_frames(&mut self, frames: Vec<Vec<u8>>) -> Result<(), SessionError> {
         for f in frames {
             self.ws
                 .feed(WsMessage::Binary(f.into()))
@@ -392,20 +465,14 @@ impl<'a> Session<'a> {
     }
 }
 
-/// An outbox entry as the protocol's value-time-quality row.
-fn to_wire(u: &Update) -> Option<PropertyUpdate> {
+/// An outbox entry's value in the protocol's typed form; `None` (logged) when it cannot be.
+fn to_wire(u: &Update) -> Option<Primitive> {
     let wt = WireType::from_base_type(u.base_type);
-    let value = match Primitive::from_json(wt, &u.value) {
-        Ok(p) => p,
+    match Primitive::from_json(wt, &u.value) {
+        Ok(p) => Some(p),
         Err(e) => {
             tracing::warn!(thing = %u.thing, property = %u.property, error = %e, "update cannot be encoded; dropped");
-            return None;
+            None
         }
-    };
-    Some(PropertyUpdate {
-        name: u.property.to_string(),
-        value,
-        time: u.time_ms,
-        quality: u.quality.as_str().to_owned(),
-    })
+    }
 }

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks of Edgeway against peers on this machine; writes bench/results/RESULTS.md.
 #
-#   bash bench/run.sh [all|https|lua|tunnel|fleet|smoke] ...
+#   bash bench/run.sh [all|https|lua|tunnel|fleet|smoke|operator] ...
 #
 # Not tests and not run in CI (`smoke` is a seconds-long run of every scenario that only checks
 # the plumbing). Needs root for apt-get (nginx, libnginx-mod-http-lua, lua-cjson, wrk, openssl,
 # python3). Everything listens on 127.0.0.1; every process started here is stopped by its pid.
 # Knobs: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32),
 # BENCH_PORT_BASE (19440), CARGO_BUILD_JOBS (1).
+# `operator` (not part of `all`: minutes per size, a Kubernetes control plane per size) writes
+# bench/results/operator-scale.md instead; BENCH_OPERATOR_SIZES (default "100 1000"),
+# BENCH_FLOOR_CONCURRENCY (default 32).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,14 +37,17 @@ fi
 [ "${SCENARIOS[0]}" = all ] && SCENARIOS=(https lua tunnel fleet)
 
 PIDS=()
+CLUSTERS=()            # control planes started by the operator scenario (stopped by their pids)
 cleanup() {
-  local p
+  local p d
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true
   done
   PIDS=()
+  for d in "${CLUSTERS[@]}"; do bash "$ROOT/e2e/cluster/apiserver.sh" stop "$d" >&2 || true; done
+  CLUSTERS=()
 }
 trap cleanup EXIT INT TERM
 stop_pid() { # stop one process we started, bounded wait
@@ -80,6 +86,13 @@ build() {
      -p edgeway-bench --bin edgeway-bench \
      -p edgeway-sidecar --bin edgeway-sidecar \
      -p edgeway-platform --bin edgeway-platform)
+  BIN=$CARGO_TARGET_DIR/release
+}
+build_bench() { # the operator scenario needs only the bench binary (and curl, python3)
+  local c
+  for c in curl python3; do command -v $c >/dev/null || { log "need $c"; exit 1; }; done
+  log "building edgeway-bench (release, CARGO_BUILD_JOBS=$CARGO_BUILD_JOBS, target $CARGO_TARGET_DIR)"
+  (cd "$BENCH" && cargo build --release -q -p edgeway-bench --bin edgeway-bench)
   BIN=$CARGO_TARGET_DIR/release
 }
 
@@ -629,12 +642,87 @@ scenario_fleet() {
   done
 }
 
+# ---------------------------------------------------------------- scenario 5: operator scale
+# A fresh Kubernetes 1.20 control plane per size (e2e/cluster/apiserver.sh), the release
+# edgeway-operator, N EdgeGateways; then the operator is stopped and a plain client writes the
+# same objects into another namespace of the same API server (the floor).
+OPMD=$RES/operator-scale.md
+scenario_operator() {
+  log "scenario 5: operator scale"
+  local sizes conc=${BENCH_FLOOR_CONCURRENCY:-32}
+  read -r -a sizes <<< "${BENCH_OPERATOR_SIZES:-100 1000}"
+  [ "$SMOKE" = 1 ] && sizes=(10)
+  log "building edgeway-operator (release, main workspace)"
+  (cd "$ROOT" && cargo build --release --locked -q -p edgeway-operator --bin edgeway-operator)
+  local op=$CARGO_TARGET_DIR/release/edgeway-operator
+  bash "$ROOT/e2e/cluster/build.sh" --control-plane-only >&2
+  "$op" crd > "$W/operator-crd.yaml"
+  local mport=$((PORT + 40)) rows=() n
+  for n in "${sizes[@]}"; do
+    local d=$W/cluster-$n
+    rm -rf "$d"; mkdir -p "$d"
+    cmdlog "bash e2e/cluster/apiserver.sh start $d"
+    CLUSTERS+=("$d")
+    bash "$ROOT/e2e/cluster/apiserver.sh" start "$d" >&2
+    local kc=$d/kubeconfig
+    local crd=("$BIN/edgeway-bench" operator-crd --kubeconfig "$kc" --file "$W/operator-crd.yaml")
+    cmdlog "$(printf '%q ' "${crd[@]}")"
+    "${crd[@]}" >&2
+    local run=("$op" run --metrics-addr "127.0.0.1:$mport" --leader-elect=false)
+    cmdlog "KUBECONFIG=$kc $(printf '%q ' "${run[@]}")"
+    KUBECONFIG=$kc "${run[@]}" > "$W/operator-$n.log" 2>&1 &
+    local opid=$!; PIDS+=("$opid")
+    wait_http "http://127.0.0.1:$mport/readyz" 60
+    local sc=("$BIN/edgeway-bench" operator-scale --kubeconfig "$kc" --gateways "$n" --operator-pid "$opid")
+    cmdlog "$(printf '%q ' "${sc[@]}")"
+    local j f m
+    j=$(timeout 1800 "${sc[@]}" 2> "$W/operator-scale-$n.err") || j="{\"error\": \"$(grep -m1 -E '^Error' "$W/operator-scale-$n.err" | tr -d '"')\"}"
+    cmdlog "  -> $j"
+    curl -fsS "http://127.0.0.1:$mport/metrics" > "$W/operator-metrics-$n.txt" || true
+    m=$(awk '/^edgeway_operator_reconciles_total /{r=$2} /^edgeway_operator_certificates_issued_total /{c=$2} /^edgeway_operator_reconcile_errors_total/{e+=$2} END{printf "%s %s %s", r+0, c+0, e+0}' "$W/operator-metrics-$n.txt")
+    cmdlog "  -> operator /metrics: reconciles certificates_issued errors = $m"
+    stop_pid "$opid"
+    local fl=("$BIN/edgeway-bench" operator-floor --kubeconfig "$kc" --gateways "$n" --concurrency "$conc")
+    cmdlog "$(printf '%q ' "${fl[@]}")"
+    f=$(timeout 1800 "${fl[@]}" 2> "$W/operator-floor-$n.err") || f="{\"error\": \"$(grep -m1 -E '^Error' "$W/operator-floor-$n.err" | tr -d '"')\"}"
+    cmdlog "  -> $f"
+    cmdlog "bash e2e/cluster/apiserver.sh stop $d"
+    bash "$ROOT/e2e/cluster/apiserver.sh" stop "$d" >&2
+    CLUSTERS=()
+    rows+=("$n|$j|$f|$m")
+  done
+  local r t fs rec
+  {
+    echo "# Operator scale"
+    echo
+    echo "Generated by \`bash bench/run.sh operator\` on $(date -u '+%Y-%m-%d %H:%M UTC') (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', with uncommitted changes')), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), \`nproc\` = $(nproc), $(free -h | awk '/^Mem:/ {print $2}'), load average before $LOAD_BEFORE. API server, etcd, controller manager, operator and bench share these cores."
+    echo
+    echo "| gateways | operator: all objects (s) | floor (s) | ratio operator/floor | objects created | certs/s | operator RSS peak (MiB) | operator CPU (s) | all statuses (s) | per gateway p50 / p99 (s) | reconciles | floor 429 retries |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for r in "${rows[@]}"; do
+      IFS='|' read -r n j f m <<< "$r"
+      read -r rec _ _ <<< "$m"
+      t=$(jget "$j" all_objects_s); fs=$(jget "$f" floor_s)
+      echo "| $(fmt_int "$n") | $t | $fs | $(ratio "$t" "$fs") | $(jget "$j" objects) | $(jget "$j" certs_per_s) | $(python3 -c "print(round($(jget "$j" operator_hwm_kib)/1024, 1))" 2>/dev/null || echo n/a) | $(jget "$j" operator_cpu_s) | $(jget "$j" all_status_s) | $(python3 -c "print($(jget "$j" gateway_to_children_p50_ms)/1000, '/', $(jget "$j" gateway_to_children_p99_ms)/1000)" 2>/dev/null || echo n/a) | $rec | $(jget "$f" retries_429) |"
+    done
+    echo
+    echo "Objects: per gateway 3 Secrets (server and client certificate, basic-auth), 1 ConfigMap, 2 Services, 1 StatefulSet, plus the namespace CA Secret. Operator time: from the first EdgeGateway create (the bench creates them 32 at a time) to the last of these objects seen by the bench's watches. Floor: the same objects (captured from the operator's first 3 gateways, renamed, same sizes) plus the EdgeGateways themselves, server-side applied by one client, $conc gateways at a time, each gateway's objects in sequence."
+    echo
+    echo "## Commands"
+    echo
+    echo '```'
+    cat "$W/commands.txt"
+    echo '```'
+  } > "$OPMD"
+  log "wrote $OPMD"
+}
+
 # ---------------------------------------------------------------- main
 mkdir -p "$W" "$RES"
 : > "$W/commands.txt"
-install_deps
-build
-certs
+PEERS=0                # any scenario besides operator needs nginx, wrk, certificates, RESULTS.md
+for s in "${SCENARIOS[@]}"; do [ "$s" = operator ] || PEERS=1; done
+if [ "$PEERS" = 1 ]; then install_deps; build; certs; else build_bench; fi
 NPROC=$(nproc)
 : > "$OUT.tmp"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -644,9 +732,11 @@ for s in "${SCENARIOS[@]}"; do
     lua) scenario_lua ;;
     tunnel) scenario_tunnel ;;
     fleet) scenario_fleet ;;
-    *) echo "unknown scenario $s (all|https|lua|tunnel|fleet|smoke)" >&2; exit 2 ;;
+    operator) scenario_operator ;;
+    *) echo "unknown scenario $s (all|https|lua|tunnel|fleet|smoke|operator)" >&2; exit 2 ;;
   esac
 done
+[ "$PEERS" = 1 ] || { rm -f "$OUT.tmp"; exit 0; }   # operator alone: RESULTS.md stays as it is
 
 {
   echo "# Edgeway benchmark results"

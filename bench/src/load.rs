@@ -127,7 +127,11 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(a: &Args, tls: &TlsConnector, name: &ServerName<'static>) -> anyhow::Result<Sender> {
+async fn connect(
+    a: &Args,
+    tls: &TlsConnector,
+    name: &ServerName<'static>,
+) -> anyhow::Result<Sender> {
     let tcp = TcpStream::connect(a.addr).await.context("tcp connect")?;
     tcp.set_nodelay(true)?;
     let stream = tls.connect(name.clone(), tcp).await.context("tls")?;

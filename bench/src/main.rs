@@ -10,8 +10,11 @@
 //!   stored them; throughput, or latency at a fixed rate.
 //! - `ws-ceiling`: the same TLS websocket stack (tokio-tungstenite over tokio-rustls) echoing the
 //!   tunnel's own frames, without the AlwaysOn codec, outbox or registry.
+//! - `operator-crd`, `operator-scale`, `operator-floor`: `edgeway-operator run` making the
+//!   objects of N EdgeGateways on a local API server, and a plain client writing the same objects.
 
 mod load;
+mod operator;
 mod tunnel;
 mod util;
 mod ws;
@@ -19,7 +22,10 @@ mod ws;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "edgeway-bench", about = "Edgeway side-by-side benchmarks (see bench/run.sh)")]
+#[command(
+    name = "edgeway-bench",
+    about = "Edgeway side-by-side benchmarks (see bench/run.sh)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -33,6 +39,12 @@ enum Cmd {
     Tunnel(tunnel::Args),
     /// Raw TLS websocket echo of tunnel-sized frames: the ceiling of the stack.
     WsCeiling(ws::Args),
+    /// Install the EdgeGateway CRD and wait until it is Established.
+    OperatorCrd(operator::CrdArgs),
+    /// Time N EdgeGateways until the running operator has made all their objects.
+    OperatorScale(operator::ScaleArgs),
+    /// The same objects written by a plain client with server-side apply: the floor.
+    OperatorFloor(operator::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +53,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Load(a) => load::run(a),
         Cmd::Tunnel(a) => tunnel::run(a),
         Cmd::WsCeiling(a) => ws::run(a),
+        Cmd::OperatorCrd(a) => operator::crd(a),
+        Cmd::OperatorScale(a) => operator::scale(a),
+        Cmd::OperatorFloor(a) => operator::floor(a),
     }
 }

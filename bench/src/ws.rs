@@ -163,7 +163,7 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
             while let Some(m) = stream.next().await {
                 if let Ok(WsMessage::Binary(_)) = m {
                     frames_seen += 1;
-                    if frames_seen % per_msg == 0 {
+                    if frames_seen.is_multiple_of(per_msg) {
                         echoed.fetch_add(1, Ordering::Relaxed);
                         window.add_permits(1);
                     }

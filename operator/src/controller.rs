@@ -279,7 +279,11 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         .and_then(|s| s.status.as_ref())
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
-    let (devices_running, connected) = if problem.is_none() {
+    // Only ready pods count, so with none ready there is nothing to list: listing pods on every
+    // reconcile made the API server read every pod of the namespace from etcd per gateway
+    // (O(gateways²); 1,000 gateways drove kube-apiserver 1.20 out of memory). The StatefulSet's
+    // readyReplicas changing wakes the gateway, so it is looked at again when pods get ready.
+    let (devices_running, connected) = if problem.is_none() && ready_replicas > 0 {
         running(&ctx.client, &gw, &names).await?
     } else {
         (0, None)
@@ -372,8 +376,10 @@ async fn running(
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",");
+    // From the API server's watch cache (resourceVersion 0), not a quorum read of etcd: a
+    // moment's staleness is fine for a status that is refreshed every minute anyway.
     let list = pods
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&selector).at("0"))
         .await
         .map_err(kube_err("list", "Pod", &selector))?;
     let prefix = format!("{}-", names.statefulset());

@@ -217,7 +217,13 @@ pub fn generate_basic_credentials() -> Result<(String, String), argon2::password
     let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes)?;
-    let hash = argon2::Argon2::default().hash_password(password.as_bytes(), &salt)?;
+    // The password is 192 random bits: nobody can guess it, so a memory-hard hash buys nothing
+    // over a light one. Argon2's default (19 MiB, 2 passes) cost 43 % of the operator's CPU at
+    // 100 gateways (bench/results/operator-scale.md) and the same again in the sidecar on every
+    // basic-auth request; 1 MiB and one pass keep both cheap.
+    let params = argon2::Params::new(1024, 1, 1, None)?;
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let hash = hasher.hash_password(password.as_bytes(), &salt)?;
     Ok((password, format!("{BASIC_USER}:{hash}\n")))
 }
 

@@ -446,9 +446,17 @@ async fn a_full_queue_drops_oldest_and_counts_every_drop() {
         all.dedup();
         missing += all.windows(2).map(|w| w[1] - w[0] - 1).sum::<i64>();
     }
-    assert_eq!(
-        missing as u64, dropped,
-        "every missing update is counted as dropped"
+    // Nothing goes missing without being counted. The count may exceed what is missing by
+    // the updates the first platform stored but whose answers it never sent before it went
+    // down: unacknowledged, they stayed queued and overflow later evicted them (at least once,
+    // so the platform may already have a value the queue counts as dropped).
+    assert!(
+        missing as u64 <= dropped,
+        "{missing} updates missing but only {dropped} counted as dropped"
+    );
+    assert!(
+        dropped - missing as u64 <= 10,
+        "{dropped} counted as dropped but only {missing} missing"
     );
     assert!(dropped >= 40);
     second.shutdown().await;

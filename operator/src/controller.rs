@@ -12,10 +12,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::resources::{self, config, workload, Names, CA_SECRET, FIELD_MANAGER, MANAGED_BY};
 use crate::status::{self, Observed, Problem};
 use crate::validate;
-use crate::{references, secrets};
+use crate::{references, secrets, triggers};
 
 /// Longest wait between reconciles of a healthy gateway.
 const RESYNC: i64 = HOUR;
@@ -475,32 +476,47 @@ pub async fn run(
     let children =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
     let runs = scopes.into_iter().map(|ns| {
+        let (store, writer) = reflector::store();
         // A bounded number of reconciles at once: with 1,000 gateways all of them ran together
         // (about 17 API calls each), which only made each slower and the operator bigger.
-        let controller =
-            Controller::new(api::<EdgeGateway>(&client, &ns), watcher::Config::default())
-                .with_config(
-                    kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
-                );
+        let controller = Controller::for_stream(
+            triggers::gateways(api::<EdgeGateway>(&client, &ns), writer),
+            store.clone(),
+        )
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+        );
         // Referenced ConfigMaps/Secrets wake the gateways that name them (a fixed reference, an
-        // edited Lua script, a cert-manager Secret appearing).
-        let store = controller.store();
-        let by_config_map = move |cm: ConfigMap| referrers(&store, &cm, references::config_maps);
-        let store = controller.store();
-        let by_secret = move |s: Secret| referrers(&store, &s, references::secrets);
+        // edited Lua script, a cert-manager Secret appearing). Metadata is all that takes.
+        let by_config_map = {
+            let store = store.clone();
+            move |cm: PartialObjectMeta<ConfigMap>| {
+                triggers::referrers(&store, &cm, references::config_maps)
+            }
+        };
+        let by_secret = move |s: PartialObjectMeta<Secret>| {
+            triggers::referrers(&store, &s, references::secrets)
+        };
+        let everything = watcher::Config::default;
         controller
-            .owns(api::<StatefulSet>(&client, &ns), children.clone())
+            .owns_stream(triggers::statefulsets(
+                api::<StatefulSet>(&client, &ns),
+                children.clone(),
+            ))
             .owns(api::<Secret>(&client, &ns), children.clone())
             .owns(api::<ConfigMap>(&client, &ns), children.clone())
             .owns(api::<Service>(&client, &ns), children.clone())
-            .watches(
-                api::<ConfigMap>(&client, &ns),
-                watcher::Config::default(),
+            .watches_stream(
+                watcher(
+                    api::<PartialObjectMeta<ConfigMap>>(&client, &ns),
+                    everything(),
+                )
+                .touched_objects(),
                 by_config_map,
             )
-            .watches(
-                api::<Secret>(&client, &ns),
-                watcher::Config::default(),
+            .watches_stream(
+                watcher(api::<PartialObjectMeta<Secret>>(&client, &ns), everything())
+                    .touched_objects(),
                 by_secret,
             )
             .graceful_shutdown_on(shutdown.clone())
@@ -534,24 +550,6 @@ async fn log_result(res: RunResult) {
         }
         Err(e) => tracing::debug!(error = %e, "reconcile error"),
     }
-}
-
-/// Gateways in `obj`'s namespace whose `names` include `obj`'s name.
-fn referrers<K: Resource>(
-    store: &Store<EdgeGateway>,
-    obj: &K,
-    names: fn(&EdgeGateway) -> Vec<String>,
-) -> Vec<ObjectRef<EdgeGateway>> {
-    let (ns, name) = (
-        obj.meta().namespace.clone(),
-        obj.meta().name.clone().unwrap_or_default(),
-    );
-    store
-        .state()
-        .iter()
-        .filter(|gw| gw.namespace() == ns && names(gw).contains(&name))
-        .map(|gw| ObjectRef::from_obj(gw.as_ref()))
-        .collect()
 }
 
 /// Makes a Context for `client` (events are reported as `edgeway-operator`/`instance`).

@@ -15,6 +15,7 @@ pub mod references;
 pub mod resources;
 pub mod secrets;
 pub mod status;
+pub mod triggers;
 pub mod validate;
 
 use kube::CustomResourceExt;

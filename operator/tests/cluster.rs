@@ -558,6 +558,85 @@ async fn children_are_owned_and_garbage_collected_with_the_gateway() {
     delete_namespace(&client, &ns).await;
 }
 
+/// Reconciles started so far by a running controller.
+fn reconciles(ctl: &Running) -> u64 {
+    ctl.ctx.metrics.reconciles.get()
+}
+
+/// Waits until the controller has started no reconcile for 3 s; returns the count.
+async fn settled(ctl: &Running) -> u64 {
+    let mut last = reconciles(ctl);
+    let mut quiet_since = tokio::time::Instant::now();
+    let deadline = quiet_since + T;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = reconciles(ctl);
+        if now != last {
+            (last, quiet_since) = (now, tokio::time::Instant::now());
+        } else if quiet_since.elapsed() >= Duration::from_secs(3) {
+            return now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "reconciles never settled");
+    }
+}
+
+#[tokio::test]
+async fn status_churn_wakes_nothing_but_ready_pods_and_a_deleted_statefulset_do() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "wake").await;
+    prerequisites(&client, &ns).await;
+    let ctl = run_controller(&client, &ns);
+    create_gateway(&client, &ns, &gateway("gw", serde_json::json!({}))).await;
+    let sts = wait_statefulset(&client, &ns, "gw").await;
+    let before = settled(&ctl).await;
+
+    // A status-only StatefulSet write (as kube-controller-manager makes) and a metadata-only
+    // gateway edit change nothing a reconcile reads: neither may start one.
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let churn = serde_json::json!({"status": {"currentRevision": "churn", "collisionCount": 7}});
+    sts_api
+        .patch_status("gw", &PatchParams::default(), &Patch::Merge(&churn))
+        .await
+        .expect("patch StatefulSet status");
+    let gws: Api<EdgeGateway> = Api::namespaced(client.clone(), &ns);
+    let note = serde_json::json!({"metadata": {"annotations": {"example.com/note": "hi"}}});
+    gws.patch("gw", &PatchParams::default(), &Patch::Merge(&note))
+        .await
+        .expect("annotate gateway");
+    let after_churn = settled(&ctl).await;
+    assert_eq!(after_churn, before, "status churn started reconciles");
+
+    // A pod getting ready does.
+    let ready = serde_json::json!({"status": {"readyReplicas": 1}});
+    sts_api
+        .patch_status("gw", &PatchParams::default(), &Patch::Merge(&ready))
+        .await
+        .expect("patch readyReplicas");
+    wait_for("a reconcile after readyReplicas changed", T, || async {
+        reconciles(&ctl) > after_churn
+    })
+    .await;
+
+    // A deleted StatefulSet is made again at once, not at the next resync.
+    sts_api
+        .delete("gw", &DeleteParams::background())
+        .await
+        .expect("delete StatefulSet");
+    let old_uid = sts.uid();
+    wait_for("the StatefulSet recreated", Duration::from_secs(15), || {
+        let sts_api = sts_api.clone();
+        let old_uid = old_uid.clone();
+        async move {
+            let now = sts_api.get_opt("gw").await.ok().flatten();
+            now.is_some_and(|s| s.uid() != old_uid)
+        }
+    })
+    .await;
+    ctl.stop().await;
+    delete_namespace(&client, &ns).await;
+}
+
 async fn child_meta(
     client: &Client,
     ns: &str,

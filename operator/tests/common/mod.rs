@@ -114,6 +114,8 @@ pub fn context(client: &Client) -> Arc<Context> {
 
 /// The controller for one namespace, running until the guard is dropped.
 pub struct Running {
+    /// The reconciles' context (its metrics count the reconciles).
+    pub ctx: Arc<Context>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -134,13 +136,14 @@ pub fn run_controller(client: &Client, ns: &str) -> Running {
     let ctx = context(client);
     let task = tokio::spawn(controller::run(
         client.clone(),
-        ctx,
+        ctx.clone(),
         vec![ns.to_owned()],
         async move {
             let _ = rx.await;
         },
     ));
     Running {
+        ctx,
         stop: Some(tx),
         task,
     }

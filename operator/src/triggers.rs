@@ -1,0 +1,144 @@
+//! What wakes a gateway's reconcile. Every reconcile costs about 17 API calls, so only changes
+//! that can alter its outcome get through: a new spec (generation), a child changed or deleted
+//! by someone else, a StatefulSet whose spec or ready pods changed, a referenced ConfigMap or
+//! Secret. Status-only churn is dropped: the gateway's own status write and the StatefulSet
+//! status rewrites of kube-controller-manager re-ran every reconcile about 2.5 more times per
+//! gateway (3,463 reconciles for 1,000 gateways, `bench/run.sh operator`).
+
+use std::collections::HashMap;
+
+use futures::{future, Stream, StreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
+use kube::{Api, Resource, ResourceExt};
+
+use crate::crd::EdgeGateway;
+
+/// Gateways whose spec changed (new generation), kept in `writer`'s store for the reconciles.
+pub fn gateways(
+    api: Api<EdgeGateway>,
+    writer: reflector::store::Writer<EdgeGateway>,
+) -> impl Stream<Item = Result<EdgeGateway, watcher::Error>> + Send {
+    reflector(writer, watcher(api, watcher::Config::default()))
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default())
+}
+
+/// What of a StatefulSet a reconcile reads: its spec (generation) and its ready pods.
+fn statefulset_revision(s: &StatefulSet) -> (Option<i64>, i32) {
+    let ready = s.status.as_ref().and_then(|st| st.ready_replicas);
+    (s.metadata.generation, ready.unwrap_or(0))
+}
+
+/// Owned StatefulSets that were created, deleted, re-specified or changed their ready pods.
+pub fn statefulsets(
+    api: Api<StatefulSet>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<StatefulSet, watcher::Error>> + Send {
+    statefulset_changes(watcher(api, config))
+}
+
+/// The filter of [`statefulsets`] over any watch event stream. Deletions always pass (kube's
+/// generation predicate can swallow them), so a deleted StatefulSet is recreated at once.
+fn statefulset_changes(
+    events: impl Stream<Item = Result<watcher::Event<StatefulSet>, watcher::Error>> + Send,
+) -> impl Stream<Item = Result<StatefulSet, watcher::Error>> + Send {
+    let mut seen: HashMap<String, (Option<i64>, i32)> = HashMap::new();
+    events.filter_map(move |event| {
+        let out = match event {
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                let revision = statefulset_revision(&s);
+                let changed = seen.insert(s.uid().unwrap_or_default(), revision) != Some(revision);
+                changed.then_some(Ok(s))
+            }
+            Ok(watcher::Event::Delete(s)) => {
+                seen.remove(&s.uid().unwrap_or_default());
+                Some(Ok(s))
+            }
+            // A re-list: deletions missed meanwhile leave stale entries, so start over.
+            Ok(watcher::Event::Init) => {
+                seen.clear();
+                None
+            }
+            Ok(watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        };
+        future::ready(out)
+    })
+}
+
+/// Gateways in `obj`'s namespace whose `names` include `obj`'s name.
+pub fn referrers<K: Resource>(
+    store: &Store<EdgeGateway>,
+    obj: &K,
+    names: fn(&EdgeGateway) -> Vec<String>,
+) -> Vec<ObjectRef<EdgeGateway>> {
+    let (ns, name) = (
+        obj.meta().namespace.as_deref(),
+        obj.meta().name.as_deref().unwrap_or_default(),
+    );
+    store
+        .state()
+        .iter()
+        .filter(|gw| gw.metadata.namespace.as_deref() == ns && names(gw).iter().any(|n| n == name))
+        .map(|gw| ObjectRef::from_obj(gw.as_ref()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use kube::api::ObjectMeta;
+
+    fn sts(uid: &str, generation: i64, ready: i32, rv: &str) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                name: Some("gw".into()),
+                namespace: Some("ns".into()),
+                uid: Some(uid.into()),
+                generation: Some(generation),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            status: Some(StatefulSetStatus {
+                ready_replicas: Some(ready),
+                observed_generation: Some(generation),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Runs [`statefulset_changes`] over recorded watch events; the resourceVersions let through.
+    async fn passed(events: Vec<watcher::Event<StatefulSet>>) -> Vec<String> {
+        statefulset_changes(stream::iter(events.into_iter().map(Ok)))
+            .map(|s| s.map(|s| s.metadata.resource_version.unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("recorded events carry no errors")
+    }
+
+    #[tokio::test]
+    async fn status_churn_is_dropped_but_ready_pods_spec_and_deletion_pass() {
+        use watcher::Event::*;
+        let got = passed(vec![
+            Apply(sts("a", 1, 0, "1")),  // created: passes
+            Apply(sts("a", 1, 0, "2")),  // controller-manager status rewrite: dropped
+            Apply(sts("a", 1, 0, "3")),  // again: dropped
+            Apply(sts("a", 1, 1, "4")),  // a pod got ready: passes
+            Apply(sts("a", 2, 1, "5")),  // spec edited: passes
+            Delete(sts("a", 2, 1, "6")), // deleted with nothing else changed: passes
+            Apply(sts("b", 1, 0, "7")),  // recreated (new uid): passes
+            Init,
+            InitApply(sts("b", 1, 0, "8")), // re-list starts over: passes
+            InitDone,
+        ])
+        .await;
+        assert_eq!(got, ["1", "4", "5", "6", "7", "8"]);
+    }
+}

@@ -106,6 +106,8 @@ pub struct BasicUsers {
     users: Vec<User>,
     /// Checked instead of a real secret when the user does not exist.
     dummy: Secret,
+    /// Every secret is `{PLAIN}`: checks are cheap and skip the cache.
+    all_plain: bool,
     cache: Mutex<SuccessCache>,
 }
 
@@ -164,9 +166,11 @@ impl BasicUsers {
             path: source.to_owned(),
             reason: reason.into(),
         })?;
+        let all_plain = users.iter().all(|u| matches!(u.secret, Secret::Plain(_)));
         Ok(BasicUsers {
             users,
             dummy,
+            all_plain,
             cache: Mutex::new(SuccessCache {
                 key: rand::random(),
                 tags: Vec::new(),
@@ -185,19 +189,30 @@ impl BasicUsers {
         self.users.is_empty()
     }
 
+    /// Decides without a slow hash when that is possible: every secret is plaintext (one
+    /// SHA-256), or the pair verified recently. The blocking-pool hop of [`Self::verify`] cost
+    /// more than a plaintext check itself, so it is taken only when a hash must run.
+    pub fn verify_quick(&self, authorization_header: &str) -> Quick {
+        if self.all_plain {
+            return Quick::Decided(self.verify(authorization_header));
+        }
+        match decode_basic(authorization_header) {
+            None => Quick::Decided(None),
+            Some((user, password)) if self.recently_verified(&user, &password) => {
+                Quick::Decided(Some(user))
+            }
+            Some(_) => Quick::NeedsHash,
+        }
+    }
+
     /// Checks a full `Authorization` header value; returns the user name on
     /// success. CPU-heavy for hashed secrets: call from a blocking thread.
     pub fn verify(&self, authorization_header: &str) -> Option<String> {
         let (user, password) = decode_basic(authorization_header)?;
-
-        let tag = {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            let tag = cache.tag(&user, &password);
-            if tag.is_some_and(|t| cache.contains(&t)) {
-                return Some(user);
-            }
-            tag
-        };
+        // Plaintext checks cost less than the cache's HMAC.
+        if !self.all_plain && self.recently_verified(&user, &password) {
+            return Some(user);
+        }
 
         // Select the matching user without an early exit on the name.
         let wanted = sha256(user.as_bytes());
@@ -218,14 +233,30 @@ impl BasicUsers {
         if !bool::from(ok) {
             return None;
         }
-        if let Some(tag) = tag {
-            self.cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(tag);
+        if !self.all_plain {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(tag) = cache.tag(&user, &password) {
+                cache.insert(tag);
+            }
         }
         Some(user)
     }
+
+    fn recently_verified(&self, user: &str, password: &str) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .tag(user, password)
+            .is_some_and(|t| cache.contains(&t))
+    }
+}
+
+/// The outcome of [`BasicUsers::verify_quick`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Quick {
+    /// Decided: the user name, or `None` for a refusal.
+    Decided(Option<String>),
+    /// A password hash must be computed: run [`BasicUsers::verify`] on a blocking thread.
+    NeedsHash,
 }
 
 /// The `WWW-Authenticate` challenge for a 401 response.

@@ -49,6 +49,38 @@ fn accepts_right_and_refuses_wrong_passwords() {
 }
 
 #[test]
+fn quick_path_decides_plaintext_and_remembered_pairs_and_defers_hashes() {
+    let plain_only = BasicUsers::parse("a:{PLAIN}pw\nb:other\n", "users").expect("parse");
+    assert_eq!(
+        plain_only.verify_quick(&header(b"a:pw")),
+        Quick::Decided(Some("a".into()))
+    );
+    assert_eq!(
+        plain_only.verify_quick(&header(b"a:nope")),
+        Quick::Decided(None)
+    );
+    assert_eq!(
+        plain_only.verify_quick(&header(b"nobody:pw")),
+        Quick::Decided(None)
+    );
+    assert_eq!(plain_only.verify_quick("Basic %%%"), Quick::Decided(None));
+
+    // With hashed secrets the first check must run the hash; once verified, the pair is
+    // answered at once, and a wrong password is still deferred to the hash.
+    let u = users();
+    let good = header(b"argo:argon-pw");
+    assert_eq!(u.verify_quick(&good), Quick::NeedsHash);
+    assert_eq!(u.verify(&good).as_deref(), Some("argo"));
+    assert_eq!(u.verify_quick(&good), Quick::Decided(Some("argo".into())));
+    assert_eq!(u.verify_quick(&header(b"argo:argon-pwx")), Quick::NeedsHash);
+    // Plaintext users in a mixed file go through the same cache-then-hash path.
+    assert_eq!(
+        u.verify_quick(&header(b"explicit:s3cret")),
+        Quick::NeedsHash
+    );
+}
+
+#[test]
 fn unknown_user_and_swapped_passwords_refused() {
     let u = users();
     assert_eq!(u.verify(&header(b"nobody:argon-pw")), None);

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::request::Parts;
 
-use crate::auth::basic::{www_authenticate, BasicUsers};
+use crate::auth::basic::{www_authenticate, BasicUsers, Quick};
 use crate::auth::oauth::{OAuthCredentials, OAuthRequest, OAuthVerifier};
 use crate::auth::{AuthMethod, Identity};
 use crate::config::{AuthConfig, AuthMethodName, ConfigError};
@@ -101,11 +101,17 @@ impl Authenticator {
                     let Some((users, _)) = &self.basic else {
                         continue;
                     };
-                    let (users, header) = (users.clone(), authorization.unwrap_or("").to_owned());
-                    let name = tokio::task::spawn_blocking(move || users.verify(&header))
-                        .await
-                        .ok()
-                        .flatten();
+                    let header = authorization.unwrap_or("");
+                    let name = match users.verify_quick(header) {
+                        Quick::Decided(name) => name,
+                        Quick::NeedsHash => {
+                            let (users, header) = (users.clone(), header.to_owned());
+                            tokio::task::spawn_blocking(move || users.verify(&header))
+                                .await
+                                .ok()
+                                .flatten()
+                        }
+                    };
                     Some((AuthMethod::Basic, name))
                 }
                 AuthMethodName::OAuth if scheme.eq_ignore_ascii_case("oauth") => {

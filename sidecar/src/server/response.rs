@@ -16,7 +16,12 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A JSON response.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
+    json_bytes(status, value.to_string().into())
+}
+
+/// A JSON response from already serialized bytes.
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -496,7 +496,7 @@ scenario_tunnel() {
   tr "simulated fleet, 20,000 devices × 1 property @ 100 ms" "$f20" "$w1"
   tr "simulated fleet, 50,000 devices × 1 property @ 250 ms" "$f100" "$w1"
   md ""
-  md "Queue drops (dropOldest) during the fleet runs: $(jget "$f20" queue_dropped) (20,000 @ 100 ms), $(jget "$f100" queue_dropped) (50,000 @ 250 ms); queue length at the end: $(jget "$f20" queue_len_at_end), $(jget "$f100" queue_len_at_end). Session set-up (AUTH, BIND, one GetPropertySubscriptions per thing): $(jget "$f20" connect_secs) s for 20,000 things, $(jget "$f100" connect_secs) s for 50,000. With 100,000 things the session never comes up (see docs/performance.md: \`Session::establish\` deadlock)."
+  md "Queue drops (dropOldest) during the fleet runs: $(jget "$f20" queue_dropped) (20,000 @ 100 ms), $(jget "$f100" queue_dropped) (50,000 @ 250 ms); queue length at the end: $(jget "$f20" queue_len_at_end), $(jget "$f100" queue_len_at_end). Session set-up (AUTH, BIND, one GetPropertySubscriptions per thing): $(jget "$f20" connect_secs) s for 20,000 things, $(jget "$f100" connect_secs) s for 50,000. Scenario 4 runs 100,000 devices through one tunnel."
   md ""
   md "**Raw websocket ceiling** (\`edgeway-bench ws-ceiling\`): tokio-tungstenite over tokio-rustls, the client sending the tunnel's own encoded \`UpdateSubscribedPropertyValues\` frames with the tunnel's window of 1024 messages in flight, one flush per window (like the tunnel; echoes flushed once per burst, like the platform), the server echoing every frame back (so each byte crosses TLS twice as often as in the tunnel, whose answers are small):"
   md ""

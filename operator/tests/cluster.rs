@@ -576,7 +576,10 @@ async fn settled(ctl: &Running) -> u64 {
         } else if quiet_since.elapsed() >= Duration::from_secs(3) {
             return now;
         }
-        assert!(tokio::time::Instant::now() < deadline, "reconciles never settled");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reconciles never settled"
+        );
     }
 }
 

@@ -205,12 +205,9 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
     {
         // Task runs are timed inside the runtime; REST calls are timed by the server.
         let m = metrics.clone();
-        things.set_observer(Arc::new(move |kind, took, ended| {
+        things.set_observer(Arc::new(move |kind, took, _ok| {
             if kind == "task" {
                 m.lua_call("task", took);
-            }
-            if ended.offloaded {
-                m.lua_offloaded(kind);
             }
         }));
     }

@@ -7,7 +7,6 @@
 
 mod convert;
 mod error;
-mod offload;
 mod sandbox;
 mod template;
 mod thing;
@@ -18,7 +17,7 @@ mod tests;
 
 pub use crate::basetype::Quality;
 pub use error::{LuaError, ThingError};
-pub use things::{Ended, Observer, Things};
+pub use things::{Observer, Things};
 
 use crate::basetype::BaseType;
 use serde::{Deserialize, Serialize};

@@ -1,12 +1,12 @@
 //! [`Things`]: the async, shareable API over all loaded things.
 //!
-//! Execution model: each thing's VM sits behind a mutex, locked with a bounded wait so a VM
-//! stuck where the budget cannot reach (inside a C function) answers later callers with `Busy`
-//! instead of queueing them forever. The mutex is tokio's: queued callers hold no thread. On a
-//! multi-thread runtime the operation then runs on the caller's worker and moves off it only
-//! if it runs long (see `offload`); elsewhere it runs on tokio's blocking pool.
+//! Execution model: each thing's VM sits behind a mutex and every Lua call runs on tokio's
+//! blocking pool (`spawn_blocking`) while holding it. Chosen over a dedicated OS thread per
+//! thing because most things are idle most of the time: the pool only holds threads while
+//! scripts run. The mutex is tokio's, locked *before* `spawn_blocking` with a bounded wait, so
+//! queued callers never occupy blocking threads and a VM stuck where the budget cannot reach
+//! (inside a C function) costs one thread and answers later callers with `Busy`.
 
-use super::offload;
 use super::thing::{ServiceCall, Thing, Vm};
 use super::{
     LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, ServiceResult, TemplateSource,
@@ -21,17 +21,8 @@ use tokio::sync::broadcast;
 use tokio::time::MissedTickBehavior;
 
 /// Callback observing each operation: kind (`"service"`, `"task"`, `"property"`), duration
-/// and how it ended; lets the server export metrics without this module depending on them.
-pub type Observer = Arc<dyn Fn(&str, Duration, Ended) + Send + Sync>;
-
-/// How an observed operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ended {
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// Whether Lua outran its slice on an async worker and finished off it (see `offload`).
-    pub offloaded: bool,
-}
+/// and success; lets the server export metrics without this module depending on them.
+pub type Observer = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
 
 /// Buffered changes per subscriber before a slow subscriber starts missing some.
 const CHANGE_BUFFER: usize = 1024;
@@ -219,9 +210,8 @@ impl Things {
             .ok_or_else(|| ThingError::UnknownThing(thing.to_owned()))
     }
 
-    /// Runs a Lua operation while holding the thing's VM: inline on a multi-thread runtime's
-    /// worker, else on the blocking pool; reports it to the observer. Waiting for the VM is
-    /// bounded (10 deadlines, at least 1 s).
+    /// Runs a blocking Lua operation on the blocking pool while holding the thing's VM, and
+    /// reports it to the observer. Waiting for the VM is bounded (10 deadlines, at least 1 s).
     async fn run<T: Send + 'static>(
         &self,
         thing: &Arc<Thing>,
@@ -229,19 +219,12 @@ impl Things {
         op: impl FnOnce(&Thing, &Vm) -> Result<T, ThingError> + Send + 'static,
     ) -> Result<T, ThingError> {
         let start = Instant::now();
-        let offloaded_before = thing.offloaded.load(std::sync::atomic::Ordering::Relaxed);
         let wait = thing
             .limits
             .deadline
             .saturating_mul(10)
             .max(Duration::from_secs(1));
         let result = match tokio::time::timeout(wait, Arc::clone(&thing.vm).lock_owned()).await {
-            Ok(vm) if offload::inline_allowed() => {
-                vm.enter_worker();
-                let result = op(thing, &vm);
-                vm.leave_worker();
-                result
-            }
             Ok(vm) => {
                 let t = Arc::clone(thing);
                 tokio::task::spawn_blocking(move || op(&t, &vm))
@@ -259,12 +242,7 @@ impl Things {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(observe) = observer {
-            let ended = Ended {
-                ok: result.is_ok(),
-                offloaded: thing.offloaded.load(std::sync::atomic::Ordering::Relaxed)
-                    > offloaded_before,
-            };
-            observe(kind, start.elapsed(), ended);
+            observe(kind, start.elapsed(), result.is_ok());
         }
         result
     }

@@ -11,6 +11,7 @@ mod sandbox;
 mod template;
 mod thing;
 mod things;
+mod to_be_closed;
 
 #[cfg(test)]
 mod tests;

@@ -60,6 +60,14 @@ pub(crate) fn instantiate(
     let recorded: Recorded = Arc::default();
     install_globals(lua, &props, &services, &tasks, &prop_lines, &recorded).map_err(setup)?;
 
+    if let Some(line) = super::to_be_closed::find(source) {
+        return Err(format!(
+            "{}:{line}: to-be-closed variables (<close>) are not allowed in the sandbox: Lua runs \
+             their __close handlers outside the instruction and deadline limits when an error \
+             unwinds them",
+            path.display()
+        ));
+    }
     budget.arm();
     let run = lua
         .load(source)

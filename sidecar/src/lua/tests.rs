@@ -641,6 +641,23 @@ fn runaway_template_is_a_load_error() {
 }
 
 #[test]
+fn to_be_closed_variables_are_refused_at_load() {
+    // Unwound by the budget hook's error, this handler would loop with hooks disabled.
+    let src = "services.S = function()\n  local guard = setmetatable({}, { __close = function() while true do end end })\n  local x <close> = guard\n  while true do end\nend\n";
+    let err = load_with("tbc.lua", src, LuaLimits::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("tbc.lua:3:"), "{msg}");
+    assert!(msg.contains("(<close>) are not allowed"), "{msg}");
+    // `<const>` is harmless and stays allowed.
+    let things = load_with(
+        "const.lua",
+        "local LIMIT <const> = 3\nservices.S = function() return 200, LIMIT end\n",
+        LuaLimits::default(),
+    );
+    assert!(things.is_ok(), "{:?}", things.err());
+}
+
+#[test]
 fn load_errors_name_file_and_line() {
     let err = load_with(
         "syntax.lua",

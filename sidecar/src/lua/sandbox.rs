@@ -77,6 +77,19 @@ impl Budget {
         self.check()
     }
 
+    /// Charges a loop that runs in C (no hook calls inside) to the instruction budget, one
+    /// instruction per iteration, before it starts.
+    fn charge(&self, iterations: u64) -> mlua::Result<()> {
+        let used = self
+            .used
+            .fetch_add(iterations, Ordering::Relaxed)
+            .saturating_add(iterations);
+        if used > self.limits.instructions && self.trip() == Trip::None {
+            self.tripped.store(1, Ordering::Relaxed);
+        }
+        self.check().map(|_| ())
+    }
+
     /// Fails if the call was aborted; also used by the `pcall` wrappers to re-raise.
     fn check(&self) -> mlua::Result<VmState> {
         match self.trip() {
@@ -89,13 +102,21 @@ impl Budget {
 
 /// Wraps every Lua construct that can catch errors so an aborted call cannot be swallowed:
 /// after the protected call returns, the guard re-raises if the budget tripped. Also routes
-/// `string.rep` through a size check (see `rep_size_check`) and refuses `__gc` metamethods.
+/// `string.rep` through a size check (see `rep_size_check`), charges the C loops of
+/// `string.rep` on empty strings and of `table.move` (which can run for days, with no hook
+/// call and no memory use) to the instruction budget, and refuses `__gc` metamethods.
 const GUARD_PRELUDE: &str = r#"
-local guard, rep_check = ...
+local guard, rep_check, charge = ...
 local raw_pcall, raw_xpcall = pcall, xpcall
 local raw_resume, raw_close = coroutine.resume, coroutine.close
-local rep = string.rep
-string.rep = function(s, n, sep) rep_check(s, n, sep) return rep(s, n, sep) end
+local rep, move = string.rep, table.move
+string.rep = function(s, n, sep)
+    rep_check(s, n, sep)
+    -- Otherwise the result's size, checked above, bounds the loop.
+    if s == "" and (sep == nil or sep == "") then charge(1, n) end
+    return rep(s, n, sep)
+end
+table.move = function(a1, f, e, ...) charge(f, e) return move(a1, f, e, ...) end
 -- Lua runs finalizers with hooks disabled, so a looping __gc could never be stopped; Lua only
 -- honours __gc present when setmetatable is called, so refusing it here is sufficient.
 local raw_setmetatable, rawget, type, error = setmetatable, rawget, type, error
@@ -166,11 +187,23 @@ pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<B
     let rep_check = lua.create_function(move |_, (s, n, sep): (Value, Value, Value)| {
         rep_size_check(memory, &s, &n, &sep)
     })?;
+    let charge_budget = Arc::clone(&budget);
+    // charge(first, last): a C loop over first..=last; non-numbers are left to the library
+    // function to reject.
+    let charge = lua.create_function(move |lua, (first, last): (Value, Value)| {
+        match (lua.coerce_number(first)?, lua.coerce_number(last)?) {
+            // `as` saturates: a range beyond u64 charges u64::MAX.
+            (Some(first), Some(last)) if last >= first => {
+                charge_budget.charge((last - first + 1.0) as u64)
+            }
+            _ => Ok(()),
+        }
+    })?;
     budget.arm();
     lua.load(GUARD_PRELUDE)
         .set_name("=sandbox")
         .set_mode(ChunkMode::Text)
-        .call::<()>((guard, rep_check))?;
+        .call::<()>((guard, rep_check, charge))?;
 
     lua.set_memory_limit(limits.memory_bytes)?;
     Ok((lua, budget))

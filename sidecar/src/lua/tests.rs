@@ -458,6 +458,8 @@ local co = coroutine.wrap(function() coroutine.yield("co") end)
 t[#t+1] = co()
 local ok = pcall(error, "x")
 t[#t+1] = tostring(ok)
+t[#t+1] = string.rep("ab", 3, "-") .. string.rep("x", 0)
+t[#t+1] = table.concat(table.move({1, 2, 3}, 1, 3, 2), "")
 properties.Out = { baseType="STRING", value=table.concat(t, " ") }
 "#;
     let things = load_with("safe.lua", src, LuaLimits::default()).unwrap();
@@ -465,7 +467,10 @@ properties.Out = { baseType="STRING", value=table.concat(t, " ") }
     assert_eq!(info.properties[0].name, "Out");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let v = rt.block_on(value(&things, "Out"));
-    assert_eq!(v, json!("3 A 2 H x,y true 1970 true true co false"));
+    assert_eq!(
+        v,
+        json!("3 A 2 H x,y true 1970 true true co false ab-ab-ab 1123")
+    );
 }
 
 #[test]
@@ -500,6 +505,8 @@ services.CoLoop = function()
     while true do coroutine.resume(co) end
 end
 services.Rep = function() return 200, #string.rep("x", 1e10) end
+services.EmptyRep = function() return 200, #string.rep("", 2^50) end
+services.Move = function() table.move({}, 1, 2^50, 1) return 200, "moved" end
 services.Bomb = function()
     local t = {}
     while true do t[#t + 1] = string.rep("y", 1024) .. #t end
@@ -534,7 +541,7 @@ async fn runaway_scripts_are_stopped_and_thing_recovers() {
         ..LuaLimits::default()
     };
     let things = load_with("runaway.lua", RUNAWAYS, limits).unwrap();
-    for service in ["Loop", "PcallLoop", "CoLoop"] {
+    for service in ["Loop", "PcallLoop", "CoLoop", "EmptyRep", "Move"] {
         let start = Instant::now();
         let err = call(&things, service, json!({})).await.unwrap_err();
         assert!(

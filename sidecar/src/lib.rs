@@ -205,9 +205,12 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
     {
         // Task runs are timed inside the runtime; REST calls are timed by the server.
         let m = metrics.clone();
-        things.set_observer(Arc::new(move |kind, took, _ok| {
+        things.set_observer(Arc::new(move |kind, took, ended| {
             if kind == "task" {
                 m.lua_call("task", took);
+            }
+            if ended.offloaded {
+                m.lua_offloaded(kind);
             }
         }));
     }

@@ -43,6 +43,7 @@ pub struct Metrics {
     tls_handshakes: Family<KindLabel, Counter>,
     tls_reloads: Family<KindLabel, Counter>,
     lua_calls: HistogramFamily,
+    lua_offloaded: Family<KindLabel, Counter>,
     cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
     tunnel_up: Gauge<i64, AtomicI64>,
     tunnel_disconnects: Family<KindLabel, Counter>,
@@ -66,6 +67,7 @@ impl Metrics {
         let tls_handshakes = Family::<KindLabel, Counter>::default();
         let tls_reloads = Family::<KindLabel, Counter>::default();
         let lua_calls: HistogramFamily = Family::new_with_constructor(lua_histogram);
+        let lua_offloaded = Family::<KindLabel, Counter>::default();
         let cert_not_after = Family::<CertLabel, Gauge<i64, AtomicI64>>::default();
         registry.register(
             "http_requests",
@@ -91,6 +93,11 @@ impl Metrics {
             "lua_call_duration_seconds",
             "Duration of Lua calls by kind (service, task, property)",
             lua_calls.clone(),
+        );
+        registry.register(
+            "lua_offloaded_calls",
+            "Lua calls that outran their slice on an async worker and finished off it, by kind",
+            lua_offloaded.clone(),
         );
         registry.register(
             "cert_not_after_seconds",
@@ -140,6 +147,7 @@ impl Metrics {
             tls_handshakes,
             tls_reloads,
             lua_calls,
+            lua_offloaded,
             cert_not_after,
         }
     }
@@ -177,6 +185,16 @@ impl Metrics {
         self.lua_calls
             .get_or_create(&KindLabel { kind })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a Lua call moved off an async worker.
+    pub fn lua_offloaded(&self, kind: &str) {
+        let kind = match kind {
+            "service" => "service",
+            "task" => "task",
+            _ => "property",
+        };
+        self.lua_offloaded.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// Sets a certificate's expiry gauge.

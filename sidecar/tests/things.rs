@@ -263,7 +263,9 @@ async fn tasks_update_properties_at_the_scan_rate() {
     f.sidecar.shutdown().await;
 }
 
-#[tokio::test]
+// Multi-thread like the sidecar binary, so service calls run inline and runaways are moved
+// off the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_escapes_and_runaway_scripts_fail_the_call_not_the_server() {
     let f = fixture("sandbox").await;
     let mut c = f.conn().await;
@@ -325,6 +327,10 @@ async fn sandbox_escapes_and_runaway_scripts_fail_the_call_not_the_server() {
     );
     assert!(
         text.contains("edgeway_sidecar_lua_call_duration_seconds_count{kind=\"task\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edgeway_sidecar_lua_offloaded_calls_total{kind=\"service\"}"),
         "{text}"
     );
     f.sidecar.shutdown().await;

@@ -7,6 +7,7 @@
 
 mod convert;
 mod error;
+mod offload;
 mod sandbox;
 mod template;
 mod thing;
@@ -18,7 +19,7 @@ mod tests;
 
 pub use crate::basetype::Quality;
 pub use error::{LuaError, ThingError};
-pub use things::{Observer, Things};
+pub use things::{Ended, Observer, Things};
 
 use crate::basetype::BaseType;
 use serde::{Deserialize, Serialize};

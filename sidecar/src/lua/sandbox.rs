@@ -1,11 +1,12 @@
 //! The Lua sandbox: a VM with only safe libraries, an instruction/deadline budget enforced by a
 //! hook, a memory limit, and mapping of mlua errors to [`ThingError`]s.
 
+use super::offload::Caller;
 use super::{LuaLimits, ThingError};
 use mlua::{ChunkMode, HookTriggers, Lua, LuaOptions, StdLib, Value, Variadic, VmState};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Instructions between hook calls: fine enough to stop runaways promptly, coarse enough to be
 /// cheap. The instruction budget is therefore enforced to within this many instructions.
@@ -28,6 +29,11 @@ pub(crate) struct Budget {
     /// Nanoseconds after `base`; 0 (already past) until first armed, so Lua code that runs
     /// outside a call (e.g. finalizers while the VM is dropped) is stopped too.
     deadline_ns: AtomicU64,
+    /// Nanoseconds after `base` when a call running on an async worker must yield so the rest
+    /// runs off the worker (see `offload`); `u64::MAX` while not on a worker.
+    slice_end_ns: AtomicU64,
+    /// The call thread (`offload::Caller`), as a pointer: the only thread the hook may yield.
+    outer: AtomicUsize,
     tripped: AtomicU8,
 }
 
@@ -38,8 +44,43 @@ impl Budget {
             base: Instant::now(),
             used: AtomicU64::new(0),
             deadline_ns: AtomicU64::new(0),
+            slice_end_ns: AtomicU64::new(u64::MAX),
+            outer: AtomicUsize::new(0),
             tripped: AtomicU8::new(0),
         })
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts a slice of `len` for Lua running on an async worker, ending at the first hook
+    /// call after it.
+    pub(crate) fn start_slice(&self, len: Duration) {
+        let end = self
+            .now_ns()
+            .saturating_add(u64::try_from(len.as_nanos()).unwrap_or(0));
+        self.slice_end_ns.store(end, Ordering::Relaxed);
+    }
+
+    /// Ends the slice (the VM is no longer on a worker); returns its end for `restore_slice`.
+    pub(crate) fn end_slice(&self) -> u64 {
+        self.slice_end_ns.swap(u64::MAX, Ordering::Relaxed)
+    }
+
+    /// Puts back a slice ended by `end_slice`: the VM is on a worker again.
+    pub(crate) fn restore_slice(&self, end: u64) {
+        self.slice_end_ns.store(end, Ordering::Relaxed);
+    }
+
+    /// Sets the thread the hook may yield when the slice is over.
+    pub(crate) fn set_outer(&self, thread: *const std::ffi::c_void) {
+        self.outer.store(thread as usize, Ordering::Relaxed);
+    }
+
+    /// Whether Lua is running (or about to run) on an async worker.
+    pub(crate) fn on_worker(&self) -> bool {
+        self.slice_end_ns.load(Ordering::Relaxed) != u64::MAX
     }
 
     /// Grants a fresh budget for the next call. The budget is deliberately left to run out
@@ -62,16 +103,22 @@ impl Budget {
     }
 
     /// Hook body: counts instructions and checks the clock. Once tripped it keeps failing, so
-    /// a script that catches the error cannot continue for long.
-    fn tick(&self) -> mlua::Result<VmState> {
+    /// a script that catches the error cannot continue for long. Past the worker slice it asks
+    /// the call thread (never a script's coroutine, whose results a yield would change) to
+    /// yield, which mlua does only where Lua allows one (elsewhere the call goes on).
+    fn tick(&self, lua: &Lua) -> mlua::Result<VmState> {
         let used =
             self.used.fetch_add(u64::from(HOOK_STEP), Ordering::Relaxed) + u64::from(HOOK_STEP);
         if self.trip() == Trip::None {
-            let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let now = self.now_ns();
             if used > self.limits.instructions {
                 self.tripped.store(1, Ordering::Relaxed);
             } else if now > self.deadline_ns.load(Ordering::Relaxed) {
                 self.tripped.store(2, Ordering::Relaxed);
+            } else if now > self.slice_end_ns.load(Ordering::Relaxed)
+                && lua.current_thread().to_pointer() as usize == self.outer.load(Ordering::Relaxed)
+            {
+                return Ok(VmState::Yield);
             }
         }
         self.check()
@@ -105,33 +152,13 @@ impl Budget {
 /// `string.rep` through a size check (see `rep_size_check`), charges the C loops of
 /// `string.rep` on empty strings and of `table.move` (which can run for days, with no hook
 /// call and no memory use) to the instruction budget, and refuses `__gc` metamethods.
-const GUARD_PRELUDE: &str = r#"
-local guard, rep_check, charge = ...
-local raw_pcall, raw_xpcall = pcall, xpcall
-local raw_resume, raw_close = coroutine.resume, coroutine.close
-local rep, move = string.rep, table.move
-string.rep = function(s, n, sep)
-    rep_check(s, n, sep)
-    -- Otherwise the result's size, checked above, bounds the loop.
-    if s == "" and (sep == nil or sep == "") then charge(1, n) end
-    return rep(s, n, sep)
-end
-table.move = function(a1, f, e, ...) charge(f, e) return move(a1, f, e, ...) end
--- Lua runs finalizers with hooks disabled, so a looping __gc could never be stopped; Lua only
--- honours __gc present when setmetatable is called, so refusing it here is sufficient.
-local raw_setmetatable, rawget, type, error = setmetatable, rawget, type, error
-setmetatable = function(t, mt)
-    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
-        error("__gc metamethods are not allowed in the sandbox", 2)
-    end
-    return raw_setmetatable(t, mt)
-end
-local function checked(...) guard() return ... end
-pcall = function(...) return checked(raw_pcall(...)) end
-xpcall = function(...) return checked(raw_xpcall(...)) end
-coroutine.resume = function(...) return checked(raw_resume(...)) end
-coroutine.close = function(...) return checked(raw_close(...)) end
-"#;
+///
+/// A call that starts on an async worker (`flags.inline`, see `offload`) must leave it before
+/// work the budget hook cannot slice: library functions that may run long in C (pattern
+/// matching, sorting, big strings) or call back into Lua from C (comparators, metamethods,
+/// message handlers, coroutines). `offload` yields the call's own thread to Rust, which runs
+/// the rest off the worker. Scripts cannot yield that thread themselves.
+const GUARD_PRELUDE: &str = include_str!("sandbox.lua");
 
 /// Globals of the base library a script must not reach: code loading and file access.
 const REMOVED_GLOBALS: &[&str] = &[
@@ -146,8 +173,9 @@ const REMOVED_GLOBALS: &[&str] = &[
     "warn",
 ];
 
-/// Creates a sandboxed VM for `thing`: safe libraries only, budget hook, memory limit.
-pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<Budget>)> {
+/// Creates a sandboxed VM for `thing`: safe libraries only, budget hook, memory limit, and the
+/// thread its calls run on.
+pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<Budget>, Caller)> {
     // OS is opened only to borrow time/clock/date; the table itself is replaced below.
     let libs = StdLib::COROUTINE
         | StdLib::TABLE
@@ -179,7 +207,7 @@ pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<B
     let hook_budget = Arc::clone(&budget);
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(HOOK_STEP),
-        move |_, _| hook_budget.tick(),
+        move |lua, _| hook_budget.tick(lua),
     )?;
     let guard_budget = Arc::clone(&budget);
     let guard = lua.create_function(move |_, ()| guard_budget.check().map(|_| ()))?;
@@ -199,14 +227,15 @@ pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<B
             _ => Ok(()),
         }
     })?;
+    let caller = Caller::new(&lua, &budget)?;
     budget.arm();
     lua.load(GUARD_PRELUDE)
         .set_name("=sandbox")
         .set_mode(ChunkMode::Text)
-        .call::<()>((guard, rep_check, charge))?;
+        .call::<()>((guard, rep_check, charge, caller.flags()))?;
 
     lua.set_memory_limit(limits.memory_bytes)?;
-    Ok((lua, budget))
+    Ok((lua, budget, caller))
 }
 
 /// Reports `string.rep` results that could never fit the VM's memory limit as memory errors.

@@ -2,6 +2,7 @@
 //! calls, task runs, writes), each followed by a read-back pass that applies the push rules.
 
 use super::convert::{json_to_lua, lua_to_json, pairs_to_lua};
+use super::offload::{Caller, SLICE};
 use super::sandbox::{classify, message, new_vm, Budget};
 use super::template::{instantiate, service_function};
 use super::{
@@ -11,6 +12,7 @@ use super::{
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use serde_json::Value as Json;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
@@ -19,10 +21,23 @@ use tokio::sync::broadcast;
 pub(crate) struct Vm {
     lua: Lua,
     budget: Arc<Budget>,
+    caller: Caller,
     props: Table,
     services: Table,
     tasks: Table,
     me: Table,
+}
+
+impl Vm {
+    /// Marks the start of an operation on an async worker: Lua may run inline for one slice.
+    pub(crate) fn enter_worker(&self) {
+        self.budget.start_slice(SLICE);
+    }
+
+    /// Marks the end of the operation started by `enter_worker`.
+    pub(crate) fn leave_worker(&self) {
+        self.budget.end_slice();
+    }
 }
 
 /// Rust's view of one property: the last good value and the last pushed one.
@@ -65,6 +80,8 @@ pub(crate) struct Thing {
     pub has_tasks: bool,
     pub limits: LuaLimits,
     pub vm: Arc<tokio::sync::Mutex<Vm>>,
+    /// Calls that outlived their slice on an async worker and finished off it.
+    pub offloaded: AtomicU64,
     slots: Mutex<Vec<Slot>>,
 }
 
@@ -104,7 +121,7 @@ impl Thing {
         if spec.scan_rate.is_zero() {
             return Err(thing_err("scan rate must be greater than zero".into()));
         }
-        let (lua, budget) = new_vm(&spec.name, limits).map_err(|e| LuaError::Vm {
+        let (lua, budget, caller) = new_vm(&spec.name, limits).map_err(|e| LuaError::Vm {
             thing: spec.name.clone(),
             message: message(&e),
         })?;
@@ -171,11 +188,13 @@ impl Thing {
             vm: Arc::new(tokio::sync::Mutex::new(Vm {
                 lua,
                 budget,
+                caller,
                 props: inst.props,
                 services: inst.services,
                 tasks: inst.tasks,
                 me: inst.me,
             })),
+            offloaded: AtomicU64::new(0),
             slots: Mutex::new(slots),
         })
     }
@@ -370,7 +389,7 @@ impl Thing {
             let headers = pairs_to_lua(&vm.lua, headers)?;
             let query = pairs_to_lua(&vm.lua, query)?;
             let data = json_to_lua(&vm.lua, &Json::Object(params))?;
-            f.call::<MultiValue>((&vm.me, headers, query, data))
+            self.call(vm, f, (&vm.me, headers, query, data))
         })();
         let failure = classify(who, &self.limits, &vm.budget, outcome.as_ref().err());
         if matches!(failure, Some(ThingError::MemoryLimit { .. })) {
@@ -386,6 +405,20 @@ impl Thing {
             Err(e) => return Err(ThingError::Script(message(&e))),
         };
         readback.map(|()| result)
+    }
+
+    /// Runs a script function on the VM's call thread (see `offload`), counting offloads.
+    fn call(
+        &self,
+        vm: &Vm,
+        f: Function,
+        args: impl mlua::IntoLuaMulti,
+    ) -> mlua::Result<MultiValue> {
+        let outcome = vm.caller.call(&vm.lua, &vm.budget, f, args);
+        if outcome.offloaded {
+            self.offloaded.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome.result
     }
 
     /// Blocking: runs every `tasks.*` function (by name order), each with its own budget,
@@ -405,7 +438,7 @@ impl Thing {
         let mut first_error = None;
         for (task, f) in tasks {
             vm.budget.arm();
-            let run = f.call::<()>(&vm.me);
+            let run = self.call(vm, f, &vm.me).map(|_| ());
             if let Some(e) = classify(&self.name, &self.limits, &vm.budget, run.as_ref().err()) {
                 tracing::warn!(thing = %self.name, task = %task, error = %e, "Lua task failed");
                 if matches!(e, ThingError::MemoryLimit { .. }) {

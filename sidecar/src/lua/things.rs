@@ -1,12 +1,12 @@
 //! [`Things`]: the async, shareable API over all loaded things.
 //!
-//! Execution model: each thing's VM sits behind a mutex and every Lua call runs on tokio's
-//! blocking pool (`spawn_blocking`) while holding it. Chosen over a dedicated OS thread per
-//! thing because most things are idle most of the time: the pool only holds threads while
-//! scripts run. The mutex is tokio's, locked *before* `spawn_blocking` with a bounded wait, so
-//! queued callers never occupy blocking threads and a VM stuck where the budget cannot reach
-//! (inside a C function) costs one thread and answers later callers with `Busy`.
+//! Execution model: each thing's VM sits behind a mutex, locked with a bounded wait so a VM
+//! stuck where the budget cannot reach (inside a C function) answers later callers with `Busy`
+//! instead of queueing them forever. The mutex is tokio's: queued callers hold no thread. On a
+//! multi-thread runtime the operation then runs on the caller's worker and moves off it only
+//! if it runs long (see `offload`); elsewhere it runs on tokio's blocking pool.
 
+use super::offload;
 use super::thing::{ServiceCall, Thing, Vm};
 use super::{
     LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, ServiceResult, TemplateSource,
@@ -15,14 +15,24 @@ use super::{
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio::time::MissedTickBehavior;
 
 /// Callback observing each operation: kind (`"service"`, `"task"`, `"property"`), duration
-/// and success; lets the server export metrics without this module depending on them.
-pub type Observer = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
+/// and how it ended; lets the server export metrics without this module depending on them.
+pub type Observer = Arc<dyn Fn(&str, Duration, Ended) + Send + Sync>;
+
+/// How an observed operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Whether Lua outran its slice on an async worker and finished off it (see `offload`).
+    pub offloaded: bool,
+}
 
 /// Buffered changes per subscriber before a slow subscriber starts missing some.
 const CHANGE_BUFFER: usize = 1024;
@@ -210,8 +220,9 @@ impl Things {
             .ok_or_else(|| ThingError::UnknownThing(thing.to_owned()))
     }
 
-    /// Runs a blocking Lua operation on the blocking pool while holding the thing's VM, and
-    /// reports it to the observer. Waiting for the VM is bounded (10 deadlines, at least 1 s).
+    /// Runs a Lua operation while holding the thing's VM: inline on a multi-thread runtime's
+    /// worker, else on the blocking pool; reports it to the observer. Waiting for the VM is
+    /// bounded (10 deadlines, at least 1 s).
     async fn run<T: Send + 'static>(
         &self,
         thing: &Arc<Thing>,
@@ -224,25 +235,44 @@ impl Things {
             .deadline
             .saturating_mul(10)
             .max(Duration::from_secs(1));
-        let result = match tokio::time::timeout(wait, Arc::clone(&thing.vm).lock_owned()).await {
-            Ok(vm) => {
-                let t = Arc::clone(thing);
-                tokio::task::spawn_blocking(move || op(&t, &vm))
-                    .await
-                    .unwrap_or_else(|e| Err(ThingError::Internal(format!("Lua call failed: {e}"))))
-            }
-            Err(_) => Err(ThingError::Busy {
-                thing: thing.name.to_string(),
-                waited: wait,
-            }),
-        };
+        let (result, offloaded) =
+            match tokio::time::timeout(wait, Arc::clone(&thing.vm).lock_owned()).await {
+                Ok(vm) if offload::inline_allowed() => {
+                    // Counted under the VM lock: only this operation can move the count.
+                    let before = thing.offloaded.load(Ordering::Relaxed);
+                    vm.enter_worker();
+                    let result = op(thing, &vm);
+                    vm.leave_worker();
+                    (result, thing.offloaded.load(Ordering::Relaxed) > before)
+                }
+                Ok(vm) => {
+                    let t = Arc::clone(thing);
+                    let result = tokio::task::spawn_blocking(move || op(&t, &vm))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(ThingError::Internal(format!("Lua call failed: {e}")))
+                        });
+                    (result, false)
+                }
+                Err(_) => (
+                    Err(ThingError::Busy {
+                        thing: thing.name.to_string(),
+                        waited: wait,
+                    }),
+                    false,
+                ),
+            };
         let observer = self
             .observer
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(observe) = observer {
-            observe(kind, start.elapsed(), result.is_ok());
+            let ended = Ended {
+                ok: result.is_ok(),
+                offloaded,
+            };
+            observe(kind, start.elapsed(), ended);
         }
         result
     }

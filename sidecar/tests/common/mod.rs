@@ -217,6 +217,8 @@ impl Conn {
             b = b.header(*k, *v);
         }
         let req = b.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+        // hyper refuses a request until the connection has finished the previous exchange.
+        self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();

@@ -1,4 +1,7 @@
-//! Tests against real Lua VMs: template compatibility, push rules, sandbox and limits.
+//! Tests against real Lua VMs: template compatibility, push rules, sandbox and limits. Most
+//! run on a one-worker multi-thread runtime, as the sidecar does, so Lua runs inline.
+
+mod offload;
 
 use super::*;
 use crate::basetype::BaseType;
@@ -100,7 +103,7 @@ async fn value(things: &Things, prop: &str) -> Json {
         .value
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn example_template_loads_and_runs_unchanged() {
     let things = load("example.lua", EXAMPLE);
     let info = things.describe("T1").expect("described");
@@ -144,7 +147,7 @@ async fn example_template_loads_and_runs_unchanged() {
     assert_eq!(value(&things, "Load").await, json!(42));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn properties_read_and_write_with_type_checks() {
     let things = load("example.lua", EXAMPLE);
     assert_eq!(value(&things, "Load").await, json!(0));
@@ -177,7 +180,7 @@ async fn properties_read_and_write_with_type_checks() {
     assert_eq!(all.len(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn scripts_see_written_values_and_overrides() {
     let src = r#"
 properties.Speed = { baseType="INTEGER", value=1 }
@@ -214,7 +217,7 @@ services.GetSpeed = function(me) return 200, me.properties.Speed.value end
     assert!(err.to_string().contains("\"Nope\""), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn task_updates_property_at_scan_rate() {
     let src = r#"
 properties.Counter = { baseType="INTEGER", value=0 }
@@ -243,7 +246,7 @@ tasks.count = function(me) properties.Counter.value = properties.Counter.value +
     assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn push_rules_always_value_threshold_never() {
     let src = r#"
 properties.A = { baseType="NUMBER", pushType="ALWAYS", value=1 }
@@ -304,7 +307,7 @@ services.Rename = function(me, h, q, data) properties.S.value = data.to end
     assert_eq!(drain(), vec![("V".to_string(), json!(20))]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn script_writing_wrong_type_keeps_previous_value() {
     let src = r#"
 properties.Temp = { baseType="NUMBER", value=20 }
@@ -332,7 +335,7 @@ services.Clobber = function(me) properties.Temp = nil; return 200 end
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn service_results_and_arguments() {
     let src = r#"
 services.Array = function() return 200, {1, 2, 3} end
@@ -413,7 +416,7 @@ const ESCAPES: &[&str] = &[
     "collectgarbage('stop')",
 ];
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn sandbox_escapes_fail_at_call_time() {
     let mut src = String::new();
     for (i, escape) in ESCAPES.iter().enumerate() {
@@ -532,8 +535,18 @@ async fn assert_still_ok(things: &Things, after: &str) {
     assert_eq!(r.map(|r| r.value), Ok(json!("ok")), "after {after}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn runaway_scripts_are_stopped_and_thing_recovers() {
+    stop_runaways().await;
+}
+
+/// The same runaways when calls run on the blocking pool (a current-thread runtime).
+#[tokio::test]
+async fn runaway_scripts_are_stopped_on_the_blocking_pool() {
+    stop_runaways().await;
+}
+
+async fn stop_runaways() {
     // A generous deadline keeps the memory cases deterministic on a loaded machine (the
     // deadline itself is tested below).
     let limits = LuaLimits {
@@ -569,7 +582,7 @@ async fn runaway_scripts_are_stopped_and_thing_recovers() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn deep_recursion_is_a_stack_overflow_error_given_memory() {
     let roomy = LuaLimits {
         memory_bytes: 512 * 1024 * 1024,
@@ -585,7 +598,7 @@ async fn deep_recursion_is_a_stack_overflow_error_given_memory() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn instruction_budget_and_deadline_are_distinct() {
     let few = LuaLimits {
         instructions: 100_000,
@@ -615,7 +628,7 @@ async fn instruction_budget_and_deadline_are_distinct() {
     assert_still_ok(&things, "deadline").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn runaway_task_is_reported_and_thing_recovers() {
     let src = r#"
 properties.P = { baseType="NUMBER", value=0 }
@@ -785,13 +798,13 @@ fn things_are_isolated() {
     });
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn observer_sees_each_call() {
     let things = load("example.lua", EXAMPLE);
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
-    things.set_observer(Arc::new(move |kind, _elapsed, ok| {
-        sink.lock().unwrap().push((kind.to_string(), ok));
+    things.set_observer(Arc::new(move |kind, _elapsed, ended| {
+        sink.lock().unwrap().push((kind.to_string(), ended.ok));
     }));
     call(&things, "AddNumbers", json!({"p1": 1, "p2": 2}))
         .await
@@ -821,7 +834,7 @@ fn limits_deserialize_with_defaults() {
     assert_eq!(l.deadline, Duration::from_secs(1));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn finalizers_are_refused() {
     // Lua runs __gc with hooks disabled, so a looping finalizer could not be stopped.
     let src = r#"

@@ -1,0 +1,203 @@
+//! Where a thing's Lua runs: on the async worker that asked, leaving it only when needed.
+//!
+//! Most service calls take microseconds; handing each to tokio's blocking pool cost two
+//! context switches, more than the call itself. So a call starts on the worker, within a
+//! short slice. When it outlives the slice (the budget hook asks for a yield) or reaches work
+//! the hook cannot slice (the sandbox's `offload` wrappers), its thread yields back to Rust,
+//! and the rest runs inside `block_in_place`, which first hands the worker's other tasks to
+//! another thread. Budgets, errors and results are the same either way.
+
+use super::sandbox::Budget;
+use mlua::ffi;
+use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Thread, Value};
+use std::cell::RefCell;
+use std::os::raw::c_int;
+use std::time::Duration;
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+/// How long Lua may run on an async worker per operation before moving off it: tokio's
+/// guidance for time between `.await`s is 10–100 µs.
+pub(crate) const SLICE: Duration = Duration::from_micros(100);
+
+/// Whether the current thread may run Lua inline: only a multi-thread runtime can move a
+/// worker's tasks away (`block_in_place`); elsewhere calls go to the blocking pool.
+pub(crate) fn inline_allowed() -> bool {
+    Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+}
+
+/// The Lua thread a VM's calls run on, reused while calls succeed, and the flags table the
+/// sandbox's `offload` wrappers read (`inline`, and `outer`: the current call thread).
+pub(crate) struct Caller {
+    thread: RefCell<Thread>,
+    flags: Table,
+}
+
+/// How a call ended: its values or error, and whether it left the worker.
+pub(crate) struct Outcome {
+    pub result: mlua::Result<MultiValue>,
+    pub offloaded: bool,
+}
+
+/// One resume of the call thread.
+enum Step {
+    Yielded,
+    Finished(MultiValue),
+}
+
+impl Caller {
+    /// Creates the call thread and the flags, and tells `budget` which thread may be yielded.
+    pub(crate) fn new(lua: &Lua, budget: &Budget) -> mlua::Result<Caller> {
+        let caller = Caller {
+            thread: RefCell::new(new_thread(lua)?),
+            flags: lua.create_table()?,
+        };
+        caller.adopt(budget)?;
+        Ok(caller)
+    }
+
+    /// The table the sandbox reads to know whether a call is on a worker, and on which thread.
+    pub(crate) fn flags(&self) -> &Table {
+        &self.flags
+    }
+
+    /// Calls `f(args)` on the call thread. On a worker (an active slice in `budget`) the call
+    /// starts inline and finishes under `block_in_place` if it yields; the slice is left
+    /// expired, so later calls of the same operation move off the worker at once.
+    pub(crate) fn call(
+        &self,
+        lua: &Lua,
+        budget: &Budget,
+        f: Function,
+        args: impl IntoLuaMulti,
+    ) -> Outcome {
+        let inline = budget.on_worker();
+        let mut offloaded = false;
+        let mut step = self.prepare(lua, budget, inline).and_then(|()| {
+            let mut args = args.into_lua_multi(lua)?;
+            args.push_front(Value::Function(f));
+            resume(lua, &self.thread.borrow(), args, true)
+        });
+        while let Ok(Step::Yielded) = step {
+            // Only the hook and the sandbox's `offload` yield this thread.
+            offloaded = true;
+            let slice = budget.end_slice();
+            step = self.flags.raw_set("inline", false).and_then(|()| {
+                off_worker(inline, || {
+                    resume(lua, &self.thread.borrow(), MultiValue::new(), false)
+                })
+            });
+            budget.restore_slice(slice);
+        }
+        if inline {
+            let _ = self.flags.raw_set("inline", false);
+        }
+        let result = match step {
+            Ok(Step::Finished(values)) => Ok(values),
+            Ok(Step::Yielded) => unreachable!("the loop above resumes until the thread stops"),
+            Err(e) => Err(e),
+        };
+        Outcome { result, offloaded }
+    }
+
+    /// Makes sure the call thread is idle and clean, replacing it if a call failed on it:
+    /// Lua leaves hooks disabled on a thread an error unwound out of a hook, and the budget
+    /// hook must run on every call.
+    fn prepare(&self, lua: &Lua, budget: &Budget, inline: bool) -> mlua::Result<()> {
+        let idle = {
+            let co = self.thread.borrow().state();
+            // SAFETY: `co` is a live thread of this VM (held by `self.thread`); reading its
+            // status and stack height has no side effects.
+            unsafe { ffi::lua_status(co) == ffi::LUA_OK && ffi::lua_gettop(co) == 0 }
+        };
+        if !idle {
+            *self.thread.borrow_mut() = new_thread(lua)?;
+            self.adopt(budget)?;
+        }
+        self.flags.raw_set("inline", inline)
+    }
+
+    /// Publishes the current call thread to the sandbox (`flags.outer`) and the budget hook.
+    fn adopt(&self, budget: &Budget) -> mlua::Result<()> {
+        let thread = self.thread.borrow();
+        budget.set_outer(thread.to_pointer());
+        self.flags.raw_set("outer", &*thread)
+    }
+}
+
+/// A fresh thread for calls. It starts with an empty stack: each call pushes its function.
+fn new_thread(lua: &Lua) -> mlua::Result<Thread> {
+    let thread = lua.create_thread(lua.create_function(|_, ()| Ok(()))?)?;
+    // SAFETY: the new thread has not run; dropping its placeholder function leaves it idle.
+    unsafe { ffi::lua_settop(thread.state(), 0) };
+    Ok(thread)
+}
+
+/// Resumes the call thread with `args` (on the first resume: the function, then its
+/// arguments). Unlike `Thread::resume`, it never truncates the stack of a thread suspended
+/// inside a Lua function (a hook yield), which would hide that frame's values from the
+/// collector.
+fn resume(lua: &Lua, thread: &Thread, args: MultiValue, first: bool) -> mlua::Result<Step> {
+    let co = thread.state();
+    let mut status = ffi::LUA_OK;
+    let mut overflow = false;
+    // SAFETY: `co` is a live thread of this VM. Inside `exec_raw` the closure sees only
+    // `args` on the stack of `state`; nothing below raises a Lua error (lua_checkstack,
+    // lua_xmove and lua_resume report failures by return value), so no longjmp crosses it.
+    let values: MultiValue = unsafe {
+        lua.exec_raw(args, |state| {
+            let n = ffi::lua_gettop(state);
+            if ffi::lua_checkstack(co, n) == 0 {
+                overflow = true;
+                ffi::lua_settop(state, 0);
+                return;
+            }
+            ffi::lua_xmove(state, co, n);
+            let nargs: c_int = if first { n - 1 } else { n };
+            let mut nres: c_int = 0;
+            status = ffi::lua_resume(co, state, nargs, &mut nres);
+            match status {
+                ffi::LUA_OK if ffi::lua_checkstack(state, nres) == 0 => {
+                    overflow = true;
+                    ffi::lua_settop(co, 0);
+                }
+                ffi::LUA_OK => ffi::lua_xmove(co, state, nres),
+                // Values passed to a yield sit above the yielding frame; nothing else is
+                // touched, so a frame suspended by the hook keeps its registers.
+                ffi::LUA_YIELD => ffi::lua_pop(co, nres),
+                // The error object; the dead thread is replaced before the next call.
+                _ => ffi::lua_xmove(co, state, 1),
+            }
+        })?
+    };
+    if overflow {
+        return Err(mlua::Error::runtime("too many values for the Lua stack"));
+    }
+    match status {
+        ffi::LUA_OK => Ok(Step::Finished(values)),
+        ffi::LUA_YIELD => Ok(Step::Yielded),
+        _ => Err(into_error(status, values.into_iter().next())),
+    }
+}
+
+/// The error a failed resume left, as mlua would report it.
+fn into_error(status: c_int, value: Option<Value>) -> mlua::Error {
+    let describe = |v: Option<Value>| match v {
+        Some(Value::String(s)) => s.to_string_lossy(),
+        Some(other) => format!("(error object is a {} value)", other.type_name()),
+        None => "(no error object)".to_owned(),
+    };
+    match (status, value) {
+        (ffi::LUA_ERRMEM, v) => mlua::Error::MemoryError(describe(v)),
+        (_, Some(Value::Error(e))) => *e,
+        (_, v) => mlua::Error::RuntimeError(describe(v)),
+    }
+}
+
+/// Runs `f` where blocking is fine: under `block_in_place` when called on a worker.
+fn off_worker<R>(on_worker: bool, f: impl FnOnce() -> R) -> R {
+    if on_worker {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}

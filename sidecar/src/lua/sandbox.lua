@@ -1,0 +1,153 @@
+-- The sandbox prelude, run once per VM before any script: see GUARD_PRELUDE in sandbox.rs.
+local guard, rep_check, charge, flags = ...
+local raw_pcall, raw_xpcall, raw_setmetatable = pcall, xpcall, setmetatable
+local raw_create, raw_resume, raw_close = coroutine.create, coroutine.resume, coroutine.close
+local raw_yield, raw_running, raw_isyieldable = coroutine.yield, coroutine.running, coroutine.isyieldable
+local error, type, select, rawget, rawlen, tonumber = error, type, select, rawget, rawlen, tonumber
+local raw_getmetatable = getmetatable
+
+-- Moving off the async worker: `offload()` yields the call's own Lua thread (only while the
+-- call runs inline on a worker) and Rust resumes it off the worker.
+local function offload()
+    if flags.inline and raw_running() == flags.outer and raw_isyieldable() then raw_yield() end
+end
+local function offloading(f) return function(...) offload() return f(...) end end
+
+-- What C cannot bound or slice: Lua called back from C (metamethods on tables and userdata),
+-- and long inputs.
+local LONG = 4096
+local function heavy(x)
+    local t = type(x)
+    if t == "string" then return #x > LONG end
+    if t == "table" then return raw_getmetatable(x) ~= nil or rawlen(x) > LONG end
+    return t == "userdata"
+end
+local function any_heavy(...)
+    for i = 1, select("#", ...) do
+        if heavy((select(i, ...))) then return true end
+    end
+    return false
+end
+local function offloading_if_heavy(f)
+    return function(...)
+        if any_heavy(...) then offload() end
+        return f(...)
+    end
+end
+
+-- A pattern without magic characters (or a plain find) is a linear search; others backtrack,
+-- which can take exponential time even on short subjects.
+local raw_find, MAGIC = string.find, "[%^%$%*%+%?%.%(%)%[%]%%%-]"
+local function light_match(s, p, plain)
+    if type(s) ~= "string" or #s > LONG or type(p) ~= "string" or #p > LONG then return false end
+    return plain or not raw_find(p, MAGIC)
+end
+local find, match, gsub, gmatch = string.find, string.match, string.gsub, string.gmatch
+string.find = function(s, p, init, plain)
+    if not light_match(s, p, plain) then offload() end
+    return find(s, p, init, plain)
+end
+string.match = function(s, p, ...)
+    if not light_match(s, p) then offload() end
+    return match(s, p, ...)
+end
+string.gsub = function(s, p, repl, ...)
+    -- A function or table replacement is Lua called back from C.
+    if type(repl) ~= "string" or not light_match(s, p) then offload() end
+    return gsub(s, p, repl, ...)
+end
+string.gmatch = function(s, p, ...)
+    local next_match = gmatch(s, p, ...)
+    if light_match(s, p) then return next_match end
+    return function() offload() return next_match() end
+end
+for _, name in ipairs({ "upper", "lower", "reverse", "format" }) do
+    string[name] = offloading_if_heavy(string[name])
+end
+for _, name in ipairs({ "concat", "insert", "remove", "unpack" }) do
+    table[name] = offloading_if_heavy(table[name])
+end
+table.sort = offloading(table.sort)
+math.min, math.max = offloading_if_heavy(math.min), offloading_if_heavy(math.max)
+os.time = offloading_if_heavy(os.time)
+tostring = offloading_if_heavy(tostring)
+
+-- `ipairs` in Lua: the VM's indexing honours `__index` where the hook can slice it.
+local function ipairs_next(t, i)
+    i = i + 1
+    local v = t[i]
+    if v ~= nil then return i, v end
+end
+ipairs = function(...)
+    local t = ...
+    local tt = type(t)
+    if tt ~= "table" and tt ~= "userdata" and tt ~= "string" then
+        local got = select("#", ...) == 0 and "no value" or tt
+        error("bad argument #1 to 'ipairs' (table expected, got " .. got .. ")", 2)
+    end
+    return ipairs_next, t, 0
+end
+
+-- C loops that use no memory are charged to the instruction budget; a big result is refused
+-- up front (`rep_check`) and otherwise bounds the loop.
+local rep, move = string.rep, table.move
+string.rep = function(s, n, sep)
+    rep_check(s, n, sep)
+    if s == "" and (sep == nil or sep == "") then charge(1, n) end
+    local unit = (type(s) == "string" and #s or 24) + (type(sep) == "string" and #sep or 0)
+    if unit * (tonumber(n) or 0) > LONG then offload() end
+    return rep(s, n, sep)
+end
+table.move = function(a1, f, e, t, a2)
+    charge(f, e)
+    if heavy(a1) or heavy(a2) or (tonumber(e) or 0) - (tonumber(f) or 0) > LONG then offload() end
+    return move(a1, f, e, t, a2)
+end
+
+-- Lua runs finalizers with hooks disabled, so a looping __gc could never be stopped; Lua only
+-- honours __gc present when setmetatable is called, so refusing it here is sufficient.
+setmetatable = function(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+        error("__gc metamethods are not allowed in the sandbox", 2)
+    end
+    return raw_setmetatable(t, mt)
+end
+
+-- After a protected call returns, re-raise if the budget tripped, so an aborted call cannot
+-- be swallowed. Message handlers and script coroutines are Lua run from C: off the worker.
+local function checked(...) guard() return ... end
+pcall = function(...) return checked(raw_pcall(...)) end
+xpcall = function(...) offload() return checked(raw_xpcall(...)) end
+coroutine.resume = function(...) offload() return checked(raw_resume(...)) end
+coroutine.close = function(...) offload() return checked(raw_close(...)) end
+coroutine.wrap = function(f)
+    local co = raw_create(f)
+    local function unwrap(ok, ...)
+        guard()
+        if ok then return ... end
+        local err = ...
+        -- Like Lua's own wrap: a string error gets the position of the call.
+        if type(err) == "string" then error(err, 2) end
+        error(err, 0)
+    end
+    return function(...)
+        offload()
+        return unwrap(raw_resume(co, ...))
+    end
+end
+
+-- The call's own thread is the script's main thread: it cannot yield and reports itself as
+-- main, as it did when calls ran on the main thread.
+coroutine.yield = function(...)
+    if raw_running() == flags.outer then error("attempt to yield from outside a coroutine", 2) end
+    return raw_yield(...)
+end
+coroutine.isyieldable = function(...)
+    local co = select("#", ...) > 0 and ... or raw_running()
+    if co == flags.outer then return false end
+    return raw_isyieldable(...)
+end
+coroutine.running = function()
+    local co, main = raw_running()
+    return co, main or co == flags.outer
+end

@@ -447,7 +447,7 @@ EOF
   row3 "GET property \`T.p\`" "$s_p" "$s_pc" "$n_p" "$n_pc"
   row3 "POST service \`T.Add\` \`{\"a\":2,\"b\":3}\`" "$s_s" "$s_sc" "$n_s" "$n_sc"
   md ""
-  md "The sidecar's property read is served from the thing's value snapshot (no Lua VM entry, see docs/lua.md); its service call enters the thing's VM on tokio's blocking pool behind the thing's async mutex. nginx runs both in the worker's LuaJIT VM."
+  md "The sidecar's property read is served from the thing's value snapshot (no Lua VM entry, see docs/lua.md); its service call enters the thing's VM behind the thing's async mutex and runs inline on the async worker (moving off it only past a 100 µs slice; see docs/lua.md, Execution model). nginx runs both in the worker's LuaJIT VM."
 }
 
 # ---------------------------------------------------------------- scenario 3: tunnel

@@ -227,12 +227,16 @@ pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<B
             _ => Ok(()),
         }
     })?;
+    // Re-raises a memory error the sandbox's library wrappers caught (see `rethrow`).
+    let oom = lua.create_function(|_, ()| {
+        Err::<(), _>(mlua::Error::MemoryError("not enough memory".into()))
+    })?;
     let caller = Caller::new(&lua, &budget)?;
     budget.arm();
     lua.load(GUARD_PRELUDE)
         .set_name("=sandbox")
         .set_mode(ChunkMode::Text)
-        .call::<()>((guard, rep_check, charge, caller.flags()))?;
+        .call::<()>((guard, rep_check, charge, caller.flags(), oom))?;
 
     lua.set_memory_limit(limits.memory_bytes)?;
     Ok((lua, budget, caller))

@@ -29,14 +29,20 @@ pub(crate) struct Vm {
 }
 
 impl Vm {
-    /// Marks the start of an operation on an async worker: Lua may run inline for one slice.
-    pub(crate) fn enter_worker(&self) {
+    /// Marks the start of an operation on an async worker: Lua may run inline for one slice,
+    /// until the returned guard drops (also when the operation panics).
+    pub(crate) fn on_worker(&self) -> WorkerSlice<'_> {
         self.budget.start_slice(SLICE);
+        WorkerSlice(&self.budget)
     }
+}
 
-    /// Marks the end of the operation started by `enter_worker`.
-    pub(crate) fn leave_worker(&self) {
-        self.budget.end_slice();
+/// An operation's time on an async worker; dropping it ends the slice.
+pub(crate) struct WorkerSlice<'a>(&'a Budget);
+
+impl Drop for WorkerSlice<'_> {
+    fn drop(&mut self) {
+        self.0.end_slice();
     }
 }
 

@@ -240,9 +240,10 @@ impl Things {
                 Ok(vm) if offload::inline_allowed() => {
                     // Counted under the VM lock: only this operation can move the count.
                     let before = thing.offloaded.load(Ordering::Relaxed);
-                    vm.enter_worker();
-                    let result = op(thing, &vm);
-                    vm.leave_worker();
+                    let result = {
+                        let _slice = vm.on_worker();
+                        op(thing, &vm)
+                    };
                     (result, thing.offloaded.load(Ordering::Relaxed) > before)
                 }
                 Ok(vm) => {

@@ -515,6 +515,10 @@ services.Bomb = function()
     while true do t[#t + 1] = string.rep("y", 1024) .. #t end
 end
 services.Concat = function() local s = "x" while true do s = s .. s end end
+services.Joined = function()
+    local s = string.rep("z", 4 * 1024 * 1024)
+    return 200, #table.concat({ s, s, s, s, s, s, s, s })
+end
 services.Recurse = function()
     local function f(n) return f(n + 1) + 1 end
     return 200, f(1)
@@ -564,7 +568,7 @@ async fn stop_runaways() {
         assert!(start.elapsed() < Duration::from_secs(20), "{service}");
         assert_still_ok(&things, service).await;
     }
-    for service in ["Rep", "Bomb", "Concat"] {
+    for service in ["Rep", "Bomb", "Concat", "Joined"] {
         let err = call(&things, service, json!({})).await.unwrap_err();
         assert!(
             matches!(err, ThingError::MemoryLimit { .. }),
@@ -905,4 +909,25 @@ fn limits_serialize_round_trip() {
     );
     assert_eq!(serde_json::from_value::<LuaLimits>(v).unwrap(), l);
     assert!(serde_json::from_value::<LuaLimits>(json!({"deadline": 5})).is_err());
+}
+
+/// The sandbox wraps the libraries (see sandbox.lua); their errors must still read as plain
+/// Lua's: the script's line and the function's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn library_errors_name_the_function_and_the_script_line() {
+    let script = "services.Upper = function() return 200, string.upper(nil) end\n\
+                  services.Format = function() return 200, ('x'):format() .. string.format('%y', 1) end\n\
+                  services.Sort = function() table.sort({ 2, 1 }, function(a, b) error('cmp') end) end\n";
+    let things = load("lib.lua", script);
+    for (service, want) in [
+        (
+            "Upper",
+            "lib.lua:1: bad argument #1 to 'upper' (string expected, got nil)",
+        ),
+        ("Format", "lib.lua:2: invalid conversion '%y' to 'format'"),
+        ("Sort", "lib.lua:3: cmp"),
+    ] {
+        let err = call(&things, service, json!({})).await.unwrap_err();
+        assert!(err.to_string().ends_with(want), "{service}: {err}");
+    }
 }

@@ -40,6 +40,17 @@ services.Keep = function(me, headers, query, data)
     end
     return 200, key .. "=" .. sum
 end
+services.LongInput = function(me, headers, query, data)
+    -- Built by concatenation, which the hook slices; each library call below is one C loop.
+    local s = "%u"
+    for _ = 1, 12 do s = s .. s end
+    local calls = {
+        date = function() return #os.date(s) > 0 end,
+        utf8 = function() return utf8.len(s) end,
+        unpack = function() return select('#', table.unpack({}, 1, 5000)) end,
+    }
+    return 200, calls[data.call]()
+end
 services.Pattern = function() return 200, (string.match("key=value", "^(%w+)=")) end
 services.Generator = function()
     local gen = coroutine.wrap(function() for i = 1, 10 do coroutine.yield(i) end end)
@@ -159,6 +170,20 @@ async fn pattern_matching_and_comparators_leave_the_worker() {
     let r = call_on_worker(&things, "Sorted", json!({})).await;
     assert_eq!(r.value, json!("321"));
     assert!(last_offloaded(&seen), "a sort comparator ran inline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn library_calls_on_long_inputs_leave_the_worker() {
+    let (things, seen) = observed();
+    for (call, want) in [
+        ("date", json!(true)),
+        ("utf8", json!(8192)),
+        ("unpack", json!(5000)),
+    ] {
+        let r = call_on_worker(&things, "LongInput", json!({ "call": call })).await;
+        assert_eq!(r.value, want, "{call}");
+        assert!(last_offloaded(&seen), "{call} on a long input ran inline");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

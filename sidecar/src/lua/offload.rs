@@ -19,6 +19,10 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 /// guidance for time between `.await`s is 10–100 µs.
 pub(crate) const SLICE: Duration = Duration::from_micros(100);
 
+/// Memory in use above which a VM's calls run off the worker: C loops that are linear in
+/// their inputs (`upper`, `utf8.len`, `concat`...) stay within a few milliseconds below it.
+pub(crate) const INLINE_MEMORY: usize = 4 << 20;
+
 /// Whether the current thread may run Lua inline: only a multi-thread runtime can move a
 /// worker's tasks away (`block_in_place`); elsewhere calls go to the blocking pool.
 pub(crate) fn inline_allowed() -> bool {
@@ -62,7 +66,8 @@ impl Caller {
 
     /// Calls `f(args)` on the call thread. On a worker (an active slice in `budget`) the call
     /// starts inline and finishes under `block_in_place` if it yields; the slice is left
-    /// expired, so later calls of the same operation move off the worker at once.
+    /// expired, so later calls of the same operation move off the worker at once. A VM holding
+    /// more than [`INLINE_MEMORY`] could hand it to a C loop at once: its calls start off it.
     pub(crate) fn call(
         &self,
         lua: &Lua,
@@ -70,25 +75,33 @@ impl Caller {
         f: Function,
         args: impl IntoLuaMulti,
     ) -> Outcome {
-        let inline = budget.on_worker();
-        let mut offloaded = false;
-        let mut step = self.prepare(lua, budget, inline).and_then(|()| {
-            let mut args = args.into_lua_multi(lua)?;
-            args.push_front(Value::Function(f));
-            resume(lua, &self.thread.borrow(), args, true)
-        });
+        let on_worker = budget.on_worker();
+        let start_off = on_worker && lua.used_memory() > INLINE_MEMORY;
+        let mut offloaded = start_off;
+        let mut step = self
+            .prepare(lua, budget, on_worker && !start_off)
+            .and_then(|()| {
+                let mut args = args.into_lua_multi(lua)?;
+                args.push_front(Value::Function(f));
+                let slice = start_off.then(|| budget.end_slice());
+                let step = off_worker(start_off, || resume(lua, &self.thread.borrow(), args, true));
+                if let Some(slice) = slice {
+                    budget.restore_slice(slice);
+                }
+                step
+            });
         while let Ok(Step::Yielded) = step {
             // Only the hook and the sandbox's `offload` yield this thread.
             offloaded = true;
             let slice = budget.end_slice();
             step = self.flags.raw_set("inline", false).and_then(|()| {
-                off_worker(inline, || {
+                off_worker(on_worker, || {
                     resume(lua, &self.thread.borrow(), MultiValue::new(), false)
                 })
             });
             budget.restore_slice(slice);
         }
-        if inline {
+        if on_worker {
             let _ = self.flags.raw_set("inline", false);
         }
         let result = match step {
@@ -140,6 +153,7 @@ fn resume(lua: &Lua, thread: &Thread, args: MultiValue, first: bool) -> mlua::Re
     let co = thread.state();
     let mut status = ffi::LUA_OK;
     let mut overflow = false;
+    let mut position = None;
     // SAFETY: `co` is a live thread of this VM. Inside `exec_raw` the closure sees only
     // `args` on the stack of `state`; nothing below raises a Lua error (lua_checkstack,
     // lua_xmove and lua_resume report failures by return value), so no longjmp crosses it.
@@ -165,7 +179,10 @@ fn resume(lua: &Lua, thread: &Thread, args: MultiValue, first: bool) -> mlua::Re
                 // touched, so a frame suspended by the hook keeps its registers.
                 ffi::LUA_YIELD => ffi::lua_pop(co, nres),
                 // The error object; the dead thread is replaced before the next call.
-                _ => ffi::lua_xmove(co, state, 1),
+                _ => {
+                    position = script_position(co);
+                    ffi::lua_xmove(co, state, 1);
+                }
             }
         })?
     };
@@ -175,14 +192,48 @@ fn resume(lua: &Lua, thread: &Thread, args: MultiValue, first: bool) -> mlua::Re
     match status {
         ffi::LUA_OK => Ok(Step::Finished(values)),
         ffi::LUA_YIELD => Ok(Step::Yielded),
-        _ => Err(into_error(status, values.into_iter().next())),
+        _ => Err(into_error(status, values.into_iter().next(), position)),
     }
 }
 
-/// The error a failed resume left, as mlua would report it.
-fn into_error(status: c_int, value: Option<Value>) -> mlua::Error {
+/// Where the script was when its call failed: the innermost Lua frame not of the sandbox's
+/// prelude (`short_src:line:`). Lua leaves a failed thread's frames in place for this.
+///
+/// # Safety
+/// `co` must be a live thread of the VM whose resume just failed.
+unsafe fn script_position(co: *mut ffi::lua_State) -> Option<String> {
+    // SAFETY: lua_getstack and lua_getinfo("Sl") only read the thread's frames and allocate
+    // nothing, so they cannot raise; `ar` is plain data Lua fills in.
+    unsafe {
+        let mut ar: ffi::lua_Debug = std::mem::zeroed();
+        let mut level = 0;
+        while ffi::lua_getstack(co, level, &mut ar) != 0 {
+            level += 1;
+            if ffi::lua_getinfo(co, c"Sl".as_ptr(), &mut ar) == 0 || ar.currentline <= 0 {
+                continue;
+            }
+            let source = std::ffi::CStr::from_ptr(ar.source).to_string_lossy();
+            if source != "=sandbox" {
+                let src = std::ffi::CStr::from_ptr(ar.short_src.as_ptr()).to_string_lossy();
+                return Some(format!("{src}:{}:", ar.currentline));
+            }
+        }
+        None
+    }
+}
+
+/// The error a failed resume left, as mlua would report it. An error raised inside the
+/// sandbox's prelude (a library function's argument check, called by a wrapper) is placed at
+/// the script's line instead, as plain Lua would place it.
+fn into_error(status: c_int, value: Option<Value>, position: Option<String>) -> mlua::Error {
     let describe = |v: Option<Value>| match v {
-        Some(Value::String(s)) => s.to_string_lossy(),
+        Some(Value::String(s)) => {
+            let text = s.to_string_lossy();
+            match (position.as_deref(), prelude_message(&text)) {
+                (Some(at), Some(rest)) => format!("{at} {rest}"),
+                _ => text,
+            }
+        }
         Some(other) => format!("(error object is a {} value)", other.type_name()),
         None => "(no error object)".to_owned(),
     };
@@ -191,6 +242,13 @@ fn into_error(status: c_int, value: Option<Value>) -> mlua::Error {
         (_, Some(Value::Error(e))) => *e,
         (_, v) => mlua::Error::RuntimeError(describe(v)),
     }
+}
+
+/// The message of an error positioned in the prelude (`sandbox:LINE: message`).
+fn prelude_message(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix("sandbox:")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    rest[digits..].strip_prefix(": ").filter(|_| digits > 0)
 }
 
 /// Runs `f` where blocking is fine: under `block_in_place` when called on a worker.

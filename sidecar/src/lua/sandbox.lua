@@ -1,17 +1,14 @@
 -- The sandbox prelude, run once per VM before any script: see GUARD_PRELUDE in sandbox.rs.
-local guard, rep_check, charge, flags, oom = ...
+local guard, rep_check, charge, flags = ...
 local raw_pcall, raw_xpcall, raw_setmetatable = pcall, xpcall, setmetatable
 local raw_create, raw_resume, raw_close = coroutine.create, coroutine.resume, coroutine.close
 local raw_yield, raw_running, raw_isyieldable = coroutine.yield, coroutine.running, coroutine.isyieldable
 local error, type, select, rawget, rawlen, tonumber = error, type, select, rawget, rawlen, tonumber
 local raw_getmetatable = getmetatable
-local LIBRARIES = { string, table, utf8, math, os }
 
--- The library functions as opened, so those not wrapped below are found at the end.
-local untouched = {}
-for _, lib in ipairs(LIBRARIES) do
-    for _, f in pairs(lib) do untouched[f] = true end
-end
+-- Strings share one metatable. A script changing it (a looping `__tostring`, say) would run
+-- Lua called from C where nothing below expects it, so scripts see none, as for userdata.
+raw_getmetatable("").__metatable = false
 
 -- Moving off the async worker: `offload()` yields the call's own Lua thread (only while the
 -- call runs inline on a worker) and Rust resumes it off the worker.
@@ -19,32 +16,9 @@ local function offload()
     if flags.inline and raw_running() == flags.outer and raw_isyieldable() then raw_yield() end
 end
 
--- Library functions are called through `call`, so their errors read as if the script had
--- called them directly: C errors raised under the wrapper would name the wrapper's local
--- ('f') and this file's line. The error keeps its object (not a string: rethrown as is), or
--- its kind (out of memory: `oom` raises a memory error again).
-local raw_match, raw_sub, raw_gsub = string.match, string.sub, string.gsub
-local function rethrow(name, err)
-    if type(err) ~= "string" then error(err, 0) end
-    if err == "not enough memory" then oom() end
-    local own = raw_match(err, "^sandbox:%d+: (.*)$")
-    if own then err = own elseif raw_match(err, "^[^\n]-:%d+: ") then error(err, 0) end
-    -- Raised by the C function itself: name it, and place it at the script's call (level 3:
-    -- rethrow, then `finish`, which replaced `call` and the wrapper by tail calls).
-    local arg = raw_match(err, "^bad argument #%d+ to ")
-    if arg then err = arg .. "'" .. name .. "'" .. raw_gsub(raw_sub(err, #arg + 1), "^'[^']*'", "", 1) end
-    error(err, 3)
-end
-local function finish(name, ok, ...)
-    if ok then return ... end
-    rethrow(name, (...))
-end
-local function call(name, f, ...) return finish(name, raw_pcall(f, ...)) end
-
-local function offloading(name, f) return function(...) offload() return call(name, f, ...) end end
-
--- What C cannot bound or slice: Lua called back from C (metamethods on tables and userdata),
--- and long inputs.
+-- What the hook cannot slice: Lua called back from C (metamethods of tables and userdata),
+-- and long inputs to C loops that are more than linear (patterns, formats, ranges). Linear
+-- loops over strings are bounded by the VM's memory, which Rust watches (see `offload.rs`).
 local LONG = 4096
 local function heavy(x)
     local t = type(x)
@@ -54,64 +28,102 @@ local function heavy(x)
 end
 local function any_heavy(...)
     local n = select("#", ...)
-    if n > 256 then return true end
+    if n > 16 then return true end
     for i = 1, n do
         if heavy((select(i, ...))) then return true end
     end
     return false
 end
-local function offloading_if_heavy(name, f)
-    return function(...)
-        if any_heavy(...) then offload() end
-        return call(name, f, ...)
-    end
-end
+
+-- Each wrapper tail-calls the library function through a local of the same name, so its
+-- argument errors name it as plain Lua's do ("bad argument #1 to 'find'"); Rust moves the
+-- position of errors raised here to the script's line (`offload::script_position`).
+local find, match, gsub, gmatch = string.find, string.match, string.gsub, string.gmatch
+local format = string.format
 
 -- A pattern without magic characters (or a plain find) is a linear search; others backtrack,
 -- which can take exponential time even on short subjects.
-local raw_find, MAGIC = string.find, "[%^%$%*%+%?%.%(%)%[%]%%%-]"
+local MAGIC = "[%^%$%*%+%?%.%(%)%[%]%%%-]"
 local function light_match(s, p, plain)
     if type(s) ~= "string" or #s > LONG or type(p) ~= "string" or #p > LONG then return false end
-    return plain or not raw_find(p, MAGIC)
+    return plain or not find(p, MAGIC)
 end
-local find, match, gsub, gmatch = string.find, string.match, string.gsub, string.gmatch
 string.find = function(s, p, init, plain)
     if not light_match(s, p, plain) then offload() end
-    return call("find", find, s, p, init, plain)
+    return find(s, p, init, plain)
 end
 string.match = function(s, p, ...)
     if not light_match(s, p) then offload() end
-    return call("match", match, s, p, ...)
+    return match(s, p, ...)
 end
 string.gsub = function(s, p, repl, ...)
     -- A function or table replacement is Lua called back from C.
     if type(repl) ~= "string" or not light_match(s, p) then offload() end
-    return call("gsub", gsub, s, p, repl, ...)
-end
-local function sliced_gmatch(...)
-    local next_match = gmatch(...)
-    return function() offload() return next_match() end
+    return gsub(s, p, repl, ...)
 end
 string.gmatch = function(s, p, ...)
-    return call("gmatch", light_match(s, p) and gmatch or sliced_gmatch, s, p, ...)
+    if light_match(s, p) then return gmatch(s, p, ...) end
+    local next_match = gmatch(s, p, ...)
+    return function() offload() return next_match() end
 end
--- `unpack` and `concat` loop over a range they are given, whatever the table's length.
+string.format = function(...)
+    -- `%s` calls `__tostring`; widths are bounded, long strings are copied.
+    if any_heavy(...) then offload() end
+    return format(...)
+end
+
+-- Table functions index through `__index`/`__newindex` from C; `unpack` and `concat` loop
+-- over the range they are given, whatever the table's length.
 local function span(t, i, j)
     local last = tonumber(j) or (type(t) == "table" and rawlen(t)) or 0
     return last - (tonumber(i) or 1)
 end
-local unpack, concat = table.unpack, table.concat
+local unpack, concat, insert, remove, sort = table.unpack, table.concat, table.insert, table.remove, table.sort
 table.unpack = function(t, i, j)
     if heavy(t) or span(t, i, j) > LONG then offload() end
-    return call("unpack", unpack, t, i, j)
+    return unpack(t, i, j)
 end
 table.concat = function(t, sep, i, j)
     if heavy(t) or heavy(sep) or span(t, i, j) > LONG then offload() end
-    return call("concat", concat, t, sep, i, j)
+    return concat(t, sep, i, j)
 end
-table.sort = offloading("sort", table.sort)
-tostring = offloading_if_heavy("tostring", tostring)
-tonumber = offloading_if_heavy("tonumber", tonumber)
+table.insert = function(...)
+    if any_heavy(...) then offload() end
+    return insert(...)
+end
+table.remove = function(...)
+    if any_heavy(...) then offload() end
+    return remove(...)
+end
+table.sort = function(...)
+    -- A comparator, or n log n comparisons: Lua called back from C either way.
+    offload()
+    return sort(...)
+end
+
+-- `__tostring`/`__name`, `__lt` and `__index` called from C; `os.date` expands each
+-- conversion of a format of any length.
+local tostring, min, max, date, time = tostring, math.min, math.max, os.date, os.time
+_ENV.tostring = function(...)
+    if any_heavy(...) then offload() end
+    return tostring(...)
+end
+math.min = function(...)
+    if any_heavy(...) then offload() end
+    return min(...)
+end
+math.max = function(...)
+    if any_heavy(...) then offload() end
+    return max(...)
+end
+os.date = function(...)
+    if any_heavy(...) then offload() end
+    return date(...)
+end
+os.time = function(...)
+    if any_heavy(...) then offload() end
+    return time(...)
+end
 
 -- `ipairs` in Lua: the VM's indexing honours `__index` where the hook can slice it.
 local function ipairs_next(t, i)
@@ -137,12 +149,12 @@ string.rep = function(s, n, sep)
     if s == "" and (sep == nil or sep == "") then charge(1, n) end
     local unit = (type(s) == "string" and #s or 24) + (type(sep) == "string" and #sep or 0)
     if unit * (tonumber(n) or 0) > LONG then offload() end
-    return call("rep", rep, s, n, sep)
+    return rep(s, n, sep)
 end
 table.move = function(a1, f, e, t, a2)
     charge(f, e)
     if heavy(a1) or heavy(a2) or (tonumber(e) or 0) - (tonumber(f) or 0) > LONG then offload() end
-    return call("move", move, a1, f, e, t, a2)
+    return move(a1, f, e, t, a2)
 end
 
 -- Lua runs finalizers with hooks disabled, so a looping __gc could never be stopped; Lua only
@@ -193,10 +205,3 @@ coroutine.running = function()
     return co, main or co == flags.outer
 end
 
--- Every other library function (`upper`, `os.date`, `utf8.len`, `math.max`...) runs in time
--- that grows with its inputs: off the worker when they are long.
-for _, lib in ipairs(LIBRARIES) do
-    for name, f in pairs(lib) do
-        if untouched[f] then lib[name] = offloading_if_heavy(name, f) end
-    end
-end

@@ -1,7 +1,7 @@
 //! The Lua sandbox: a VM with only safe libraries, an instruction/deadline budget enforced by a
 //! hook, a memory limit, and mapping of mlua errors to [`ThingError`]s.
 
-use super::offload::Caller;
+use super::offload::{Caller, INLINE_MEMORY};
 use super::{LuaLimits, ThingError};
 use mlua::{ChunkMode, HookTriggers, Lua, LuaOptions, StdLib, Value, Variadic, VmState};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -103,7 +103,8 @@ impl Budget {
     }
 
     /// Hook body: counts instructions and checks the clock. Once tripped it keeps failing, so
-    /// a script that catches the error cannot continue for long. Past the worker slice it asks
+    /// a script that catches the error cannot continue for long. Past the worker slice (or
+    /// with more than `INLINE_MEMORY` in use, which C loops could go through) it asks
     /// the call thread (never a script's coroutine, whose results a yield would change) to
     /// yield, which mlua does only where Lua allows one (elsewhere the call goes on).
     fn tick(&self, lua: &Lua) -> mlua::Result<VmState> {
@@ -115,7 +116,9 @@ impl Budget {
                 self.tripped.store(1, Ordering::Relaxed);
             } else if now > self.deadline_ns.load(Ordering::Relaxed) {
                 self.tripped.store(2, Ordering::Relaxed);
-            } else if now > self.slice_end_ns.load(Ordering::Relaxed)
+            } else if self.on_worker()
+                && (now > self.slice_end_ns.load(Ordering::Relaxed)
+                    || lua.used_memory() > INLINE_MEMORY)
                 && lua.current_thread().to_pointer() as usize == self.outer.load(Ordering::Relaxed)
             {
                 return Ok(VmState::Yield);
@@ -227,16 +230,12 @@ pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<B
             _ => Ok(()),
         }
     })?;
-    // Re-raises a memory error the sandbox's library wrappers caught (see `rethrow`).
-    let oom = lua.create_function(|_, ()| {
-        Err::<(), _>(mlua::Error::MemoryError("not enough memory".into()))
-    })?;
     let caller = Caller::new(&lua, &budget)?;
     budget.arm();
     lua.load(GUARD_PRELUDE)
         .set_name("=sandbox")
         .set_mode(ChunkMode::Text)
-        .call::<()>((guard, rep_check, charge, caller.flags(), oom))?;
+        .call::<()>((guard, rep_check, charge, caller.flags()))?;
 
     lua.set_memory_limit(limits.memory_bytes)?;
     Ok((lua, budget, caller))

@@ -917,7 +917,8 @@ fn limits_serialize_round_trip() {
 async fn library_errors_name_the_function_and_the_script_line() {
     let script = "services.Upper = function() return 200, string.upper(nil) end\n\
                   services.Format = function() return 200, ('x'):format() .. string.format('%y', 1) end\n\
-                  services.Sort = function() table.sort({ 2, 1 }, function(a, b) error('cmp') end) end\n";
+                  services.Sort = function() table.sort({ 2, 1 }, function(a, b) error('cmp') end) end\n\
+                  services.Find = function() local i = string.find(nil, 'x') return 200, i end\n";
     let things = load("lib.lua", script);
     for (service, want) in [
         (
@@ -926,6 +927,10 @@ async fn library_errors_name_the_function_and_the_script_line() {
         ),
         ("Format", "lib.lua:2: invalid conversion '%y' to 'format'"),
         ("Sort", "lib.lua:3: cmp"),
+        (
+            "Find",
+            "lib.lua:4: bad argument #1 to 'find' (string expected, got nil)",
+        ),
     ] {
         let err = call(&things, service, json!({})).await.unwrap_err();
         assert!(err.to_string().ends_with(want), "{service}: {err}");

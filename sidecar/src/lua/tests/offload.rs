@@ -41,16 +41,29 @@ services.Keep = function(me, headers, query, data)
     return 200, key .. "=" .. sum
 end
 services.LongInput = function(me, headers, query, data)
-    -- Built by concatenation, which the hook slices; each library call below is one C loop.
     local s = "%u"
     for _ = 1, 12 do s = s .. s end
     local calls = {
         date = function() return #os.date(s) > 0 end,
-        utf8 = function() return utf8.len(s) end,
         unpack = function() return select('#', table.unpack({}, 1, 5000)) end,
     }
     return 200, calls[data.call]()
 end
+services.Hold = function()
+    -- 8 MiB by doubling: a few instructions, then any C loop over it would be milliseconds.
+    local s = "%u"
+    for _ = 1, 22 do s = s .. s end
+    BIG = s
+    return 200, #BIG
+end
+services.Len = function() return 200, utf8.len(BIG) end
+services.Drop = function()
+    -- The sandbox's collectgarbage("collect") does nothing: allocating drives the collector.
+    BIG = nil
+    for _ = 1, 64 do local junk = string.rep("j", 1 << 20) end
+    return 200, collectgarbage("count") < 4096
+end
+services.StringMeta = function() return 200, tostring(getmetatable("")) end
 services.Pattern = function() return 200, (string.match("key=value", "^(%w+)=")) end
 services.Generator = function()
     local gen = coroutine.wrap(function() for i = 1, 10 do coroutine.yield(i) end end)
@@ -175,15 +188,33 @@ async fn pattern_matching_and_comparators_leave_the_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn library_calls_on_long_inputs_leave_the_worker() {
     let (things, seen) = observed();
-    for (call, want) in [
-        ("date", json!(true)),
-        ("utf8", json!(8192)),
-        ("unpack", json!(5000)),
-    ] {
+    for (call, want) in [("date", json!(true)), ("unpack", json!(5000))] {
         let r = call_on_worker(&things, "LongInput", json!({ "call": call })).await;
         assert_eq!(r.value, want, "{call}");
         assert!(last_offloaded(&seen), "{call} on a long input ran inline");
     }
+    // Scripts cannot reach the strings' metatable to make `tostring` run Lua from C.
+    let r = call_on_worker(&things, "StringMeta", json!({})).await;
+    assert_eq!(r.value, json!("false"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_vm_holding_big_values_runs_its_calls_off_the_worker() {
+    let (things, seen) = observed();
+    let r = call_on_worker(&things, "Hold", json!({})).await;
+    assert_eq!(r.value, json!(8 << 20));
+    // A short call, but its one C loop goes over 8 MiB.
+    let r = call_on_worker(&things, "Len", json!({})).await;
+    assert_eq!(r.value, json!(8 << 20));
+    assert!(last_offloaded(&seen), "a call over 8 MiB ran inline");
+    let r = call_on_worker(&things, "Drop", json!({})).await;
+    assert_eq!(r.value, json!(true), "8 MiB still in use");
+    let r = call_on_worker(&things, "Short", json!({})).await;
+    assert_eq!(r.value, json!(0));
+    assert!(
+        !last_offloaded(&seen),
+        "calls stayed off the worker once memory was freed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

@@ -7,15 +7,39 @@ use serde_json::Value as Json;
 /// Nesting bound: deep or cyclic tables become an error instead of a stack overflow.
 const MAX_DEPTH: usize = 64;
 
-/// Converts a Lua value to JSON; functions, userdata, threads and non-finite numbers are errors.
-pub(crate) fn lua_to_json(value: &Value) -> Result<Json, String> {
-    to_json(value, 0)
+/// Size bounds of one converted value. A table may hold the same subtable many times
+/// (`t = {t, t}` doubles per level), so the JSON can be exponentially bigger than the Lua
+/// value, which the memory limit does not see: values and string bytes are counted as copied.
+const MAX_VALUES: usize = 1_000_000;
+const MAX_STRING_BYTES: usize = 64 << 20;
+
+/// What a conversion has copied so far, against `MAX_VALUES` and `MAX_STRING_BYTES`.
+#[derive(Default)]
+struct Copied {
+    values: usize,
+    string_bytes: usize,
 }
 
-fn to_json(value: &Value, depth: usize) -> Result<Json, String> {
+/// Converts a Lua value to JSON; functions, userdata, threads and non-finite numbers are errors.
+pub(crate) fn lua_to_json(value: &Value) -> Result<Json, String> {
+    to_json(value, 0, &mut Copied::default())
+}
+
+fn to_json(value: &Value, depth: usize, copied: &mut Copied) -> Result<Json, String> {
     if depth > MAX_DEPTH {
         return Err(format!(
             "value nested deeper than {MAX_DEPTH} levels (or cyclic)"
+        ));
+    }
+    copied.values += 1;
+    if let Value::String(s) = value {
+        copied.string_bytes += s.as_bytes().len();
+    }
+    if copied.values > MAX_VALUES || copied.string_bytes > MAX_STRING_BYTES {
+        return Err(format!(
+            "value too large for JSON: over {MAX_VALUES} values or {} MiB of strings \
+             (a table held several times is counted each time)",
+            MAX_STRING_BYTES >> 20
         ));
     }
     match value {
@@ -26,7 +50,7 @@ fn to_json(value: &Value, depth: usize) -> Result<Json, String> {
             .map(Json::Number)
             .ok_or_else(|| format!("the number {f} cannot be represented in JSON")),
         Value::String(s) => Ok(Json::String(s.to_string_lossy())),
-        Value::Table(t) => table_to_json(t, depth),
+        Value::Table(t) => table_to_json(t, depth, copied),
         v if *v == Value::NULL => Ok(Json::Null),
         other => Err(format!(
             "a {} cannot be converted to JSON",
@@ -35,7 +59,7 @@ fn to_json(value: &Value, depth: usize) -> Result<Json, String> {
     }
 }
 
-fn table_to_json(table: &mlua::Table, depth: usize) -> Result<Json, String> {
+fn table_to_json(table: &mlua::Table, depth: usize, copied: &mut Copied) -> Result<Json, String> {
     let mut entries = Vec::new();
     for pair in table.pairs::<Value, Value>() {
         entries.push(pair.map_err(|e| e.to_string())?);
@@ -46,7 +70,7 @@ fn table_to_json(table: &mlua::Table, depth: usize) -> Result<Json, String> {
         let mut items = Vec::with_capacity(len);
         for i in 1..=len {
             let v: Value = table.raw_get(i).map_err(|e| e.to_string())?;
-            items.push(to_json(&v, depth + 1)?);
+            items.push(to_json(&v, depth + 1, copied)?);
         }
         return Ok(Json::Array(items));
     }
@@ -64,7 +88,7 @@ fn table_to_json(table: &mlua::Table, depth: usize) -> Result<Json, String> {
                 ))
             }
         };
-        map.insert(key, to_json(&v, depth + 1)?);
+        map.insert(key, to_json(&v, depth + 1, copied)?);
     }
     Ok(Json::Object(map))
 }

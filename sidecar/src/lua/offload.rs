@@ -10,7 +10,7 @@
 use super::sandbox::Budget;
 use mlua::ffi;
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Thread, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::raw::c_int;
 use std::time::Duration;
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -23,6 +23,9 @@ pub(crate) const SLICE: Duration = Duration::from_micros(100);
 /// their inputs (`upper`, `utf8.len`, `concat`...) stay within a few milliseconds below it.
 pub(crate) const INLINE_MEMORY: usize = 4 << 20;
 
+/// Calls over [`INLINE_MEMORY`] between two full collections when memory is not growing.
+const COLLECT_EVERY: u32 = 64;
+
 /// Whether the current thread may run Lua inline: only a multi-thread runtime can move a
 /// worker's tasks away (`block_in_place`); elsewhere calls go to the blocking pool.
 pub(crate) fn inline_allowed() -> bool {
@@ -34,6 +37,9 @@ pub(crate) fn inline_allowed() -> bool {
 pub(crate) struct Caller {
     thread: RefCell<Thread>,
     flags: Table,
+    /// Memory in use after the last full collection by `over_inline_memory`, and calls over
+    /// the bound since.
+    collected: Cell<(usize, u32)>,
 }
 
 /// How a call ended: its values or error, and whether it left the worker.
@@ -54,6 +60,7 @@ impl Caller {
         let caller = Caller {
             thread: RefCell::new(new_thread(lua)?),
             flags: lua.create_table()?,
+            collected: Cell::new((0, 0)),
         };
         caller.adopt(budget)?;
         Ok(caller)
@@ -76,7 +83,7 @@ impl Caller {
         args: impl IntoLuaMulti,
     ) -> Outcome {
         let on_worker = budget.on_worker();
-        let start_off = on_worker && lua.used_memory() > INLINE_MEMORY;
+        let start_off = on_worker && self.over_inline_memory(lua);
         let mut offloaded = start_off;
         let mut step = self
             .prepare(lua, budget, on_worker && !start_off)
@@ -110,6 +117,26 @@ impl Caller {
             Err(e) => Err(e),
         };
         Outcome { result, offloaded }
+    }
+
+    /// Whether the VM holds more than [`INLINE_MEMORY`]. Garbage alone can keep it there after
+    /// one big request (the sandbox's `collectgarbage` does nothing, small calls barely drive
+    /// the collector), so it first collects, off the worker: when memory has doubled since
+    /// the last collection, else once per [`COLLECT_EVERY`] calls over the bound.
+    fn over_inline_memory(&self, lua: &Lua) -> bool {
+        let used = lua.used_memory();
+        if used <= INLINE_MEMORY {
+            return false;
+        }
+        let (at, calls) = self.collected.get();
+        if used / 2 > at || calls >= COLLECT_EVERY {
+            // A collection error can only come from a finalizer, which the sandbox refuses.
+            let _ = tokio::task::block_in_place(|| lua.gc_collect());
+            self.collected.set((lua.used_memory(), 0));
+        } else {
+            self.collected.set((at, calls + 1));
+        }
+        lua.used_memory() > INLINE_MEMORY
     }
 
     /// Makes sure the call thread is idle and clean, replacing it if a call failed on it:

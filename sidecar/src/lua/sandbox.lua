@@ -8,7 +8,8 @@ local raw_getmetatable = getmetatable
 
 -- Strings share one metatable. A script changing it (a looping `__tostring`, say) would run
 -- Lua called from C where nothing below expects it, so scripts see none, as for userdata.
-raw_getmetatable("").__metatable = false
+local string_mt = raw_getmetatable("")
+string_mt.__metatable = false
 
 -- Moving off the async worker: `offload()` yields the call's own Lua thread (only while the
 -- call runs inline on a worker) and Rust resumes it off the worker.
@@ -41,11 +42,11 @@ end
 local find, match, gsub, gmatch = string.find, string.match, string.gsub, string.gmatch
 local format = string.format
 
--- A pattern without magic characters (or a plain find) is a linear search; others backtrack,
--- which can take exponential time even on short subjects.
-local MAGIC = "[%^%$%*%+%?%.%(%)%[%]%%%-]"
+-- Patterns with magic characters backtrack, which can take exponential time even on short
+-- subjects; without them (or plain) matching costs subject × pattern length, so both stay short.
+local MAGIC, SHORT = "[%^%$%*%+%?%.%(%)%[%]%%%-]", 64
 local function light_match(s, p, plain)
-    if type(s) ~= "string" or #s > LONG or type(p) ~= "string" or #p > LONG then return false end
+    if type(s) ~= "string" or #s > LONG or type(p) ~= "string" or #p > SHORT then return false end
     return plain or not find(p, MAGIC)
 end
 string.find = function(s, p, init, plain)
@@ -123,6 +124,95 @@ end
 os.time = function(...)
     if any_heavy(...) then offload() end
     return time(...)
+end
+
+-- C loops linear in a string argument: off the worker when it is long. Each wrapper
+-- tail-calls through a local named like the function, which argument errors then name.
+local function long(s) return type(s) == "string" and #s > LONG end
+do
+    local upper = string.upper
+    string.upper = function(s, ...)
+        if long(s) then offload() end
+        return upper(s, ...)
+    end
+end
+do
+    local lower = string.lower
+    string.lower = function(s, ...)
+        if long(s) then offload() end
+        return lower(s, ...)
+    end
+end
+do
+    local reverse = string.reverse
+    string.reverse = function(s, ...)
+        if long(s) then offload() end
+        return reverse(s, ...)
+    end
+end
+do
+    local byte = string.byte
+    string.byte = function(s, ...)
+        if long(s) then offload() end
+        return byte(s, ...)
+    end
+end
+do
+    local sub = string.sub
+    string.sub = function(s, ...)
+        if long(s) then offload() end
+        return sub(s, ...)
+    end
+end
+do
+    local len = utf8.len
+    utf8.len = function(s, ...)
+        if long(s) then offload() end
+        return len(s, ...)
+    end
+end
+do
+    local codepoint = utf8.codepoint
+    utf8.codepoint = function(s, ...)
+        if long(s) then offload() end
+        return codepoint(s, ...)
+    end
+end
+do
+    local offset = utf8.offset
+    utf8.offset = function(s, ...)
+        if long(s) then offload() end
+        return offset(s, ...)
+    end
+end
+do
+    local unpack, pack = string.unpack, string.pack
+    string.unpack = function(fmt, s, ...)
+        if long(fmt) or long(s) then offload() end
+        return unpack(fmt, s, ...)
+    end
+    string.pack = function(fmt, ...)
+        -- Counts in the format ("c100000") size the output, whatever the arguments.
+        if type(fmt) ~= "string" or #fmt > SHORT or find(fmt, "%d%d%d%d") then offload() end
+        return pack(fmt, ...)
+    end
+end
+_ENV.tonumber = function(s, ...)
+    if long(s) then offload() end
+    return tonumber(s, ...)
+end
+
+-- Strings do arithmetic through metamethods in C, which call the other operand's metamethod
+-- from C (`"1" + t`): off the worker when that operand may have one.
+do
+    for _, event in ipairs({ "__add", "__sub", "__mul", "__div", "__mod", "__pow", "__unm", "__idiv" }) do
+        local f = string_mt[event]
+        string_mt[event] = function(a, b)
+            local ta, tb = type(a), type(b)
+            if ta == "table" or ta == "userdata" or tb == "table" or tb == "userdata" then offload() end
+            return f(a, b)
+        end
+    end
 end
 
 -- `ipairs` in Lua: the VM's indexing honours `__index` where the hook can slice it.

@@ -936,3 +936,24 @@ async fn library_errors_name_the_function_and_the_script_line() {
         assert!(err.to_string().ends_with(want), "{service}: {err}");
     }
 }
+
+/// A table holding one subtable twice per level is tiny in Lua and exponential as JSON: the
+/// conversion stops at its size bounds instead of running for hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn results_too_large_for_json_fail_promptly() {
+    let things = load(
+        "shared.lua",
+        "services.Shared = function() local t = {} for _ = 1, 40 do t = { t, t } end return 200, t end\n\
+         services.Ok = function() return 200, 'ok' end\n",
+    );
+    let started = Instant::now();
+    let err = call(&things, "Shared", json!({})).await.unwrap_err();
+    assert!(err.to_string().contains("too large for JSON"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = call(&things, "Ok", json!({})).await.unwrap();
+    assert_eq!(r.value, json!("ok"));
+}

@@ -10,19 +10,36 @@ const MAX_DEPTH: usize = 64;
 /// Size bounds of one converted value. A table may hold the same subtable many times
 /// (`t = {t, t}` doubles per level), so the JSON can be exponentially bigger than the Lua
 /// value, which the memory limit does not see: values and string bytes are counted as copied.
-const MAX_VALUES: usize = 1_000_000;
-const MAX_STRING_BYTES: usize = 64 << 20;
+/// A value without shared parts stays far below them within the default 32 MiB limit (an
+/// array slot takes 16 bytes: about 2,000,000 values).
+const MAX_VALUES: usize = 8_000_000;
+const MAX_STRING_BYTES: usize = 256 << 20;
 
-/// What a conversion has copied so far, against `MAX_VALUES` and `MAX_STRING_BYTES`.
-#[derive(Default)]
+/// What a conversion has copied so far, and its bounds.
 struct Copied {
     values: usize,
     string_bytes: usize,
+    max_values: usize,
+    max_string_bytes: usize,
 }
 
 /// Converts a Lua value to JSON; functions, userdata, threads and non-finite numbers are errors.
 pub(crate) fn lua_to_json(value: &Value) -> Result<Json, String> {
-    to_json(value, 0, &mut Copied::default())
+    to_json_within(value, MAX_VALUES, MAX_STRING_BYTES)
+}
+
+fn to_json_within(
+    value: &Value,
+    max_values: usize,
+    max_string_bytes: usize,
+) -> Result<Json, String> {
+    let mut copied = Copied {
+        values: 0,
+        string_bytes: 0,
+        max_values,
+        max_string_bytes,
+    };
+    to_json(value, 0, &mut copied)
 }
 
 fn to_json(value: &Value, depth: usize, copied: &mut Copied) -> Result<Json, String> {
@@ -35,11 +52,12 @@ fn to_json(value: &Value, depth: usize, copied: &mut Copied) -> Result<Json, Str
     if let Value::String(s) = value {
         copied.string_bytes += s.as_bytes().len();
     }
-    if copied.values > MAX_VALUES || copied.string_bytes > MAX_STRING_BYTES {
+    if copied.values > copied.max_values || copied.string_bytes > copied.max_string_bytes {
         return Err(format!(
-            "value too large for JSON: over {MAX_VALUES} values or {} MiB of strings \
+            "value too large for JSON: over {} values or {} MiB of strings \
              (a table held several times is counted each time)",
-            MAX_STRING_BYTES >> 20
+            copied.max_values,
+            copied.max_string_bytes >> 20
         ));
     }
     match value {
@@ -136,4 +154,29 @@ pub(crate) fn pairs_to_lua(lua: &Lua, pairs: &[(String, String)]) -> mlua::Resul
         t.raw_set(k.as_str(), v.as_str())?;
     }
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlua::Lua;
+
+    /// `t = {t, t}` per level: 2^40 values as JSON from a few hundred bytes of Lua.
+    #[test]
+    fn shared_subtables_are_counted_each_time_they_are_copied() {
+        let lua = Lua::new();
+        let shared: Value = lua
+            .load("local t = {} for _ = 1, 40 do t = { t, t } end return t")
+            .eval()
+            .expect("script runs");
+        let err = to_json_within(&shared, 10_000, 1 << 20).unwrap_err();
+        assert!(err.contains("over 10000 values"), "{err}");
+        // Below the bounds, the same kind of value converts.
+        let small: Value = lua
+            .load("local t = {} for _ = 1, 3 do t = { t, t } end return t")
+            .eval()
+            .expect("script runs");
+        let json = to_json_within(&small, 10_000, 1 << 20).expect("converts");
+        assert_eq!(json.to_string(), "[[[{},{}],[{},{}]],[[{},{}],[{},{}]]]");
+    }
 }

@@ -131,75 +131,77 @@ end
 local function long(s) return type(s) == "string" and #s > LONG end
 do
     local upper = string.upper
-    string.upper = function(s, ...)
-        if long(s) then offload() end
-        return upper(s, ...)
+    string.upper = function(...)
+        if long((...)) then offload() end
+        return upper(...)
     end
 end
 do
     local lower = string.lower
-    string.lower = function(s, ...)
-        if long(s) then offload() end
-        return lower(s, ...)
+    string.lower = function(...)
+        if long((...)) then offload() end
+        return lower(...)
     end
 end
 do
     local reverse = string.reverse
-    string.reverse = function(s, ...)
-        if long(s) then offload() end
-        return reverse(s, ...)
+    string.reverse = function(...)
+        if long((...)) then offload() end
+        return reverse(...)
     end
 end
 do
     local byte = string.byte
-    string.byte = function(s, ...)
-        if long(s) then offload() end
-        return byte(s, ...)
+    string.byte = function(...)
+        if long((...)) then offload() end
+        return byte(...)
     end
 end
 do
     local sub = string.sub
-    string.sub = function(s, ...)
-        if long(s) then offload() end
-        return sub(s, ...)
+    string.sub = function(...)
+        if long((...)) then offload() end
+        return sub(...)
     end
 end
 do
     local len = utf8.len
-    utf8.len = function(s, ...)
-        if long(s) then offload() end
-        return len(s, ...)
+    utf8.len = function(...)
+        if long((...)) then offload() end
+        return len(...)
     end
 end
 do
     local codepoint = utf8.codepoint
-    utf8.codepoint = function(s, ...)
-        if long(s) then offload() end
-        return codepoint(s, ...)
+    utf8.codepoint = function(...)
+        if long((...)) then offload() end
+        return codepoint(...)
     end
 end
 do
     local offset = utf8.offset
-    utf8.offset = function(s, ...)
-        if long(s) then offload() end
-        return offset(s, ...)
+    utf8.offset = function(...)
+        if long((...)) then offload() end
+        return offset(...)
     end
 end
 do
     local unpack, pack = string.unpack, string.pack
-    string.unpack = function(fmt, s, ...)
+    string.unpack = function(...)
+        local fmt, s = ...
         if long(fmt) or long(s) then offload() end
-        return unpack(fmt, s, ...)
+        return unpack(...)
     end
-    string.pack = function(fmt, ...)
+    string.pack = function(...)
         -- Counts in the format ("c100000") size the output, whatever the arguments.
+        local fmt = ...
         if type(fmt) ~= "string" or #fmt > SHORT or find(fmt, "%d%d%d%d") then offload() end
-        return pack(fmt, ...)
+        return pack(...)
     end
 end
-_ENV.tonumber = function(s, ...)
-    if long(s) then offload() end
-    return tonumber(s, ...)
+_ENV.tonumber = function(...)
+    if long((...)) then offload() end
+    return tonumber(...)
 end
 
 -- Strings do arithmetic through metamethods in C, which call the other operand's metamethod

@@ -40,12 +40,8 @@ pub(crate) struct Caller {
     /// Memory in use after the last full collection by `over_inline_memory`, and calls over
     /// the bound since.
     collected: Cell<(usize, u32)>,
-}
-
-/// How a call ended: its values or error, and whether it left the worker.
-pub(crate) struct Outcome {
-    pub result: mlua::Result<MultiValue>,
-    pub offloaded: bool,
+    /// Whether a call left the worker since `take_moved` last read it.
+    moved: Cell<bool>,
 }
 
 /// One resume of the call thread.
@@ -61,6 +57,7 @@ impl Caller {
             thread: RefCell::new(new_thread(lua)?),
             flags: lua.create_table()?,
             collected: Cell::new((0, 0)),
+            moved: Cell::new(false),
         };
         caller.adopt(budget)?;
         Ok(caller)
@@ -81,42 +78,58 @@ impl Caller {
         budget: &Budget,
         f: Function,
         args: impl IntoLuaMulti,
-    ) -> Outcome {
+    ) -> mlua::Result<MultiValue> {
         let on_worker = budget.on_worker();
         let start_off = on_worker && self.over_inline_memory(lua);
-        let mut offloaded = start_off;
         let mut step = self
             .prepare(lua, budget, on_worker && !start_off)
             .and_then(|()| {
                 let mut args = args.into_lua_multi(lua)?;
                 args.push_front(Value::Function(f));
-                let slice = start_off.then(|| budget.end_slice());
-                let step = off_worker(start_off, || resume(lua, &self.thread.borrow(), args, true));
-                if let Some(slice) = slice {
-                    budget.restore_slice(slice);
+                if start_off {
+                    self.resume_off_worker(lua, budget, on_worker, args, true)
+                } else {
+                    resume(lua, &self.thread.borrow(), args, true)
                 }
-                step
             });
         while let Ok(Step::Yielded) = step {
             // Only the hook and the sandbox's `offload` yield this thread.
-            offloaded = true;
-            let slice = budget.end_slice();
-            step = self.flags.raw_set("inline", false).and_then(|()| {
-                off_worker(on_worker, || {
-                    resume(lua, &self.thread.borrow(), MultiValue::new(), false)
-                })
-            });
-            budget.restore_slice(slice);
+            step = self.resume_off_worker(lua, budget, on_worker, MultiValue::new(), false);
         }
         if on_worker {
             let _ = self.flags.raw_set("inline", false);
         }
-        let result = match step {
+        match step {
             Ok(Step::Finished(values)) => Ok(values),
             Ok(Step::Yielded) => unreachable!("the loop above resumes until the thread stops"),
             Err(e) => Err(e),
-        };
-        Outcome { result, offloaded }
+        }
+    }
+
+    /// Resumes the call thread with the slice ended, under `block_in_place` when on a worker,
+    /// and records that a call moved.
+    fn resume_off_worker(
+        &self,
+        lua: &Lua,
+        budget: &Budget,
+        on_worker: bool,
+        args: MultiValue,
+        first: bool,
+    ) -> mlua::Result<Step> {
+        self.moved.set(true);
+        let slice = budget.end_slice();
+        let step = self.flags.raw_set("inline", false).and_then(|()| {
+            off_worker(on_worker, || {
+                resume(lua, &self.thread.borrow(), args, first)
+            })
+        });
+        budget.restore_slice(slice);
+        step
+    }
+
+    /// Whether a call left the worker since the last `take_moved`; resets it.
+    pub(crate) fn take_moved(&self) -> bool {
+        self.moved.replace(false)
     }
 
     /// Whether the VM holds more than [`INLINE_MEMORY`]. Garbage alone can keep it there after

@@ -12,7 +12,6 @@ use super::{
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use serde_json::Value as Json;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
@@ -32,17 +31,30 @@ impl Vm {
     /// Marks the start of an operation on an async worker: Lua may run inline for one slice,
     /// until the returned guard drops (also when the operation panics).
     pub(crate) fn on_worker(&self) -> WorkerSlice<'_> {
+        self.caller.take_moved();
         self.budget.start_slice(SLICE);
-        WorkerSlice(&self.budget)
+        WorkerSlice(self)
+    }
+
+    /// Runs a script function on the VM's call thread (see `offload`).
+    fn call(&self, f: Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<MultiValue> {
+        self.caller.call(&self.lua, &self.budget, f, args)
     }
 }
 
 /// An operation's time on an async worker; dropping it ends the slice.
-pub(crate) struct WorkerSlice<'a>(&'a Budget);
+pub(crate) struct WorkerSlice<'a>(&'a Vm);
+
+impl WorkerSlice<'_> {
+    /// Whether a call of this operation outran its slice and finished off the worker.
+    pub(crate) fn offloaded(&self) -> bool {
+        self.0.caller.take_moved()
+    }
+}
 
 impl Drop for WorkerSlice<'_> {
     fn drop(&mut self) {
-        self.0.end_slice();
+        self.0.budget.end_slice();
     }
 }
 
@@ -86,8 +98,6 @@ pub(crate) struct Thing {
     pub has_tasks: bool,
     pub limits: LuaLimits,
     pub vm: Arc<tokio::sync::Mutex<Vm>>,
-    /// Calls that outlived their slice on an async worker and finished off it.
-    pub offloaded: AtomicU64,
     slots: Mutex<Vec<Slot>>,
 }
 
@@ -200,7 +210,6 @@ impl Thing {
                 tasks: inst.tasks,
                 me: inst.me,
             })),
-            offloaded: AtomicU64::new(0),
             slots: Mutex::new(slots),
         })
     }
@@ -395,7 +404,7 @@ impl Thing {
             let headers = pairs_to_lua(&vm.lua, headers)?;
             let query = pairs_to_lua(&vm.lua, query)?;
             let data = json_to_lua(&vm.lua, &Json::Object(params))?;
-            self.call(vm, f, (&vm.me, headers, query, data))
+            vm.call(f, (&vm.me, headers, query, data))
         })();
         let failure = classify(who, &self.limits, &vm.budget, outcome.as_ref().err());
         if matches!(failure, Some(ThingError::MemoryLimit { .. })) {
@@ -411,20 +420,6 @@ impl Thing {
             Err(e) => return Err(ThingError::Script(message(&e))),
         };
         readback.map(|()| result)
-    }
-
-    /// Runs a script function on the VM's call thread (see `offload`), counting offloads.
-    fn call(
-        &self,
-        vm: &Vm,
-        f: Function,
-        args: impl mlua::IntoLuaMulti,
-    ) -> mlua::Result<MultiValue> {
-        let outcome = vm.caller.call(&vm.lua, &vm.budget, f, args);
-        if outcome.offloaded {
-            self.offloaded.fetch_add(1, Ordering::Relaxed);
-        }
-        outcome.result
     }
 
     /// Blocking: runs every `tasks.*` function (by name order), each with its own budget,
@@ -444,7 +439,7 @@ impl Thing {
         let mut first_error = None;
         for (task, f) in tasks {
             vm.budget.arm();
-            let run = self.call(vm, f, &vm.me).map(|_| ());
+            let run = vm.call(f, &vm.me).map(|_| ());
             if let Some(e) = classify(&self.name, &self.limits, &vm.budget, run.as_ref().err()) {
                 tracing::warn!(thing = %self.name, task = %task, error = %e, "Lua task failed");
                 if matches!(e, ThingError::MemoryLimit { .. }) {

@@ -15,7 +15,6 @@ use super::{
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -238,13 +237,9 @@ impl Things {
         let (result, offloaded) =
             match tokio::time::timeout(wait, Arc::clone(&thing.vm).lock_owned()).await {
                 Ok(vm) if offload::inline_allowed() => {
-                    // Counted under the VM lock: only this operation can move the count.
-                    let before = thing.offloaded.load(Ordering::Relaxed);
-                    let result = {
-                        let _slice = vm.on_worker();
-                        op(thing, &vm)
-                    };
-                    (result, thing.offloaded.load(Ordering::Relaxed) > before)
+                    let slice = vm.on_worker();
+                    let result = op(thing, &vm);
+                    (result, slice.offloaded())
                 }
                 Ok(vm) => {
                     let t = Arc::clone(thing);

@@ -11,7 +11,8 @@
 # `operator` (not part of `all`: minutes per size, a Kubernetes control plane per size) writes
 # bench/results/operator-scale.md instead; BENCH_OPERATOR_SIZES (default "100 1000"),
 # BENCH_FLOOR_CONCURRENCY (default 32).
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib/strict.sh"
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")

@@ -14,7 +14,8 @@
 # --keep leaves the cluster running (its directory is printed) for a look after the run.
 # helm: the real CLI when on PATH, else e2e/helm.py in a helm-python-sdk venv
 # (HELM_VENV, default ~/.cache/edgeway/helmvenv).
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib/strict.sh"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)

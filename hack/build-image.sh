@@ -21,7 +21,8 @@
 # (then pods use it with imagePullPolicy: Never or IfNotPresent).
 #
 # Environment: CARGO_TARGET_DIR (default: target), CARGO_BUILD_JOBS, SOURCE_DATE_EPOCH (mtimes).
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/strict.sh"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)

@@ -22,7 +22,8 @@
 # Environment: HELM_VENV (default ${EDGEWAY_CACHE:-~/.cache/edgeway}/helmvenv), EDGEWAY_BIN_DIR
 # (default ${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release), and those of
 # e2e/cluster/apiserver.sh. Prints PASS/FAIL per step; exits non-zero on any problem.
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/strict.sh"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -54,7 +55,6 @@ cleanup() {
     if [ "$rc" = 0 ]; then echo "chart-check: PASS ($(( $(date +%s) - t0 ))s)"; else echo "chart-check: FAIL" >&2; fi
 }
 trap cleanup EXIT
-trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 
 step "helm-python-sdk venv ($venv)"
 if ! "$venv/bin/python" -c 'import helm_python, yaml' 2>/dev/null; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes a throw-away CA, a server cert for localhost and a client cert, for trying the sidecar
 # by hand. Usage: scripts/dev-certs.sh DIR   (needs the openssl command).
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib/strict.sh"
 dir=${1:?usage: dev-certs.sh DIR}
 mkdir -p "$dir"
 cd "$dir"

@@ -8,7 +8,8 @@
 # dpkg-dev golang-github-modern-go-reflect2-dev, then builds the two binaries from Debian's
 # Kubernetes source once (about 8 minutes on 2 cores) into ~/.cache/edgeway. Everything started
 # here is stopped by pid on exit.
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib/strict.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 t0=$(date +%s)

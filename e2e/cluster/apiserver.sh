@@ -19,7 +19,8 @@
 #
 # Everything listens on 127.0.0.1 only (by default), on free ports chosen at start, so several
 # clusters can run side by side. Prerequisite: e2e/cluster/build.sh --control-plane-only (or the full build).
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../hack/lib/strict.sh"
 
 K8S_VERSION=1.20.2
 CACHE_ROOT=${EDGEWAY_CACHE:-${HOME:?HOME is not set}/.cache/edgeway}

@@ -16,7 +16,8 @@
 # Idempotent: when the cache already holds the requested binaries (the stamp file lists them)
 # nothing is fetched or built. Source comes from Debian's `kubernetes` source package
 # (1.20.2, bookworm), built in GOPATH mode as Debian's own packaging does.
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../hack/lib/strict.sh"
 
 K8S_VERSION=1.20.2
 CACHE_ROOT=${EDGEWAY_CACHE:-${HOME:?HOME is not set}/.cache/edgeway}

@@ -13,7 +13,8 @@
 # does. One such cluster per machine (the bridge name is fixed).
 # Prerequisites: root, e2e/cluster/build.sh (the full build: kubelet, kube-proxy, scheduler).
 # Environment: those of apiserver.sh, and EDGEWAY_NODE_TIMEOUT (node Ready, default 180 s).
-set -euo pipefail
+# shellcheck source=hack/lib/strict.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../hack/lib/strict.sh"
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K8S_VERSION=1.20.2
@@ -33,6 +34,9 @@ die() { log "ERROR: $*"; exit 1; }
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 # shellcheck source=e2e/cluster/lib.sh
 source "$HERE/lib.sh"
+
+# The names in DIR, sorted; nothing (and success) when DIR does not exist.
+list_dir() { if [[ -d $1 ]]; then find "$1" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort; fi; }
 
 ctr_() { ctr -a "$1/containerd/containerd.sock" -n k8s.io "${@:2}"; }
 
@@ -56,7 +60,8 @@ setup_network() { # DIR: the bridge, forwarding, bridged traffic through iptable
   fi
   ip netns list 2>/dev/null | awk '{print $1}' | sort >"$dir/netns.before"
   # The kubelet writes container logs under /var/log/pods (fixed in 1.20): remove ours at stop.
-  ls /var/log/pods 2>/dev/null | sort >"$dir/podlogs.before"
+  # A machine where no kubelet ever ran has no /var/log/pods: record an empty list then.
+  list_dir /var/log/pods >"$dir/podlogs.before"
 }
 
 teardown_network() { # DIR
@@ -69,7 +74,7 @@ teardown_network() { # DIR
     done
   fi
   if [[ -f $dir/podlogs.before ]]; then
-    for ns in $(comm -13 "$dir/podlogs.before" <(ls /var/log/pods 2>/dev/null | sort)); do
+    for ns in $(comm -13 "$dir/podlogs.before" <(list_dir /var/log/pods)); do
       rm -rf "/var/log/pods/${ns:?}"
     done
   fi

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use edgeway_platform::registry::Event;
-use edgeway_sidecar::basetype::{BaseType, Quality};
+use edgeway_protocol::basetype::{BaseType, Quality};
 use edgeway_sidecar::tunnel::outbox::Update;
 
 use crate::util::{now_ms, now_us, percentile, process_cpu_secs, rss_kib};
@@ -122,7 +122,7 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
     );
     let scfg = edgeway_sidecar::config::SidecarConfig::parse(&sidecar_yaml, "bench")?;
     if std::env::var_os("RUST_LOG").is_some() {
-        edgeway_sidecar::logging::init(&scfg.logging);
+        edgeway_runtime::logging::init(&scfg.logging);
     }
     let sidecar = edgeway_sidecar::start(scfg).await?;
     let tunnel = sidecar.tunnel.clone().context("no tunnel")?;

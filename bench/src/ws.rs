@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use edgeway_sidecar::protocol::vtq::PropertyUpdate;
-use edgeway_sidecar::protocol::{split, Message, Primitive};
+use edgeway_protocol::vtq::PropertyUpdate;
+use edgeway_protocol::{split, Message, Primitive};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use edgeway_sidecar::config::{AuthMethodName, ClientAuthMode};
+use edgeway_runtime::tls::ClientAuthMode;
+use edgeway_sidecar::config::AuthMethodName;
 use edgeway_sidecar::tunnel::outbox::OverflowPolicy;
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use edgeway_sidecar::config::ConfigError;
+use edgeway_runtime::ConfigError;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

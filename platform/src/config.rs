@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use edgeway_sidecar::config::{
-    parse_yaml, read_file, ClientAuthMode, ConfigError, LoggingConfig, TlsConfig,
-};
+use edgeway_runtime::config::{parse_yaml, read_file};
+use edgeway_runtime::logging::LoggingConfig;
+use edgeway_runtime::tls::{ClientAuthMode, TlsConfig};
+use edgeway_runtime::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// The whole platform configuration.
@@ -305,7 +306,7 @@ fn default_handshake_timeout() -> u64 {
     10_000
 }
 fn default_chunk_size() -> usize {
-    edgeway_sidecar::protocol::DEFAULT_CHUNK_SIZE
+    edgeway_protocol::DEFAULT_CHUNK_SIZE
 }
 fn default_max_message() -> usize {
     1 << 20

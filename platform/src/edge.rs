@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edgeway_sidecar::protocol::message::{Auth, APP_KEY_CLAIM, AUTH_SESSION_ID};
-use edgeway_sidecar::protocol::vtq::{
+use edgeway_protocol::message::{Auth, APP_KEY_CLAIM, AUTH_SESSION_ID};
+use edgeway_protocol::vtq::{
     into_updates, GET_PROPERTY_SUBSCRIPTIONS, NOTIFY_PROPERTY_UPDATE,
     UPDATE_SUBSCRIBED_PROPERTY_VALUES,
 };
-use edgeway_sidecar::protocol::{
+use edgeway_protocol::{
     Bind, Characteristic, DataShape, EntityType, FieldDefinition, Gateway, Header, InfoTable,
     Message, Method, Primitive, Request, Response, StatusCode, WireType,
 };

@@ -7,7 +7,6 @@
 
 #![deny(missing_docs)]
 
-pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod edge;
@@ -21,9 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgeway_sidecar::admin::Readiness;
-use edgeway_sidecar::config::ConfigError;
-use edgeway_sidecar::tls::reload::ReloadingServerConfig;
+use edgeway_runtime::admin::{self, Readiness};
+use edgeway_runtime::tls::reload::ReloadingServerConfig;
+use edgeway_runtime::ConfigError;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

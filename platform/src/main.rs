@@ -59,7 +59,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    edgeway_sidecar::logging::init(&config.logging);
+    edgeway_runtime::logging::init(&config.logging);
     if args.check {
         // Loading TLS material and key files is part of the check.
         let running = match edgeway_platform::start(PlatformConfig {

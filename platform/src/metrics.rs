@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use edgeway_sidecar::tls::reload::TlsObserver;
+use edgeway_runtime::tls::reload::TlsObserver;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -288,14 +288,6 @@ impl Metrics {
                 .clone(),
         }
     }
-
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
 }
 
 impl TlsObserver for Metrics {
@@ -307,5 +299,15 @@ impl TlsObserver for Metrics {
         self.tls_reloads
             .get_or_create(&KindLabel { kind: result })
             .inc();
+    }
+}
+
+impl edgeway_runtime::admin::MetricsText for Metrics {
+    /// The registry in the OpenMetrics text format.
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
     }
 }

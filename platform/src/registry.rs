@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use edgeway_sidecar::basetype::Quality;
-use edgeway_sidecar::protocol::{Primitive, PropertyUpdate, WireType};
+use edgeway_protocol::basetype::Quality;
+use edgeway_protocol::{Primitive, PropertyUpdate, WireType};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgeway_sidecar::protocol::{
+use edgeway_protocol::{
     DataShape, FieldDefinition, InfoTable, Primitive, Response as EdgeResponse,
 };
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -386,10 +386,8 @@ async fn write_property(
         return error(StatusCode::BAD_REQUEST, "body must be {\"value\": ...}");
     };
     let value = match api.ctx.registry.wire_type(thing, prop) {
-        Some(wt) if wt != edgeway_sidecar::protocol::WireType::Nothing => {
-            Primitive::from_json(wt, v)
-                .map_err(|e| format!("value does not fit the property's type {}: {e}", wt.name()))
-        }
+        Some(wt) if wt != edgeway_protocol::WireType::Nothing => Primitive::from_json(wt, v)
+            .map_err(|e| format!("value does not fit the property's type {}: {e}", wt.name())),
         _ => Primitive::infer_json(v).map_err(|e| format!("unusable value: {e}")),
     };
     let value = match value {

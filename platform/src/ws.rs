@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edgeway_sidecar::protocol::{split, Message, Reassembler, ReassemblerConfig, StatusCode};
-use edgeway_sidecar::tls::peer::identity;
-use edgeway_sidecar::tls::reload::ReloadingServerConfig;
+use edgeway_protocol::{split, Message, Reassembler, ReassemblerConfig, StatusCode};
+use edgeway_runtime::tls::peer::identity;
+use edgeway_runtime::tls::reload::ReloadingServerConfig;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};

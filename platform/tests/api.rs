@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use edgeway_sidecar::protocol::vtq::{read_subscriptions, PropertyUpdate, NOTIFY_PROPERTY_UPDATE};
-use edgeway_sidecar::protocol::{
+use edgeway_protocol::vtq::{read_subscriptions, PropertyUpdate, NOTIFY_PROPERTY_UPDATE};
+use edgeway_protocol::{
     Characteristic, DataShape, FieldDefinition, InfoTable, Message, Method, Primitive, StatusCode,
     WireType,
 };
+use edgeway_testkit::client::{get, http};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::json;

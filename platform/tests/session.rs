@@ -3,9 +3,11 @@
 mod common;
 
 use common::*;
-use edgeway_sidecar::protocol::message::AUTH_SESSION_ID;
-use edgeway_sidecar::protocol::vtq::{read_subscriptions, PropertyUpdate};
-use edgeway_sidecar::protocol::{Message, Primitive, StatusCode};
+use edgeway_protocol::message::AUTH_SESSION_ID;
+use edgeway_protocol::vtq::{read_subscriptions, PropertyUpdate};
+use edgeway_protocol::{Message, Primitive, StatusCode};
+use edgeway_testkit::client::{get, http};
+use edgeway_testkit::pki::{client_config, self_signed, Ca};
 use serde_json::json;
 
 #[tokio::test]
@@ -199,7 +201,7 @@ async fn require_all_needs_both_key_and_certificate() {
 #[tokio::test]
 async fn pinned_client_certificate_is_accepted() {
     let s = Setup::new("pinned");
-    let pinned = self_signed("pinned-gateway");
+    let pinned = self_signed("pinned-gateway", None);
     let (pin_file, _) = pinned.write(&s.dir, "pinned");
     let text = s
         .yaml("")
@@ -214,7 +216,7 @@ async fn pinned_client_certificate_is_accepted() {
     let p = s.start_yaml(&text).await;
     let mut e = connect(p.alwayson_addr, client_config(s.ca.roots(), Some(&pinned))).await;
     assert_eq!(e.auth("").await.status, StatusCode::SUCCESS);
-    let stranger = self_signed("pinned-gateway");
+    let stranger = self_signed("pinned-gateway", None);
     assert!(connect_path(
         p.alwayson_addr,
         client_config(s.ca.roots(), Some(&stranger)),
@@ -461,7 +463,7 @@ async fn multipart_messages_are_reassembled_both_ways() {
         10,
     )];
     let msg = Message::update_subscribed_property_values(id, "Big", &up);
-    assert!(edgeway_sidecar::protocol::split(&msg, 1024).unwrap().len() > 10);
+    assert!(edgeway_protocol::split(&msg, 1024).unwrap().len() > 10);
     assert!(e.call(msg).await.status.is_success());
     let v = get(p.rest_addr, "/api/things/Big/properties/blob")
         .await
@@ -487,7 +489,7 @@ async fn multipart_messages_are_reassembled_both_ways() {
         .len();
     assert_eq!(got, 30_000);
     // Answer with a large result, chunked by the edge.
-    let result = edgeway_sidecar::protocol::InfoTable::from_primitive(
+    let result = edgeway_protocol::InfoTable::from_primitive(
         "result",
         Primitive::string("z".repeat(25_000)),
     );

@@ -8,29 +8,14 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use edgeway_runtime::config::{parse_yaml, read_file};
+use edgeway_runtime::logging::LoggingConfig;
+use edgeway_runtime::tls::{ClientAuthMode, TlsConfig};
+use edgeway_runtime::ConfigError;
+
 use crate::lua::LuaLimits;
 use crate::sim::SimulationConfig;
 use crate::tunnel::config::TunnelConfig;
-
-/// A config problem, located by its field path (e.g. `server.tls.cert`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct ConfigError {
-    /// Dotted path of the offending field, or the file for syntax errors.
-    pub field: String,
-    /// What is wrong, without any secret material.
-    pub message: String,
-}
-
-impl ConfigError {
-    /// Builds an error for a field path.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// The whole sidecar configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -79,55 +64,6 @@ pub struct ServerConfig {
     /// Time allowed for a TLS handshake, in milliseconds.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_ms: u64,
-}
-
-/// Server certificate and client-certificate policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TlsConfig {
-    /// PEM certificate chain (leaf first).
-    pub cert: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1; ECDSA, RSA or Ed25519).
-    pub key: PathBuf,
-    /// Whether clients must present a certificate.
-    #[serde(default)]
-    pub client_auth: ClientAuthMode,
-    /// PEM CA bundle that client certificates must chain to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_ca: Option<PathBuf>,
-    /// PEM files of pinned peer certificates, accepted exactly.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pinned_peers: Vec<PathBuf>,
-    /// What of a pinned certificate must match.
-    #[serde(default)]
-    pub pin_mode: PinMode,
-    /// Watch the files and reload them when they change.
-    #[serde(default = "yes")]
-    pub watch: bool,
-}
-
-/// Client certificate requirement, as in the edge micro-server's `validate_client_cert`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum ClientAuthMode {
-    /// Every client must present a trusted certificate.
-    #[default]
-    Required,
-    /// A presented certificate must be trusted; none is allowed (other methods then apply).
-    Optional,
-    /// Client certificates are not requested.
-    Off,
-}
-
-/// How pinned certificates are compared.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum PinMode {
-    /// The whole DER certificate must match.
-    #[default]
-    Certificate,
-    /// Only the SubjectPublicKeyInfo must match, so a re-issued cert with the same key passes.
-    Spki,
 }
 
 /// Accepted authentication methods; any one suffices.
@@ -252,29 +188,6 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
-/// Log format and level.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LoggingConfig {
-    /// `text` or `json`.
-    #[serde(default)]
-    pub format: LogFormat,
-    /// A `tracing` filter, e.g. `info` or `edgeway_sidecar=debug`.
-    #[serde(default = "default_log_level")]
-    pub level: String,
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum LogFormat {
-    /// Human-readable.
-    #[default]
-    Text,
-    /// One JSON object a line.
-    Json,
-}
-
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
@@ -294,18 +207,6 @@ impl Default for AdminConfig {
     }
 }
 
-impl Default for LoggingConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            level: default_log_level(),
-        }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
 fn default_max_body() -> usize {
     1 << 20
 }
@@ -336,10 +237,6 @@ fn default_upstream_timeout() -> u64 {
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
 }
-fn default_log_level() -> String {
-    "info".into()
-}
-
 impl SidecarConfig {
     /// Reads, parses and validates a config file (YAML; JSON is valid YAML).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -519,34 +416,6 @@ impl SidecarConfig {
 fn sim_owns(sim: &SimulationConfig, name: &str) -> bool {
     name.strip_prefix(sim.name_prefix.as_str())
         .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Reads a config file; the error names the file.
-pub fn read_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))
-}
-
-/// Parses YAML (or JSON) into `T`; an error names the field path, or `source` for syntax errors.
-/// Every Edgeway config file (sidecar, platform) is read through this, so messages agree.
-pub fn parse_yaml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    source: &str,
-) -> Result<T, ConfigError> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { source.to_owned() } else { path };
-        ConfigError::new(field, strip_location(&e.into_inner().to_string()))
-    })
-}
-
-/// serde_yaml prefixes its own field path; ours is already in `field`, so drop the repeat.
-fn strip_location(msg: &str) -> String {
-    match msg.split_once(": ") {
-        Some((head, rest)) if !head.is_empty() && !head.contains(' ') => rest.to_owned(),
-        _ => msg.to_owned(),
-    }
 }
 
 /// Thing names appear in URL paths and on the wire; keep them unambiguous there.

@@ -3,18 +3,13 @@
 //! [`start`] turns a validated [`config::SidecarConfig`] into running listeners; the binary and
 //! the integration tests both go through it.
 
-pub mod admin;
 pub mod auth;
-pub mod basetype;
 pub mod config;
-pub mod logging;
 pub mod lua;
 pub mod metrics;
-pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod sim;
-pub mod tls;
 pub mod tunnel;
 
 use std::net::SocketAddr;
@@ -25,13 +20,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use config::{ConfigError, SidecarConfig};
+use config::SidecarConfig;
+use edgeway_runtime::admin;
+use edgeway_runtime::tls::reload::ReloadingServerConfig;
+use edgeway_runtime::ConfigError;
 use lua::{TemplateSource, ThingSpec, Things};
 use metrics::Metrics;
 use server::authn::Authenticator;
 use server::proxy::Proxy;
 use server::App;
-use tls::reload::ReloadingServerConfig;
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +105,7 @@ fn start_simulation(
     let schema = sim.schema.clone();
     let forward = tokio::spawn(async move {
         // Names are built once per device and property, not per update.
-        let props: Vec<(Arc<str>, basetype::BaseType)> = schema
+        let props: Vec<(Arc<str>, edgeway_protocol::basetype::BaseType)> = schema
             .properties()
             .iter()
             .map(|p| (Arc::from(p.name.as_str()), p.base_type))

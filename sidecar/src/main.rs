@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    edgeway_sidecar::logging::init(&config.logging);
+    edgeway_runtime::logging::init(&config.logging);
     let running = match edgeway_sidecar::start(config).await {
         Ok(r) => r,
         Err(e) => {

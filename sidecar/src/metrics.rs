@@ -255,17 +255,9 @@ impl Metrics {
             self.tunnel_queue_dropped.inc_by(dropped_total - seen);
         }
     }
-
-    /// Renders the registry in the OpenMetrics text format.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
 }
 
-impl crate::tls::reload::TlsObserver for Metrics {
+impl edgeway_runtime::tls::reload::TlsObserver for Metrics {
     fn cert_not_after(&self, unix_secs: i64) {
         self.set_cert_not_after("server", unix_secs);
     }
@@ -278,5 +270,15 @@ impl crate::tls::reload::TlsObserver for Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl edgeway_runtime::admin::MetricsText for Metrics {
+    /// The registry in the OpenMetrics text format.
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
     }
 }

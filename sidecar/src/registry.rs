@@ -11,9 +11,9 @@ use bytes::Bytes;
 
 use serde_json::{Map, Value};
 
-use crate::basetype::BaseType;
 use crate::lua::{ServiceResult, ThingError, Things};
 use crate::sim::{Fleet, FleetSchema, WriteError};
+use edgeway_protocol::basetype::BaseType;
 
 /// A running simulated fleet: its state, and the read-only schema to name and render updates.
 pub struct SimFleet {

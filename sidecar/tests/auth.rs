@@ -1,16 +1,16 @@
 //! Client authentication end to end over real TLS: basic, OAuth 1.0a, the identity header passed
 //! to a real upstream (and spoofed copies removed), plus the admin endpoints' view of it.
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::*;
 use edgeway_sidecar::auth::oauth;
 use edgeway_sidecar::config::SidecarConfig;
+use edgeway_testkit::client::*;
+use edgeway_testkit::pki::*;
+use edgeway_testkit::*;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -146,7 +146,7 @@ fn now() -> u64 {
 #[tokio::test]
 async fn basic_auth_accepts_right_credentials_and_challenges_every_failure() {
     let s = setup("basic", "X-Edgeway-Identity", None).await;
-    let anon = client_config(s.pki.ca.roots(), None, all_versions());
+    let anon = client_config_with(s.pki.ca.roots(), None, rustls::ALL_VERSIONS);
     let addr = s.sidecar.server_addr;
     for header in [
         basic("alice", "wrong"),
@@ -177,7 +177,7 @@ async fn basic_auth_accepts_right_credentials_and_challenges_every_failure() {
         .unwrap();
     assert_eq!(r.status, 200);
 
-    let m = plain_get(s.sidecar.admin_addr, "/metrics").await;
+    let m = get(s.sidecar.admin_addr, "/metrics").await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.contains("edgeway_sidecar_auth_failures_total{kind=\"basic\"} 3"),
@@ -199,7 +199,7 @@ async fn basic_auth_accepts_right_credentials_and_challenges_every_failure() {
 #[tokio::test]
 async fn oauth_signed_requests_pass_and_forgeries_and_replays_do_not() {
     let s = setup("oauth", "X-Edgeway-Identity", None).await;
-    let anon = client_config(s.pki.ca.roots(), None, all_versions());
+    let anon = client_config_with(s.pki.ca.roots(), None, rustls::ALL_VERSIONS);
     let addr = s.sidecar.server_addr;
     let ts = now();
     let query = [("filter", "a b"), ("limit", "5")];
@@ -299,10 +299,10 @@ async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
     let addr = s.sidecar.server_addr;
 
     // mTLS identity, with two spoofed copies of the header sent by the client.
-    let cert = client_config(
+    let cert = client_config_with(
         s.pki.ca.roots(),
         Some(&s.pki.ca.client("controller-12")),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     let r = request(
         addr,
@@ -328,7 +328,7 @@ async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
     assert!(echoed["headers"].get("x-edgeway-identity").is_none());
 
     // Basic identity replaces a spoofed header too.
-    let anon = client_config(s.pki.ca.roots(), None, all_versions());
+    let anon = client_config_with(s.pki.ca.roots(), None, rustls::ALL_VERSIONS);
     let ok = basic("alice", "wonderland");
     let r = request(
         addr,
@@ -365,18 +365,18 @@ async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
 async fn admin_endpoints_report_health_readiness_and_metrics() {
     let s = setup("admin", "X-Edgeway-Identity", None).await;
     let admin = s.sidecar.admin_addr;
-    assert_eq!(plain_get(admin, "/healthz").await.status, 200);
-    assert_eq!(plain_get(admin, "/readyz").await.status, 200);
-    let cert = client_config(
+    assert_eq!(get(admin, "/healthz").await.status, 200);
+    assert_eq!(get(admin, "/readyz").await.status, 200);
+    let cert = client_config_with(
         s.pki.ca.roots(),
         Some(&s.pki.ca.client("d1")),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     let r = request(s.sidecar.server_addr, cert, "GET", "/nope", &[], "")
         .await
         .unwrap();
     assert_eq!(r.status, 404);
-    let m = plain_get(admin, "/metrics").await;
+    let m = get(admin, "/metrics").await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.contains("edgeway_sidecar_tls_handshakes_total{kind=\"ok\"} 1"),

@@ -2,15 +2,14 @@
 //! fleet sees each device's values and writes changes back to the fleet. Real Lua, real fleet,
 //! real HTTP.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use edgeway_sidecar::config::SidecarConfig;
 use edgeway_sidecar::lua::{LuaLimits, TemplateSource, ThingError, Things};
+use edgeway_testkit::client::*;
+use edgeway_testkit::*;
 use serde_json::{json, Map, Value};
 
 const TEMPLATE: &str = r#"

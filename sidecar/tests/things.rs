@@ -1,12 +1,11 @@
 //! The ThingWorx-style REST API over real Lua things, through real TLS: properties, services,
 //! scan-rate tasks, sandbox escapes and runaway scripts answered without hurting the server.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use edgeway_sidecar::config::SidecarConfig;
+use edgeway_testkit::client::*;
+use edgeway_testkit::pki::*;
 
 const TEMPLATE: &str = r#"
 module ("templates.pump", thingworx.template.extend)
@@ -75,10 +74,10 @@ async fn fixture(name: &str) -> Fixture {
 
 impl Fixture {
     async fn conn(&self) -> Conn {
-        let cfg = client_config(
+        let cfg = client_config_with(
             self.pki.ca.roots(),
             Some(&self.pki.ca.client("scada")),
-            all_versions(),
+            rustls::ALL_VERSIONS,
         );
         Conn::tls(self.sidecar.server_addr, cfg).await.unwrap()
     }
@@ -319,7 +318,7 @@ async fn sandbox_escapes_and_runaway_scripts_fail_the_call_not_the_server() {
             .unwrap();
         assert_eq!(ok.json()["rows"][0]["result"], 4.0, "after {svc}");
     }
-    let m = plain_get(f.sidecar.admin_addr, "/metrics").await;
+    let m = get(f.sidecar.admin_addr, "/metrics").await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.contains("edgeway_sidecar_lua_call_duration_seconds_count{kind=\"service\"}"),

@@ -1,13 +1,12 @@
 //! Real TLS handshakes against a running sidecar: client-certificate modes, CA and pinned trust,
 //! TLS versions and key types, and hot reload of the server certificate.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use edgeway_sidecar::config::SidecarConfig;
+use edgeway_testkit::client::*;
+use edgeway_testkit::pki::*;
 
 fn config(pki: &Pki, tls_extra: &str, auth: &str) -> SidecarConfig {
     let text = format!(
@@ -33,26 +32,26 @@ async fn mtls_required_accepts_only_certs_from_the_ca() {
         .unwrap();
     let addr = sidecar.server_addr;
 
-    let good = client_config(
+    let good = client_config_with(
         pki.ca.roots(),
         Some(&pki.ca.client("device-7")),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     let r = request(addr, good, "GET", "/things", &[], "")
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
 
-    let none = client_config(pki.ca.roots(), None, all_versions());
+    let none = client_config_with(pki.ca.roots(), None, rustls::ALL_VERSIONS);
     assert!(request(addr, none, "GET", "/things", &[], "")
         .await
         .is_err());
 
     let other_ca = Ca::new("Other CA");
-    let foreign = client_config(
+    let foreign = client_config_with(
         pki.ca.roots(),
         Some(&other_ca.client("device-7")),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     assert!(request(addr, foreign, "GET", "/things", &[], "")
         .await
@@ -82,7 +81,7 @@ async fn tls12_and_tls13_with_ecdsa_and_rsa_server_keys() {
             (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
             (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
         ] {
-            let cfg = client_config(pki.ca.roots(), Some(&pki.ca.client("d")), &[version]);
+            let cfg = client_config_with(pki.ca.roots(), Some(&pki.ca.client("d")), &[version]);
             let stream = connect(sidecar.server_addr, cfg).await.unwrap();
             assert_eq!(stream.get_ref().1.protocol_version(), Some(expect));
             let mut conn = Conn::over(stream).await.unwrap();
@@ -105,7 +104,7 @@ async fn optional_client_auth_falls_back_to_basic() {
         .await
         .unwrap();
     let addr = sidecar.server_addr;
-    let anon = client_config(pki.ca.roots(), None, all_versions());
+    let anon = client_config_with(pki.ca.roots(), None, rustls::ALL_VERSIONS);
 
     let r = request(addr, anon.clone(), "GET", "/things", &[], "")
         .await
@@ -130,19 +129,19 @@ async fn optional_client_auth_falls_back_to_basic() {
     assert_eq!(r.status, 200);
 
     // A presented certificate must still be trusted, even though it is optional.
-    let foreign = client_config(
+    let foreign = client_config_with(
         pki.ca.roots(),
         Some(&Ca::new("X").client("x")),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     assert!(request(addr, foreign, "GET", "/things", &[], "")
         .await
         .is_err());
 
-    let cert = client_config(
+    let cert = client_config_with(
         pki.ca.roots(),
         Some(&pki.ca.client("device-1")),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     assert_eq!(
         request(addr, cert, "GET", "/things", &[], "")
@@ -166,10 +165,10 @@ async fn client_auth_off_does_not_request_certificates() {
     let sidecar = edgeway_sidecar::start(config(&pki, "    clientAuth: off\n", &auth))
         .await
         .unwrap();
-    let cfg = client_config(
+    let cfg = client_config_with(
         pki.ca.roots(),
         Some(&pki.ca.client("ignored")),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     let stream = connect(sidecar.server_addr, cfg).await.unwrap();
     assert!(stream.get_ref().1.peer_certificates().is_some());
@@ -201,20 +200,20 @@ async fn pinned_self_signed_peer_is_accepted_exactly() {
         .unwrap();
     let addr = sidecar.server_addr;
 
-    let ok = client_config(pki.ca.roots(), Some(&controller), all_versions());
+    let ok = client_config_with(pki.ca.roots(), Some(&controller), rustls::ALL_VERSIONS);
     let r = request(addr, ok, "GET", "/things", &[], "").await.unwrap();
     assert_eq!(r.status, 200);
 
     // Same name, different key: not the pinned certificate.
     let impostor = self_signed("aps-controller", None);
-    let bad = client_config(pki.ca.roots(), Some(&impostor), all_versions());
+    let bad = client_config_with(pki.ca.roots(), Some(&impostor), rustls::ALL_VERSIONS);
     assert!(request(addr, bad, "GET", "/things", &[], "").await.is_err());
 
     // A CA-issued cert is not pinned either, whatever its CA.
-    let issued = client_config(
+    let issued = client_config_with(
         pki.ca.roots(),
         Some(&pki.ca.client("aps-controller")),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     assert!(request(addr, issued, "GET", "/things", &[], "")
         .await
@@ -230,7 +229,7 @@ async fn pinned_self_signed_peer_is_accepted_exactly() {
     let stolen_cfg = {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let b = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(all_versions())
+            .with_protocol_versions(rustls::ALL_VERSIONS)
             .unwrap()
             .with_root_certificates(pki.ca.roots());
         // rustls refuses mismatched key/cert locally, so skip its check with a resolver.
@@ -281,7 +280,7 @@ async fn spki_pin_accepts_a_reissued_certificate_with_the_same_key() {
         Some(rcgen::KeyPair::from_pem(&key_pem).unwrap()),
     );
     assert_ne!(reissued.der, original.der);
-    let cfg = client_config(pki.ca.roots(), Some(&reissued), all_versions());
+    let cfg = client_config_with(pki.ca.roots(), Some(&reissued), rustls::ALL_VERSIONS);
     assert_eq!(
         request(sidecar.server_addr, cfg, "GET", "/things", &[], "")
             .await
@@ -289,10 +288,10 @@ async fn spki_pin_accepts_a_reissued_certificate_with_the_same_key() {
             .status,
         200
     );
-    let other = client_config(
+    let other = client_config_with(
         pki.ca.roots(),
         Some(&self_signed("controller", None)),
-        all_versions(),
+        rustls::ALL_VERSIONS,
     );
     assert!(
         request(sidecar.server_addr, other, "GET", "/things", &[], "")
@@ -343,7 +342,11 @@ async fn certificate_hot_reload_keeps_connections_and_ignores_bad_files() {
         .await
         .unwrap();
     let addr = sidecar.server_addr;
-    let cfg = client_config(pki.ca.roots(), Some(&pki.ca.client("d")), all_versions());
+    let cfg = client_config_with(
+        pki.ca.roots(),
+        Some(&pki.ca.client("d")),
+        rustls::ALL_VERSIONS,
+    );
     assert_eq!(served_cert(addr, cfg.clone()).await, first.der.to_vec());
     let mut old_conn = Conn::over(connect(addr, cfg.clone()).await.unwrap())
         .await
@@ -364,7 +367,7 @@ async fn certificate_hot_reload_keeps_connections_and_ignores_bad_files() {
     k8s_secret_dir(&secret, "v3", "not a certificate", &second.key_pem);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let m = plain_get(sidecar.admin_addr, "/metrics").await;
+        let m = get(sidecar.admin_addr, "/metrics").await;
         let text = String::from_utf8_lossy(&m.body).to_string();
         if text.contains("edgeway_sidecar_tls_reloads_total{kind=\"error\"} 1") {
             break;

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgeway_sidecar::config::{AuthMethodName, ClientAuthMode, SidecarConfig};
+use edgeway_runtime::tls::ClientAuthMode;
+use edgeway_sidecar::config::{AuthMethodName, SidecarConfig};
 use kube::ResourceExt;
 
 use crate::certs::{Lifetime, Usage, HOUR};
@@ -309,7 +310,7 @@ async fn start_gateway(
     };
 
     let mut c: SidecarConfig = base;
-    c.logging.format = edgeway_sidecar::config::LogFormat::Text;
+    c.logging.format = edgeway_runtime::logging::LogFormat::Text;
     if let Some(tls) = c.server.tls.as_mut() {
         tls.cert = server.cert.clone();
         tls.key = server.key.clone();

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use edgeway_runtime::admin::MetricsText;
+
 use super::state::State;
 use super::{LocalPod, Platform};
 

@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use edgeway_runtime::logging::LogFormat;
+use edgeway_runtime::tls::{ClientAuthMode, TlsConfig};
+use edgeway_runtime::ConfigError;
 use edgeway_sidecar::config::{
-    AuthMethodName, BasicConfig, ClientAuthMode, ConfigError, LogFormat, OAuthConfig,
-    SidecarConfig, TemplateConfig, ThingConfig, TlsConfig, UpstreamConfig,
+    AuthMethodName, BasicConfig, OAuthConfig, SidecarConfig, TemplateConfig, ThingConfig,
+    UpstreamConfig,
 };
 use edgeway_sidecar::sim::{ShardRange, SimulationConfig};
 use edgeway_sidecar::tunnel::config::{

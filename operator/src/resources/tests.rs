@@ -2,7 +2,8 @@ use super::config::{config_files, render};
 use super::workload::statefulset;
 use super::*;
 use crate::crd::EdgeGatewaySpec;
-use edgeway_sidecar::config::{AuthMethodName, ClientAuthMode, SidecarConfig};
+use edgeway_runtime::tls::ClientAuthMode;
+use edgeway_sidecar::config::{AuthMethodName, SidecarConfig};
 
 /// A gateway as the apiserver would hand it over (uid set, defaults applied by serde).
 pub(crate) fn gateway(extra: serde_json::Value) -> EdgeGateway {

@@ -150,21 +150,12 @@ pub fn run_controller(client: &Client, ns: &str) -> Running {
 }
 
 /// Polls `check` every 200 ms until it holds; panics with `what` after `timeout`.
-pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    edgeway_testkit::poll_until(what, timeout, Duration::from_millis(200), check).await
 }
 
 /// Creates the Secret/ConfigMaps a typical gateway references: app key, platform CA, Lua script.

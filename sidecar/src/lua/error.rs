@@ -1,6 +1,6 @@
 //! Errors of the Lua thing runtime: load-time ([`LuaError`]) and per-call ([`ThingError`]).
 
-use crate::basetype::BaseType;
+use edgeway_protocol::basetype::BaseType;
 use std::path::PathBuf;
 use std::time::Duration;
 

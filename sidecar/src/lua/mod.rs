@@ -17,11 +17,11 @@ mod to_be_closed;
 #[cfg(test)]
 mod tests;
 
-pub use crate::basetype::Quality;
+pub use edgeway_protocol::basetype::Quality;
 pub use error::{LuaError, ThingError};
 pub use things::{Ended, Observer, Things};
 
-use crate::basetype::BaseType;
+use edgeway_protocol::basetype::BaseType;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;

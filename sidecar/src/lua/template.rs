@@ -4,7 +4,7 @@
 use super::convert::{json_to_lua, lua_to_json};
 use super::sandbox::{caller_location, classify, message, Budget};
 use super::{FieldDef, LuaLimits, PropertyDef, PushType, ServiceDef, ThingError};
-use crate::basetype::BaseType;
+use edgeway_protocol::basetype::BaseType;
 use mlua::{ChunkMode, Function, Lua, Table, Value, Variadic};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};

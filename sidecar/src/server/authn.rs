@@ -9,8 +9,9 @@ use http::request::Parts;
 use crate::auth::basic::{www_authenticate, BasicUsers, Quick};
 use crate::auth::oauth::{OAuthCredentials, OAuthRequest, OAuthVerifier};
 use crate::auth::{AuthMethod, Identity};
-use crate::config::{AuthConfig, AuthMethodName, ConfigError};
+use crate::config::{AuthConfig, AuthMethodName};
 use crate::metrics::Metrics;
+use edgeway_runtime::ConfigError;
 
 /// What the connection itself proved before any request arrived.
 #[derive(Debug, Clone, Default)]

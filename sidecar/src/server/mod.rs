@@ -23,9 +23,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::tls::peer;
-use crate::tls::reload::ReloadingServerConfig;
 use authn::{Authenticator, ConnIdentity};
+use edgeway_runtime::tls::peer;
+use edgeway_runtime::tls::reload::ReloadingServerConfig;
 use proxy::Proxy;
 use response::{error, Body};
 use things_api::Route;

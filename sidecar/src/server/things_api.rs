@@ -10,10 +10,10 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::response::{error, json, json_bytes, Body};
-use crate::basetype::BaseType;
 use crate::lua::ThingError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use edgeway_protocol::basetype::BaseType;
 
 /// A parsed things route; `name` is the fixed metrics label.
 #[derive(Debug, PartialEq, Eq)]

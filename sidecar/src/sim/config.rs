@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::basetype::BaseType;
-use crate::config::ConfigError;
+use edgeway_protocol::basetype::BaseType;
+use edgeway_runtime::ConfigError;
 
 /// A simulated fleet: how many devices, which slice of them this process runs, what they report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

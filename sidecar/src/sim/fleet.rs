@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::basetype::BaseType;
-use crate::config::ConfigError;
+use edgeway_protocol::basetype::BaseType;
+use edgeway_runtime::ConfigError;
 
 use super::config::{GeneratorConfig, SimulationConfig};
 use super::driver::FleetStats;
@@ -62,7 +62,7 @@ pub enum WriteError {
         /// The property written.
         property: String,
         /// What was wrong with the value.
-        source: crate::basetype::TypeMismatch,
+        source: edgeway_protocol::basetype::TypeMismatch,
     },
 }
 

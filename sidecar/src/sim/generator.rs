@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::ConfigError;
+use edgeway_runtime::ConfigError;
 
 use super::config::{CsvColumn, GeneratorConfig};
 

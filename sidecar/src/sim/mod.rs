@@ -28,7 +28,7 @@ pub use driver::{spawn, FleetStats};
 pub use fleet::{Fleet, FleetSchema, Reading, SimProperty, WriteError};
 
 /// Quality is the sidecar's shared type, so updates pass to the tunnel unchanged.
-pub use crate::basetype::Quality;
+pub use edgeway_protocol::basetype::Quality;
 
 /// Packs a quality into the byte the fleet stores per value.
 pub(crate) fn quality_to_u8(q: Quality) -> u8 {

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::outbox::OverflowPolicy;
-use crate::config::ConfigError;
+use edgeway_runtime::ConfigError;
 
 /// Connection to the platform over the AlwaysOn websocket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -14,8 +14,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::WebSocketStream;
 
 use super::config::TunnelConfig;
-use crate::config::{ConfigError, PinMode};
-use crate::tls::{load_certs, load_key, load_roots, pin::PinnedVerifier, provider};
+use edgeway_runtime::tls::PinMode;
+use edgeway_runtime::tls::{load_certs, load_key, load_roots, pin::PinnedVerifier, provider};
+use edgeway_runtime::ConfigError;
 
 /// A byte stream under the websocket: TLS, or plain TCP when explicitly allowed.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

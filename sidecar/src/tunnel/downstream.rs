@@ -4,11 +4,11 @@
 use serde_json::{Map, Value};
 
 use crate::lua::ThingError;
-use crate::protocol::vtq::NOTIFY_PROPERTY_UPDATE;
-use crate::protocol::{
+use crate::registry::Registry;
+use edgeway_protocol::vtq::NOTIFY_PROPERTY_UPDATE;
+use edgeway_protocol::{
     Characteristic, InfoTable, Message, Method, Primitive, Request, Response, StatusCode, WireType,
 };
-use crate::registry::Registry;
 
 /// What the session must do besides sending the response.
 #[derive(Debug, PartialEq, Eq)]

@@ -15,11 +15,11 @@ use rand::Rng;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use config::TunnelConfig;
 use connect::Connector;
+use edgeway_runtime::ConfigError;
 use outbox::{Outbox, Update};
 use session::{Session, SessionError};
 

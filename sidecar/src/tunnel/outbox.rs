@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::basetype::{BaseType, Quality};
+use edgeway_protocol::basetype::{BaseType, Quality};
 
 /// What to do when the outbox is full.
 #[derive(

@@ -14,9 +14,9 @@ use super::connect::Ws;
 use super::downstream::{self, FollowUp};
 use super::outbox::Update;
 use super::Shared;
-use crate::protocol::multipart::split_encoded;
-use crate::protocol::vtq::{encode_update_subscribed_property_values, read_subscriptions, VtqRef};
-use crate::protocol::{split, Header, Message, Primitive, Reassembler, StatusCode, WireType};
+use edgeway_protocol::multipart::split_encoded;
+use edgeway_protocol::vtq::{encode_update_subscribed_property_values, read_subscriptions, VtqRef};
+use edgeway_protocol::{split, Header, Message, Primitive, Reassembler, StatusCode, WireType};
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -362,7 +362,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn on_response(&mut self, r: crate::protocol::Response) -> Result<(), SessionError> {
+    fn on_response(&mut self, r: edgeway_protocol::Response) -> Result<(), SessionError> {
         match self.in_flight.remove(&r.header.request_id) {
             Some(Pending::Updates(seqs, size)) => {
                 self.in_flight_bytes -= size;

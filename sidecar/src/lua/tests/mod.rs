@@ -4,10 +4,10 @@
 mod offload;
 
 use super::*;
-use crate::basetype::BaseType;
+use edgeway_protocol::basetype::BaseType;
 use serde_json::{json, Map, Value as Json};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 const EXAMPLE: &str = r#"module ("templates.example", thingworx.template.extend)
@@ -37,20 +37,8 @@ tasks.refreshProperties = function(me)
 end
 "#;
 
-/// A fresh directory per test, so parallel tests never share files.
-fn temp_dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "edgeway-lua-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
 fn write_template(file: &str, source: &[u8]) -> PathBuf {
-    let path = temp_dir().join(file);
+    let path = edgeway_testkit::temp_dir("lua").join(file);
     std::fs::write(&path, source).expect("write template");
     path
 }
@@ -765,7 +753,7 @@ fn config_errors_name_the_thing() {
     assert!(err.to_string().contains("\"Pump\""), "{err}");
     let missing = [TemplateSource {
         name: "t".into(),
-        path: temp_dir().join("missing.lua"),
+        path: edgeway_testkit::temp_dir("lua").join("missing.lua"),
     }];
     let err = Things::load(&missing, &[], LuaLimits::default()).unwrap_err();
     assert!(err.to_string().contains("missing.lua"), "{err}");

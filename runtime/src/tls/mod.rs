@@ -1,6 +1,7 @@
-//! TLS for the sidecar: PEM loading with field-named errors, the server config with its client
+//! TLS for Edgeway's servers: the `tls:` config section, PEM loading with field-named errors, the server config with its client
 //! certificate policy (CA bundle or pinned peers), and hot reload of mounted files.
 
+mod config;
 pub mod peer;
 pub mod pin;
 pub mod reload;
@@ -14,7 +15,8 @@ use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{ClientAuthMode, ConfigError, TlsConfig};
+use crate::config::ConfigError;
+pub use config::{ClientAuthMode, PinMode, TlsConfig};
 use pin::PinnedVerifier;
 
 /// The one crypto provider the sidecar uses (ring: builds with only a C compiler).

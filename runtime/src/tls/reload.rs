@@ -15,7 +15,8 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::build_server_config;
-use crate::config::{ConfigError, TlsConfig};
+use super::TlsConfig;
+use crate::config::ConfigError;
 
 /// How long to wait after a file event for the rest of an update to land.
 const SETTLE: Duration = Duration::from_millis(200);

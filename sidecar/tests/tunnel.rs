@@ -2,32 +2,32 @@
 //! modes, refusals, updates arriving exactly once and in order across outages and restarts,
 //! and a silent platform detected by the keep-alive deadline.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use edgeway_platform::config::PlatformConfig;
 use edgeway_platform::registry::Registry as PlatformRegistry;
+use edgeway_protocol::{Message, Primitive, StatusCode};
 use edgeway_sidecar::config::SidecarConfig;
-use edgeway_sidecar::protocol::{Message, Primitive, StatusCode};
+use edgeway_testkit::client::{get, http};
+use edgeway_testkit::pki::{self_signed, Ca};
+use edgeway_testkit::platform::{Setup, APP_KEY};
 
 /// Waits up to `secs` for `f`.
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
+async fn wait_for<F, Fut>(what: &str, secs: u64, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
+    edgeway_testkit::eventually(what, Duration::from_secs(secs), f).await
+}
+
+/// Starts a platform from config text.
+async fn start_platform(yaml: &str) -> edgeway_platform::Running {
+    let config = PlatformConfig::parse(yaml, "test").unwrap();
+    edgeway_platform::start(config).await.unwrap()
 }
 
 /// A sidecar with a fleet of `devices` counters (one update each per `interval_ms`) and a
@@ -105,7 +105,7 @@ async fn sidecar_metrics(s: &edgeway_sidecar::Running) -> String {
 #[tokio::test]
 async fn ca_validated_tunnel_delivers_fleet_updates_in_order() {
     let setup = Setup::new("tunnel-ca");
-    let platform = setup.start("historySize: 100000\n").await;
+    let platform = start_platform(&setup.yaml("historySize: 100000\n")).await;
     write_key(&setup.dir, APP_KEY);
     let ca = setup.dir.join("platform-ca.crt");
     std::fs::write(&ca, &setup.ca.pem).unwrap();
@@ -153,7 +153,7 @@ async fn ca_validated_tunnel_delivers_fleet_updates_in_order() {
 #[tokio::test]
 async fn pinned_platform_certificate_is_accepted_exactly() {
     let setup = Setup::new("tunnel-pinned");
-    let platform_cert = self_signed("localhost");
+    let platform_cert = self_signed("localhost", None);
     let (cert, key) = platform_cert.write(&setup.dir, "platform-self");
     let yaml = setup
         .yaml("")
@@ -162,7 +162,7 @@ async fn pinned_platform_certificate_is_accepted_exactly() {
             &cert.display().to_string(),
         )
         .replace(&setup.key.display().to_string(), &key.display().to_string());
-    let platform = setup.start_yaml(&yaml).await;
+    let platform = start_platform(&yaml).await;
     write_key(&setup.dir, APP_KEY);
 
     let extra = format!("  server:\n    pinned: {}\n", cert.display());
@@ -182,7 +182,7 @@ async fn pinned_platform_certificate_is_accepted_exactly() {
     .await;
     good.shutdown().await;
 
-    let other = self_signed("localhost");
+    let other = self_signed("localhost", None);
     let (other_cert, _) = other.write(&setup.dir, "other-self");
     let extra = format!("  server:\n    pinned: {}\n", other_cert.display());
     let bad = start_sidecar(&sidecar_yaml(
@@ -208,7 +208,7 @@ async fn pinned_platform_certificate_is_accepted_exactly() {
 #[tokio::test]
 async fn wrong_app_key_and_wrong_ca_are_refused() {
     let setup = Setup::new("tunnel-refused");
-    let platform = setup.start("").await;
+    let platform = start_platform(&setup.yaml("")).await;
     let ca = setup.dir.join("platform-ca.crt");
     std::fs::write(&ca, &setup.ca.pem).unwrap();
 
@@ -272,7 +272,7 @@ async fn client_certificate_authenticates_the_gateway() {
         ),
     ) + "";
     let yaml = yaml.replace("auth:\n", "auth:\n  methods: [clientCert]\n");
-    let platform = setup.start_yaml(&yaml).await;
+    let platform = start_platform(&yaml).await;
     let platform_ca = setup.dir.join("platform-ca.crt");
     std::fs::write(&platform_ca, &setup.ca.pem).unwrap();
     write_key(&setup.dir, "unused-but-required");
@@ -337,13 +337,13 @@ async fn platform_at(setup: &Setup, addr: SocketAddr) -> edgeway_platform::Runni
         &format!("listen: {addr}"),
         1,
     );
-    setup.start_yaml(&yaml).await
+    start_platform(&yaml).await
 }
 
 #[tokio::test]
 async fn outage_loses_nothing_and_repeats_nothing() {
     let setup = Setup::new("tunnel-outage");
-    let first = setup.start("historySize: 100000\n").await;
+    let first = start_platform(&setup.yaml("historySize: 100000\n")).await;
     let addr = first.alwayson_addr;
     write_key(&setup.dir, APP_KEY);
     let ca = setup.dir.join("platform-ca.crt");
@@ -396,7 +396,7 @@ async fn outage_loses_nothing_and_repeats_nothing() {
 #[tokio::test]
 async fn a_full_queue_drops_oldest_and_counts_every_drop() {
     let setup = Setup::new("tunnel-bound");
-    let first = setup.start("historySize: 100000\n").await;
+    let first = start_platform(&setup.yaml("historySize: 100000\n")).await;
     let addr = first.alwayson_addr;
     write_key(&setup.dir, APP_KEY);
     let ca = setup.dir.join("platform-ca.crt");
@@ -515,11 +515,11 @@ async fn silent_platform_is_detected_within_the_keep_alive_deadline() {
     use tokio_tungstenite::tungstenite::Message as Ws;
 
     let setup = Setup::new("tunnel-silent");
-    let tls = edgeway_sidecar::tls::build_server_config(
-        &edgeway_sidecar::config::TlsConfig {
+    let tls = edgeway_runtime::tls::build_server_config(
+        &edgeway_runtime::tls::TlsConfig {
             cert: setup.cert.clone(),
             key: setup.key.clone(),
-            client_auth: edgeway_sidecar::config::ClientAuthMode::Off,
+            client_auth: edgeway_runtime::tls::ClientAuthMode::Off,
             client_ca: None,
             pinned_peers: vec![],
             pin_mode: Default::default(),
@@ -539,7 +539,7 @@ async fn silent_platform_is_detected_within_the_keep_alive_deadline() {
         let (tcp, _) = listener.accept().await.unwrap();
         let tls = acceptor.accept(tcp).await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tls).await.unwrap();
-        let mut rx = edgeway_sidecar::protocol::Reassembler::default();
+        let mut rx = edgeway_protocol::Reassembler::default();
         let mut bound = false;
         while let Some(Ok(Ws::Binary(b))) = ws.next().await {
             let Some(msg) = rx.push(&b, Instant::now()).unwrap() else {
@@ -594,7 +594,7 @@ async fn silent_platform_is_detected_within_the_keep_alive_deadline() {
 #[tokio::test]
 async fn platform_invokes_lua_services_and_receives_lua_pushes() {
     let setup = Setup::new("tunnel-lua");
-    let platform = setup.start("historySize: 1000\n").await;
+    let platform = start_platform(&setup.yaml("historySize: 1000\n")).await;
     write_key(&setup.dir, APP_KEY);
     let ca = setup.dir.join("platform-ca.crt");
     std::fs::write(&ca, &setup.ca.pem).unwrap();
@@ -676,7 +676,7 @@ async fn a_hundred_thousand_things_bind_and_subscribe_over_one_tunnel() {
     // Regression: asking for every thing's subscriptions at once, without reading the answers,
     // filled both sockets' buffers and stalled the session at about 100,000 things.
     let setup = Setup::new("tunnel-100k");
-    let platform = setup.start("").await;
+    let platform = start_platform(&setup.yaml("")).await;
     write_key(&setup.dir, APP_KEY);
     let ca = setup.dir.join("platform-ca.crt");
     std::fs::write(&ca, &setup.ca.pem).unwrap();
@@ -713,7 +713,7 @@ async fn a_wide_window_acks_and_replays_exactly_across_dropped_connections() {
     // they are unanswered. Every update must still arrive (replayed after each reconnect), in
     // order, and leave the queue only once stored.
     let setup = Setup::new("tunnel-window");
-    let platform = setup.start("historySize: 100000\n").await;
+    let platform = start_platform(&setup.yaml("historySize: 100000\n")).await;
     write_key(&setup.dir, APP_KEY);
     let ca = setup.dir.join("platform-ca.crt");
     std::fs::write(&ca, &setup.ca.pem).unwrap();

@@ -5,6 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A ThingWorx base type, named as the platform and the Edge SDKs name it.
+// The variants are the platform's own type names; a doc line each would only repeat them.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BaseType {
     Nothing,

@@ -13,7 +13,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::config::PinMode;
+use super::PinMode;
 
 /// Why a set of pins could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -369,8 +369,8 @@ mod tests {
             }),
         );
         for chunk in [1024, 8192] {
-            let generic = crate::protocol::split(&msg, chunk).unwrap();
-            let split = crate::protocol::multipart::split_encoded(direct.clone(), chunk).unwrap();
+            let generic = crate::split(&msg, chunk).unwrap();
+            let split = crate::multipart::split_encoded(direct.clone(), chunk).unwrap();
             assert!(split.len() > 1);
             assert_eq!(split, generic);
         }

@@ -1,7 +1,10 @@
 //! Codec for the ThingWorx AlwaysOn binary protocol, as spoken by the ThingWorx Edge
 //! C SDK over a websocket (one AlwaysOn message or multipart chunk per binary message).
+//! The sidecar's tunnel and the reference platform both speak through it; it does no I/O.
 //!
-//! Layers, bottom up:
+//! # Layout
+//! Modules, bottom up:
+//! - [`basetype`]: ThingWorx base type names and VTQ quality, as configs and REST spell them.
 //! - [`wire`]: big-endian reader/writer, length-prefixed strings, [`CodecError`].
 //! - [`types`]: message, status, entity, characteristic and base type codes.
 //! - [`primitive`]: typed values and their encodings; JSON conversion.
@@ -11,11 +14,12 @@
 //! - [`vtq`]: property pushes (`UpdateSubscribedPropertyValues`) and subscriptions.
 //! - [`compress`]: permessage-deflate contexts as the SDK uses them.
 //!
-//! Sources for every layout are listed in docs/protocol.md.
+//! Golden byte tests (`golden_tests.rs`) and property tests (`prop_tests.rs`) sit beside the
+//! modules. Sources for every layout are listed in docs/protocol.md.
 //!
 //! Typical tunnel use:
 //! ```
-//! use edgeway_sidecar::protocol::{Message, Reassembler, split, DEFAULT_CHUNK_SIZE};
+//! use crate::{Message, Reassembler, split, DEFAULT_CHUNK_SIZE};
 //! use std::time::Instant;
 //! let auth = Message::auth(1, "my-app-key");
 //! let frames = split(&auth, DEFAULT_CHUNK_SIZE).unwrap();
@@ -26,6 +30,7 @@
 
 #![deny(missing_docs)]
 
+pub mod basetype;
 pub mod compress;
 pub mod infotable;
 pub mod message;

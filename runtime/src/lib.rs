@@ -1,0 +1,21 @@
+//! The process runtime both Edgeway servers (the sidecar and the reference platform) share:
+//! what a server needs around its own protocol.
+//!
+//! # Layout
+//! - [`config`]: reading config files and parsing YAML into typed structs; [`ConfigError`]
+//!   names the field path.
+//! - [`logging`]: the `logging:` config section and the `tracing` subscriber (text or JSON).
+//! - [`tls`]: the `tls:` config section, PEM loading, the server config with its client
+//!   certificate policy (CA bundle or pinned peers), the peer identity, and hot reload.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on a plain-HTTP listener.
+//!
+//! Nothing here knows about things, Lua or the AlwaysOn protocol (that is `edgeway-protocol`).
+
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod config;
+pub mod logging;
+pub mod tls;
+
+pub use config::ConfigError;

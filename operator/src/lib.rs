@@ -4,19 +4,22 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod context;
 pub mod controller;
 pub mod crd;
+pub mod crd_docs;
 pub mod leader;
 pub mod local;
 pub mod metrics;
 pub mod probe;
-pub mod reference;
 pub mod references;
 pub mod resources;
 pub mod secrets;
 pub mod status;
 pub mod triggers;
 pub mod validate;
+
+pub use context::{Context, Error, Settings};
 
 use kube::CustomResourceExt;
 

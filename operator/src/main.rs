@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use edgeway_operator::controller::{self, Settings};
+use edgeway_operator::context::{self, Settings};
+use edgeway_operator::controller;
 use edgeway_operator::leader::{self, LeaderConfig};
 use edgeway_operator::metrics::{self, Metrics};
 use tracing_subscriber::EnvFilter;
@@ -128,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Crd { markdown: true, .. } => {
-            print!("{}", edgeway_operator::reference::markdown());
+            print!("{}", edgeway_operator::crd_docs::markdown());
             Ok(())
         }
         Command::Crd { cel, .. } => {
@@ -178,7 +179,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         cluster_domain: args.cluster_domain,
         ca_lifetime: i64::from(args.ca_days) * 24 * 3600,
     };
-    let ctx = controller::context(
+    let ctx = context::context(
         client.clone(),
         metrics.clone(),
         settings,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
-use crate::controller::{kube_err, Error};
+use crate::context::{kube_err, Error};
 use crate::crd::{EdgeGateway, FileSource};
 use crate::status::Problem;
 

@@ -8,7 +8,7 @@ use kube::runtime::events::EventType;
 use kube::Api;
 
 use crate::certs::{self, Ca, CaDecision, LeafDecision, Lifetime, Usage, HOUR};
-use crate::controller::{apply, kube_err, publish, publish_about, Context, Error};
+use crate::context::{apply, kube_err, publish, publish_about, Context, Error};
 use crate::crd::{CertificateStatus, EdgeGateway};
 use crate::resources::{self, Names, CA_SECRET, FIELD_MANAGER};
 use crate::status::Problem;

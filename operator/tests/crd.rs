@@ -79,7 +79,7 @@ fn the_crd_reference_doc_is_generated_from_the_types() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/crd-reference.md");
     let committed = std::fs::read_to_string(&path).expect("docs/crd-reference.md");
     assert!(
-        committed == edgeway_operator::reference::markdown(),
+        committed == edgeway_operator::crd_docs::markdown(),
         "docs/crd-reference.md is stale: run `cargo run -p edgeway-operator -- crd --markdown > docs/crd-reference.md`"
     );
 }

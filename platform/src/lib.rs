@@ -13,7 +13,7 @@ pub mod edge;
 pub mod metrics;
 pub mod registry;
 pub mod rest;
-pub mod stream;
+pub mod session;
 pub mod ws;
 
 use std::net::SocketAddr;

@@ -14,15 +14,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::config::{BindPolicy, SubscriptionRow, SubscriptionsConfig};
-use crate::edge::EdgeSession;
 use crate::metrics::Metrics;
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::session::{now_ms, EdgeSession};
 
 /// One stored value with its time and quality.
 #[derive(Debug, Clone, PartialEq)]

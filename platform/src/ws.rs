@@ -24,7 +24,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::WebsocketConfig;
-use crate::edge::{self, EdgeContext, EdgeSession, Outbound};
+use crate::edge::{self, EdgeContext};
+use crate::session::{EdgeSession, Outbound};
 
 /// The websocket path edges connect to.
 pub const WS_PATH: &str = "/Thingworx/WS";

@@ -401,7 +401,7 @@ async fn slow_stream_readers_are_dropped_not_waited_for() {
     let p = s.start_yaml(&text).await;
     // An SSE body that is not read while 20 events go out (buffer: 4).
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let resp = edgeway_platform::stream::response(&p.registry, p.metrics.clone(), stop_rx);
+    let resp = edgeway_platform::rest::stream::response(&p.registry, p.metrics.clone(), stop_rx);
     let mut body = resp.into_body();
     let mut e = authed(p.alwayson_addr, s.client(), APP_KEY).await;
     e.bind(None, &["Pump1"]).await;

@@ -7,7 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgeway_operator::controller::{self, Context, Settings};
+use edgeway_operator::context::{self, Context, Settings};
+use edgeway_operator::controller;
 use edgeway_operator::crd::EdgeGateway;
 use edgeway_operator::metrics::Metrics;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
@@ -101,7 +102,7 @@ pub async fn delete_namespace(client: &Client, name: &str) {
 
 /// A reconcile context like the binary's, for tests.
 pub fn context(client: &Client) -> Arc<Context> {
-    controller::context(
+    context::context(
         client.clone(),
         Arc::new(Metrics::new()),
         Settings {

@@ -13,6 +13,7 @@ mod template;
 mod thing;
 mod things;
 mod to_be_closed;
+mod vm;
 
 #[cfg(test)]
 mod tests;

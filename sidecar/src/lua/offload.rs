@@ -7,7 +7,7 @@
 //! and the rest runs inside `block_in_place`, which first hands the worker's other tasks to
 //! another thread. Budgets, errors and results are the same either way.
 
-use super::sandbox::Budget;
+use super::sandbox::{Budget, INLINE_MEMORY};
 use mlua::ffi;
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Thread, Value};
 use std::cell::{Cell, RefCell};
@@ -18,10 +18,6 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 /// How long Lua may run on an async worker per operation before moving off it: tokio's
 /// guidance for time between `.await`s is 10–100 µs.
 pub(crate) const SLICE: Duration = Duration::from_micros(100);
-
-/// Memory in use above which a VM's calls run off the worker: C loops that are linear in
-/// their inputs (`upper`, `utf8.len`, `concat`...) stay within a few milliseconds below it.
-pub(crate) const INLINE_MEMORY: usize = 4 << 20;
 
 /// Calls over [`INLINE_MEMORY`] between two full collections when memory is not growing.
 const COLLECT_EVERY: u32 = 64;

@@ -1,12 +1,15 @@
 //! The Lua sandbox: a VM with only safe libraries, an instruction/deadline budget enforced by a
 //! hook, a memory limit, and mapping of mlua errors to [`ThingError`]s.
 
-use super::offload::{Caller, INLINE_MEMORY};
 use super::{LuaLimits, ThingError};
-use mlua::{ChunkMode, HookTriggers, Lua, LuaOptions, StdLib, Value, Variadic, VmState};
+use mlua::{ChunkMode, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmState};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Memory in use above which a VM's calls run off the worker: C loops that are linear in
+/// their inputs (`upper`, `utf8.len`, `concat`...) stay within a few milliseconds below it.
+pub(crate) const INLINE_MEMORY: usize = 4 << 20;
 
 /// Instructions between hook calls: fine enough to stop runaways promptly, coarse enough to be
 /// cheap. The instruction budget is therefore enforced to within this many instructions.
@@ -176,9 +179,9 @@ const REMOVED_GLOBALS: &[&str] = &[
     "warn",
 ];
 
-/// Creates a sandboxed VM for `thing`: safe libraries only, budget hook, memory limit, and the
-/// thread its calls run on.
-pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<Budget>, Caller)> {
+/// Opens a VM for `thing` with only the safe libraries and the budget hook installed; the
+/// guards come with [`install_guards`] once the call thread exists (`vm::new_vm`).
+pub(crate) fn open(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<Budget>)> {
     // OS is opened only to borrow time/clock/date; the table itself is replaced below.
     let libs = StdLib::COROUTINE
         | StdLib::TABLE
@@ -212,13 +215,24 @@ pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<B
         HookTriggers::new().every_nth_instruction(HOOK_STEP),
         move |lua, _| hook_budget.tick(lua),
     )?;
-    let guard_budget = Arc::clone(&budget);
+    Ok((lua, budget))
+}
+
+/// Runs the guard prelude (budget checks around C functions, `string.rep` sizes, C loop
+/// charges; `flags` is the call thread's table) and sets the memory limit.
+pub(crate) fn install_guards(
+    lua: &Lua,
+    budget: &Arc<Budget>,
+    limits: LuaLimits,
+    flags: &Table,
+) -> mlua::Result<()> {
+    let guard_budget = Arc::clone(budget);
     let guard = lua.create_function(move |_, ()| guard_budget.check().map(|_| ()))?;
     let memory = limits.memory_bytes;
     let rep_check = lua.create_function(move |_, (s, n, sep): (Value, Value, Value)| {
         rep_size_check(memory, &s, &n, &sep)
     })?;
-    let charge_budget = Arc::clone(&budget);
+    let charge_budget = Arc::clone(budget);
     // charge(first, last): a C loop over first..=last; non-numbers are left to the library
     // function to reject.
     let charge = lua.create_function(move |lua, (first, last): (Value, Value)| {
@@ -230,15 +244,14 @@ pub(crate) fn new_vm(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<B
             _ => Ok(()),
         }
     })?;
-    let caller = Caller::new(&lua, &budget)?;
     budget.arm();
     lua.load(GUARD_PRELUDE)
         .set_name("=sandbox")
         .set_mode(ChunkMode::Text)
-        .call::<()>((guard, rep_check, charge, caller.flags()))?;
+        .call::<()>((guard, rep_check, charge, flags))?;
 
     lua.set_memory_limit(limits.memory_bytes)?;
-    Ok((lua, budget, caller))
+    Ok(())
 }
 
 /// Reports `string.rep` results that could never fit the VM's memory limit as memory errors.

@@ -3,8 +3,9 @@
 
 use super::convert::{json_to_lua, lua_to_json, pairs_to_lua};
 use super::offload::{Caller, SLICE};
-use super::sandbox::{classify, message, new_vm, Budget};
+use super::sandbox::{classify, message, Budget};
 use super::template::{instantiate, service_function};
+use super::vm::new_vm;
 use super::{
     LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, PushType, Quality, ServiceDef,
     ServiceResult, ThingError, ThingInfo, ThingSpec,

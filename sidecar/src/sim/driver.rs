@@ -6,7 +6,7 @@
 //! wake-up per acquisition for no benefit. Sending happens after the lock is released, with
 //! `try_send`: a full channel drops the batch (counted) instead of stalling the schedule.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,32 +16,6 @@ use tokio::time::MissedTickBehavior;
 
 use super::fleet::{now_unix_ms, Fleet};
 use super::Update;
-
-/// Counters for metrics and tests: what the fleet produced and what was lost.
-#[derive(Debug, Default)]
-pub struct FleetStats {
-    /// Updates produced by ticks.
-    pub updates_generated: AtomicU64,
-    /// Updates skipped because ticks stalled for more than one interval.
-    pub updates_skipped: AtomicU64,
-    /// Batches dropped because the consumer's channel was full.
-    pub batches_dropped: AtomicU64,
-    /// Updates in those dropped batches.
-    pub updates_dropped: AtomicU64,
-}
-
-impl FleetStats {
-    /// Adds one tick's counts.
-    pub(crate) fn record_tick(&self, produced: u64, skipped: u64) {
-        if produced > 0 {
-            self.updates_generated
-                .fetch_add(produced, Ordering::Relaxed);
-        }
-        if skipped > 0 {
-            self.updates_skipped.fetch_add(skipped, Ordering::Relaxed);
-        }
-    }
-}
 
 /// How often a full channel is reported in the log, at most.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(10);

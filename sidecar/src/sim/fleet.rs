@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -29,7 +30,6 @@ use edgeway_protocol::basetype::BaseType;
 use edgeway_runtime::ConfigError;
 
 use super::config::{GeneratorConfig, SimulationConfig};
-use super::driver::FleetStats;
 use super::generator::{draw, unit, Gen, Step};
 use super::{quality_from_u8, quality_to_u8, Quality, Update};
 
@@ -517,4 +517,30 @@ pub(crate) fn now_unix_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Counters for metrics and tests: what the fleet produced and what was lost.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    /// Updates produced by ticks.
+    pub updates_generated: AtomicU64,
+    /// Updates skipped because ticks stalled for more than one interval.
+    pub updates_skipped: AtomicU64,
+    /// Batches dropped because the consumer's channel was full.
+    pub batches_dropped: AtomicU64,
+    /// Updates in those dropped batches.
+    pub updates_dropped: AtomicU64,
+}
+
+impl FleetStats {
+    /// Adds one tick's counts.
+    pub(crate) fn record_tick(&self, produced: u64, skipped: u64) {
+        if produced > 0 {
+            self.updates_generated
+                .fetch_add(produced, Ordering::Relaxed);
+        }
+        if skipped > 0 {
+            self.updates_skipped.fetch_add(skipped, Ordering::Relaxed);
+        }
+    }
 }

@@ -24,8 +24,8 @@ mod tests;
 pub use config::{
     CsvColumn, GeneratorConfig, QualityConfig, ShardRange, SimPropertyConfig, SimulationConfig,
 };
-pub use driver::{spawn, FleetStats};
-pub use fleet::{Fleet, FleetSchema, Reading, SimProperty, WriteError};
+pub use driver::spawn;
+pub use fleet::{Fleet, FleetSchema, FleetStats, Reading, SimProperty, WriteError};
 
 /// Quality is the sidecar's shared type, so updates pass to the tunnel unchanged.
 pub use edgeway_protocol::basetype::Quality;

@@ -5,13 +5,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use edgeway_protocol::{
     DataShape, FieldDefinition, InfoTable, Primitive, Response as EdgeResponse,
 };
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,12 +21,14 @@ use tokio::sync::watch;
 
 use crate::auth::BearerToken;
 use crate::config::SubscriptionRow;
-use crate::edge::{EdgeContext, TunnelError};
+use crate::edge::EdgeContext;
 use crate::registry::LookupError;
-use crate::stream;
+use crate::session::TunnelError;
 
-/// The response body of every route: buffered JSON or the event stream.
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+mod response;
+pub mod stream;
+
+pub use response::{error, full, json_response, Body};
 
 /// Longest `timeoutMs` a caller may ask for.
 const MAX_TIMEOUT_MS: u64 = 300_000;
@@ -70,27 +70,6 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: watch::Re
                 .await;
         });
     }
-}
-
-/// A buffered body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed_unsync()
-}
-
-/// A JSON response.
-pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// A JSON error: `{"error": "..."}`.
-pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
-    json_response(status, &json!({ "error": message.to_string() }))
 }
 
 fn ok<T: serde::Serialize>(value: &T) -> Response<Body> {

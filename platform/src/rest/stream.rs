@@ -14,9 +14,9 @@ use hyper::body::Frame;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
+use super::response::Body;
 use crate::metrics::Metrics;
 use crate::registry::{Event, Registry};
-use crate::rest::Body;
 
 /// Interval of `:` comment lines that keep idle connections (and proxies) alive.
 const HEARTBEAT: Duration = Duration::from_secs(15);

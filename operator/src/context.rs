@@ -1,0 +1,206 @@
+//! What every step of a reconcile shares, at the bottom of the operator's module graph: the
+//! [`Error`] type, the [`Settings`], the [`Context`] handed to each reconcile, and the two ways a
+//! step writes to the cluster (server-side [`apply`] by one field manager, and Events via
+//! [`publish`]). `controller`, `secrets` and `references` build on it; it imports none of them.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::certs::{self, HOUR};
+use crate::crd::EdgeGateway;
+use crate::metrics::Metrics;
+use crate::resources::{CA_SECRET, FIELD_MANAGER};
+use crate::status::Problem;
+
+/// Why a reconcile failed (retried by [`crate::controller::error_policy`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{action} {kind} {name}: {source}")]
+    Kube {
+        /// get, apply, create, replace.
+        action: &'static str,
+        /// Object kind.
+        kind: &'static str,
+        /// Object name.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Certificate material could not be made.
+    #[error("certificate: {0}")]
+    Cert(#[from] certs::CertError),
+    /// The namespace CA Secret exists but cannot be used.
+    #[error(
+        "Secret {namespace}/{CA_SECRET} is unusable ({reason}); delete it to have a new CA made"
+    )]
+    BadCa {
+        /// Namespace.
+        namespace: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Basic-auth credentials could not be generated.
+    #[error("generating basic-auth credentials: {0}")]
+    Credentials(String),
+    /// The rendered config could not be serialized.
+    #[error("serializing the sidecar config: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// The gateway has no namespace (it is a namespaced resource, so never in practice).
+    #[error("gateway has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// Short label for the errors metric.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Cert(_) => "certificate",
+            Error::BadCa { .. } => "ca",
+            Error::Credentials(_) => "credentials",
+            Error::Yaml(_) => "render",
+            Error::NoNamespace => "input",
+        }
+    }
+}
+
+pub(crate) fn kube_err(
+    action: &'static str,
+    kind: &'static str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> Error {
+    let name = name.to_owned();
+    move |source| Error::Kube {
+        action,
+        kind,
+        name,
+        source,
+    }
+}
+
+/// Operator-wide settings (from the command line).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Sidecar image used when a gateway does not name one.
+    pub sidecar_image: String,
+    /// Cluster DNS domain for certificate names.
+    pub cluster_domain: String,
+    /// Lifetime of a namespace CA, seconds (rotated at 2/3).
+    pub ca_lifetime: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sidecar_image: format!("docker.io/edgeway/edgeway:{}", env!("CARGO_PKG_VERSION")),
+            cluster_domain: "cluster.local".into(),
+            ca_lifetime: 3650 * 24 * HOUR,
+        }
+    }
+}
+
+/// What reconciles share.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Publishes Kubernetes Events on gateways.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: Settings,
+    /// Last Lua check per gateway (`ns/name`): fingerprint of scripts and things, and its result.
+    pub lua_checks: std::sync::Mutex<std::collections::HashMap<String, (String, Option<Problem>)>>,
+}
+
+pub(crate) fn now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+pub(crate) async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let kind: &'static str = match K::kind(&Default::default()).as_ref() {
+        "Secret" => "Secret",
+        "ConfigMap" => "ConfigMap",
+        "Service" => "Service",
+        "StatefulSet" => "StatefulSet",
+        _ => "object",
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(kube_err("apply", kind, &name))
+}
+
+pub(crate) async fn publish(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    publish_about(ctx, gw, type_, reason, note, None).await
+}
+
+/// Publishes an event on the gateway, naming a related Secret (so each Secret has its own series).
+pub(crate) async fn publish_about(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    secret: Option<&str>,
+) {
+    let secondary = secret.map(|name| ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        name: Some(name.into()),
+        namespace: gw.namespace(),
+        ..Default::default()
+    });
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &gw.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+/// Makes a Context for `client` (events are reported as `edgeway-operator`/`instance`).
+pub fn context(
+    client: Client,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    instance: Option<String>,
+) -> Arc<Context> {
+    let reporter = kube::runtime::events::Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance,
+    };
+    Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        metrics,
+        settings,
+        lua_checks: Default::default(),
+    })
+}

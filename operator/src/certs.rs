@@ -472,5 +472,4 @@ pub fn rfc3339(t: i64) -> String {
 }
 
 #[cfg(test)]
-#[path = "certs_tests.rs"]
 mod tests;

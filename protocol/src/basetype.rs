@@ -268,44 +268,4 @@ impl schemars::JsonSchema for BaseType {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn names_round_trip_for_every_type() {
-        for t in BaseType::all() {
-            assert_eq!(t.name().parse::<BaseType>().unwrap(), t);
-        }
-        assert_eq!("number".parse::<BaseType>().unwrap(), BaseType::Number);
-        assert!("FLOAT".parse::<BaseType>().is_err());
-    }
-
-    #[test]
-    fn coercion_checks_types() {
-        assert_eq!(
-            BaseType::Number.coerce_json(&json!(2.5)).unwrap(),
-            json!(2.5)
-        );
-        assert!(BaseType::Number.coerce_json(&json!("2.5")).is_err());
-        assert_eq!(
-            BaseType::Integer.coerce_json(&json!(7.0)).unwrap(),
-            json!(7)
-        );
-        assert!(BaseType::Integer.coerce_json(&json!(7.5)).is_err());
-        assert!(BaseType::Integer.coerce_json(&json!(1u64 << 40)).is_err());
-        assert_eq!(
-            BaseType::Long.coerce_json(&json!(1u64 << 40)).unwrap(),
-            json!(1u64 << 40)
-        );
-        assert!(BaseType::Boolean.coerce_json(&json!(1)).is_err());
-        assert_eq!(
-            BaseType::Location
-                .coerce_json(&json!({"latitude": 1, "longitude": 2}))
-                .unwrap(),
-            json!({"latitude": 1.0, "longitude": 2.0, "elevation": 0.0})
-        );
-        let err = BaseType::String.coerce_json(&json!(3)).unwrap_err();
-        assert_eq!(err.to_string(), "expected STRING, got the number 3");
-    }
-}
+mod tests;

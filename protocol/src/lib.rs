@@ -14,8 +14,8 @@
 //! - [`vtq`]: property pushes (`UpdateSubscribedPropertyValues`) and subscriptions.
 //! - [`compress`]: permessage-deflate contexts as the SDK uses them.
 //!
-//! Golden byte tests (`golden_tests.rs`) and property tests (`prop_tests.rs`) sit beside the
-//! modules. Sources for every layout are listed in docs/protocol.md.
+//! Golden byte tests (`tests/golden.rs`) and property tests (`tests/properties.rs`) cover the
+//! modules together. Sources for every layout are listed in docs/protocol.md.
 //!
 //! Typical tunnel use:
 //! ```
@@ -41,9 +41,7 @@ pub mod vtq;
 pub mod wire;
 
 #[cfg(test)]
-mod golden_tests;
-#[cfg(test)]
-mod prop_tests;
+mod tests;
 
 pub use compress::PerMessageDeflate;
 pub use infotable::{Aspect, DataShape, FieldDefinition, InfoTable};

@@ -297,5 +297,4 @@ fn https_port(gw: &EdgeGateway) -> ServicePort {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

@@ -370,5 +370,4 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-#[path = "basic_tests.rs"]
 mod tests;

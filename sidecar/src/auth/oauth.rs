@@ -508,5 +508,4 @@ fn parse_form(data: &[u8], what: &str) -> Result<Vec<(String, String)>, OAuthErr
 }
 
 #[cfg(test)]
-#[path = "oauth_tests.rs"]
 mod tests;

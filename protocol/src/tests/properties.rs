@@ -1,11 +1,11 @@
 //! Property tests: round trips for every message and base type, multipart split and
 //! reassembly, compression, and fuzz-style decoding of random and truncated input.
 
-use super::compress::PerMessageDeflate;
-use super::multipart::{split, ReassemblerConfig};
-use super::primitive::StringType;
-use super::types::Family;
-use super::*;
+use crate::compress::PerMessageDeflate;
+use crate::multipart::{split, ReassemblerConfig};
+use crate::primitive::StringType;
+use crate::types::Family;
+use crate::*;
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
 

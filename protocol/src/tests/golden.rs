@@ -2,9 +2,9 @@
 //! (twMessages.c, twBaseTypes.c, twInfoTable.c, twApi.c). Each test names the function
 //! whose output it reproduces; see docs/protocol.md for the repositories.
 
-use super::multipart::split;
-use super::vtq::{update_params, PropertyUpdate};
-use super::*;
+use crate::multipart::split;
+use crate::vtq::{update_params, PropertyUpdate};
+use crate::*;
 
 /// Parses a hex literal with optional whitespace, for readable expectations.
 fn hex(s: &str) -> Vec<u8> {

@@ -1,0 +1,91 @@
+
+use super::*;
+use k8s_openapi::jiff::Timestamp;
+
+fn t(s: i64) -> Time {
+    Time(Timestamp::from_second(s).unwrap())
+}
+
+fn obs() -> Observed {
+    Observed {
+        generation: Some(3),
+        config: None,
+        certificates: Ok(vec![]),
+        replicas: 2,
+        ready_replicas: 1,
+        devices_desired: 4,
+        devices_running: 4,
+        connected: None,
+        endpoint: "gw.ns.svc:8443".into(),
+    }
+}
+
+#[test]
+fn connected_reflects_what_ready_pods_report() {
+    let with = |up, answered, ready| Observed {
+        connected: Some(Tunnels {
+            up,
+            answered,
+            ready,
+        }),
+        ..obs()
+    };
+    let c = |o: &Observed| {
+        let s = build(None, o, &t(1));
+        let c = condition(Some(&s), CONNECTED).unwrap().clone();
+        (c.status, c.reason)
+    };
+    assert_eq!(c(&obs()), ("Unknown".into(), "NotReported".into()));
+    assert_eq!(c(&with(2, 2, 2)), ("True".into(), "TunnelsUp".into()));
+    assert_eq!(c(&with(1, 2, 2)), ("False".into(), "TunnelDown".into()));
+    // A pod that did not answer is not counted as connected.
+    assert_eq!(c(&with(1, 1, 2)), ("False".into(), "TunnelDown".into()));
+}
+
+#[test]
+fn ready_follows_pods_and_keeps_transition_times() {
+    let s1 = build(None, &obs(), &t(100));
+    let ready = condition(Some(&s1), READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "PodsNotReady")
+    );
+    assert_eq!(s1.devices_running, 4);
+    // Same observation later: identical status (no write).
+    assert_eq!(build(Some(&s1), &obs(), &t(200)), s1);
+    let all = Observed {
+        ready_replicas: 2,
+        ..obs()
+    };
+    let s2 = build(Some(&s1), &all, &t(300));
+    let ready = condition(Some(&s2), READY).unwrap();
+    assert_eq!(ready.status, "True");
+    assert_eq!(ready.last_transition_time, t(300));
+    let cfg = condition(Some(&s2), CONFIG_VALID).unwrap();
+    assert_eq!(
+        cfg.last_transition_time,
+        t(100),
+        "unchanged condition keeps its time"
+    );
+    assert_eq!(condition(Some(&s2), CONNECTED).unwrap().status, "Unknown");
+}
+
+#[test]
+fn invalid_config_is_reported_with_reason_and_message() {
+    let bad = Observed {
+        config: Some(Problem::new(
+            "ReferenceNotFound",
+            "ConfigMap ns/scripts not found",
+        )),
+        ..obs()
+    };
+    let s = build(None, &bad, &t(1));
+    let c = condition(Some(&s), CONFIG_VALID).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "ReferenceNotFound")
+    );
+    assert!(c.message.contains("scripts"));
+    assert_eq!(condition(Some(&s), READY).unwrap().reason, "ConfigInvalid");
+    assert_eq!(s.devices_running, 0);
+}

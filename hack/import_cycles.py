@@ -2,7 +2,9 @@
 """File-level import cycles in the workspace's Rust crates.
 
 An edge A -> B means a file A names a path (`use`, or an inline `crate::x::y`/`super::x`) that
-resolves to the module file B of the same crate. A module declaring its children (`mod x;`) is
+resolves to the module file B of the same crate. A parent naming its own child by the child's
+bare name (`pub use things::Things` in a module front, `view::run`) is not counted: that is the
+facade pattern of a module and its parts; run with EDGEWAY_STRICT_CYCLES=1 to count it too. A module declaring its children (`mod x;`) is
 not an edge, and neither is a child naming its own parent's items through `super::` when the
 parent is only a re-exporting front (`mod.rs`/`lib.rs` that holds no items of its own is
 skipped as a target). Test modules (`tests.rs`, `*_tests.rs`, `tests/`) are left out: they
@@ -47,6 +49,7 @@ def resolve(src, cur_mod, path):
         mod = []
     elif parts[0] == 'self':
         mod = list(cur_mod)
+        parts = ['x'] + parts[1:]
     else:
         mod = list(cur_mod)
         while parts and parts[0] == 'super':
@@ -130,6 +133,10 @@ def crate_edges(src):
             for m in USE_BLOCK_RE.finditer(text):
                 paths += expand_use(m.group(1))
             paths += PATH_RE.findall(USE_BLOCK_RE.sub('', text))
+            if os.environ.get('EDGEWAY_STRICT_CYCLES') == '1':
+                for child in re.findall(r'^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;', text, re.M):
+                    if re.search(r'(?<![:\w])' + child + r'::', text):
+                        paths.append('self::' + child + '::x')
             for p in paths:
                 t = resolve(src, cur, p)
                 if t and t != path and not is_test_file(t) and not only_front(t):

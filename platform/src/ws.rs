@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edgeway_protocol::{split, Message, Reassembler, ReassemblerConfig, StatusCode};
+use edgeway_protocol::{split, Auth, Message, Reassembler, ReassemblerConfig, StatusCode};
 use edgeway_runtime::tls::peer::identity;
 use edgeway_runtime::tls::reload::ReloadingServerConfig;
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,7 +25,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::config::WebsocketConfig;
 use crate::edge::{self, EdgeContext};
-use crate::session::{EdgeSession, Outbound};
+use crate::session::{EdgeSession, Identity, Outbound};
 
 /// The websocket path edges connect to.
 pub const WS_PATH: &str = "/Thingworx/WS";
@@ -203,6 +203,7 @@ async fn upgrade<S>(
 }
 
 type Sink<S> = SplitSink<WebSocketStream<S>, WsMessage>;
+type WsStream<S> = SplitStream<WebSocketStream<S>>;
 
 fn close_frame(code: u16, reason: &str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame {
@@ -304,7 +305,7 @@ async fn run_session<S>(
     remote: SocketAddr,
     cert: Option<String>,
     l: &Listener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -315,74 +316,10 @@ async fn run_session<S>(
         max_message_size: l.config.max_message_bytes,
         ..ReassemblerConfig::default()
     });
-
-    // AUTH must come first, within the auth timeout.
-    let auth_deadline = Instant::now() + Duration::from_millis(ctx.auth.timeout_ms);
-    let first = loop {
-        let next = tokio::time::timeout_at(auth_deadline.into(), stream.next()).await;
-        let frame = match next {
-            Err(_) => {
-                ctx.metrics.auth_failure("timeout");
-                tracing::warn!(%remote, "no AUTH in time; closing");
-                refuse(&mut sink, None, "no AUTH in time", chunk).await;
-                return;
-            }
-            Ok(None | Some(Err(_))) => break First::Gone,
-            Ok(Some(Ok(f))) => f,
-        };
-        match frame {
-            WsMessage::Binary(b) => match reassembler.push(&b, Instant::now()) {
-                Ok(Some(m)) => break First::Message(m),
-                Ok(None) => continue,
-                Err(e) => {
-                    ctx.metrics.auth_failure("malformed");
-                    tracing::warn!(%remote, error = %e, "undecodable message before AUTH; closing");
-                    refuse(&mut sink, None, "malformed message", chunk).await;
-                    return;
-                }
-            },
-            WsMessage::Text(_) => {
-                ctx.metrics.auth_failure("malformed");
-                let _ = sink
-                    .send(close_frame(CLOSE_UNSUPPORTED, "binary messages only"))
-                    .await;
-                return;
-            }
-            WsMessage::Close(_) => break First::Gone,
-            _ => continue,
-        }
-    };
-    let msg = match first {
-        First::Gone => return,
-        First::Message(m) => m,
-    };
-    let auth = match msg {
-        Message::Auth(a) => a,
-        other => {
-            ctx.metrics.auth_failure("notAuthFirst");
-            tracing::warn!(%remote, kind = other.kind(), "message before AUTH; closing");
-            let reply = edge::reply(
-                *other.header(),
-                StatusCode::UNAUTHORIZED,
-                Some("AUTH must be the first message".to_owned()),
-            );
-            refuse(&mut sink, Some(reply), "not authenticated", chunk).await;
-            return;
-        }
-    };
-    let identity = match ctx.authenticate(&auth, cert.as_deref()) {
-        Ok(i) => i,
-        Err(r) => {
-            ctx.metrics.auth_failure(r.label);
-            tracing::warn!(%remote, reason = r.reason, "AUTH refused");
-            let reply = edge::reply(
-                auth.header,
-                StatusCode::UNAUTHORIZED,
-                Some(r.reason.to_owned()),
-            );
-            refuse(&mut sink, Some(reply), r.reason, chunk).await;
-            return;
-        }
+    let Some((auth, identity)) =
+        authenticate(&mut sink, &mut stream, &mut reassembler, remote, cert, l).await
+    else {
+        return;
     };
 
     let id = ctx.new_session_id();
@@ -411,6 +348,122 @@ async fn run_session<S>(
     tracing::info!(session = id, principal = %session.principal, %remote, "edge authenticated");
     let writer = tokio::spawn(writer(sink, rx, chunk));
 
+    let why = serve_session(&mut stream, &mut reassembler, &session, &tx, l, shutdown).await;
+
+    ctx.registry.remove_session(id);
+    session.shut();
+    ctx.metrics.session_closed();
+    tracing::info!(session = id, principal = %session.principal, reason = %why, "session ended");
+    // Let the writer flush a queued close; then make sure it is gone.
+    let _ = tx.try_send(Outbound::Close(1000, String::new()));
+    drop(tx);
+    drop(session);
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+/// Reads the first message within the auth timeout and checks it is an acceptable AUTH. On
+/// refusal it answers, closes, counts the reason and returns `None`.
+async fn authenticate<S>(
+    sink: &mut Sink<S>,
+    stream: &mut WsStream<S>,
+    reassembler: &mut Reassembler,
+    remote: SocketAddr,
+    cert: Option<String>,
+    l: &Listener,
+) -> Option<(Auth, Identity)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx = &l.ctx;
+    let chunk = l.config.chunk_size;
+    // AUTH must come first, within the auth timeout.
+    let auth_deadline = Instant::now() + Duration::from_millis(ctx.auth.timeout_ms);
+    let first = loop {
+        let next = tokio::time::timeout_at(auth_deadline.into(), stream.next()).await;
+        let frame = match next {
+            Err(_) => {
+                ctx.metrics.auth_failure("timeout");
+                tracing::warn!(%remote, "no AUTH in time; closing");
+                refuse(sink, None, "no AUTH in time", chunk).await;
+                return None;
+            }
+            Ok(None | Some(Err(_))) => break First::Gone,
+            Ok(Some(Ok(f))) => f,
+        };
+        match frame {
+            WsMessage::Binary(b) => match reassembler.push(&b, Instant::now()) {
+                Ok(Some(m)) => break First::Message(m),
+                Ok(None) => continue,
+                Err(e) => {
+                    ctx.metrics.auth_failure("malformed");
+                    tracing::warn!(%remote, error = %e, "undecodable message before AUTH; closing");
+                    refuse(sink, None, "malformed message", chunk).await;
+                    return None;
+                }
+            },
+            WsMessage::Text(_) => {
+                ctx.metrics.auth_failure("malformed");
+                let _ = sink
+                    .send(close_frame(CLOSE_UNSUPPORTED, "binary messages only"))
+                    .await;
+                return None;
+            }
+            WsMessage::Close(_) => break First::Gone,
+            _ => continue,
+        }
+    };
+    let msg = match first {
+        First::Gone => return None,
+        First::Message(m) => m,
+    };
+    let auth = match msg {
+        Message::Auth(a) => a,
+        other => {
+            ctx.metrics.auth_failure("notAuthFirst");
+            tracing::warn!(%remote, kind = other.kind(), "message before AUTH; closing");
+            let reply = edge::reply(
+                *other.header(),
+                StatusCode::UNAUTHORIZED,
+                Some("AUTH must be the first message".to_owned()),
+            );
+            refuse(sink, Some(reply), "not authenticated", chunk).await;
+            return None;
+        }
+    };
+    match ctx.authenticate(&auth, cert.as_deref()) {
+        Ok(identity) => Some((auth, identity)),
+        Err(r) => {
+            ctx.metrics.auth_failure(r.label);
+            tracing::warn!(%remote, reason = r.reason, "AUTH refused");
+            let reply = edge::reply(
+                auth.header,
+                StatusCode::UNAUTHORIZED,
+                Some(r.reason.to_owned()),
+            );
+            refuse(sink, Some(reply), r.reason, chunk).await;
+            None
+        }
+    }
+}
+
+/// The authenticated session: handles messages, pings and the idle deadline until the
+/// connection ends; returns why it ended.
+async fn serve_session<S>(
+    stream: &mut WsStream<S>,
+    reassembler: &mut Reassembler,
+    session: &EdgeSession,
+    tx: &mpsc::Sender<Outbound>,
+    l: &Listener,
+    mut shutdown: watch::Receiver<bool>,
+) -> String
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx = &l.ctx;
+    let id = session.id;
     let ping_every = Duration::from_millis(l.config.ping_interval_ms);
     let idle = Duration::from_millis(l.config.idle_timeout_ms);
     let tick_every = if !ping_every.is_zero() {
@@ -425,7 +478,7 @@ async fn run_session<S>(
     ticker.tick().await;
     let mut last_seen = Instant::now();
 
-    let why = loop {
+    loop {
         tokio::select! {
             frame = stream.next() => {
                 let frame = match frame {
@@ -437,7 +490,7 @@ async fn run_session<S>(
                 match frame {
                     WsMessage::Binary(b) => match reassembler.push(&b, last_seen) {
                         Ok(Some(m)) => {
-                            if let Some(reply) = edge::handle(ctx, &session, m) {
+                            if let Some(reply) = edge::handle(ctx, session, m) {
                                 if tx.send(Outbound::Message(reply)).await.is_err() {
                                     break "writer ended".to_owned();
                                 }
@@ -471,18 +524,5 @@ async fn run_session<S>(
                 break "platform shutting down".to_owned();
             }
         }
-    };
-
-    ctx.registry.remove_session(id);
-    session.shut();
-    ctx.metrics.session_closed();
-    tracing::info!(session = id, principal = %session.principal, reason = %why, "session ended");
-    // Let the writer flush a queued close; then make sure it is gone.
-    let _ = tx.try_send(Outbound::Close(1000, String::new()));
-    drop(tx);
-    drop(session);
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {
-        abort.abort();
     }
 }

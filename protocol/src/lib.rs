@@ -19,7 +19,7 @@
 //!
 //! Typical tunnel use:
 //! ```
-//! use crate::{Message, Reassembler, split, DEFAULT_CHUNK_SIZE};
+//! use edgeway_protocol::{Message, Reassembler, split, DEFAULT_CHUNK_SIZE};
 //! use std::time::Instant;
 //! let auth = Message::auth(1, "my-app-key");
 //! let frames = split(&auth, DEFAULT_CHUNK_SIZE).unwrap();

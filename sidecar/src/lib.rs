@@ -148,69 +148,7 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         }
     };
     let authn = Authenticator::from_config(&config.auth, metrics.clone())?;
-    let templates: Vec<TemplateSource> = config
-        .lua
-        .templates
-        .iter()
-        .map(|t| TemplateSource {
-            name: t.name.clone(),
-            path: t.file.clone(),
-        })
-        .collect();
-    let specs: Vec<ThingSpec> = config
-        .lua
-        .things
-        .iter()
-        .map(|t| ThingSpec {
-            name: t.name.clone(),
-            template: t.template.clone(),
-            scan_rate: Duration::from_millis(t.scan_rate_ms),
-            properties: t.properties.clone(),
-        })
-        .collect();
-    let limits = config.lua.limits;
-    // Simulated devices run their template's services on one hidden prototype VM.
-    let sim_template = config
-        .simulation
-        .as_ref()
-        .and_then(|s| s.template.as_deref());
-    let prototype = match sim_template {
-        Some(name) => Some(
-            templates
-                .iter()
-                .find(|t| t.name == name)
-                .cloned()
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "simulation.template",
-                        format!("no template named {name:?} in lua.templates"),
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    let things = tokio::task::spawn_blocking(move || {
-        let mut things = Things::load(&templates, &specs, limits)?;
-        if let Some(template) = &prototype {
-            things.load_prototype(template, limits)?;
-        }
-        Ok::<_, lua::LuaError>(things)
-    })
-    .await
-    .map_err(|e| ConfigError::new("lua", format!("loader crashed: {e}")))??;
-    let things = Arc::new(things);
-    {
-        // Task runs are timed inside the runtime; REST calls are timed by the server.
-        let m = metrics.clone();
-        things.set_observer(Arc::new(move |kind, took, ended| {
-            if kind == "task" {
-                m.lua_call("task", took);
-            }
-            if ended.offloaded {
-                m.lua_offloaded(kind);
-            }
-        }));
-    }
+    let things = load_things(&config, &metrics).await?;
     let fleet = match &config.simulation {
         Some(sim) => Some(registry::SimFleet::new(sim::Fleet::new(sim)?)),
         None => None,
@@ -226,28 +164,8 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         identity_header,
         max_body_bytes: config.server.max_body_bytes,
     });
-
-    let bind = |what, addr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { what, addr, source })
-    };
-    let server_listener = bind("server.listen", config.server.listen).await?;
-    let admin_listener = bind("admin.listen", config.admin.listen).await?;
-    let server_addr = server_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            what: "server.listen",
-            addr: config.server.listen,
-            source,
-        })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            what: "admin.listen",
-            addr: config.admin.listen,
-            source,
-        })?;
+    let (server_listener, server_addr) = bind("server.listen", config.server.listen).await?;
+    let (admin_listener, admin_addr) = bind("admin.listen", config.admin.listen).await?;
 
     let (shutdown, rx) = watch::channel(false);
     let ready = Arc::new(admin::Readiness::default());
@@ -299,4 +217,85 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         tasks,
         thing_tasks,
     })
+}
+
+/// Loads the Lua templates and things (and the simulation's prototype VM) off the runtime,
+/// with the metrics observer installed.
+async fn load_things(
+    config: &SidecarConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Things>, StartError> {
+    let templates: Vec<TemplateSource> = config
+        .lua
+        .templates
+        .iter()
+        .map(|t| TemplateSource {
+            name: t.name.clone(),
+            path: t.file.clone(),
+        })
+        .collect();
+    let specs: Vec<ThingSpec> = config
+        .lua
+        .things
+        .iter()
+        .map(|t| ThingSpec {
+            name: t.name.clone(),
+            template: t.template.clone(),
+            scan_rate: Duration::from_millis(t.scan_rate_ms),
+            properties: t.properties.clone(),
+        })
+        .collect();
+    let limits = config.lua.limits;
+    // Simulated devices run their template's services on one hidden prototype VM.
+    let sim_template = config
+        .simulation
+        .as_ref()
+        .and_then(|s| s.template.as_deref());
+    let prototype = match sim_template {
+        Some(name) => Some(
+            templates
+                .iter()
+                .find(|t| t.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "simulation.template",
+                        format!("no template named {name:?} in lua.templates"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let things = tokio::task::spawn_blocking(move || {
+        let mut things = Things::load(&templates, &specs, limits)?;
+        if let Some(template) = &prototype {
+            things.load_prototype(template, limits)?;
+        }
+        Ok::<_, lua::LuaError>(things)
+    })
+    .await
+    .map_err(|e| ConfigError::new("lua", format!("loader crashed: {e}")))??;
+    let things = Arc::new(things);
+    // Task runs are timed inside the runtime; REST calls are timed by the server.
+    let m = metrics.clone();
+    things.set_observer(Arc::new(move |kind, took, ended| {
+        if kind == "task" {
+            m.lua_call("task", took);
+        }
+        if ended.offloaded {
+            m.lua_offloaded(kind);
+        }
+    }));
+    Ok(things)
+}
+
+/// Binds a listener; the error names the config field.
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let err = |source| StartError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
 }

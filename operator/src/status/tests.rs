@@ -1,4 +1,3 @@
-
 use super::*;
 use k8s_openapi::jiff::Timestamp;
 

@@ -1,4 +1,3 @@
-
 use super::*;
 use futures::stream;
 use k8s_openapi::api::apps::v1::StatefulSetStatus;

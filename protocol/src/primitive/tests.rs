@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn bytes(p: &Primitive) -> Vec<u8> {

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn step(device: u32, k: u64, elapsed_ms: i64) -> Step {

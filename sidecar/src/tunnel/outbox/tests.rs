@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn up(thing: &str, i: i64) -> Update {

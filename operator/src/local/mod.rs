@@ -3,6 +3,7 @@
 //! each gateway's sidecar config is rendered by the operator's own code and pointed at local
 //! files and loopback ports, and the reference platform and the gateways run in this process.
 
+mod gateway;
 pub mod manifests;
 pub mod schema;
 pub mod state;
@@ -13,14 +14,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgeway_runtime::tls::ClientAuthMode;
-use edgeway_sidecar::config::{AuthMethodName, SidecarConfig};
 use kube::ResourceExt;
 
 use crate::certs::{Lifetime, Usage, HOUR};
 use crate::crd::EdgeGateway;
-use crate::resources::config::{pod_count, render, shard};
-use crate::resources::{generate_basic_credentials, Names, BASIC_USER};
 use manifests::Manifests;
 use state::{write, LeafRequest, State};
 
@@ -71,7 +68,7 @@ pub enum LocalError {
     NotConnected(String),
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -104,7 +101,7 @@ pub async fn run(opts: LocalOptions) -> Result<(), LocalError> {
     };
     let mut pods = Vec::new();
     for (_, gw) in &m.gateways {
-        pods.extend(start_gateway(&state, &m, gw, &platform, opts.any_ports).await?);
+        pods.extend(gateway::start(&state, &m, gw, &platform, opts.any_ports).await?);
     }
     let outcome = match opts.until_connected {
         Some(limit) => wait_connected(&pods, limit).await,
@@ -164,7 +161,10 @@ async fn wait_connected(pods: &[LocalPod], limit: Duration) -> Result<(), LocalE
 }
 
 /// Template name → script text, from the ConfigMaps the gateway references.
-fn lua_sources(m: &Manifests, gw: &EdgeGateway) -> Result<BTreeMap<String, String>, String> {
+pub(super) fn lua_sources(
+    m: &Manifests,
+    gw: &EdgeGateway,
+) -> Result<BTreeMap<String, String>, String> {
     gw.spec
         .lua
         .templates
@@ -226,7 +226,7 @@ async fn start_platform(
     Ok(Platform::Local(running))
 }
 
-fn lifetime(duration_hours: u32, renew_before_hours: Option<u32>) -> Lifetime {
+pub(super) fn lifetime(duration_hours: u32, renew_before_hours: Option<u32>) -> Lifetime {
     Lifetime {
         duration: i64::from(duration_hours) * HOUR,
         renew_before: renew_before_hours.map(|h| i64::from(h) * HOUR),
@@ -234,263 +234,13 @@ fn lifetime(duration_hours: u32, renew_before_hours: Option<u32>) -> Lifetime {
 }
 
 /// 127.0.0.1:`port` when it is free now, else any free port.
-fn free_or_any(port: u16) -> SocketAddr {
+pub(super) fn free_or_any(port: u16) -> SocketAddr {
     let want = SocketAddr::from(([127, 0, 0, 1], port));
     if port != 0 && std::net::TcpListener::bind(want).is_ok() {
         want
     } else {
         SocketAddr::from(([127, 0, 0, 1], 0))
     }
-}
-
-/// Writes the gateway's files, renders its config once per pod and starts the sidecars.
-async fn start_gateway(
-    state: &State,
-    m: &Manifests,
-    gw: &EdgeGateway,
-    platform: &Platform,
-    any_ports: bool,
-) -> Result<Vec<LocalPod>, LocalError> {
-    let name = gw.name_any();
-    let bad = |e: String| LocalError::Manifest(format!("EdgeGateway {name}: {e}"));
-    let setup = LocalError::Setup;
-    let spec = &gw.spec;
-    let dir = state.dir.join(&name);
-    let base = render(spec).map_err(|e| bad(e.to_string()))?;
-    let certs = &spec.certificates;
-    let life = lifetime(certs.duration_hours, certs.renew_before_hours);
-    let names = Names::new(gw, "cluster.local");
-    let mut dns = names.server_dns_names();
-    dns.push("localhost".into());
-    let server = match &spec.server.tls_secret_name {
-        Some(secret) => tls_secret(
-            m,
-            "spec.server.tlsSecretName",
-            secret,
-            &dir.join("server-tls"),
-        )
-        .map_err(bad)?,
-        None => state
-            .leaf(
-                LeafRequest {
-                    sub: &name,
-                    stem: "server",
-                    common_name: &names.service(),
-                    names: &dns,
-                    usage: Usage::Server,
-                    algorithm: certs.key_algorithm,
-                    lifetime: life,
-                },
-                now(),
-            )
-            .map_err(setup)?,
-    };
-    let client = match &spec.platform.client_certificate.secret_name {
-        Some(secret) => tls_secret(
-            m,
-            "spec.platform.clientCertificate.secretName",
-            secret,
-            &dir.join("client-tls"),
-        )
-        .map_err(bad)?,
-        None => state
-            .leaf(
-                LeafRequest {
-                    sub: &name,
-                    stem: "client",
-                    common_name: &names.client_common_name(),
-                    names: &[],
-                    usage: Usage::Client,
-                    algorithm: certs.key_algorithm,
-                    lifetime: life,
-                },
-                now(),
-            )
-            .map_err(setup)?,
-    };
-
-    let mut c: SidecarConfig = base;
-    c.logging.format = edgeway_runtime::logging::LogFormat::Text;
-    if let Some(tls) = c.server.tls.as_mut() {
-        tls.cert = server.cert.clone();
-        tls.key = server.key.clone();
-        tls.client_ca = match (&spec.server.client_ca, tls.client_auth) {
-            (_, ClientAuthMode::Off) => None,
-            (Some(src), _) => {
-                let text = m.file_source("spec.server.clientCa", src).map_err(bad)?;
-                let path = dir.join("client-ca.crt");
-                write(&path, &text, false).map_err(setup)?;
-                Some(path)
-            }
-            (None, _) => Some(state.ca_file()),
-        };
-    }
-    let mut try_lines = Vec::new();
-    if let Some(b) = c.auth.basic.as_mut() {
-        let users = dir.join("basic-users");
-        match spec
-            .server
-            .basic_auth
-            .as_ref()
-            .and_then(|b| b.users_secret.as_ref())
-        {
-            Some(r) => {
-                let text = m
-                    .secret("spec.server.basicAuth.usersSecret", &r.name, &r.key)
-                    .map_err(bad)?;
-                write(&users, &text, true).map_err(setup)?;
-            }
-            None => {
-                // Generated once and kept, like the operator's Secret; the password is in a
-                // 0600 file, never printed.
-                let pw_file = dir.join("basic-password");
-                if !pw_file.exists() || !users.exists() {
-                    let (password, users_line) =
-                        generate_basic_credentials().map_err(|e| setup(e.to_string()))?;
-                    write(&pw_file, &password, true).map_err(setup)?;
-                    write(&users, &users_line, true).map_err(setup)?;
-                }
-                try_lines.push(format!(
-                    "curl --cacert {} -u {BASIC_USER}:\"$(cat {})\" https://localhost:PORT/things",
-                    state.ca_file().display(),
-                    pw_file.display()
-                ));
-            }
-        }
-        b.users_file = users;
-    }
-    if let Some(o) = c.auth.oauth.as_mut() {
-        let r = spec.server.oauth.as_ref().map(|o| &o.consumers_secret);
-        if let Some(r) = r {
-            let text = m
-                .secret("spec.server.oauth.consumersSecret", &r.name, &r.key)
-                .map_err(bad)?;
-            let path = dir.join("oauth-consumers.yaml");
-            write(&path, &text, true).map_err(setup)?;
-            o.credentials_file = path;
-        }
-    }
-    let sources = lua_sources(m, gw).map_err(bad)?;
-    for t in c.lua.templates.iter_mut() {
-        let path = dir.join("lua").join(format!("{}.lua", t.name));
-        write(
-            &path,
-            sources.get(&t.name).map_or("", String::as_str),
-            false,
-        )
-        .map_err(setup)?;
-        t.file = path;
-    }
-    if c.upstream.take().is_some() {
-        tracing::warn!(gateway = %name, "local mode runs no upstream app container; spec.upstream ignored");
-    }
-    if let Some(t) = c.tunnel.as_mut() {
-        let r = &spec.platform.app_key;
-        let key = m
-            .secret("spec.platform.appKey", &r.name, &r.key)
-            .map_err(bad)?;
-        let key_file = dir.join("app-key");
-        write(&key_file, key.trim(), true).map_err(setup)?;
-        t.app_key_file = key_file;
-        t.url = platform.url();
-        t.client_cert = Some(edgeway_sidecar::tunnel::config::ClientCert {
-            cert: client.cert.clone(),
-            key: client.key.clone(),
-        });
-        t.timing.startup_jitter_ms = 0;
-        if let Platform::Local(_) = platform {
-            t.server = edgeway_sidecar::tunnel::config::ServerVerification {
-                ca: Some(state.ca_file()),
-                ..Default::default()
-            };
-        } else {
-            let v = &spec.platform.server_verification;
-            if let Some(src) = &v.ca {
-                let path = dir.join("platform-ca.crt");
-                write(
-                    &path,
-                    &m.file_source("spec.platform.serverVerification.ca", src)
-                        .map_err(bad)?,
-                    false,
-                )
-                .map_err(setup)?;
-                t.server.ca = Some(path);
-            }
-            if let Some(src) = &v.pinned {
-                let path = dir.join("platform-pinned.crt");
-                write(
-                    &path,
-                    &m.file_source("spec.platform.serverVerification.pinned", src)
-                        .map_err(bad)?,
-                    false,
-                )
-                .map_err(setup)?;
-                t.server.pinned = Some(path);
-            }
-        }
-    }
-
-    let pods = pod_count(spec).max(1) as u32;
-    let mut out = Vec::new();
-    for ordinal in 0..pods {
-        let pod = format!("{name}-{ordinal}");
-        let mut pc = c.clone();
-        pc.server.listen = if ordinal == 0 && !any_ports {
-            free_or_any(spec.server.port)
-        } else {
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        };
-        pc.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        if let (Some(sim), Some(range)) = (pc.simulation.as_mut(), shard(spec, ordinal)) {
-            sim.shard = Some(range);
-        }
-        if let Some(t) = pc.tunnel.as_mut() {
-            if t.queue.dir.is_some() {
-                t.queue.dir = Some(dir.join("queue").join(&pod));
-            }
-        }
-        pc.validate()
-            .map_err(|e| bad(format!("rendered config for {pod}: {e}")))?;
-        let devices = pc
-            .simulation
-            .as_ref()
-            .map_or(0, |s| s.shard_range().len() as u32);
-        let sidecar = edgeway_sidecar::start(pc)
-            .await
-            .map_err(|e| setup(format!("{pod}: {e}")))?;
-        let port = sidecar.server_addr.port().to_string();
-        let mut lines: Vec<String> = try_lines.iter().map(|l| l.replace("PORT", &port)).collect();
-        if c.auth.methods.contains(&AuthMethodName::Mtls) {
-            let dev = state
-                .leaf(
-                    LeafRequest {
-                        sub: "devices",
-                        stem: "device-1",
-                        common_name: "device-1",
-                        names: &[],
-                        usage: Usage::Client,
-                        algorithm: certs.key_algorithm,
-                        lifetime: life,
-                    },
-                    now(),
-                )
-                .map_err(setup)?;
-            lines.push(format!(
-                "curl --cacert {} --cert {} --key {} https://localhost:{port}/things",
-                state.ca_file().display(),
-                dev.cert.display(),
-                dev.key.display()
-            ));
-        }
-        out.push(LocalPod {
-            gateway: name.clone(),
-            pod,
-            sidecar,
-            devices,
-            try_lines: lines,
-        });
-    }
-    Ok(out)
 }
 
 /// Does what cert-manager does for each `Certificate`: issues it (from the local CA) into its
@@ -540,22 +290,6 @@ fn issue_certificates(state: &State, m: &mut Manifests) -> Result<(), LocalError
         m.secrets.insert(c.secret_name, secret);
     }
     Ok(())
-}
-
-/// Writes a user-provided `kubernetes.io/tls` Secret's `tls.crt`/`tls.key` into `dir`.
-fn tls_secret(
-    m: &Manifests,
-    field: &str,
-    secret: &str,
-    dir: &Path,
-) -> Result<state::CertFiles, String> {
-    let files = state::CertFiles {
-        cert: dir.join("tls.crt"),
-        key: dir.join("tls.key"),
-    };
-    write(&files.cert, &m.secret(field, secret, "tls.crt")?, false)?;
-    write(&files.key, &m.secret(field, secret, "tls.key")?, true)?;
-    Ok(files)
 }
 
 /// The default state directory: `$XDG_STATE_HOME/edgeway` or `~/.local/state/edgeway`.

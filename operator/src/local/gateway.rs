@@ -1,0 +1,348 @@
+//! One gateway in local mode, step by step: its certificates, its sidecar config rendered by
+//! the operator's own code and pointed at local files, then one sidecar per pod.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use edgeway_runtime::logging::LogFormat;
+use edgeway_runtime::tls::ClientAuthMode;
+use edgeway_sidecar::config::{AuthMethodName, SidecarConfig};
+use edgeway_sidecar::tunnel::config::{ClientCert, ServerVerification};
+use kube::ResourceExt;
+
+use super::manifests::Manifests;
+use super::state::{write, CertFiles, LeafRequest, State};
+use super::{free_or_any, lifetime, lua_sources, now, LocalError, LocalPod, Platform};
+use crate::certs::{Lifetime, Usage};
+use crate::crd::EdgeGateway;
+use crate::resources::config::{pod_count, render, shard};
+use crate::resources::{generate_basic_credentials, Names, BASIC_USER};
+
+/// What the steps of one gateway share.
+struct Gateway<'a> {
+    state: &'a State,
+    m: &'a Manifests,
+    gw: &'a EdgeGateway,
+    name: String,
+    dir: PathBuf,
+    life: Lifetime,
+}
+
+impl Gateway<'_> {
+    /// A manifest problem, named by gateway.
+    fn bad(&self, e: impl std::fmt::Display) -> LocalError {
+        LocalError::Manifest(format!("EdgeGateway {}: {e}", self.name))
+    }
+}
+
+/// Writes the gateway's files, renders its config once per pod and starts the sidecars.
+pub(super) async fn start(
+    state: &State,
+    m: &Manifests,
+    gw: &EdgeGateway,
+    platform: &Platform,
+    any_ports: bool,
+) -> Result<Vec<LocalPod>, LocalError> {
+    let certs = &gw.spec.certificates;
+    let g = Gateway {
+        state,
+        m,
+        gw,
+        name: gw.name_any(),
+        dir: state.dir.join(gw.name_any()),
+        life: lifetime(certs.duration_hours, certs.renew_before_hours),
+    };
+    let (server, client) = certificates(&g)?;
+    let mut c: SidecarConfig = render(&gw.spec).map_err(|e| g.bad(e))?;
+    c.logging.format = LogFormat::Text;
+    server_tls(&g, &mut c, &server)?;
+    let try_lines = credentials(&g, &mut c)?;
+    lua_files(&g, &mut c)?;
+    if c.upstream.take().is_some() {
+        tracing::warn!(gateway = %g.name, "local mode runs no upstream app container; spec.upstream ignored");
+    }
+    tunnel(&g, &mut c, platform, &client)?;
+
+    let pods = pod_count(&gw.spec).max(1) as u32;
+    let mut out = Vec::new();
+    for ordinal in 0..pods {
+        out.push(start_pod(&g, &c, ordinal, any_ports, &try_lines).await?);
+    }
+    Ok(out)
+}
+
+/// The server and tunnel client certificates: from the Secrets the spec names, else issued
+/// from the local CA.
+fn certificates(g: &Gateway<'_>) -> Result<(CertFiles, CertFiles), LocalError> {
+    let spec = &g.gw.spec;
+    let names = Names::new(g.gw, "cluster.local");
+    let mut dns = names.server_dns_names();
+    dns.push("localhost".into());
+    let issue = |stem: &str, common_name: &str, names: &[String], usage: Usage| {
+        g.state
+            .leaf(
+                LeafRequest {
+                    sub: &g.name,
+                    stem,
+                    common_name,
+                    names,
+                    usage,
+                    algorithm: spec.certificates.key_algorithm,
+                    lifetime: g.life,
+                },
+                now(),
+            )
+            .map_err(LocalError::Setup)
+    };
+    let server = match &spec.server.tls_secret_name {
+        Some(secret) => tls_secret(
+            g.m,
+            "spec.server.tlsSecretName",
+            secret,
+            &g.dir.join("server-tls"),
+        )
+        .map_err(|e| g.bad(e))?,
+        None => issue("server", &names.service(), &dns, Usage::Server)?,
+    };
+    let client = match &spec.platform.client_certificate.secret_name {
+        Some(secret) => tls_secret(
+            g.m,
+            "spec.platform.clientCertificate.secretName",
+            secret,
+            &g.dir.join("client-tls"),
+        )
+        .map_err(|e| g.bad(e))?,
+        None => issue("client", &names.client_common_name(), &[], Usage::Client)?,
+    };
+    Ok((server, client))
+}
+
+/// Points the server's TLS at the certificate files and the client CA.
+fn server_tls(
+    g: &Gateway<'_>,
+    c: &mut SidecarConfig,
+    server: &CertFiles,
+) -> Result<(), LocalError> {
+    let Some(tls) = c.server.tls.as_mut() else {
+        return Ok(());
+    };
+    tls.cert = server.cert.clone();
+    tls.key = server.key.clone();
+    tls.client_ca = match (&g.gw.spec.server.client_ca, tls.client_auth) {
+        (_, ClientAuthMode::Off) => None,
+        (Some(src), _) => {
+            let text =
+                g.m.file_source("spec.server.clientCa", src)
+                    .map_err(|e| g.bad(e))?;
+            let path = g.dir.join("client-ca.crt");
+            write(&path, &text, false).map_err(LocalError::Setup)?;
+            Some(path)
+        }
+        (None, _) => Some(g.state.ca_file()),
+    };
+    Ok(())
+}
+
+/// Basic users (given, or a generated password kept in a 0600 file) and OAuth consumers;
+/// returns curl lines for the user (`PORT` to be filled in).
+fn credentials(g: &Gateway<'_>, c: &mut SidecarConfig) -> Result<Vec<String>, LocalError> {
+    let spec = &g.gw.spec;
+    let setup = LocalError::Setup;
+    let mut try_lines = Vec::new();
+    if let Some(b) = c.auth.basic.as_mut() {
+        let users = g.dir.join("basic-users");
+        match spec
+            .server
+            .basic_auth
+            .as_ref()
+            .and_then(|b| b.users_secret.as_ref())
+        {
+            Some(r) => {
+                let text =
+                    g.m.secret("spec.server.basicAuth.usersSecret", &r.name, &r.key)
+                        .map_err(|e| g.bad(e))?;
+                write(&users, &text, true).map_err(setup)?;
+            }
+            None => {
+                // Generated once and kept, like the operator's Secret; the password is in a
+                // 0600 file, never printed.
+                let pw_file = g.dir.join("basic-password");
+                if !pw_file.exists() || !users.exists() {
+                    let (password, users_line) =
+                        generate_basic_credentials().map_err(|e| setup(e.to_string()))?;
+                    write(&pw_file, &password, true).map_err(setup)?;
+                    write(&users, &users_line, true).map_err(setup)?;
+                }
+                try_lines.push(format!(
+                    "curl --cacert {} -u {BASIC_USER}:\"$(cat {})\" https://localhost:PORT/things",
+                    g.state.ca_file().display(),
+                    pw_file.display()
+                ));
+            }
+        }
+        b.users_file = users;
+    }
+    if let Some(o) = c.auth.oauth.as_mut() {
+        if let Some(r) = spec.server.oauth.as_ref().map(|o| &o.consumers_secret) {
+            let text =
+                g.m.secret("spec.server.oauth.consumersSecret", &r.name, &r.key)
+                    .map_err(|e| g.bad(e))?;
+            let path = g.dir.join("oauth-consumers.yaml");
+            write(&path, &text, true).map_err(setup)?;
+            o.credentials_file = path;
+        }
+    }
+    Ok(try_lines)
+}
+
+/// Writes each template's script where the config points.
+fn lua_files(g: &Gateway<'_>, c: &mut SidecarConfig) -> Result<(), LocalError> {
+    let sources = lua_sources(g.m, g.gw).map_err(|e| g.bad(e))?;
+    for t in c.lua.templates.iter_mut() {
+        let path = g.dir.join("lua").join(format!("{}.lua", t.name));
+        write(
+            &path,
+            sources.get(&t.name).map_or("", String::as_str),
+            false,
+        )
+        .map_err(LocalError::Setup)?;
+        t.file = path;
+    }
+    Ok(())
+}
+
+/// The tunnel: app key file, platform URL, client certificate, platform verification.
+fn tunnel(
+    g: &Gateway<'_>,
+    c: &mut SidecarConfig,
+    platform: &Platform,
+    client: &CertFiles,
+) -> Result<(), LocalError> {
+    let Some(t) = c.tunnel.as_mut() else {
+        return Ok(());
+    };
+    let spec = &g.gw.spec;
+    let setup = LocalError::Setup;
+    let r = &spec.platform.app_key;
+    let key =
+        g.m.secret("spec.platform.appKey", &r.name, &r.key)
+            .map_err(|e| g.bad(e))?;
+    let key_file = g.dir.join("app-key");
+    write(&key_file, key.trim(), true).map_err(setup)?;
+    t.app_key_file = key_file;
+    t.url = platform.url();
+    t.client_cert = Some(ClientCert {
+        cert: client.cert.clone(),
+        key: client.key.clone(),
+    });
+    t.timing.startup_jitter_ms = 0;
+    if let Platform::Local(_) = platform {
+        t.server = ServerVerification {
+            ca: Some(g.state.ca_file()),
+            ..Default::default()
+        };
+        return Ok(());
+    }
+    let v = &spec.platform.server_verification;
+    let copy = |field: &str, src, file: &str| -> Result<PathBuf, LocalError> {
+        let path = g.dir.join(file);
+        let text = g.m.file_source(field, src).map_err(|e| g.bad(e))?;
+        write(&path, &text, false).map_err(setup)?;
+        Ok(path)
+    };
+    if let Some(src) = &v.ca {
+        t.server.ca = Some(copy(
+            "spec.platform.serverVerification.ca",
+            src,
+            "platform-ca.crt",
+        )?);
+    }
+    if let Some(src) = &v.pinned {
+        t.server.pinned = Some(copy(
+            "spec.platform.serverVerification.pinned",
+            src,
+            "platform-pinned.crt",
+        )?);
+    }
+    Ok(())
+}
+
+/// Starts the sidecar of pod `ordinal` with its own ports, shard and queue directory.
+async fn start_pod(
+    g: &Gateway<'_>,
+    c: &SidecarConfig,
+    ordinal: u32,
+    any_ports: bool,
+    try_lines: &[String],
+) -> Result<LocalPod, LocalError> {
+    let spec = &g.gw.spec;
+    let setup = LocalError::Setup;
+    let pod = format!("{}-{ordinal}", g.name);
+    let mut pc = c.clone();
+    pc.server.listen = if ordinal == 0 && !any_ports {
+        free_or_any(spec.server.port)
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    };
+    pc.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    if let (Some(sim), Some(range)) = (pc.simulation.as_mut(), shard(spec, ordinal)) {
+        sim.shard = Some(range);
+    }
+    if let Some(t) = pc.tunnel.as_mut() {
+        if t.queue.dir.is_some() {
+            t.queue.dir = Some(g.dir.join("queue").join(&pod));
+        }
+    }
+    pc.validate()
+        .map_err(|e| g.bad(format!("rendered config for {pod}: {e}")))?;
+    let devices = pc
+        .simulation
+        .as_ref()
+        .map_or(0, |s| s.shard_range().len() as u32);
+    let sidecar = edgeway_sidecar::start(pc)
+        .await
+        .map_err(|e| setup(format!("{pod}: {e}")))?;
+    let port = sidecar.server_addr.port().to_string();
+    let mut lines: Vec<String> = try_lines.iter().map(|l| l.replace("PORT", &port)).collect();
+    if c.auth.methods.contains(&AuthMethodName::Mtls) {
+        let dev = g
+            .state
+            .leaf(
+                LeafRequest {
+                    sub: "devices",
+                    stem: "device-1",
+                    common_name: "device-1",
+                    names: &[],
+                    usage: Usage::Client,
+                    algorithm: spec.certificates.key_algorithm,
+                    lifetime: g.life,
+                },
+                now(),
+            )
+            .map_err(setup)?;
+        lines.push(format!(
+            "curl --cacert {} --cert {} --key {} https://localhost:{port}/things",
+            g.state.ca_file().display(),
+            dev.cert.display(),
+            dev.key.display()
+        ));
+    }
+    Ok(LocalPod {
+        gateway: g.name.clone(),
+        pod,
+        sidecar,
+        devices,
+        try_lines: lines,
+    })
+}
+
+/// Writes a user-provided `kubernetes.io/tls` Secret's `tls.crt`/`tls.key` into `dir`.
+fn tls_secret(m: &Manifests, field: &str, secret: &str, dir: &Path) -> Result<CertFiles, String> {
+    let files = CertFiles {
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    write(&files.cert, &m.secret(field, secret, "tls.crt")?, false)?;
+    write(&files.key, &m.secret(field, secret, "tls.key")?, true)?;
+    Ok(files)
+}

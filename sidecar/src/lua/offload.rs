@@ -159,6 +159,10 @@ impl Caller {
             unsafe { ffi::lua_status(co) == ffi::LUA_OK && ffi::lua_gettop(co) == 0 }
         };
         if !idle {
+            // A script may hold the failed thread (`coroutine.running()`); closing it would
+            // run its pending closing values with hooks off, so the sandbox refuses to.
+            let stopped: Table = self.flags.raw_get("stopped")?;
+            stopped.raw_set(&*self.thread.borrow(), true)?;
             *self.thread.borrow_mut() = new_thread(lua)?;
             self.adopt(budget)?;
         }

@@ -262,9 +262,35 @@ end
 -- be swallowed. Message handlers and script coroutines are Lua run from C: off the worker.
 local function checked(...) guard() return ... end
 pcall = function(...) return checked(raw_pcall(...)) end
-xpcall = function(...) offload() return checked(raw_xpcall(...)) end
-coroutine.resume = function(...) offload() return checked(raw_resume(...)) end
-coroutine.close = function(...) offload() return checked(raw_close(...)) end
+
+-- Lua calls the message handler of an error raised in the budget hook with hooks still off:
+-- a handler that loops would never be stopped. The budget is checked before any handler of
+-- the script runs; an error there makes Lua call the handler again, down to its C-stack limit
+-- (about 200 levels), and xpcall then returns "error in error handling".
+xpcall = function(f, handler, ...)
+    offload()
+    if type(handler) ~= "function" then return checked(raw_xpcall(f, handler, ...)) end
+    return checked(raw_xpcall(f, function(...) guard() return handler(...) end, ...))
+end
+
+-- Threads a budget error ended keep hooks off (the error unwound out of the hook), so closing
+-- one would run its pending closing values (`<close>`, or the fourth value of a generic `for`)
+-- with no limit. Such threads are never closed: coroutines stopped while the budget was
+-- tripped, and every call thread Rust replaced after a failed call (offload.rs adds those).
+local stopped = raw_setmetatable({}, { __mode = "k" })
+flags.stopped = stopped
+local function note_stop(co, ok, ...)
+    if not ok and not raw_pcall(guard) then stopped[co] = true end
+    return ok, ...
+end
+coroutine.resume = function(co, ...) offload() return checked(note_stop(co, raw_resume(co, ...))) end
+coroutine.close = function(co, ...)
+    offload()
+    if stopped[co] then
+        return false, "cannot close a coroutine stopped by the sandbox's limits (its closing values are dropped)"
+    end
+    return checked(raw_close(co, ...))
+end
 coroutine.wrap = function(f)
     local co = raw_create(f)
     local function unwrap(ok, ...)
@@ -277,7 +303,7 @@ coroutine.wrap = function(f)
     end
     return function(...)
         offload()
-        return unwrap(raw_resume(co, ...))
+        return unwrap(note_stop(co, raw_resume(co, ...)))
     end
 end
 

@@ -20,6 +20,7 @@ mod tests;
 
 pub use edgeway_protocol::basetype::Quality;
 pub use error::{LuaError, ThingError};
+pub use template::check as check_template;
 pub use things::{Ended, Observer, Things};
 
 use edgeway_protocol::basetype::BaseType;

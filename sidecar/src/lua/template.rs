@@ -60,14 +60,7 @@ pub(crate) fn instantiate(
     let recorded: Recorded = Arc::default();
     install_globals(lua, &props, &services, &tasks, &prop_lines, &recorded).map_err(setup)?;
 
-    if let Some(line) = super::to_be_closed::find(source) {
-        return Err(format!(
-            "{}:{line}: to-be-closed variables (<close>) are not allowed in the sandbox: Lua runs \
-             their __close handlers outside the instruction and deadline limits when an error \
-             unwinds them",
-            path.display()
-        ));
-    }
+    refuse_to_be_closed(path, source)?;
     budget.arm();
     let run = lua
         .load(source)
@@ -127,6 +120,41 @@ pub(crate) fn instantiate(
 }
 
 /// Lua errors carry `path:line:` already; errors from elsewhere get the path at least.
+/// Refuses `<close>` variables, naming file and line: Lua runs their `__close` handlers outside
+/// the instruction and deadline limits when an error unwinds them.
+fn refuse_to_be_closed(path: &Path, source: &[u8]) -> Result<(), String> {
+    match super::to_be_closed::find(source) {
+        Some(line) => Err(format!(
+            "{}:{line}: to-be-closed variables (<close>) are not allowed in the sandbox: Lua runs \
+             their __close handlers outside the instruction and deadline limits when an error \
+             unwinds them",
+            path.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Most memory compiling one template may take (a 1 MiB script, the most a ConfigMap holds,
+/// compiles in a few MiB).
+const COMPILE_MEMORY: usize = 64 << 20;
+
+/// Checks a template without running any of it: the load-time refusals, then compiling the
+/// text in a bare VM with no libraries, whose function is never called. This is all the
+/// operator does with tenant scripts; what their top-level code does shows when the sidecar
+/// loads them. Errors start with `path:line:` where the line is known.
+pub fn check(path: &Path, source: &[u8]) -> Result<(), String> {
+    refuse_to_be_closed(path, source)?;
+    let compile = |e: mlua::Error| prefix_path(path, message(&e));
+    let lua = Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()).map_err(compile)?;
+    lua.set_memory_limit(COMPILE_MEMORY).map_err(compile)?;
+    lua.load(source)
+        .set_name(format!("@{}", path.display()))
+        .set_mode(ChunkMode::Text)
+        .into_function()
+        .map(drop)
+        .map_err(compile)
+}
+
 fn prefix_path(path: &Path, msg: String) -> String {
     let shown = path.display().to_string();
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned());

@@ -43,6 +43,22 @@ const OUTBOUND_QUEUE: usize = 256;
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 /// How long shutdown waits for sessions to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Longest a write to an edge may wait for the edge to read: a peer that stops reading is
+/// dropped after this, instead of holding its session and buffers (nginx's `send_timeout`
+/// default is 60 s; an edge that reads nothing for 30 s is gone for the tunnel anyway).
+const WRITE_STALL: Duration = Duration::from_secs(30);
+/// Longest a refused connection's close handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes tungstenite may hold for a connection beyond its write buffer (128 KiB, flushed when
+/// full): one outgoing chunk plus queued control frames. Past it the connection is dropped —
+/// a peer that sends pings and never reads once grew the pong backlog without bound (1.6 GB
+/// in 8 s).
+const WRITE_SLACK: usize = 256 << 10;
+
+/// A write that may stall: `None` when it did not finish within `limit`.
+async fn bounded<T>(write: impl std::future::Future<Output = T>, limit: Duration) -> Option<T> {
+    tokio::time::timeout(limit, write).await.ok()
+}
 
 /// The TLS side of the listener: the reloading config, restricted to HTTP/1.1 ALPN.
 pub struct TlsSource {
@@ -184,9 +200,11 @@ async fn upgrade<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let max = l.config.max_message_bytes + 64;
+    let write_buffer = WebSocketConfig::default().write_buffer_size;
     let cfg = WebSocketConfig::default()
         .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+        .max_frame_size(Some(max))
+        .max_write_buffer_size(write_buffer + l.config.chunk_size + WRITE_SLACK);
     let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(cfg));
     let ws = match tokio::time::timeout_at(deadline.into(), accept).await {
         Ok(Ok(ws)) => ws,
@@ -221,8 +239,13 @@ async fn send_message<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    feed_message(sink, msg, chunk).await?;
-    sink.flush().await
+    let write = async {
+        feed_message(sink, msg, chunk).await?;
+        sink.flush().await
+    };
+    bounded(write, WRITE_STALL).await.unwrap_or_else(|| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "edge does not read").into())
+    })
 }
 
 /// Queues one AlwaysOn message's frames without flushing, so a burst of replies shares one
@@ -256,8 +279,9 @@ where
     if let Some(r) = reply {
         let _ = send_message(sink, &r, chunk).await;
     }
-    let _ = sink.send(close_frame(CLOSE_POLICY, reason)).await;
-    let _ = sink.close().await;
+    // A peer that does not read must not hold the connection open past its refusal.
+    let _ = bounded(sink.send(close_frame(CLOSE_POLICY, reason)), CLOSE_TIMEOUT).await;
+    let _ = bounded(sink.close(), CLOSE_TIMEOUT).await;
 }
 
 async fn writer<S>(mut sink: Sink<S>, mut rx: mpsc::Receiver<Outbound>, chunk: usize)
@@ -271,14 +295,18 @@ where
         let mut burst = 0;
         while let Some(o) = next.take() {
             let r = match o {
-                Outbound::Message(m) => feed_message(&mut sink, &m, chunk).await,
-                Outbound::Ping => sink.feed(WsMessage::Ping(Bytes::new())).await,
+                Outbound::Message(m) => {
+                    bounded(feed_message(&mut sink, &m, chunk), WRITE_STALL).await
+                }
+                Outbound::Ping => {
+                    bounded(sink.feed(WsMessage::Ping(Bytes::new())), WRITE_STALL).await
+                }
                 Outbound::Close(code, reason) => {
-                    let _ = sink.send(close_frame(code, &reason)).await;
+                    let _ = bounded(sink.send(close_frame(code, &reason)), CLOSE_TIMEOUT).await;
                     break 'session;
                 }
             };
-            if r.is_err() {
+            if !matches!(r, Some(Ok(()))) {
                 break 'session;
             }
             burst += 1;
@@ -287,11 +315,11 @@ where
                 next = rx.try_recv().ok();
             }
         }
-        if sink.flush().await.is_err() {
+        if !matches!(bounded(sink.flush(), WRITE_STALL).await, Some(Ok(()))) {
             break;
         }
     }
-    let _ = sink.close().await;
+    let _ = bounded(sink.close(), CLOSE_TIMEOUT).await;
 }
 
 /// What ended the AUTH phase without a session.
@@ -382,7 +410,15 @@ where
     // AUTH must come first, within the auth timeout.
     let auth_deadline = Instant::now() + Duration::from_millis(ctx.auth.timeout_ms);
     let first = loop {
-        let next = tokio::time::timeout_at(auth_deadline.into(), stream.next()).await;
+        // Checked here too: `timeout_at` polls the stream first, so a peer that never stops
+        // sending (pings, say) would never see the deadline.
+        let next = if Instant::now() >= auth_deadline {
+            Err(())
+        } else {
+            tokio::time::timeout_at(auth_deadline.into(), stream.next())
+                .await
+                .map_err(drop)
+        };
         let frame = match next {
             Err(_) => {
                 ctx.metrics.auth_failure("timeout");

@@ -30,12 +30,28 @@ async fn lua_errors_name_the_mounted_file_and_line() {
 #[test]
 fn lua_check_compiles_without_running() {
     let hostile = BTreeMap::from([
-        ("raises".into(), "error('top-level code ran in the operator')\n".into()),
-        ("spins".into(), "local function spin() while true do end end\nxpcall(spin, spin)\n".into()),
-        ("hogs".into(), "hog = string.rep('h', 512 * 1024 * 1024)\n".into()),
-        ("backtracks".into(), "return string.find(string.rep('a', 40), '(a*)*b')\n".into()),
+        (
+            "raises".into(),
+            "error('top-level code ran in the operator')\n".into(),
+        ),
+        (
+            "spins".into(),
+            "local function spin() while true do end end\nxpcall(spin, spin)\n".into(),
+        ),
+        (
+            "hogs".into(),
+            "hog = string.rep('h', 512 * 1024 * 1024)\n".into(),
+        ),
+        (
+            "backtracks".into(),
+            "return string.find(string.rep('a', 40), '(a*)*b')\n".into(),
+        ),
     ]);
     let start = std::time::Instant::now();
     lua(&hostile).expect("compiles; nothing runs");
-    assert!(start.elapsed() < std::time::Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -1,7 +1,8 @@
 //! Platform test support: starting a platform from the shared test set-up
 //! (`edgeway_testkit::platform::Setup`) and a real websocket edge (tokio-tungstenite over
 //! tokio-rustls + the AlwaysOn codec). PKI, HTTP and waiting come from `edgeway_testkit`.
-#![allow(dead_code)]
+// Each test file uses a part of this module.
+#![allow(dead_code, unused_imports)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,8 +11,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -32,6 +31,12 @@ impl Readiness {
     }
 }
 
+/// The admin listener's limits: probes and scrapers, a few at a time.
+pub const LIMITS: crate::http::Limits = crate::http::Limits {
+    max_connections: 64,
+    header_timeout: Duration::from_secs(10),
+};
+
 /// A metrics registry that renders itself as OpenMetrics text.
 pub trait MetricsText: Send + Sync + 'static {
     /// The whole exposition.
@@ -45,6 +50,7 @@ pub async fn serve<M: MetricsText>(
     ready: Arc<Readiness>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let connections = crate::http::Connections::new(LIMITS.max_connections);
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -57,13 +63,17 @@ pub async fn serve<M: MetricsText>(
             },
             _ = shutdown.changed() => break,
         };
+        let Some(slot) = connections.admit() else {
+            continue; // dropped: closed at once
+        };
         let (metrics, ready) = (metrics.clone(), ready.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let resp = route(&req, metrics.as_ref(), &ready);
                 async move { Ok::<_, Infallible>(resp) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
+            let _ = crate::http::builder(&LIMITS)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });

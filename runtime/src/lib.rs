@@ -7,6 +7,7 @@
 //! - [`logging`]: the `logging:` config section and the `tracing` subscriber (text or JSON).
 //! - [`tls`]: the `tls:` config section, PEM loading, the server config with its client
 //!   certificate policy (CA bundle or pinned peers), the peer identity, and hot reload.
+//! - [`http`]: what every HTTP listener applies: a connection cap, a header (and idle) deadline.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on a plain-HTTP listener.
 //!
 //! Nothing here knows about things, Lua or the AlwaysOn protocol (that is `edgeway-protocol`).
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod tls;
 

@@ -64,6 +64,26 @@ pub struct ServerConfig {
     /// Time allowed for a TLS handshake, in milliseconds.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_ms: u64,
+    /// Time allowed to receive a request's headers, in milliseconds, counted from the
+    /// connection's start or its last response (also the keep-alive idle time).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// Time allowed to receive a request's body once it is authenticated, in milliseconds.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    /// Connections open at once; more are closed when accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The connection limits of this listener.
+    pub fn limits(&self) -> edgeway_runtime::http::Limits {
+        edgeway_runtime::http::Limits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+        }
+    }
 }
 
 /// Accepted authentication methods; any one suffices.
@@ -213,6 +233,18 @@ fn default_max_body() -> usize {
 fn default_handshake_timeout() -> u64 {
     10_000
 }
+// nginx: client_header_timeout 60 s, keepalive_timeout 75 s, client_body_timeout 60 s (between
+// two reads), worker_connections 512 (Debian's config: 768). Devices send small requests: the
+// header deadline is hyper's own default, the body deadline a total.
+fn default_header_timeout() -> u64 {
+    30_000
+}
+fn default_body_timeout() -> u64 {
+    30_000
+}
+fn default_max_connections() -> usize {
+    1024
+}
 fn default_methods() -> Vec<AuthMethodName> {
     vec![AuthMethodName::Mtls]
 }
@@ -266,6 +298,15 @@ impl SidecarConfig {
                 ))
             }
             _ => {}
+        }
+        for (field, value) in [
+            ("server.headerTimeoutMs", self.server.header_timeout_ms),
+            ("server.bodyTimeoutMs", self.server.body_timeout_ms),
+            ("server.maxConnections", self.server.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(field, "must be greater than 0"));
+            }
         }
         if let Some(tls) = &self.server.tls {
             if tls.client_auth != ClientAuthMode::Off

@@ -163,6 +163,7 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         metrics: metrics.clone(),
         identity_header,
         max_body_bytes: config.server.max_body_bytes,
+        body_timeout: Duration::from_millis(config.server.body_timeout_ms),
     });
     let (server_listener, server_addr) = bind("server.listen", config.server.listen).await?;
     let (admin_listener, admin_addr) = bind("admin.listen", config.admin.listen).await?;
@@ -194,6 +195,7 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         server_listener,
         tls.clone(),
         handshake_timeout,
+        config.server.limits(),
         app,
         rx.clone(),
     )));

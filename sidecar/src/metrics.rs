@@ -41,6 +41,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     auth_failures: Family<KindLabel, Counter>,
     tls_handshakes: Family<KindLabel, Counter>,
+    connections_refused: Counter,
     tls_reloads: Family<KindLabel, Counter>,
     lua_calls: HistogramFamily,
     lua_offloaded: Family<KindLabel, Counter>,
@@ -83,6 +84,12 @@ impl Metrics {
             "tls_handshakes",
             "TLS handshakes by result",
             tls_handshakes.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept because the listener was at server.maxConnections",
+            connections_refused.clone(),
         );
         registry.register(
             "tls_reloads",
@@ -145,6 +152,7 @@ impl Metrics {
             requests,
             auth_failures,
             tls_handshakes,
+            connections_refused,
             tls_reloads,
             lua_calls,
             lua_offloaded,
@@ -159,7 +167,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a failed authentication for a method (`mtls`, `basic`, `oauth`, `none`).
+    /// Counts a failed authentication for a method (`mtls`, `basic`, `oauth`, `none`), or
+    /// `busy` for a basic attempt refused because too many hashes were waiting.
     pub fn auth_failure(&self, method: &'static str) {
         self.auth_failures
             .get_or_create(&KindLabel { kind: method })
@@ -171,6 +180,11 @@ impl Metrics {
         self.tls_handshakes
             .get_or_create(&KindLabel { kind: result })
             .inc();
+    }
+
+    /// Counts a connection closed at the connection cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Counts a TLS reload by result.

@@ -1,7 +1,10 @@
 //! The authentication layer: tries the configured methods in order; any one suffices.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::Semaphore;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::request::Parts;
@@ -22,12 +25,34 @@ pub struct ConnIdentity {
     pub tls: bool,
 }
 
+/// Password hashes checked at once: one per core. Each is memory-hard (argon2 at common
+/// defaults takes 64 MiB), so an unbounded pool let 64 concurrent bad logins take 3.7 GB.
+fn hash_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Requests that may wait for a hash slot; past this, basic attempts are answered 503 at
+/// once. The unknown-user check waits and costs like a real one, so refusals do not tell
+/// users apart.
+pub const HASH_QUEUE: usize = 64;
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No method succeeded: 401.
+    Unauthenticated,
+    /// Too many password checks are waiting: 503, try again.
+    Busy,
+}
+
 /// Verifies requests against the configured methods; built once at start-up.
 pub struct Authenticator {
     methods: Vec<AuthMethodName>,
     basic: Option<(Arc<BasicUsers>, String)>,
     oauth: Option<(Arc<OAuthVerifier>, String)>,
     metrics: Arc<Metrics>,
+    hashing: Arc<Semaphore>,
+    waiting: AtomicUsize,
 }
 
 impl Authenticator {
@@ -65,6 +90,8 @@ impl Authenticator {
             basic,
             oauth,
             metrics,
+            hashing: Arc::new(Semaphore::new(hash_slots())),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -80,20 +107,50 @@ impl Authenticator {
         v
     }
 
-    /// Returns the verified identity, or `None` (and counts the failure) when no method succeeds.
+    /// Whether verifying this request needs its body (an OAuth form body is signed).
+    pub fn needs_body(&self, parts: &Parts) -> bool {
+        self.oauth.is_some() && scheme_of(parts).eq_ignore_ascii_case("oauth") && is_form(parts)
+    }
+
+    /// Checks a password hash on the blocking pool, at most [`hash_slots`] at once and
+    /// [`HASH_QUEUE`] waiting; `Err(Busy)` past that.
+    async fn hash_check(
+        &self,
+        users: &Arc<BasicUsers>,
+        header: &str,
+    ) -> Result<Option<String>, Refusal> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= HASH_QUEUE {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::Busy);
+        }
+        let slot = self.hashing.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let Ok(slot) = slot else {
+            return Err(Refusal::Busy);
+        };
+        let (users, header) = (users.clone(), header.to_owned());
+        let name = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            users.verify(&header)
+        })
+        .await
+        .ok()
+        .flatten();
+        Ok(name)
+    }
+
+    /// Returns the verified identity, or why not (failures are counted).
     pub async fn authenticate(
         &self,
         parts: &Parts,
         body: &[u8],
         conn: &ConnIdentity,
-    ) -> Option<Identity> {
+    ) -> Result<Identity, Refusal> {
         let authorization = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let scheme = authorization
-            .and_then(|a| a.split_whitespace().next())
-            .unwrap_or("");
+        let scheme = scheme_of(parts);
         let mut attempted = false;
         for method in &self.methods {
             let outcome = match method {
@@ -105,13 +162,13 @@ impl Authenticator {
                     let header = authorization.unwrap_or("");
                     let name = match users.verify_quick(header) {
                         Quick::Decided(name) => name,
-                        Quick::NeedsHash => {
-                            let (users, header) = (users.clone(), header.to_owned());
-                            tokio::task::spawn_blocking(move || users.verify(&header))
-                                .await
-                                .ok()
-                                .flatten()
-                        }
+                        Quick::NeedsHash => match self.hash_check(users, header).await {
+                            Ok(name) => name,
+                            Err(busy) => {
+                                self.metrics.auth_failure("busy");
+                                return Err(busy);
+                            }
+                        },
                     };
                     Some((AuthMethod::Basic, name))
                 }
@@ -126,7 +183,7 @@ impl Authenticator {
                 _ => None,
             };
             match outcome {
-                Some((method, Some(name))) => return Some(Identity { method, name }),
+                Some((method, Some(name))) => return Ok(Identity { method, name }),
                 Some((method, None)) => {
                     attempted = true;
                     self.metrics.auth_failure(method.as_str());
@@ -137,8 +194,27 @@ impl Authenticator {
         if !attempted {
             self.metrics.auth_failure("none");
         }
-        None
+        Err(Refusal::Unauthenticated)
     }
+}
+
+/// The `Authorization` scheme of a request, or "".
+fn scheme_of(parts: &Parts) -> &str {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap_or("")
+}
+
+/// Whether the body is an HTML form (OAuth signs its parameters).
+fn is_form(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
 }
 
 /// Runs OAuth verification; the reason for a refusal is logged at debug, never returned.
@@ -154,11 +230,7 @@ fn verify_oauth(
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
-    let form = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let form = is_form(parts);
     let req = OAuthRequest {
         method: parts.method.as_str(),
         scheme: if conn.tls { "https" } else { "http" },

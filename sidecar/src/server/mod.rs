@@ -11,19 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use edgeway_runtime::http::{Connections, Limits};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use authn::{Authenticator, ConnIdentity};
+use authn::{Authenticator, ConnIdentity, Refusal};
 use edgeway_runtime::tls::peer;
 use edgeway_runtime::tls::reload::ReloadingServerConfig;
 use proxy::Proxy;
@@ -44,6 +44,8 @@ pub struct App {
     pub identity_header: HeaderName,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Time to receive an authenticated request's body.
+    pub body_timeout: Duration,
 }
 
 /// Accepts connections until `shutdown` turns true; TLS unless `tls` is `None` (explicit plaintext).
@@ -51,9 +53,11 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ReloadingServerConfig>>,
     handshake_timeout: Duration,
+    limits: Limits,
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let connections = Connections::new(limits.max_connections);
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -67,10 +71,17 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        // Over the cap the connection is closed at once, before TLS: idle or trickling
+        // sockets must not starve real requests of descriptors.
+        let Some(slot) = connections.admit() else {
+            app.metrics.connection_refused();
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
                 Some(tls) => {
                     let acceptor = TlsAcceptor::from(tls.current());
@@ -95,21 +106,21 @@ pub async fn serve(
                         .and_then(|c| c.first())
                         .and_then(peer::identity);
                     let conn = ConnIdentity { peer, tls: true };
-                    serve_conn(TokioIo::new(stream), app, conn, remote).await;
+                    serve_conn(TokioIo::new(stream), app, conn, remote, limits).await;
                 }
                 None => {
                     let conn = ConnIdentity {
                         peer: None,
                         tls: false,
                     };
-                    serve_conn(TokioIo::new(tcp), app, conn, remote).await;
+                    serve_conn(TokioIo::new(tcp), app, conn, remote, limits).await;
                 }
             }
         });
     }
 }
 
-async fn serve_conn<I>(io: I, app: Arc<App>, conn: ConnIdentity, remote: SocketAddr)
+async fn serve_conn<I>(io: I, app: Arc<App>, conn: ConnIdentity, remote: SocketAddr, limits: Limits)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -118,7 +129,7 @@ where
         let (app, conn) = (app.clone(), conn.clone());
         async move { Ok::<_, std::convert::Infallible>(handle(&app, &conn, remote, req).await) }
     });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new())
+    if let Err(e) = edgeway_runtime::http::builder(&limits)
         .serve_connection(io, svc)
         .await
     {
@@ -152,24 +163,27 @@ async fn handle_inner(
     route: Option<Route>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
-    let body: Bytes = match Limited::new(body, app.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body over {} bytes or unreadable",
-                    app.max_body_bytes
-                ),
-            )
-        }
-    };
+    let (mut parts, incoming) = req.into_parts();
     // A client must never be able to assert an identity: drop every copy before anything else.
     while parts.headers.remove(&app.identity_header).is_some() {}
 
-    let Some(identity) = app.authn.authenticate(&parts, &body, conn).await else {
-        return unauthorized(app);
+    // Authenticate from the headers before reading the body: an unauthenticated client must
+    // not make the sidecar hold its body (300 stalled bodies held 340 MB). Only an OAuth form
+    // body is part of the signature, so that one is read first, within the same bounds.
+    let mut incoming = Some(incoming);
+    let mut body = Bytes::new();
+    if app.authn.needs_body(&parts) {
+        if let Some(i) = incoming.take() {
+            body = match read_body(app, i).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+        }
+    }
+    let identity = match app.authn.authenticate(&parts, &body, conn).await {
+        Ok(identity) => identity,
+        Err(Refusal::Unauthenticated) => return unauthorized(app),
+        Err(Refusal::Busy) => return busy(),
     };
     let Ok(value) = HeaderValue::from_str(&identity.name) else {
         tracing::warn!(
@@ -178,6 +192,12 @@ async fn handle_inner(
         );
         return unauthorized(app);
     };
+    if let Some(i) = incoming.take() {
+        body = match read_body(app, i).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+    }
     tracing::debug!(method = identity.method.as_str(), identity = %identity.name, path = parts.uri.path(), "authenticated");
     parts.headers.insert(app.identity_header.clone(), value);
 
@@ -223,6 +243,39 @@ fn form_pairs(q: &str) -> Vec<(String, String)> {
             (dec(k), dec(v))
         })
         .collect()
+}
+
+/// Reads a request body within the size limit and the body deadline.
+async fn read_body(app: &App, incoming: Incoming) -> Result<Bytes, Response<Body>> {
+    let read = Limited::new(incoming, app.max_body_bytes).collect();
+    match tokio::time::timeout(app.body_timeout, read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body over {} bytes or unreadable",
+                app.max_body_bytes
+            ),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {} ms",
+                app.body_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// Too many password checks waiting: the client may retry in a second.
+fn busy() -> Response<Body> {
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many authentication attempts in progress; retry",
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 fn unauthorized(app: &App) -> Response<Body> {

@@ -201,6 +201,30 @@ pub struct RestConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Time allowed to receive a request's headers, counted from the connection's start or its
+    /// last response (also the keep-alive idle time), and then its body, in milliseconds.
+    #[serde(default = "default_rest_timeout")]
+    pub request_timeout_ms: u64,
+    /// Connections open at once; more are closed when accepted.
+    #[serde(default = "default_rest_connections")]
+    pub max_connections: usize,
+}
+
+impl RestConfig {
+    /// The connection limits of the REST listener.
+    pub fn limits(&self) -> edgeway_runtime::http::Limits {
+        edgeway_runtime::http::Limits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+        }
+    }
+}
+
+fn default_rest_timeout() -> u64 {
+    30_000
+}
+fn default_rest_connections() -> usize {
+    256
 }
 
 /// Plain-HTTP admin listener.
@@ -251,6 +275,8 @@ impl Default for RestConfig {
             token_file: None,
             stream_buffer: default_stream_buffer(),
             max_body_bytes: default_max_body(),
+            request_timeout_ms: default_rest_timeout(),
+            max_connections: default_rest_connections(),
         }
     }
 }

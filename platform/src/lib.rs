@@ -168,9 +168,15 @@ pub async fn start(config: PlatformConfig) -> Result<Running, StartError> {
         ctx: context.clone(),
         token,
         max_body_bytes: config.rest.max_body_bytes,
+        body_timeout: Duration::from_millis(config.rest.request_timeout_ms),
         shutdown: rx.clone(),
     });
-    tasks.push(tokio::spawn(rest::serve(rest_listener, api, rx.clone())));
+    tasks.push(tokio::spawn(rest::serve(
+        rest_listener,
+        api,
+        config.rest.limits(),
+        rx.clone(),
+    )));
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         metrics.clone(),

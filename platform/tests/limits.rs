@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A masked client ping frame with a 125-byte payload (the largest a control frame carries).
 fn ping_frame() -> Vec<u8> {
@@ -48,6 +49,50 @@ async fn a_peer_that_pings_and_never_reads_is_dropped() {
     println!(
         "dropped after {:?}, {sent} bytes of pings sent",
         start.elapsed()
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn rest_requests_trickled_or_over_the_cap_are_cut_off() {
+    let s = Setup::new("rest-limits");
+    let text = s.yaml("").replace(
+        "rest:\n  listen: 127.0.0.1:0\n",
+        "rest:\n  listen: 127.0.0.1:0\n  requestTimeoutMs: 300\n  maxConnections: 2\n",
+    );
+    let p = s.start_yaml(&text).await;
+
+    // Headers that never end are closed at the deadline (before: 200 of 200 were still open
+    // after 35 s).
+    let mut slow = TcpStream::connect(p.rest_addr).await.unwrap();
+    slow.write_all(b"GET /api/things HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "still open: {read:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Two idle connections fill the cap: a third is closed without an answer.
+    let _a = TcpStream::connect(p.rest_addr).await.unwrap();
+    let _b = TcpStream::connect(p.rest_addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut c = TcpStream::connect(p.rest_addr).await.unwrap();
+    c.write_all(b"GET /api/things HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok();
+    let read = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "answered over the cap: {read:?}"
     );
     p.shutdown().await;
 }

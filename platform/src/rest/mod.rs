@@ -8,12 +8,12 @@ use std::time::Duration;
 use edgeway_protocol::{
     DataShape, FieldDefinition, InfoTable, Primitive, Response as EdgeResponse,
 };
+use edgeway_runtime::http::{Connections, Limits};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
@@ -41,12 +41,20 @@ pub struct Api {
     pub token: Option<BearerToken>,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Time to receive a request body.
+    pub body_timeout: Duration,
     /// Fires at shutdown (ends event streams).
     pub shutdown: watch::Receiver<bool>,
 }
 
 /// Serves the API until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    api: Arc<Api>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connections = Connections::new(limits.max_connections);
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -59,13 +67,17 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: watch::Re
             },
             _ = shutdown.changed() => break,
         };
+        let Some(slot) = connections.admit() else {
+            continue; // over the cap: closed at once
+        };
         let api = api.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let api = api.clone();
                 async move { Ok::<_, Infallible>(route(&api, req).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
+            let _ = edgeway_runtime::http::builder(&limits)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });
@@ -211,10 +223,17 @@ async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
 
 /// Reads a JSON body (an empty body is `{}`); errors are ready responses.
 async fn read_json(api: &Api, req: Request<Incoming>) -> Result<Value, Response<Body>> {
-    let bytes = match Limited::new(req.into_body(), api.max_body_bytes)
-        .collect()
-        .await
-    {
+    let read = Limited::new(req.into_body(), api.max_body_bytes).collect();
+    let Ok(read) = tokio::time::timeout(api.body_timeout, read).await else {
+        return Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "body not received within {} ms",
+                api.body_timeout.as_millis()
+            ),
+        ));
+    };
+    let bytes = match read {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             return Err(if e.is::<http_body_util::LengthLimitError>() {

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edgeway_protocol::{split, Auth, Message, Reassembler, ReassemblerConfig, StatusCode};
-use edgeway_runtime::tls::peer::identity;
 use edgeway_runtime::tls::reload::ReloadingServerConfig;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -166,7 +165,7 @@ async fn connection(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(|c| {
-            let id = identity(c);
+            let id = tls.reloading.peer_identity(c);
             if id.is_none() {
                 tracing::warn!(%remote, "verified client certificate names no CN or SAN; ignored");
             }

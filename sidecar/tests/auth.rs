@@ -1,19 +1,14 @@
 //! Client authentication end to end over real TLS: basic, OAuth 1.0a, the identity header passed
 //! to a real upstream (and spoofed copies removed), plus the admin endpoints' view of it.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use edgeway_sidecar::auth::oauth;
 use edgeway_sidecar::config::SidecarConfig;
 use edgeway_testkit::client::*;
 use edgeway_testkit::pki::*;
 use edgeway_testkit::*;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// RFC 3986 unreserved characters stay as they are; everything else is encoded (RFC 5849 §3.6).
@@ -22,42 +17,6 @@ const OAUTH_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// A real upstream that answers with the headers it received, as JSON.
-async fn echo_upstream() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let mut headers = serde_json::Map::new();
-                    for name in req.headers().keys() {
-                        let values: Vec<_> = req
-                            .headers()
-                            .get_all(name)
-                            .iter()
-                            .map(|v| serde_json::Value::from(v.to_str().unwrap_or("?")))
-                            .collect();
-                        headers.insert(name.to_string(), values.into());
-                    }
-                    let body =
-                        serde_json::json!({"path": req.uri().to_string(), "headers": headers});
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(
-                        body.to_string(),
-                    ))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 struct Setup {
     pki: Pki,
@@ -294,7 +253,7 @@ async fn oauth_signed_requests_pass_and_forgeries_and_replays_do_not() {
 
 #[tokio::test]
 async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
-    let upstream = echo_upstream().await;
+    let upstream = edgeway_testkit::upstream::echo().await;
     let s = setup("identity", "APS-Identity-ID", Some(upstream)).await;
     let addr = s.sidecar.server_addr;
 

@@ -272,9 +272,14 @@ async fn spki_pin_accepts_a_reissued_certificate_with_the_same_key() {
         "    clientAuth: required\n    pinnedPeers: [{}]\n    pinMode: spki\n",
         pin_path.display()
     );
-    let sidecar = edgeway_sidecar::start(config(&pki, &tls, ""))
-        .await
-        .unwrap();
+    let upstream = edgeway_testkit::upstream::echo().await;
+    let sidecar = edgeway_sidecar::start(config(
+        &pki,
+        &tls,
+        &format!("upstream:\n  prefix: /app/\n  port: {}\n", upstream.port()),
+    ))
+    .await
+    .unwrap();
     let reissued = self_signed(
         "controller-renamed",
         Some(rcgen::KeyPair::from_pem(&key_pem).unwrap()),
@@ -282,11 +287,22 @@ async fn spki_pin_accepts_a_reissued_certificate_with_the_same_key() {
     assert_ne!(reissued.der, original.der);
     let cfg = client_config_with(pki.ca.roots(), Some(&reissued), rustls::ALL_VERSIONS);
     assert_eq!(
-        request(sidecar.server_addr, cfg, "GET", "/things", &[], "")
+        request(sidecar.server_addr, cfg.clone(), "GET", "/things", &[], "")
             .await
             .unwrap()
             .status,
         200
+    );
+    // The key is what was pinned, so the peer is the pinned certificate's subject, whatever
+    // name the presented certificate gives itself (security review, issue 17 item 7).
+    let echoed = request(sidecar.server_addr, cfg, "GET", "/app/who", &[], "")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        echoed["headers"]["x-edgeway-identity"],
+        serde_json::json!(["controller"]),
+        "{echoed}"
     );
     let other = client_config_with(
         pki.ca.roots(),

@@ -5,6 +5,7 @@
 //!   rustls client configs trusting them.
 //! - [`client`]: a small HTTP/1.1 client over plain TCP or TLS ([`client::Conn`], [`client::Resp`]).
 //! - [`platform`]: the files and config text of a test platform (app keys, server PKI).
+//! - [`upstream`]: an upstream application that echoes what it received, for proxy tests.
 //! - here: [`temp_dir`], [`eventually`] and [`poll_until`].
 //!
 //! Fixtures that belong to one crate (a platform started with a test config, a websocket
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod pki;
 pub mod platform;
+pub mod upstream;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -94,6 +94,8 @@ pub fn load_roots(path: &Path, field: &str) -> Result<RootCertStore, ConfigError
 pub struct ServerMaterial {
     /// The rustls config built from the files.
     pub config: Arc<rustls::ServerConfig>,
+    /// How verified peers are named under this config.
+    pub peers: Arc<peer::PeerNames>,
     /// The leaf certificate's not-after, as Unix seconds.
     pub not_after: i64,
 }
@@ -111,6 +113,7 @@ pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMateri
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ConfigError::new(prefix, e.to_string()))?;
     let mandatory = tls.client_auth == ClientAuthMode::Required;
+    let mut peers = peer::PeerNames::from_certificates();
     let builder = match tls.client_auth {
         ClientAuthMode::Off => builder.with_no_client_auth(),
         _ if !tls.pinned_peers.is_empty() => {
@@ -120,6 +123,9 @@ pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMateri
             }
             let verifier = PinnedVerifier::new(&pins, tls.pin_mode, mandatory, provider.clone())
                 .map_err(|e| ConfigError::new(f("pinnedPeers"), e.to_string()))?;
+            if tls.pin_mode == PinMode::Spki {
+                peers = peer::PeerNames::from_pinned_keys(&pins);
+            }
             builder.with_client_cert_verifier(Arc::new(verifier))
         }
         _ => {
@@ -146,6 +152,7 @@ pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMateri
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(ServerMaterial {
         config: Arc::new(config),
+        peers: Arc::new(peers),
         not_after,
     })
 }

@@ -1,4 +1,7 @@
-//! The identity a verified client certificate carries: subject CN, else the first SAN.
+//! The identity a verified client certificate carries: subject CN, else the first SAN — or,
+//! when peers are pinned by key (SPKI), the identity of the pinned certificate holding that key.
+
+use std::collections::HashMap;
 
 use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
@@ -21,4 +24,45 @@ pub fn identity(cert: &CertificateDer<'_>) -> Option<String> {
         }
         _ => None,
     })
+}
+
+/// Who a verified peer is, as the listener's trust settings say.
+#[derive(Debug, Default)]
+pub struct PeerNames {
+    /// With SPKI pinning: key → the pinned certificate's identity. A presented certificate
+    /// only proves it holds a pinned key, so its own CN must not count (a self-signed
+    /// certificate with device A's key and `CN=devB` was taken for `devB`).
+    by_key: Option<HashMap<Vec<u8>, String>>,
+}
+
+impl PeerNames {
+    /// Identities from the certificates themselves (CA trust, or whole-certificate pins).
+    pub fn from_certificates() -> Self {
+        Self { by_key: None }
+    }
+
+    /// Identities from the pinned certificates, looked up by the presented key.
+    pub fn from_pinned_keys(pinned: &[CertificateDer<'_>]) -> Self {
+        let by_key = pinned
+            .iter()
+            .filter_map(|c| Some((spki(c)?, identity(c)?)))
+            .collect();
+        Self {
+            by_key: Some(by_key),
+        }
+    }
+
+    /// The identity of a peer whose certificate the handshake verified.
+    pub fn identity(&self, presented: &CertificateDer<'_>) -> Option<String> {
+        match &self.by_key {
+            None => identity(presented),
+            Some(map) => map.get(&spki(presented)?).cloned(),
+        }
+    }
+}
+
+/// A certificate's DER SubjectPublicKeyInfo.
+fn spki(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+    Some(cert.public_key().raw.to_vec())
 }

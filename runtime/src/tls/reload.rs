@@ -36,6 +36,7 @@ pub struct ReloadingServerConfig {
     tls: TlsConfig,
     prefix: String,
     current: RwLock<Arc<rustls::ServerConfig>>,
+    peers: RwLock<Arc<super::peer::PeerNames>>,
     fingerprint: Mutex<u64>,
     metrics: Arc<dyn TlsObserver>,
 }
@@ -55,6 +56,7 @@ impl ReloadingServerConfig {
             tls,
             prefix: prefix.to_owned(),
             current: RwLock::new(material.config),
+            peers: RwLock::new(material.peers),
             fingerprint: Mutex::new(fingerprint),
             metrics,
         }))
@@ -68,6 +70,17 @@ impl ReloadingServerConfig {
         }
     }
 
+    /// The identity of a peer whose certificate the handshake verified (see
+    /// [`super::peer::PeerNames`]). A reload between the handshake and this call can only make
+    /// it `None`, never another peer's name.
+    pub fn peer_identity(
+        &self,
+        presented: &rustls_pki_types::CertificateDer<'_>,
+    ) -> Option<String> {
+        let peers = self.peers.read().unwrap_or_else(|p| p.into_inner()).clone();
+        peers.identity(presented)
+    }
+
     /// Rebuilds the config if any file changed; `Ok(false)` when nothing changed.
     pub fn reload(&self) -> Result<bool, ConfigError> {
         let fp = fingerprint(&files(&self.tls));
@@ -78,6 +91,7 @@ impl ReloadingServerConfig {
         let material = build_server_config(&self.tls, &self.prefix)?;
         *last = fp;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = material.config;
+        *self.peers.write().unwrap_or_else(|p| p.into_inner()) = material.peers;
         self.metrics.cert_not_after(material.not_after);
         Ok(true)
     }

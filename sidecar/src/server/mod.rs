@@ -24,7 +24,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use authn::{Authenticator, ConnIdentity, Refusal};
-use edgeway_runtime::tls::peer;
 use edgeway_runtime::tls::reload::ReloadingServerConfig;
 use proxy::Proxy;
 use response::{error, Body};
@@ -104,7 +103,7 @@ pub async fn serve(
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
-                        .and_then(peer::identity);
+                        .and_then(|c| tls.peer_identity(c));
                     let conn = ConnIdentity { peer, tls: true };
                     serve_conn(TokioIo::new(stream), app, conn, remote, limits).await;
                 }

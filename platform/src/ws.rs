@@ -46,6 +46,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// dropped after this, instead of holding its session and buffers (nginx's `send_timeout`
 /// default is 60 s; an edge that reads nothing for 30 s is gone for the tunnel anyway).
 const WRITE_STALL: Duration = Duration::from_secs(30);
+/// Largest message (and all partial messages together) a connection may send before AUTH: an
+/// AUTH carries an app key or a user name and password, a few hundred bytes.
+const PRE_AUTH_MESSAGE: usize = 64 << 10;
 /// Longest a refused connection's close handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes tungstenite may hold for a connection beyond its write buffer (128 KiB, flushed when
@@ -339,15 +342,24 @@ async fn run_session<S>(
     let ctx = &l.ctx;
     let chunk = l.config.chunk_size;
     let (mut sink, mut stream) = ws.split();
-    let mut reassembler = Reassembler::new(ReassemblerConfig {
-        max_message_size: l.config.max_message_bytes,
+    // Before AUTH a connection may hold one partial message of an AUTH's size; 64 partials of
+    // 1 MiB each were accepted from unauthenticated peers.
+    let mut before_auth = Reassembler::new(ReassemblerConfig {
+        max_message_size: PRE_AUTH_MESSAGE,
+        max_pending: 1,
+        max_pending_bytes: PRE_AUTH_MESSAGE,
         ..ReassemblerConfig::default()
     });
     let Some((auth, identity)) =
-        authenticate(&mut sink, &mut stream, &mut reassembler, remote, cert, l).await
+        authenticate(&mut sink, &mut stream, &mut before_auth, remote, cert, l).await
     else {
         return;
     };
+    let mut reassembler = Reassembler::new(ReassemblerConfig {
+        max_message_size: l.config.max_message_bytes,
+        max_pending_bytes: 2 * l.config.max_message_bytes,
+        ..ReassemblerConfig::default()
+    });
 
     let id = ctx.new_session_id();
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);

@@ -96,3 +96,39 @@ async fn rest_requests_trickled_or_over_the_cap_are_cut_off() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn unauthenticated_partial_messages_are_bounded() {
+    use edgeway_protocol::{split, InfoTable, Message, Primitive};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let s = Setup::new("partials");
+    let text = s.yaml("").replace("auth:\n", "auth:\n  timeoutMs: 10000\n");
+    let p = s.start_yaml(&text).await;
+    let mut edge = connect(p.alwayson_addr, s.client()).await;
+    // First chunks of two different 256 KiB requests, never finished, before any AUTH.
+    let big = |id| {
+        let params = InfoTable::from_primitive("s", Primitive::string("x".repeat(256 * 1024)));
+        split(&Message::invoke_service(id, "T", "S", Some(params)), 8192).unwrap()
+    };
+    let start = Instant::now();
+    for id in [1, 2] {
+        let first = big(id).swap_remove(0);
+        if edge.ws.send(WsMessage::Binary(first.into())).await.is_err() {
+            break;
+        }
+    }
+    // The platform refuses the connection instead of holding the partials until the AUTH
+    // deadline (before: 64 partials of 1 MiB each per connection).
+    match tokio::time::timeout(Duration::from_secs(5), edge.recv_any()).await {
+        Ok(Got::Closed(_)) => {}
+        other => panic!("connection not refused: {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    p.shutdown().await;
+}

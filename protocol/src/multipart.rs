@@ -136,6 +136,9 @@ pub struct ReassemblerConfig {
     pub max_chunks: u16,
     /// Most partial messages held at once.
     pub max_pending: usize,
+    /// Most bytes all partial messages may hold together: without it 64 partials of 1 MiB
+    /// each could be held per connection (two unauthenticated clients: 816 MB).
+    pub max_pending_bytes: usize,
     /// How long a partial message may wait for its missing chunks.
     pub timeout: Duration,
 }
@@ -146,6 +149,7 @@ impl Default for ReassemblerConfig {
             max_message_size: 1024 * 1024,
             max_chunks: 1024,
             max_pending: 64,
+            max_pending_bytes: 2 * 1024 * 1024,
             timeout: Duration::from_secs(30),
         }
     }
@@ -260,6 +264,20 @@ impl Reassembler {
             partial.bytes -= old.len();
         }
         partial.bytes += data.len();
+        let held = partial.bytes;
+        if held <= self.config.max_message_size {
+            let total: usize = self.pending.values().map(|p| p.bytes).sum();
+            if total > self.config.max_pending_bytes {
+                self.pending.remove(&key);
+                return Err(CodecError::PendingTooLarge {
+                    size: total,
+                    max: self.config.max_pending_bytes,
+                });
+            }
+        }
+        let Some(partial) = self.pending.get_mut(&key) else {
+            return Ok(None);
+        };
         if partial.bytes > self.config.max_message_size {
             let size = partial.bytes;
             self.pending.remove(&key);

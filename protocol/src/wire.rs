@@ -114,6 +114,14 @@ pub enum CodecError {
         /// Configured limit.
         limit: usize,
     },
+    /// The partial multipart messages held together exceed their byte limit.
+    #[error("pending multipart messages hold {size} bytes (limit {max})")]
+    PendingTooLarge {
+        /// Bytes held, counting the chunk that crossed the limit.
+        size: usize,
+        /// Configured limit.
+        max: usize,
+    },
     /// The chunk size given to `split` cannot hold the headers plus at least one body byte.
     #[error("chunk size {chunk_size} is too small (need more than {overhead} bytes of headers)")]
     ChunkSizeTooSmall {

@@ -456,6 +456,24 @@ fn bounds_are_enforced() {
         few.push(&renumbered, Instant::now()),
         Err(CodecError::TooManyPartials { limit: 1 })
     ));
+    // Partials of different requests together: bounded in bytes, not only in count.
+    // One chunk's data fits in a frame's length; two do not.
+    let limit = frames[0].len();
+    let mut bounded = Reassembler::new(ReassemblerConfig {
+        max_pending_bytes: limit,
+        ..ReassemblerConfig::default()
+    });
+    assert_eq!(bounded.push(&frames[0], Instant::now()).unwrap(), None);
+    let crossed = bounded.push(&renumbered, Instant::now());
+    assert!(
+        matches!(crossed, Err(CodecError::PendingTooLarge { max, .. }) if max == limit),
+        "{crossed:?}"
+    );
+    assert_eq!(
+        bounded.pending(),
+        1,
+        "the partial that crossed the limit is dropped"
+    );
     let mut bad = frames[1].clone();
     bad[15..17].copy_from_slice(&[0, 0]); // chunk id 0
     assert!(matches!(

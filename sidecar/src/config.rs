@@ -197,6 +197,11 @@ pub struct UpstreamConfig {
     /// Upstream response deadline, in milliseconds.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_ms: u64,
+    /// Forward the client's `Authorization` header (its password or OAuth signature) to the
+    /// upstream. Off by default: the upstream learns who the client is from the identity
+    /// header, and needs no credential.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_credentials: bool,
 }
 
 /// Plain-HTTP admin listener.

@@ -268,7 +268,16 @@ async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
         cert,
         "GET",
         "/app/status?x=1",
-        &[("APS-Identity-ID", "admin"), ("aps-identity-id", "root")],
+        &[
+            ("APS-Identity-ID", "admin"),
+            ("aps-identity-id", "root"),
+            // Spellings a CGI/WSGI app reads as the same header (HTTP_APS_IDENTITY_ID), and
+            // forwarding headers only the sidecar may set (security review, items 9 and 20).
+            ("APS_Identity_ID", "admin"),
+            ("aps_identity-id", "root"),
+            ("X-Forwarded-For", "203.0.113.66"),
+            ("X_Forwarded_Proto", "http"),
+        ],
         "",
     )
     .await
@@ -284,6 +293,16 @@ async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
         echoed["headers"]["x-forwarded-proto"],
         serde_json::json!(["https"])
     );
+    assert_eq!(
+        echoed["headers"]["x-forwarded-for"],
+        serde_json::json!(["127.0.0.1"])
+    );
+    for smuggled in ["aps_identity_id", "aps_identity-id", "x_forwarded_proto"] {
+        assert!(
+            echoed["headers"].get(smuggled).is_none(),
+            "{smuggled}: {echoed}"
+        );
+    }
     assert!(echoed["headers"].get("x-edgeway-identity").is_none());
 
     // Basic identity replaces a spoofed header too.
@@ -299,10 +318,10 @@ async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        r.json()["headers"]["aps-identity-id"],
-        serde_json::json!(["alice"])
-    );
+    let echoed = r.json();
+    assert_eq!(echoed["headers"]["aps-identity-id"], serde_json::json!(["alice"]));
+    // The password itself stays at the sidecar unless forwardCredentials asks for it.
+    assert!(echoed["headers"].get("authorization").is_none(), "{echoed}");
 
     // Unauthenticated requests never reach the upstream, spoofed header or not.
     let r = request(

@@ -164,7 +164,7 @@ async fn handle_inner(
 ) -> Response<Body> {
     let (mut parts, incoming) = req.into_parts();
     // A client must never be able to assert an identity: drop every copy before anything else.
-    while parts.headers.remove(&app.identity_header).is_some() {}
+    strip_asserted(&mut parts.headers, &app.identity_header);
 
     // Authenticate from the headers before reading the body: an unauthenticated client must
     // not make the sidecar hold its body (300 stalled bodies held 340 MB). Only an OAuth form
@@ -242,6 +242,24 @@ fn form_pairs(q: &str) -> Vec<(String, String)> {
             (dec(k), dec(v))
         })
         .collect()
+}
+
+/// Headers only the sidecar may assert: the identity header and the forwarding headers.
+const FORWARDING: [&str; 2] = ["x-forwarded-for", "x-forwarded-proto"];
+
+/// Removes every client copy of a header the sidecar asserts, in any spelling an upstream
+/// could read as it: a CGI or WSGI app reads `X_Edgeway_Identity` as `HTTP_X_EDGEWAY_IDENTITY`,
+/// exactly as `X-Edgeway-Identity` (nginx drops all underscore headers by default; Envoy has
+/// `headers_with_underscores_action`).
+fn strip_asserted(headers: &mut http::HeaderMap, identity: &HeaderName) {
+    let asserted = |name: &HeaderName| {
+        let name = name.as_str().replace('_', "-");
+        name == identity.as_str() || FORWARDING.contains(&name.as_str())
+    };
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| asserted(k)).cloned().collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
 }
 
 /// Reads a request body within the size limit and the body deadline.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HOST};
+use http::header::{HeaderName, AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -70,6 +70,9 @@ impl Proxy {
         for h in HOP_BY_HOP {
             parts.headers.remove(*h);
         }
+        if !self.config.forward_credentials {
+            parts.headers.remove(AUTHORIZATION);
+        }
         if !parts.headers.contains_key(HOST) {
             if let Some(a) = parts
                 .uri
@@ -79,9 +82,11 @@ impl Proxy {
                 parts.headers.insert(HOST, a);
             }
         }
+        // The client's own forwarding headers were removed before authentication: the
+        // upstream learns the address the sidecar saw, not one a client wrote.
         let xff = HeaderName::from_static("x-forwarded-for");
         if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
-            parts.headers.append(xff, v);
+            parts.headers.insert(xff, v);
         }
         parts.headers.insert(
             HeaderName::from_static("x-forwarded-proto"),

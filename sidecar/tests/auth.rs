@@ -319,7 +319,10 @@ async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
     .await
     .unwrap();
     let echoed = r.json();
-    assert_eq!(echoed["headers"]["aps-identity-id"], serde_json::json!(["alice"]));
+    assert_eq!(
+        echoed["headers"]["aps-identity-id"],
+        serde_json::json!(["alice"])
+    );
     // The password itself stays at the sidecar unless forwardCredentials asks for it.
     assert!(echoed["headers"].get("authorization").is_none(), "{echoed}");
 

@@ -273,6 +273,7 @@ async fn a_runaway_prototype_call_times_out_and_the_next_device_call_works() {
         instructions: u64::MAX,
         deadline: Duration::from_millis(200),
         memory_bytes: 8 * 1024 * 1024,
+        ..LuaLimits::default()
     };
     let template = TemplateSource {
         name: "probe".into(),

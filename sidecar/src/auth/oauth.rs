@@ -312,9 +312,12 @@ struct NonceCache {
 }
 
 impl NonceCache {
+    /// Forgets nonces whose timestamps the window no longer accepts: a timestamp `ts` is
+    /// accepted while `now <= ts + window`, so its nonce is kept through that second too
+    /// (purging at `ts + window == now` let a request be replayed at the window's edge).
     fn purge(&mut self, now: u64) {
         while let Some(Reverse((at, key))) = self.expiry.peek().copied() {
-            if at > now {
+            if at >= now {
                 break;
             }
             self.expiry.pop();

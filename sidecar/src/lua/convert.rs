@@ -7,39 +7,48 @@ use serde_json::Value as Json;
 /// Nesting bound: deep or cyclic tables become an error instead of a stack overflow.
 const MAX_DEPTH: usize = 64;
 
-/// Size bounds of one converted value. A table may hold the same subtable many times
+/// Values one conversion may copy. A table may hold the same subtable many times
 /// (`t = {t, t}` doubles per level), so the JSON can be exponentially bigger than the Lua
-/// value, which the memory limit does not see: values and string bytes are counted as copied.
-/// A value without shared parts stays far below them within the default 32 MiB limit (an
-/// array slot takes 16 bytes: about 2,000,000 values).
+/// value, which the memory limit does not see: values are counted as copied.
 const MAX_VALUES: usize = 8_000_000;
-const MAX_STRING_BYTES: usize = 256 << 20;
 
 /// What a conversion has copied so far, and its bounds.
 struct Copied {
     values: usize,
-    string_bytes: usize,
+    bytes: usize,
     max_values: usize,
-    max_string_bytes: usize,
+    max_bytes: usize,
 }
 
 /// Converts a Lua value to JSON; functions, userdata, threads and non-finite numbers are errors.
-pub(crate) fn lua_to_json(value: &Value) -> Result<Json, String> {
-    to_json_within(value, MAX_VALUES, MAX_STRING_BYTES)
+/// `max_bytes` bounds the JSON text the value encodes to (`LuaLimits::max_result_bytes`): 250
+/// references to one 1 MiB string are 250 KiB of Lua and 262 MB of JSON.
+pub(crate) fn lua_to_json(value: &Value, max_bytes: usize) -> Result<Json, String> {
+    to_json_within(value, MAX_VALUES, max_bytes)
 }
 
-fn to_json_within(
-    value: &Value,
-    max_values: usize,
-    max_string_bytes: usize,
-) -> Result<Json, String> {
+fn to_json_within(value: &Value, max_values: usize, max_bytes: usize) -> Result<Json, String> {
     let mut copied = Copied {
         values: 0,
-        string_bytes: 0,
+        bytes: 0,
         max_values,
-        max_string_bytes,
+        max_bytes,
     };
     to_json(value, 0, &mut copied)
+}
+
+/// Bytes `value` adds to the JSON text, its own separator included; tables count their
+/// brackets here and their contents as those are copied.
+fn encoded_len(value: &Value) -> usize {
+    1 + match value {
+        Value::Nil => 4,
+        Value::Boolean(_) => 5,
+        Value::Integer(i) => i.unsigned_abs().checked_ilog10().unwrap_or(0) as usize + 2,
+        Value::Number(_) => 24,
+        // Quotes, and escapes of control characters at most 6 bytes each: counted as 1.
+        Value::String(s) => s.as_bytes().len() + 2,
+        _ => 2,
+    }
 }
 
 fn to_json(value: &Value, depth: usize, copied: &mut Copied) -> Result<Json, String> {
@@ -49,15 +58,12 @@ fn to_json(value: &Value, depth: usize, copied: &mut Copied) -> Result<Json, Str
         ));
     }
     copied.values += 1;
-    if let Value::String(s) = value {
-        copied.string_bytes += s.as_bytes().len();
-    }
-    if copied.values > copied.max_values || copied.string_bytes > copied.max_string_bytes {
+    copied.bytes += encoded_len(value);
+    if copied.values > copied.max_values || copied.bytes > copied.max_bytes {
         return Err(format!(
-            "value too large for JSON: over {} values or {} MiB of strings \
-             (a table held several times is counted each time)",
-            copied.max_values,
-            copied.max_string_bytes >> 20
+            "value too large for JSON: over {} values or {} bytes encoded \
+             (a table held several times is counted each time; lua.limits.maxResultBytes)",
+            copied.max_values, copied.max_bytes
         ));
     }
     match value {
@@ -106,6 +112,7 @@ fn table_to_json(table: &mlua::Table, depth: usize, copied: &mut Copied) -> Resu
                 ))
             }
         };
+        copied.bytes += key.len() + 3;
         map.insert(key, to_json(&v, depth + 1, copied)?);
     }
     Ok(Json::Object(map))

@@ -41,6 +41,9 @@ pub struct LuaLimits {
     pub deadline: Duration,
     /// Memory one thing's VM may allocate in total (0 disables the limit).
     pub memory_bytes: usize,
+    /// Largest JSON a value of a script becomes (a service result, a property value). The VM's
+    /// memory does not bound it: a table can hold one big string many times.
+    pub max_result_bytes: usize,
 }
 
 impl Default for LuaLimits {
@@ -49,6 +52,8 @@ impl Default for LuaLimits {
             instructions: 10_000_000,
             deadline: Duration::from_secs(1),
             memory_bytes: 32 * 1024 * 1024,
+            // 1,000,000 integers encode to 6.9 MB: a big legitimate result still fits.
+            max_result_bytes: 8 * 1024 * 1024,
         }
     }
 }

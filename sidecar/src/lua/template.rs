@@ -92,7 +92,7 @@ pub(crate) fn instantiate(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    let properties = property_defs(lua, &props, &lines, path)?;
+    let properties = property_defs(lua, &props, &lines, path, limits)?;
     let recorded = std::mem::take(&mut *recorded.lock().unwrap_or_else(PoisonError::into_inner));
     let service_defs = service_defs(&services, recorded, path)?;
     let mut has_tasks = false;
@@ -356,6 +356,7 @@ fn property_defs(
     props: &Table,
     lines: &HashMap<String, String>,
     path: &Path,
+    limits: &LuaLimits,
 ) -> Result<Vec<(PropertyDef, Json)>, String> {
     let mut entries = Vec::new();
     for pair in props.pairs::<Value, Value>() {
@@ -425,7 +426,8 @@ fn property_defs(
                 .map_err(|e| fail(message(&e)))?;
             default
         } else {
-            let json = lua_to_json(&raw).map_err(|e| fail(format!("value: {e}")))?;
+            let json = lua_to_json(&raw, limits.max_result_bytes)
+                .map_err(|e| fail(format!("value: {e}")))?;
             base_type
                 .coerce_json(&json)
                 .map_err(|e| fail(format!("value: {e}")))?

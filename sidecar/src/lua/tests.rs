@@ -894,7 +894,8 @@ fn limits_serialize_round_trip() {
     let v = serde_json::to_value(l).unwrap();
     assert_eq!(
         v,
-        json!({"instructions": 10_000_000, "deadlineMs": 1000, "memoryBytes": 33554432})
+        json!({"instructions": 10_000_000, "deadlineMs": 1000, "memoryBytes": 33554432,
+               "maxResultBytes": 8388608})
     );
     assert_eq!(serde_json::from_value::<LuaLimits>(v).unwrap(), l);
     assert!(serde_json::from_value::<LuaLimits>(json!({"deadline": 5})).is_err());

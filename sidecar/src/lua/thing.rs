@@ -331,7 +331,7 @@ impl Thing {
             let mut changed = serde_json::Map::new();
             let mut errors = Vec::new();
             for (def, old, _) in before.iter().filter(|(_, _, given)| *given) {
-                match read_lua_value(&vm.props, def) {
+                match read_lua_value(&vm.props, def, self.limits.max_result_bytes) {
                     Ok(new) if !same(&new, old) => {
                         changed.insert(def.name.clone(), new);
                     }
@@ -417,7 +417,7 @@ impl Thing {
             return Err(e);
         }
         let result = match outcome {
-            Ok(values) => service_result(def, values)?,
+            Ok(values) => service_result(def, values, self.limits.max_result_bytes)?,
             Err(e) => return Err(ThingError::Script(message(&e))),
         };
         readback.map(|()| result)
@@ -468,7 +468,7 @@ impl Thing {
         let mut slots = lock(&self.slots);
         let mut errors = Vec::new();
         for (i, slot) in slots.iter_mut().enumerate() {
-            let value = match read_lua_value(&vm.props, &slot.def) {
+            let value = match read_lua_value(&vm.props, &slot.def, self.limits.max_result_bytes) {
                 Ok(v) => v,
                 Err(e) => {
                     let msg = bad_value(&self.name, &slot.def.name, &e);
@@ -536,14 +536,14 @@ fn beyond_threshold(new: &Json, last: &Json, threshold: f64) -> bool {
 }
 
 /// Reads and coerces `properties[name].value`.
-fn read_lua_value(props: &Table, def: &PropertyDef) -> Result<Json, String> {
+fn read_lua_value(props: &Table, def: &PropertyDef, max_bytes: usize) -> Result<Json, String> {
     let entry = match props.raw_get::<Value>(def.name.as_str()) {
         Ok(Value::Table(t)) => t,
         Ok(other) => return Err(format!("was replaced by a {}", other.type_name())),
         Err(e) => return Err(message(&e)),
     };
     let raw: Value = entry.raw_get("value").map_err(|e| message(&e))?;
-    let json = lua_to_json(&raw).map_err(|e| format!("has an invalid value: {e}"))?;
+    let json = lua_to_json(&raw, max_bytes).map_err(|e| format!("has an invalid value: {e}"))?;
     def.base_type
         .coerce_json(&json)
         .map_err(|e| format!("has a value of the wrong type: {e}"))
@@ -567,7 +567,11 @@ fn set_lua_value(lua: &Lua, props: &Table, def: &PropertyDef, value: &Json) -> m
 }
 
 /// Interprets a service's return values: `status[, value]`, nothing meaning `200, nil`.
-fn service_result(def: &ServiceDef, values: MultiValue) -> Result<ServiceResult, ThingError> {
+fn service_result(
+    def: &ServiceDef,
+    values: MultiValue,
+    max_bytes: usize,
+) -> Result<ServiceResult, ThingError> {
     let mut values = values.into_iter();
     let status_value = values.next().unwrap_or(Value::Nil);
     let value = values.next().unwrap_or(Value::Nil);
@@ -591,8 +595,8 @@ fn service_result(def: &ServiceDef, values: MultiValue) -> Result<ServiceResult,
                 "returned invalid status {status} (expected 100..=599)"
             ))
         })?;
-    let mut json =
-        lua_to_json(&value).map_err(|e| bad(format!("returned an unconvertible value: {e}")))?;
+    let mut json = lua_to_json(&value, max_bytes)
+        .map_err(|e| bad(format!("returned an unconvertible value: {e}")))?;
     if (200..300).contains(&status) && !json.is_null() {
         if let Some(out) = &def.output {
             json = out

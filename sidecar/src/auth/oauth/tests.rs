@@ -341,3 +341,21 @@ fn credentials_debug_and_sharing() {
     let c = OAuthCredentials::parse("consumers:\n  - {key: k, secret: s}\ntokens:\n", "f");
     assert!(c.is_ok());
 }
+
+/// Security review, issue 17 item 10: a request first seen when its timestamp is at the edge
+/// of the window must not be replayable in that same second.
+#[test]
+fn a_nonce_is_remembered_while_its_timestamp_is_accepted() {
+    let creds = OAuthCredentials::parse(RFC_CREDS, "f").expect("creds");
+    let v = OAuthVerifier::new(creds, Duration::from_secs(300), 100);
+    let t = RFC_TS;
+    let req = signed_rfc_header("edge", t);
+    let req = rfc_request(&req, b"c2&a3=2+q");
+    assert!(v.verify(&req, at(t + 300)).is_ok());
+    assert_eq!(v.verify(&req, at(t + 300)), Err(OAuthError::NonceReplayed));
+    // A second later the timestamp itself is refused, so forgetting the nonce is safe.
+    assert_eq!(
+        v.verify(&req, at(t + 301)),
+        Err(OAuthError::TimestampOutOfWindow)
+    );
+}

@@ -5,11 +5,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 
 /// The gauge the sidecar sets to 1 while its platform session is established.
 const GAUGE: &str = "edgeway_sidecar_tunnel_up";
+
+/// Most of a pod's metrics page the operator reads: the sidecar's is a few KiB, and a tenant's
+/// pod must not make the operator buffer an endless body.
+pub const MAX_METRICS_BYTES: usize = 256 << 10;
 
 /// `Some(up)` from the pod's metrics, `None` when it cannot be asked within `timeout`.
 pub async fn tunnel_up(addr: SocketAddr, timeout: Duration) -> Option<bool> {
@@ -33,7 +37,11 @@ async fn fetch(addr: SocketAddr) -> Option<bool> {
     if !resp.status().is_success() {
         return None;
     }
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let body = Limited::new(resp.into_body(), MAX_METRICS_BYTES)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
     parse(&String::from_utf8_lossy(&body))
 }
 

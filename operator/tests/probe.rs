@@ -62,3 +62,27 @@ async fn probe_reports_the_sidecars_tunnel_state() {
     assert_eq!(tunnel_up(admin, t).await, None, "nothing listens any more");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A tenant's pod answers the probe with an oversized metrics page: the operator reads at most
+/// `MAX_METRICS_BYTES` and reports "unknown" instead of buffering it (security review, issue 17
+/// item 17). Before the bound, the gauge at the start of this page was read as "up".
+#[tokio::test]
+async fn an_oversized_metrics_page_is_not_buffered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = tcp.read(&mut buf).await;
+                let mut body = b"edgeway_sidecar_tunnel_up 1\n".to_vec();
+                body.resize(edgeway_operator::probe::MAX_METRICS_BYTES * 4, b'#');
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = tcp.write_all(head.as_bytes()).await;
+                let _ = tcp.write_all(&body).await;
+            });
+        }
+    });
+    assert_eq!(tunnel_up(addr, Duration::from_secs(5)).await, None);
+}

@@ -189,3 +189,27 @@ fn challenge_escapes_realm() {
         r#"Basic realm="Edge \"gw\" \\ 1", charset="UTF-8""#
     );
 }
+
+/// Security review, issue 17 item 15: an unknown user costs what the cheapest real check
+/// costs, so in a file mixing kinds the cheap users cannot be told from unknown names.
+#[test]
+fn unknown_users_cost_the_cheapest_real_check() {
+    let mixed = users(); // plaintext, argon2 and bcrypt users
+    assert!(matches!(mixed.dummy, Secret::Plain(_)));
+    let hashed = BasicUsers::parse(
+        &format!(
+            "a:{}\nb:{}\nc:{}\n",
+            argon2_hash("x"),
+            bcrypt::hash("y", 6).expect("bcrypt"),
+            bcrypt::hash("z", 4).expect("bcrypt"),
+        ),
+        "users",
+    )
+    .expect("parse");
+    match &hashed.dummy {
+        Secret::Bcrypt(h) => {
+            assert_eq!(h.parse::<bcrypt::HashParts>().expect("parts").get_cost(), 4)
+        }
+        _ => panic!("the dummy must be the cheapest bcrypt"),
+    }
+}

@@ -96,6 +96,12 @@ impl Budget {
         self.deadline_ns.store(ns, Ordering::Relaxed);
     }
 
+    /// Whether the armed call's deadline has passed (C code the hook cannot interrupt may
+    /// finish after it, as a backtracking pattern does).
+    pub(crate) fn past_deadline(&self) -> bool {
+        self.now_ns() > self.deadline_ns.load(Ordering::Relaxed)
+    }
+
     /// The limit that aborted the call since the last `arm`.
     pub(crate) fn trip(&self) -> Trip {
         match self.tripped.load(Ordering::Relaxed) {
@@ -350,7 +356,13 @@ pub(crate) fn classify(
             thing: thing.to_owned(),
             limit: limits.instructions,
         }),
+        // A call that ended past its deadline fails even if nothing tripped the hook: a long
+        // C function (a backtracking pattern) may have run all that time without a hook call.
         Trip::Deadline => Some(ThingError::Timeout {
+            thing: thing.to_owned(),
+            deadline: limits.deadline,
+        }),
+        Trip::None if budget.past_deadline() => Some(ThingError::Timeout {
             thing: thing.to_owned(),
             deadline: limits.deadline,
         }),

@@ -142,3 +142,32 @@ async fn closing_values_of_stopped_threads_never_run_unbounded() {
 async fn closing_values_of_stopped_threads_never_run_unbounded_on_the_blocking_pool() {
     stopped_threads_are_not_closed().await;
 }
+
+/// Security review, issue 17 item 19: a C function the hook cannot interrupt (a backtracking
+/// pattern) may run past the deadline, but the call must not then succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_call_that_ends_past_its_deadline_fails() {
+    let src = r#"
+services.Backtrack = function()
+    return 200, ("a"):rep(220):find((".-"):rep(3) .. "b")
+end
+services.Ok = function() return 200, "ok" end
+"#;
+    let limits = LuaLimits {
+        instructions: u64::MAX,
+        deadline: Duration::from_millis(50),
+        ..LuaLimits::default()
+    };
+    let things = load_with("backtrack.lua", src, limits).unwrap();
+    let start = Instant::now();
+    let err = bounded(&things, "Backtrack", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() > Duration::from_millis(50),
+        "the pattern should outlast the deadline: {:?}",
+        start.elapsed()
+    );
+    assert!(matches!(err, ThingError::Timeout { .. }), "{err:?}");
+    assert_still_ok(&things, "Backtrack").await;
+}

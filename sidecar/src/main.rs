@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use edgeway_sidecar::config::SidecarConfig;
@@ -18,8 +19,28 @@ struct Cli {
     check: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the process waits at exit for work still on the blocking pool. A Lua call stuck in
+/// C code (a backtracking pattern) cannot be interrupted; without a bound the runtime's drop
+/// waited for it and SIGTERM was ignored for 25 s and more.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edgeway-sidecar: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(run());
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let config = match SidecarConfig::load(&cli.config) {
         Ok(c) => c,

@@ -436,3 +436,37 @@ async fn bad_tls_files_fail_start_naming_the_field() {
         "{err}"
     );
 }
+
+/// Security review, issue 17 item 20: a client offering only `http/1.0` in ALPN is served
+/// (rustls refused the handshake when no offered protocol matched).
+#[tokio::test]
+async fn clients_offering_only_http_1_0_are_served() {
+    let pki = Pki::new("alpn10");
+    let users = pki.dir.join("users");
+    std::fs::write(&users, "u:p\n").unwrap();
+    let auth = format!(
+        "auth:\n  methods: [basic]\n  basic:\n    usersFile: {}\n",
+        users.display()
+    );
+    let sidecar = edgeway_sidecar::start(config(&pki, "    clientAuth: off\n", &auth))
+        .await
+        .unwrap();
+    let mut cfg = (*client_config(pki.ca.roots(), None)).clone();
+    cfg.alpn_protocols = vec![b"http/1.0".to_vec()];
+    let mut tls = connect(sidecar.server_addr, Arc::new(cfg))
+        .await
+        .expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.0"[..]));
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET /things HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.0 401") || got.starts_with("HTTP/1.1 401"),
+        "{got}"
+    );
+    sidecar.shutdown().await;
+}

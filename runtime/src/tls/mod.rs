@@ -149,7 +149,9 @@ pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMateri
             format!("does not match {} or is unsupported: {e}", f("cert")),
         )
     })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.0 too: rustls refuses a handshake whose ALPN offer matches none of these, and
+    // small device clients offer only `http/1.0` (hyper serves it).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(ServerMaterial {
         config: Arc::new(config),
         peers: Arc::new(peers),

@@ -401,3 +401,59 @@ async fn plain_http_serves_only_when_explicitly_configured() {
     assert_eq!(conn.get("/things", &[]).await.unwrap().status, 401);
     sidecar.shutdown().await;
 }
+
+/// Security review, issue 17 items 14 and 16: the upstream prefix is matched on path segments
+/// and paths that could climb out of it are refused; OAuth form bodies are bounded before the
+/// signature is checked.
+#[tokio::test]
+async fn paths_are_matched_by_segment_and_form_bodies_are_bounded() {
+    let upstream = edgeway_testkit::upstream::echo().await;
+    let s = setup("paths", "X-Edgeway-Identity", Some(upstream)).await;
+    let addr = s.sidecar.server_addr;
+    let cert = client_config_with(
+        s.pki.ca.roots(),
+        Some(&s.pki.ca.client("device-9")),
+        rustls::ALL_VERSIONS,
+    );
+    let status = |path: &'static str| {
+        let cert = cert.clone();
+        async move {
+            request(addr, cert, "GET", path, &[], "")
+                .await
+                .unwrap()
+                .status
+                .as_u16()
+        }
+    };
+    assert_eq!(status("/app/x").await, 200);
+    for path in [
+        "/app/../admin",
+        "/app/./x",
+        "/app/%2e%2e/admin",
+        "/app/%2E./admin",
+        "/app%2f..%2fadmin",
+        "/app/..%5cadmin",
+    ] {
+        assert_eq!(status(path).await, 400, "{path}");
+    }
+    // Not the prefix's segment: no route (the configured prefix is `/app/`).
+    assert_eq!(status("/appfoo").await, 404);
+
+    let anon = client_config_with(s.pki.ca.roots(), None, rustls::ALL_VERSIONS);
+    let form = format!("a={}", "x".repeat(100 * 1024));
+    let r = request(
+        addr,
+        anon,
+        "POST",
+        "/app/form",
+        &[
+            ("authorization", "OAuth oauth_consumer_key=\"plant-scada\""),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &form,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 413, "{:?}", r.body);
+    s.sidecar.shutdown().await;
+}

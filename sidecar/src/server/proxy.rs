@@ -39,9 +39,15 @@ impl Proxy {
         Self { config, client }
     }
 
-    /// Whether a path belongs to the upstream.
+    /// Whether a path belongs to the upstream: the prefix, matched on whole segments
+    /// (`/app` takes `/app` and `/app/x`, not `/appfoo`). Paths with dot segments or encoded
+    /// separators were refused before routing ([`super::suspicious_path`]).
     pub fn matches(&self, path: &str) -> bool {
-        path.starts_with(&self.config.prefix)
+        let prefix = self.config.prefix.as_str();
+        match path.strip_prefix(prefix) {
+            Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
     }
 
     /// Forwards an authenticated request; the identity header was already set by the caller.

@@ -17,6 +17,19 @@ fn config(pki: &Pki, tls_extra: &str, auth: &str) -> SidecarConfig {
     SidecarConfig::parse(&text, "test").unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// A sidecar that asks for no client certificate and authenticates `users` (a users file).
+async fn basic_only(pki: &Pki, users: &str) -> edgeway_sidecar::Running {
+    let file = pki.dir.join("users");
+    std::fs::write(&file, users).unwrap();
+    let auth = format!(
+        "auth:\n  methods: [basic]\n  basic:\n    usersFile: {}\n",
+        file.display()
+    );
+    edgeway_sidecar::start(config(pki, "    clientAuth: off\n", &auth))
+        .await
+        .unwrap()
+}
+
 fn with_ca(pki: &Pki, mode: &str) -> String {
     format!(
         "    clientAuth: {mode}\n    clientCa: {}\n",
@@ -156,15 +169,7 @@ async fn optional_client_auth_falls_back_to_basic() {
 #[tokio::test]
 async fn client_auth_off_does_not_request_certificates() {
     let pki = Pki::new("mtls-off");
-    let users = pki.dir.join("users");
-    std::fs::write(&users, "bob:builder\n").unwrap();
-    let auth = format!(
-        "auth:\n  methods: [basic]\n  basic:\n    usersFile: {}\n",
-        users.display()
-    );
-    let sidecar = edgeway_sidecar::start(config(&pki, "    clientAuth: off\n", &auth))
-        .await
-        .unwrap();
+    let sidecar = basic_only(&pki, "bob:builder\n").await;
     let cfg = client_config_with(
         pki.ca.roots(),
         Some(&pki.ca.client("ignored")),
@@ -442,15 +447,7 @@ async fn bad_tls_files_fail_start_naming_the_field() {
 #[tokio::test]
 async fn clients_offering_only_http_1_0_are_served() {
     let pki = Pki::new("alpn10");
-    let users = pki.dir.join("users");
-    std::fs::write(&users, "u:p\n").unwrap();
-    let auth = format!(
-        "auth:\n  methods: [basic]\n  basic:\n    usersFile: {}\n",
-        users.display()
-    );
-    let sidecar = edgeway_sidecar::start(config(&pki, "    clientAuth: off\n", &auth))
-        .await
-        .unwrap();
+    let sidecar = basic_only(&pki, "u:p\n").await;
     let mut cfg = (*client_config(pki.ca.roots(), None)).clone();
     cfg.alpn_protocols = vec![b"http/1.0".to_vec()];
     let mut tls = connect(sidecar.server_addr, Arc::new(cfg))

@@ -40,6 +40,8 @@ pub struct EdgeContext {
     pub subscriptions: SubscriptionsConfig,
     /// Default deadline of platform → edge requests.
     pub request_timeout: Duration,
+    /// Failed AUTHs per remote address.
+    pub throttle: crate::throttle::AuthThrottle,
 }
 
 /// A refused AUTH: a fixed metric label and a reason for the edge.

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod registry;
 pub mod rest;
 pub mod session;
+pub mod throttle;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -150,6 +151,7 @@ pub async fn start(config: PlatformConfig) -> Result<Running, StartError> {
         bind_policy: config.bind_policy,
         subscriptions: config.subscriptions.clone(),
         request_timeout: Duration::from_millis(config.request_timeout_ms),
+        throttle: Default::default(),
     });
 
     let (ws_listener, alwayson_addr) = bind("listen", config.listen).await?;

@@ -480,9 +480,22 @@ where
             return None;
         }
     };
+    if ctx.throttle.blocked(remote.ip(), Instant::now()) {
+        ctx.metrics.auth_failure("throttled");
+        tracing::warn!(%remote, "AUTH refused: too many failed attempts from this address");
+        let reason = "too many failed AUTH attempts from this address; retry later";
+        let reply = edge::reply(
+            auth.header,
+            StatusCode::UNAUTHORIZED,
+            Some(reason.to_owned()),
+        );
+        refuse(sink, Some(reply), reason, chunk).await;
+        return None;
+    }
     match ctx.authenticate(&auth, cert.as_deref()) {
         Ok(identity) => Some((auth, identity)),
         Err(r) => {
+            ctx.throttle.failed(remote.ip(), Instant::now());
             ctx.metrics.auth_failure(r.label);
             tracing::warn!(%remote, reason = r.reason, "AUTH refused");
             let reply = edge::reply(

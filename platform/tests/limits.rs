@@ -132,3 +132,27 @@ async fn unauthenticated_partial_messages_are_bounded() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn failed_auths_from_one_address_are_throttled() {
+    use edgeway_platform::throttle::MAX_FAILURES;
+    let s = Setup::new("auth-throttle");
+    let p = s.start("").await;
+    for _ in 0..MAX_FAILURES {
+        let mut e = connect(p.alwayson_addr, s.client()).await;
+        assert_eq!(e.auth("not-a-key").await.status.name(), "UNAUTHORIZED");
+    }
+    // Now even the right key is refused from this address until the window ends: guessing
+    // keys at line rate is over (before: 300 wrong keys at 20/s were all checked).
+    let mut e = connect(p.alwayson_addr, s.client()).await;
+    let r = e.auth(APP_KEY).await;
+    assert_eq!(r.status.name(), "UNAUTHORIZED");
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("too many failed AUTH attempts"),
+        "{r:?}"
+    );
+    p.shutdown().await;
+}

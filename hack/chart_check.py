@@ -29,7 +29,8 @@ CASES = {
         "operator": {"replicas": 2, "logLevel": "info,edgeway_operator=debug"},
     },
     "namespaced": {
-        "operator": {"watchNamespaces": ["edgeway-a", "edgeway-b"], "logFormat": "text"},
+        "operator": {"watchNamespaces": ["edgeway-a", "edgeway-b"], "logFormat": "text",
+                     "allowedImages": ["registry.plant.example/", "docker.io/edgeway/"]},
         "platform": {"enabled": True, "appKeys": {"existingSecret": "my-keys"},
                      "rest": {"requireToken": False}},
     },
@@ -44,6 +45,7 @@ BAD_VALUES = [
     ({"operator": {"replicas": "two"}}, "wrong type"),
     ({"image": {"pullPolicy": "Sometimes"}}, "bad enum"),
     ({"platform": {"bindPolicy": "anyoneWins"}}, "bad enum"),
+    ({"operator": {"allowedImages": [""]}}, "empty image prefix"),
 ]
 
 problems = []
@@ -143,6 +145,8 @@ def check_objects(case, vals, objs):
             want += [f"--sidecar-image={sidecar}"]
             want += [f"--namespace={n}" for n in
                      (vals.get("operator") or {}).get("watchNamespaces", [])]
+            want += [f"--allowed-image={p}" for p in
+                     (vals.get("operator") or {}).get("allowedImages", [])]
             for w in want:
                 if w not in args:
                     problem(f"{case}: operator args lack {w}: {args}")

@@ -47,7 +47,9 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
     // 1. What the schema cannot check: cross-field rules, references, Lua syntax.
     let mut problem = None;
     let mut lua_sources = BTreeMap::new();
-    let rendered = match validate::spec(&gw) {
+    let rendered = match validate::spec(&gw)
+        .and_then(|c| validate::images(&gw, &ctx.settings.allowed_images).map(|()| c))
+    {
         Ok(c) => Some(c),
         Err(p) => {
             problem = Some(p);

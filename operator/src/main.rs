@@ -99,6 +99,10 @@ struct RunArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Image prefix a gateway's `spec.pod.image` / `spec.upstream.image` may use; repeat for
+    /// several. None: any image (a single-tenant cluster).
+    #[arg(long = "allowed-image")]
+    allowed_images: Vec<String>,
 }
 
 #[tokio::main]
@@ -178,6 +182,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         sidecar_image: args.sidecar_image,
         cluster_domain: args.cluster_domain,
         ca_lifetime: i64::from(args.ca_days) * 24 * 3600,
+        allowed_images: args.allowed_images,
     };
     let ctx = context::context(
         client.clone(),

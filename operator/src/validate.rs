@@ -95,6 +95,39 @@ pub fn spec(gw: &EdgeGateway) -> Result<SidecarConfig, Problem> {
     render(s).map_err(|e| Problem::new("InvalidConfig", format!("sidecar config: {e}")))
 }
 
+/// Checks the images a gateway names against the operator's allow-list (`--allowed-image`,
+/// prefixes; empty: any image).
+pub fn images(gw: &EdgeGateway, allowed: &[String]) -> Result<(), Problem> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let named = [
+        ("spec.pod.image", gw.spec.pod.image.as_deref()),
+        (
+            "spec.upstream.image",
+            gw.spec.upstream.as_ref().map(|u| u.image.as_str()),
+        ),
+    ];
+    for (field, image) in named {
+        if let Some(image) = image {
+            if !allowed
+                .iter()
+                .any(|prefix| image.starts_with(prefix.as_str()))
+            {
+                return Err(Problem::new(
+                    "ImageNotAllowed",
+                    format!(
+                        "{field}: {image:?} is not under an allowed prefix ({}); ask the \
+                         cluster's operator admin (chart value operator.allowedImages)",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks each Lua template the way the sidecar's loader refuses a script before running it
 /// (`<close>` variables, bytecode) and compiles it, without running any of it: the operator
 /// never executes tenant code (it holds Secret access for every tenant). What a template's

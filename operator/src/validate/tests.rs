@@ -55,3 +55,40 @@ fn lua_check_compiles_without_running() {
         start.elapsed()
     );
 }
+
+/// Security review, issue 17 item 21: with an allow-list, a gateway cannot choose an image
+/// outside it for its sidecar or its app.
+#[test]
+fn images_outside_the_allow_list_are_refused() {
+    let gw = |pod_image: Option<&str>, app: Option<&str>| {
+        let mut spec = serde_json::json!({
+            "platform": {"url": "wss://p", "appKey": {"name": "k", "key": "k"},
+                         "serverVerification": {"insecure": true}},
+        });
+        if let Some(i) = pod_image {
+            spec["pod"] = serde_json::json!({"image": i});
+        }
+        if let Some(i) = app {
+            spec["upstream"] = serde_json::json!({"image": i, "port": 8081});
+        }
+        EdgeGateway::new("gw", serde_json::from_value(spec).unwrap())
+    };
+    let allowed = vec!["registry.plant.example/".to_owned()];
+    assert!(images(&gw(None, None), &allowed).is_ok());
+    assert!(images(
+        &gw(Some("registry.plant.example/edgeway:1"), None),
+        &allowed
+    )
+    .is_ok());
+    let p = images(&gw(Some("docker.io/attacker/miner:1"), None), &allowed).unwrap_err();
+    assert_eq!(p.reason, "ImageNotAllowed");
+    assert!(p.message.starts_with("spec.pod.image:"), "{}", p.message);
+    let p = images(&gw(None, Some("evil.example/app")), &allowed).unwrap_err();
+    assert!(
+        p.message.starts_with("spec.upstream.image:"),
+        "{}",
+        p.message
+    );
+    // No list: any image (a single-tenant cluster).
+    assert!(images(&gw(Some("docker.io/attacker/miner:1"), None), &[]).is_ok());
+}

@@ -36,6 +36,15 @@ fn hash_slots() -> usize {
 /// users apart.
 pub const HASH_QUEUE: usize = 64;
 
+/// One request waiting for a hash slot.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Why a request was not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -123,8 +132,11 @@ impl Authenticator {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::Busy);
         }
+        // Counted out on drop too: a client that disconnects while waiting drops this future
+        // here, and a count that only went up would turn every later attempt away as busy.
+        let waiting = Waiting(&self.waiting);
         let slot = self.hashing.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        drop(waiting);
         let Ok(slot) = slot else {
             return Err(Refusal::Busy);
         };
@@ -253,3 +265,6 @@ fn read(path: &std::path::Path, field: &str) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,6 +42,8 @@ pub struct EdgeContext {
     pub request_timeout: Duration,
     /// Failed AUTHs per remote address.
     pub throttle: crate::throttle::AuthThrottle,
+    /// Things one session may hold bound.
+    pub max_things_per_session: usize,
 }
 
 /// A refused AUTH: a fixed metric label and a reason for the edge.
@@ -204,7 +206,12 @@ fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> Message {
     }
     let (names, bad): (Vec<String>, Vec<String>) =
         b.names.into_iter().partition(|n| acceptable_name(n));
-    let out = ctx.registry.bind(session.id, &names, ctx.bind_policy);
+    let out = ctx.registry.bind(
+        session.id,
+        &names,
+        ctx.bind_policy,
+        ctx.max_things_per_session,
+    );
     for (name, old) in &out.taken_over {
         tracing::info!(thing = %name, from_session = old, to_session = session.id, "binding taken over (lastInWins)");
         if let Some(s) = ctx.registry.session(*old) {
@@ -224,10 +231,22 @@ fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> Message {
     if !bad.is_empty() {
         problems.push(format!("invalid thing names: {}", bad.join(", ")));
     }
+    if !out.over_limit.is_empty() {
+        tracing::warn!(
+            session = session.id,
+            refused = out.over_limit.len(),
+            "bind refused: over the session's limit of things"
+        );
+        problems.push(format!(
+            "over the limit of {} things per session: {} names refused",
+            ctx.max_things_per_session,
+            out.over_limit.len()
+        ));
+    }
     if problems.is_empty() {
         reply(b.header, StatusCode::SUCCESS, None)
     } else {
-        let status = if out.refused.is_empty() {
+        let status = if out.refused.is_empty() && out.over_limit.is_empty() {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::FORBIDDEN

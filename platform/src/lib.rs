@@ -152,6 +152,7 @@ pub async fn start(config: PlatformConfig) -> Result<Running, StartError> {
         subscriptions: config.subscriptions.clone(),
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         throttle: Default::default(),
+        max_things_per_session: config.max_things_per_session,
     });
 
     let (ws_listener, alwayson_addr) = bind("listen", config.listen).await?;

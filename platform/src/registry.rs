@@ -208,6 +208,8 @@ pub struct BindOutcome {
     pub refused: Vec<(String, u32)>,
     /// Names taken from another session (lastInWins), with that session.
     pub taken_over: Vec<(String, u32)>,
+    /// Names refused because the session holds its limit of things.
+    pub over_limit: Vec<String>,
 }
 
 /// What storing a push did.
@@ -319,12 +321,18 @@ impl Registry {
         Some(session)
     }
 
-    /// Binds `names` to session `id` under `policy`.
-    pub fn bind(&self, id: u32, names: &[String], policy: BindPolicy) -> BindOutcome {
+    /// Binds `names` to session `id` under `policy`; a session holds at most `limit` things.
+    pub fn bind(&self, id: u32, names: &[String], policy: BindPolicy, limit: usize) -> BindOutcome {
         let mut out = BindOutcome::default();
         let mut st = self.lock();
         let gateway = st.sessions.get(&id).map(|s| s.display_gateway());
         for name in names {
+            let held = st.bindings.get(&id);
+            let count = held.map_or(0, BTreeSet::len);
+            if count >= limit && !held.is_some_and(|b| b.contains(name)) {
+                out.over_limit.push(name.clone());
+                continue;
+            }
             let holder = st
                 .things
                 .get(name)

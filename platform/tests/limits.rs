@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use edgeway_testkit::client::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -154,5 +155,30 @@ async fn failed_auths_from_one_address_are_throttled() {
             .contains("too many failed AUTH attempts"),
         "{r:?}"
     );
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_binds_at_most_its_limit_of_things() {
+    let s = Setup::new("bind-limit");
+    let p = s.start("maxThingsPerSession: 3\n").await;
+    let mut e = authed(p.alwayson_addr, s.client(), APP_KEY).await;
+    let r = e.bind(None, &["A", "B", "C", "D", "E"]).await;
+    // Before the limit, one session bound 400,000 names (281 MB) and kept them.
+    assert_eq!(r.status.name(), "FORBIDDEN", "{r:?}");
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("over the limit of 3 things per session: 2 names refused")
+    );
+    // Names the session already holds can be bound again; new ones cannot.
+    assert_eq!(e.bind(None, &["A", "C"]).await.status.name(), "SUCCESS");
+    assert_eq!(e.bind(None, &["F"]).await.status.name(), "FORBIDDEN");
+    let things = get(p.rest_addr, "/api/things").await.json();
+    let names: Vec<&str> = things
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"A") && names.contains(&"C"), "{things}");
+    assert!(!names.contains(&"D") && !names.contains(&"F"), "{things}");
     p.shutdown().await;
 }

@@ -215,7 +215,7 @@ pub fn crd(a: CrdArgs) -> anyhow::Result<()> {
         let client = client(&a.kubeconfig).await?;
         let text = std::fs::read_to_string(&a.file)
             .with_context(|| format!("reading {}", a.file.display()))?;
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text)
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
             .context("CRD YAML does not fit CustomResourceDefinition")?;
         let name = crd.metadata.name.clone().context("CRD without a name")?;
         let api: Api<CustomResourceDefinition> = Api::all(client);

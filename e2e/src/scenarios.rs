@@ -186,7 +186,7 @@ impl Suite {
         for file in ["demo-lua.yaml", "demo-fleet.yaml"] {
             let path = self.s.repo.join("examples/cluster").join(file);
             let text = std::fs::read_to_string(&path)?;
-            let gw: EdgeGateway = serde_yaml::from_str(&text)
+            let gw: EdgeGateway = serde_saphyr::from_str(&text)
                 .with_context(|| format!("{} is not an EdgeGateway", path.display()))?;
             apply(&self.client, GW_NS, &gw).await?;
         }

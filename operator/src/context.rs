@@ -52,7 +52,7 @@ pub enum Error {
     Credentials(String),
     /// The rendered config could not be serialized.
     #[error("serializing the sidecar config: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_saphyr::SerializeError),
     /// The gateway has no namespace (it is a namespaced resource, so never in practice).
     #[error("gateway has no namespace")]
     NoNamespace,

@@ -10,11 +10,15 @@ fn versions_parse_with_vendor_suffixes() {
 
 #[test]
 fn yaml11_booleans_are_quoted_for_kubectl() {
-    let text = "enum:\n- required\n- off\nx: on\nname: offline\n- 'no'\n";
-    assert_eq!(
-        quote_yaml11_booleans(text),
-        "enum:\n- required\n- 'off'\nx: 'on'\nname: offline\n- 'no'\n"
-    );
+    // kubectl reads YAML 1.1, where these plain scalars are booleans; the CRD's enum value `off`
+    // of `clientAuth` must stay a string.
+    let words = [
+        "y", "n", "yes", "no", "on", "off", "Y", "N", "On", "Off", "TRUE",
+    ];
+    let text = serde_saphyr::to_string(&words).unwrap();
+    for (line, word) in text.lines().zip(words) {
+        assert_eq!(line, format!("- \"{word}\""), "in {text}");
+    }
     let crd = crd_yaml(false).unwrap();
-    assert!(crd.contains("- 'off'") && !crd.contains("- off\n"));
+    assert!(crd.contains("- \"off\"") && !crd.contains("- off\n"));
 }

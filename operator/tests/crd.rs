@@ -61,7 +61,7 @@ fn crd_names_and_printer_columns() {
 fn the_example_gateway_renders_a_config_the_sidecar_accepts() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster/gateway.yaml");
     let text = std::fs::read_to_string(&path).expect("example");
-    let mut gw: edgeway_operator::crd::EdgeGateway = serde_yaml::from_str(&text).expect("parses");
+    let mut gw: edgeway_operator::crd::EdgeGateway = serde_saphyr::from_str(&text).expect("parses");
     gw.metadata.namespace = Some("default".into());
     edgeway_operator::validate::spec(&gw).expect("valid");
     let names = edgeway_operator::resources::Names::new(&gw, "cluster.local");

@@ -36,18 +36,36 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
     source: &str,
 ) -> Result<T, ConfigError> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { source.to_owned() } else { path };
-        ConfigError::new(field, strip_location(&e.into_inner().to_string()))
+    let mut path = None;
+    serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = Some(e.path().to_string());
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
+        let field = match path {
+            // serde_path_to_error says "." at the root and "?" where the parser failed first.
+            Some(p) if p != "." && p != "?" => p,
+            _ => source.to_owned(),
+        };
+        ConfigError::new(field, yaml_error(&e))
     })
 }
 
-/// serde_yaml prefixes its own field path; ours is already in `field`, so drop the repeat.
-fn strip_location(msg: &str) -> String {
-    match msg.split_once(": ") {
-        Some((head, rest)) if !head.is_empty() && !head.contains(' ') => rest.to_owned(),
-        _ => msg.to_owned(),
-    }
+/// The YAML reader's options for every file Edgeway reads. Errors carry no source snippet: a
+/// snippet quotes the file, and credential files hold secrets. The parser's default budget
+/// (events, aliases, depth, scalar bytes) stays on, so an alias bomb fails fast.
+pub fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    options
 }
+
+/// One line for a YAML error: the message and, where known, its line and column.
+pub fn yaml_error(e: &serde_saphyr::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests;

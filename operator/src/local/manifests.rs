@@ -57,9 +57,12 @@ pub fn load(files: &[PathBuf]) -> Result<Manifests, ManifestError> {
             message,
         };
         let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
-        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let value = serde_yaml::Value::deserialize(doc)
-                .map_err(|e| err(format!("document {}: {e}", i + 1)))?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(
+            &text,
+            edgeway_runtime::config::yaml_options(),
+        )
+        .map_err(|e| err(edgeway_runtime::config::yaml_error(&e)))?;
+        for (i, value) in docs.into_iter().enumerate() {
             if value.is_null() {
                 continue;
             }
@@ -71,8 +74,7 @@ pub fn load(files: &[PathBuf]) -> Result<Manifests, ManifestError> {
             let at = |e: String| err(format!("document {} ({kind}): {e}", i + 1));
             match kind.as_str() {
                 "EdgeGateway" => {
-                    let json = serde_json::to_value(&value).map_err(|e| at(e.to_string()))?;
-                    super::schema::check(&json).map_err(|errs| at(errs.join("; ")))?;
+                    super::schema::check(&value).map_err(|errs| at(errs.join("; ")))?;
                     let gw: EdgeGateway = serde_path_to_error::deserialize(value)
                         .map_err(|e| at(format!("{}: {}", e.path(), e.inner())))?;
                     if m.gateways
@@ -85,7 +87,7 @@ pub fn load(files: &[PathBuf]) -> Result<Manifests, ManifestError> {
                 }
                 "Secret" => {
                     let mut s: Secret =
-                        serde_yaml::from_value(value).map_err(|e| at(e.to_string()))?;
+                        serde_json::from_value(value).map_err(|e| at(e.to_string()))?;
                     // As the API server does: stringData is merged into data.
                     if let Some(sd) = s.string_data.take() {
                         let data = s.data.get_or_insert_with(Default::default);
@@ -97,7 +99,7 @@ pub fn load(files: &[PathBuf]) -> Result<Manifests, ManifestError> {
                 }
                 "ConfigMap" => {
                     let c: ConfigMap =
-                        serde_yaml::from_value(value).map_err(|e| at(e.to_string()))?;
+                        serde_json::from_value(value).map_err(|e| at(e.to_string()))?;
                     m.config_maps.insert(c.name_any(), c);
                 }
                 "Certificate" => {

@@ -268,11 +268,11 @@ pub fn config_files(
     spec: &EdgeGatewaySpec,
     names: &Names,
     config: &SidecarConfig,
-) -> Result<BTreeMap<String, String>, serde_yaml::Error> {
+) -> Result<BTreeMap<String, String>, serde_saphyr::SerializeError> {
     if spec.simulation.is_none() {
         return Ok(BTreeMap::from([(
             CONFIG_KEY.to_owned(),
-            serde_yaml::to_string(config)?,
+            serde_saphyr::to_string(config)?,
         )]));
     }
     let mut files = BTreeMap::new();
@@ -281,7 +281,10 @@ pub fn config_files(
         if let Some(sim) = c.simulation.as_mut() {
             sim.shard = shard(spec, ordinal);
         }
-        files.insert(config_key(spec, names, ordinal), serde_yaml::to_string(&c)?);
+        files.insert(
+            config_key(spec, names, ordinal),
+            serde_saphyr::to_string(&c)?,
+        );
     }
     Ok(files)
 }

@@ -56,7 +56,7 @@ pub async fn install_crd(client: &Client) {
     // The committed YAML itself (tests/crd.rs checks it matches the types).
     let path = crd_file();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let crd: serde_json::Value = serde_yaml::from_str(&text).expect("CRD YAML");
+    let crd: serde_json::Value = serde_saphyr::from_str(&text).expect("CRD YAML");
     api.patch(
         "edgegateways.edgeway.io",
         &PatchParams::apply("edgeway-tests").force(),

@@ -54,6 +54,6 @@ fn explicit_subscriptions_parse() {
 #[test]
 fn round_trips_through_serde() {
     let c = PlatformConfig::parse(MINIMAL, "t").unwrap();
-    let text = serde_yaml::to_string(&c).unwrap();
+    let text = serde_saphyr::to_string(&c).unwrap();
     assert_eq!(PlatformConfig::parse(&text, "t").unwrap(), c);
 }

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde_yaml::Value;
+use serde_json::Value;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -95,18 +95,19 @@ impl OAuthCredentials {
         // Parse into an untyped tree first: typed deserialisation errors
         // quote offending values, which could be secrets. Syntax errors
         // from the scanner carry only positions and fixed messages.
-        let root: Value = serde_yaml::from_str(text).map_err(|e| CredentialsError::File {
-            path: source.to_owned(),
-            reason: format!("invalid YAML: {e}"),
-        })?;
-        let Value::Mapping(root) = root else {
+        let root: Value =
+            serde_saphyr::from_str_with_options(text, edgeway_runtime::config::yaml_options())
+                .map_err(|e| CredentialsError::File {
+                    path: source.to_owned(),
+                    reason: format!("invalid YAML: {}", edgeway_runtime::config::yaml_error(&e)),
+                })?;
+        let Value::Object(root) = root else {
             return Err(field_err("(top level)", "must be a mapping"));
         };
-        for (key, _) in &root {
+        for key in root.keys() {
             match key.as_str() {
-                Some("consumers" | "tokens") => {}
-                Some(other) => return Err(field_err(other, "unknown field")),
-                None => return Err(field_err("(top level)", "keys must be strings")),
+                "consumers" | "tokens" => {}
+                other => return Err(field_err(other, "unknown field")),
             }
         }
         let consumers = match root.get("consumers") {
@@ -131,19 +132,17 @@ fn entries(
     let mut out = HashMap::new();
     let items = match list {
         Value::Null => return Ok(out),
-        Value::Sequence(items) => items,
+        Value::Array(items) => items,
         _ => return Err(field_err(section, "must be a list")),
     };
     for (i, item) in items.iter().enumerate() {
         let here = format!("{section}[{i}]");
-        let Value::Mapping(map) = item else {
+        let Value::Object(map) = item else {
             return Err(field_err(&here, "must be a mapping"));
         };
-        for (key, _) in map {
-            match key.as_str() {
-                Some(k) if k == id_field || k == "secret" => {}
-                Some(k) => return Err(field_err(&format!("{here}.{k}"), "unknown field")),
-                None => return Err(field_err(&here, "keys must be strings")),
+        for k in map.keys() {
+            if k != id_field && k != "secret" {
+                return Err(field_err(&format!("{here}.{k}"), "unknown field"));
             }
         }
         let string_field = |name: &str| -> Result<String, CredentialsError> {

@@ -50,6 +50,6 @@ fn references_are_checked() {
 #[test]
 fn round_trips_through_serde() {
     let c = SidecarConfig::parse(MINIMAL, "t").unwrap();
-    let text = serde_yaml::to_string(&c).unwrap();
+    let text = serde_saphyr::to_string(&c).unwrap();
     assert_eq!(SidecarConfig::parse(&text, "t").unwrap(), c);
 }

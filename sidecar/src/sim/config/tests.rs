@@ -266,7 +266,7 @@ properties:
     intervalMs: 60000
     generator: { kind: constant, value: X-100 }
 "#;
-    let cfg: SimulationConfig = serde_yaml::from_str(yaml).unwrap();
+    let cfg: SimulationConfig = serde_saphyr::from_str(yaml).unwrap();
     cfg.validate().unwrap();
     assert_eq!(cfg.shard_range(), 0..5000);
     assert_eq!(cfg.template.as_deref(), Some("pump"));

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 

@@ -29,7 +29,8 @@ use serde_json::Value;
 use edgeway_protocol::basetype::BaseType;
 use edgeway_runtime::ConfigError;
 
-use super::config::{GeneratorConfig, SimulationConfig};
+use super::config::SimulationConfig;
+use super::generator::GeneratorConfig;
 use super::generator::{draw, unit, Gen, Step};
 use super::{quality_from_u8, quality_to_u8, Quality, Update};
 

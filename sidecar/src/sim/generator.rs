@@ -1,4 +1,5 @@
-//! Compiled generators: the per-property parameters in the form the hot loop wants.
+//! Generators: their declared settings ([`config`]) and, compiled from them, the per-property
+//! parameters in the form the hot loop wants.
 //!
 //! Randomness is counter-based: the draw for (seed, device, property, update number) is a hash,
 //! not the next output of a stored PRNG. That costs no memory per device, and a device's values
@@ -10,7 +11,8 @@ use std::sync::Arc;
 
 use edgeway_runtime::ConfigError;
 
-use super::config::{CsvColumn, GeneratorConfig};
+mod config;
+pub use config::{CsvColumn, GeneratorConfig};
 
 /// Golden-ratio increment (2^64 / phi), the splitmix64 stream constant.
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -21,11 +21,10 @@ mod bench;
 #[cfg(test)]
 mod tests;
 
-pub use config::{
-    CsvColumn, GeneratorConfig, QualityConfig, ShardRange, SimPropertyConfig, SimulationConfig,
-};
+pub use config::{QualityConfig, ShardRange, SimPropertyConfig, SimulationConfig};
 pub use driver::spawn;
 pub use fleet::{Fleet, FleetSchema, FleetStats, Reading, SimProperty, WriteError};
+pub use generator::{CsvColumn, GeneratorConfig};
 
 /// Quality is the sidecar's shared type, so updates pass to the tunnel unchanged.
 pub use edgeway_protocol::basetype::Quality;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::sim::CsvColumn;
 use serde_json::json;
 
 fn base() -> serde_json::Value {

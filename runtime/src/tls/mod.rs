@@ -2,9 +2,11 @@
 //! certificate policy (CA bundle or pinned peers), and hot reload of mounted files.
 
 mod config;
+pub mod insecure;
 pub mod peer;
 pub mod pin;
 pub mod reload;
+mod signatures;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -15,7 +13,9 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::config::TunnelConfig;
 use edgeway_runtime::tls::PinMode;
-use edgeway_runtime::tls::{load_certs, load_key, load_roots, pin::PinnedVerifier, provider};
+use edgeway_runtime::tls::{
+    insecure::AnyServerCert, load_certs, load_key, load_roots, pin::PinnedVerifier, provider,
+};
 use edgeway_runtime::ConfigError;
 
 /// A byte stream under the websocket: TLS, or plain TCP when explicitly allowed.
@@ -193,7 +193,7 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(provider)))
     };
     match &cfg.client_cert {
         Some(c) => {
@@ -207,55 +207,5 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
             })
         }
         None => Ok(builder.with_no_client_auth()),
-    }
-}
-
-/// Accepts any server certificate, but still checks handshake signatures so the session keys
-/// are at least bound to the presented key. Only reachable through `insecureSkipVerify: true`.
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -206,6 +206,41 @@ async fn pinned_platform_certificate_is_accepted_exactly() {
 }
 
 #[tokio::test]
+async fn insecure_skip_verify_connects_to_an_unknown_platform_certificate() {
+    let setup = Setup::new("tunnel-insecure");
+    let platform_cert = self_signed("not-the-platform-name", None);
+    let (cert, key) = platform_cert.write(&setup.dir, "platform-self");
+    let yaml = setup
+        .yaml("")
+        .replace(
+            &setup.cert.display().to_string(),
+            &cert.display().to_string(),
+        )
+        .replace(&setup.key.display().to_string(), &key.display().to_string());
+    let platform = start_platform(&yaml).await;
+    write_key(&setup.dir, APP_KEY);
+
+    // Neither chain nor name checks: the handshake signature alone is verified.
+    let extra = "  server:\n    insecureSkipVerify: true\n";
+    let s = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url(platform.alwayson_addr),
+        extra,
+    ))
+    .await;
+    let t = s.tunnel.clone().unwrap();
+    wait_for("unverified tunnel up", 10, || {
+        let t = t.clone();
+        async move { t.connected() }
+    })
+    .await;
+    s.shutdown().await;
+    platform.shutdown().await;
+}
+
+#[tokio::test]
 async fn wrong_app_key_and_wrong_ca_are_refused() {
     let setup = Setup::new("tunnel-refused");
     let platform = start_platform(&setup.yaml("")).await;

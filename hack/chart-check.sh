@@ -242,7 +242,7 @@ EOF
     fi
     [ "$ok" = 1 ] || { tail -30 "$work/operator.log" >&2; fail "the operator did not reconcile the gateway"; }
     k -n "$gwns" get egw plant-a -o 'jsonpath={range .status.conditions[*]}  {.type}={.status} {.reason}{"\n"}{end}'
-    for obj in secret/edgeway-ca secret/plant-a-server-tls secret/plant-a-client-tls secret/plant-a-basic-auth \
+    for obj in secret/edgeway-ca secret/edgeway-tunnel-ca secret/plant-a-server-tls secret/plant-a-client-tls secret/plant-a-basic-auth \
                configmap/plant-a-config service/plant-a service/plant-a-headless statefulset/plant-a; do
         kubectl --kubeconfig "$KUBECONFIG" -n "$gwns" get "$obj" >/dev/null 2>&1 || fail "operator did not make $obj"
     done

@@ -31,8 +31,8 @@ use crate::util::percentile;
 
 /// Label the operator puts on everything it makes (its children watches select on it).
 const MANAGED: &str = "app.kubernetes.io/managed-by=edgeway-operator";
-/// The namespace CA Secret, one per namespace.
-const CA_SECRET: &str = "edgeway-ca";
+/// The namespace CA Secrets, one each per namespace (gateway CA, tunnel CA).
+const CA_SECRETS: [&str; 2] = ["edgeway-ca", "edgeway-tunnel-ca"];
 /// Field manager of the floor's writes.
 const MANAGER: &str = "edgeway-bench";
 /// Suffixes of the children of gateway `g`, by kind (names are `g` + suffix).
@@ -372,7 +372,9 @@ async fn scale_run(a: ScaleArgs) -> anyhow::Result<()> {
 
     // What must exist: every child of every gateway, and the namespace CA.
     let mut missing: HashSet<(&'static str, String)> = HashSet::new();
-    missing.insert(("Secret", CA_SECRET.to_string()));
+    for name in CA_SECRETS {
+        missing.insert(("Secret", name.to_string()));
+    }
     for i in 0..a.gateways {
         for (kind, suffix) in CHILDREN {
             missing.insert((kind, format!("{}{suffix}", gw_name(i))));
@@ -601,16 +603,20 @@ async fn floor_run(a: FloorArgs) -> anyhow::Result<()> {
     }
     let secrets: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), from, &resource("Secret")?);
-    let ca = serde_json::to_value(
-        secrets
-            .get(CA_SECRET)
-            .await
-            .with_context(|| format!("reading {from}/{CA_SECRET}"))?,
-    )?;
-    let mut ca = sanitize(ca);
-    if let Some(m) = ca.as_object_mut() {
-        m.insert("apiVersion".into(), json!("v1"));
-        m.insert("kind".into(), json!("Secret"));
+    let mut cas = Vec::new();
+    for name in CA_SECRETS {
+        let ca = serde_json::to_value(
+            secrets
+                .get(name)
+                .await
+                .with_context(|| format!("reading {from}/{name}"))?,
+        )?;
+        let mut ca = sanitize(ca);
+        if let Some(m) = ca.as_object_mut() {
+            m.insert("apiVersion".into(), json!("v1"));
+            m.insert("kind".into(), json!("Secret"));
+        }
+        cas.push((name, ca));
     }
     prepare_namespace(&client, ns).await?;
 
@@ -635,7 +641,9 @@ async fn floor_run(a: FloorArgs) -> anyhow::Result<()> {
     let (from_quoted, ns_quoted) = (&from_quoted, &ns_quoted);
 
     let t0 = Instant::now();
-    apply(&apis["Secret"], CA_SECRET, &ca, retries).await?;
+    for (name, ca) in &cas {
+        apply(&apis["Secret"], name, ca, retries).await?;
+    }
     let results: Vec<anyhow::Result<u64>> = stream::iter(0..a.gateways)
         .map(|i| async move {
             let start = Instant::now();

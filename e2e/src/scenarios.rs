@@ -384,6 +384,20 @@ impl Suite {
             Ok(r) => println!("    unknown CA: {}", r.status),
             Err(e) => println!("    unknown CA: refused ({e:#})"),
         }
+        // The gateway's own tunnel certificate is no device: it chains to edgeway-tunnel-ca.
+        let tunnel = self
+            .gateway_tls(Some((
+                secret_value(&self.client, GW_NS, "pumps-client-tls", "tls.crt").await?,
+                secret_value(&self.client, GW_NS, "pumps-client-tls", "tls.key").await?,
+            )))
+            .await?;
+        match request(addr, Some(&tunnel), "GET", path, &[], None).await {
+            Ok(r) if r.status == 200 => {
+                bail!("the tunnel client certificate was accepted as a device")
+            }
+            Ok(r) => println!("    tunnel certificate as a device: {}", r.status),
+            Err(e) => println!("    tunnel certificate as a device: refused ({e:#})"),
+        }
         println!("    no credentials 401, wrong password 401, right password 200, device cert 200");
         Ok(())
     }

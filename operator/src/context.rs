@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::certs::{self, HOUR};
 use crate::crd::EdgeGateway;
 use crate::metrics::Metrics;
-use crate::resources::{CA_SECRET, FIELD_MANAGER};
+use crate::resources::FIELD_MANAGER;
 use crate::status::Problem;
 
 /// Why a reconcile failed (retried by [`crate::controller::error_policy`]).
@@ -37,11 +37,11 @@ pub enum Error {
     /// Certificate material could not be made.
     #[error("certificate: {0}")]
     Cert(#[from] certs::CertError),
-    /// The namespace CA Secret exists but cannot be used.
-    #[error(
-        "Secret {namespace}/{CA_SECRET} is unusable ({reason}); delete it to have a new CA made"
-    )]
+    /// A namespace CA Secret exists but cannot be used.
+    #[error("Secret {namespace}/{secret} is unusable ({reason}); delete it to have a new CA made")]
     BadCa {
+        /// The Secret.
+        secret: &'static str,
         /// Namespace.
         namespace: String,
         /// What is wrong.

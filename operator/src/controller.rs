@@ -22,7 +22,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::certs::{self, HOUR};
 use crate::context::{apply, kube_err, now, publish, Context, Error};
 use crate::crd::{CertificateStatus, EdgeGateway};
-use crate::resources::{self, config, workload, Names, CA_SECRET, FIELD_MANAGER, MANAGED_BY};
+use crate::resources::{self, config, workload, Names, NamespaceCa, FIELD_MANAGER, MANAGED_BY};
 use crate::status::{self, Observed, Problem};
 use crate::validate;
 use crate::{references, secrets, triggers};
@@ -67,20 +67,30 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
     }
 
     // 2. Certificates (independent of the config: pods keep serving while it is fixed).
-    let (ca, bundle, rotate_at) = secrets::ensure_ca(&ctx, &gw, &ns, now).await?;
-    next = next.min(rotate_at);
+    let gateway_ca = secrets::ensure_ca(&ctx, &gw, &ns, NamespaceCa::Gateway, now).await?;
+    let tunnel_ca = secrets::ensure_ca(&ctx, &gw, &ns, NamespaceCa::Tunnel, now).await?;
+    next = next.min(gateway_ca.rotate_at).min(tunnel_ca.rotate_at);
     let mut certificates =
-        secrets::ensure_certificates(&ctx, &gw, &names, &ca, &bundle, now, &mut next).await?;
+        secrets::ensure_certificates(&ctx, &gw, &names, &gateway_ca, &tunnel_ca, now, &mut next)
+            .await?;
     if let Ok(list) = certificates.as_mut() {
-        list.insert(
-            0,
-            CertificateStatus {
-                name: "ca".into(),
-                secret_name: CA_SECRET.into(),
-                not_after: certs::rfc3339(ca.not_after),
-                renewal_time: Some(certs::rfc3339(rotate_at)),
-            },
-        );
+        for (i, (which, issuing)) in [
+            (NamespaceCa::Gateway, &gateway_ca),
+            (NamespaceCa::Tunnel, &tunnel_ca),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            list.insert(
+                i,
+                CertificateStatus {
+                    name: which.label().into(),
+                    secret_name: which.secret_name().into(),
+                    not_after: certs::rfc3339(issuing.ca.not_after),
+                    renewal_time: Some(certs::rfc3339(issuing.rotate_at)),
+                },
+            );
+        }
     }
     secrets::ensure_basic_credentials(&ctx, &gw, &names).await?;
 

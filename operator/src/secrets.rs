@@ -10,7 +10,7 @@ use kube::Api;
 use crate::certs::{self, Ca, CaDecision, LeafDecision, Lifetime, Usage, HOUR};
 use crate::context::{apply, kube_err, publish, publish_about, Context, Error};
 use crate::crd::{CertificateStatus, EdgeGateway};
-use crate::resources::{self, Names, CA_SECRET, FIELD_MANAGER};
+use crate::resources::{self, Names, NamespaceCa, FIELD_MANAGER};
 use crate::status::Problem;
 
 /// Text of a Secret key, if present and UTF-8.
@@ -19,54 +19,62 @@ pub fn secret_text(s: &Secret, key: &str) -> Option<String> {
     String::from_utf8(b.0.clone()).ok()
 }
 
-/// Loads, creates or rotates the namespace CA; returns it, the trust bundle and the rotation time.
+/// A namespace CA ready to issue: the CA, its trust bundle (`ca.crt`) and when it rotates.
+pub struct IssuingCa {
+    /// The current CA.
+    pub ca: Ca,
+    /// The trust bundle: current plus, during a rotation, the previous CA.
+    pub bundle: String,
+    /// When the CA is due for rotation.
+    pub rotate_at: i64,
+}
+
+/// Loads, creates or rotates one namespace CA; returns it, its trust bundle and rotation time.
 pub async fn ensure_ca(
     ctx: &Context,
     gw: &EdgeGateway,
     ns: &str,
+    which: NamespaceCa,
     now: i64,
-) -> Result<(Ca, String, i64), Error> {
+) -> Result<IssuingCa, Error> {
+    let name = which.secret_name();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let pp = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    let cn = format!("Edgeway CA {ns}");
+    let cn = which.common_name(ns);
     let found = api
-        .get_opt(CA_SECRET)
+        .get_opt(name)
         .await
-        .map_err(kube_err("get", "Secret", CA_SECRET))?;
+        .map_err(kube_err("get", "Secret", name))?;
     let existing = match found {
         Some(existing) => existing,
         None => {
             let ca = Ca::generate(&cn, now, ctx.settings.ca_lifetime)?;
             let bundle = certs::trust_bundle(&ca, "", now);
-            let secret = resources::ca_secret(ns, &ca.cert_pem, &ca.key_pem, &bundle);
+            let secret = resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle);
             match api.create(&pp, &secret).await {
                 Ok(_) => {
-                    let note = format!("created CA Secret {ns}/{CA_SECRET}");
-                    publish_about(
-                        ctx,
-                        gw,
-                        EventType::Normal,
-                        "CACreated",
-                        note,
-                        Some(CA_SECRET),
-                    )
-                    .await;
-                    let rotate = rotate_time(&ca);
-                    return Ok((ca, bundle, rotate));
+                    let note = format!("created CA Secret {ns}/{name}");
+                    publish_about(ctx, gw, EventType::Normal, "CACreated", note, Some(name)).await;
+                    let rotate_at = rotate_time(&ca);
+                    return Ok(IssuingCa {
+                        ca,
+                        bundle,
+                        rotate_at,
+                    });
                 }
                 // Another reconcile in this namespace made it first: use that one.
                 Err(kube::Error::Api(e)) if e.code == 409 => api
-                    .get(CA_SECRET)
+                    .get(name)
                     .await
-                    .map_err(kube_err("get", "Secret", CA_SECRET))?,
+                    .map_err(kube_err("get", "Secret", name))?,
                 Err(source) => {
                     return Err(Error::Kube {
                         action: "create",
                         kind: "Secret",
-                        name: CA_SECRET.into(),
+                        name: name.into(),
                         source,
                     })
                 }
@@ -74,6 +82,7 @@ pub async fn ensure_ca(
         }
     };
     let bad = |reason: String| Error::BadCa {
+        secret: name,
         namespace: ns.into(),
         reason,
     };
@@ -90,20 +99,33 @@ pub async fn ensure_ca(
             let new = Ca::generate(&cn, now, ctx.settings.ca_lifetime)?;
             let bundle =
                 certs::trust_bundle(&new, &format!("{old_bundle}\n{}", current.cert_pem), now);
-            publish(ctx, gw, EventType::Normal, "CARotated", format!("rotated CA in Secret {ns}/{CA_SECRET}; the old CA stays in ca.crt until it expires")).await;
+            publish(
+                ctx,
+                gw,
+                EventType::Normal,
+                "CARotated",
+                format!(
+                    "rotated CA in Secret {ns}/{name}; the old CA stays in ca.crt until it expires"
+                ),
+            )
+            .await;
             (new, bundle)
         }
     };
     if ca.cert_pem != cert || bundle != old_bundle {
-        let mut secret = resources::ca_secret(ns, &ca.cert_pem, &ca.key_pem, &bundle);
+        let mut secret = resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle);
         secret.metadata.resource_version = existing.metadata.resource_version.clone();
-        api.replace(CA_SECRET, &pp, &secret)
+        api.replace(name, &pp, &secret)
             .await
-            .map_err(kube_err("replace", "Secret", CA_SECRET))?;
+            .map_err(kube_err("replace", "Secret", name))?;
     }
-    let rotate = rotate_time(&ca);
-    ctx.metrics.certificate(ns, "", "ca", ca.not_after);
-    Ok((ca, bundle, rotate))
+    let rotate_at = rotate_time(&ca);
+    ctx.metrics.certificate(ns, "", which.label(), ca.not_after);
+    Ok(IssuingCa {
+        ca,
+        bundle,
+        rotate_at,
+    })
 }
 
 fn rotate_time(ca: &Ca) -> i64 {
@@ -113,13 +135,14 @@ fn rotate_time(ca: &Ca) -> i64 {
     }
 }
 
-/// Issues or renews the server and client certificates; reads user-given TLS Secrets.
+/// Issues or renews the server certificate (from the gateway CA) and the tunnel client
+/// certificate (from the tunnel CA); reads user-given TLS Secrets.
 pub async fn ensure_certificates(
     ctx: &Context,
     gw: &EdgeGateway,
     names: &Names,
-    ca: &Ca,
-    bundle: &str,
+    gateway_ca: &IssuingCa,
+    tunnel_ca: &IssuingCa,
     now: i64,
     next: &mut i64,
 ) -> Result<Result<Vec<CertificateStatus>, Problem>, Error> {
@@ -140,6 +163,7 @@ pub async fn ensure_certificates(
             names.service(),
             names.server_dns_names(),
             Usage::Server,
+            gateway_ca,
         ),
         (
             "client",
@@ -148,9 +172,10 @@ pub async fn ensure_certificates(
             names.client_common_name(),
             Vec::new(),
             Usage::Client,
+            tunnel_ca,
         ),
     ];
-    for (label, given, issued_name, cn, dns, usage) in leaves {
+    for (label, given, issued_name, cn, dns, usage, issuer) in leaves {
         let status = match given {
             Some(secret) => match user_certificate(ctx, &names.namespace, &secret).await? {
                 Ok(s) => s,
@@ -165,7 +190,8 @@ pub async fn ensure_certificates(
                     usage,
                     lifetime,
                 };
-                let (s, renew_at) = ensure_leaf(ctx, gw, names, ca, bundle, &leaf, now).await?;
+                let (s, renew_at) =
+                    ensure_leaf(ctx, gw, names, &issuer.ca, &issuer.bundle, &leaf, now).await?;
                 *next = (*next).min(renew_at);
                 s
             }

@@ -12,7 +12,7 @@ use common::*;
 use edgeway_operator::certs::{self, Ca, Usage};
 use edgeway_operator::controller::reconcile;
 use edgeway_operator::crd::{EdgeGateway, KeyAlgorithm};
-use edgeway_operator::resources::CONFIG_KEY;
+use edgeway_operator::resources::{NamespaceCa, CONFIG_KEY};
 use edgeway_operator::status::{condition, CONFIG_VALID, READY};
 use edgeway_sidecar::config::SidecarConfig;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -253,8 +253,30 @@ async fn gateway_yields_certificates_config_statefulset_services_and_becomes_rea
         );
     }
     assert!(info.server_auth);
-    let client_cert = text(&get(&secrets, "gw-client-tls").await, "tls.crt");
-    assert!(ca.signed(&client_cert));
+    // The tunnel certificate comes from the namespace's other root: devices trust edgeway-ca,
+    // so a gateway's tunnel certificate must not chain to it.
+    let client_tls = get(&secrets, "gw-client-tls").await;
+    let client_cert = text(&client_tls, "tls.crt");
+    let tunnel_secret = get(&secrets, "edgeway-tunnel-ca").await;
+    let tunnel_ca = Ca::load(
+        &text(&tunnel_secret, "tls.crt"),
+        &text(&tunnel_secret, "tls.key"),
+    )
+    .expect("tunnel CA");
+    assert!(
+        tunnel_ca.signed(&client_cert),
+        "client certificate chains to edgeway-tunnel-ca"
+    );
+    assert!(
+        !ca.signed(&client_cert),
+        "client certificate does not chain to edgeway-ca"
+    );
+    assert!(
+        !tunnel_ca.signed(&cert),
+        "server certificate does not chain to edgeway-tunnel-ca"
+    );
+    assert_eq!(text(&client_tls, "ca.crt"), text(&tunnel_secret, "ca.crt"));
+    assert_ne!(text(&tunnel_secret, "ca.crt"), text(&ca_secret, "ca.crt"));
     assert!(
         certs::inspect(&client_cert).unwrap().client_auth,
         "tunnel cert has clientAuth"
@@ -552,9 +574,14 @@ async fn children_are_owned_and_garbage_collected_with_the_gateway() {
         },
     )
     .await;
-    // The namespace CA is a shared trust anchor and stays.
+    // The namespace CAs are shared trust anchors and stay.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     assert!(secrets.get_opt("edgeway-ca").await.unwrap().is_some());
+    assert!(secrets
+        .get_opt("edgeway-tunnel-ca")
+        .await
+        .unwrap()
+        .is_some());
     delete_namespace(&client, &ns).await;
 }
 
@@ -1023,8 +1050,13 @@ async fn an_expiring_ca_is_rotated_with_an_overlap_bundle_and_leaves_are_reissue
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let old = Ca::generate("Edgeway CA old", now, 120).unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let secret =
-        edgeway_operator::resources::ca_secret(&ns, &old.cert_pem, &old.key_pem, &old.cert_pem);
+    let secret = edgeway_operator::resources::ca_secret(
+        NamespaceCa::Gateway,
+        &ns,
+        &old.cert_pem,
+        &old.key_pem,
+        &old.cert_pem,
+    );
     secrets
         .create(&PostParams::default(), &secret)
         .await
@@ -1040,18 +1072,20 @@ async fn an_expiring_ca_is_rotated_with_an_overlap_bundle_and_leaves_are_reissue
     let in_bundle = certs::pem_certs(&bundle).unwrap();
     assert_eq!(in_bundle.len(), 2, "new and old CA during the overlap");
     assert_eq!(in_bundle[1], certs::pem_certs(&old.cert_pem).unwrap()[0]);
-    for name in ["gw-server-tls", "gw-client-tls"] {
-        let s = get(&secrets, name).await;
-        assert!(
-            new.signed(&text(&s, "tls.crt")),
-            "{name} issued by the new CA"
-        );
-        assert_eq!(
-            text(&s, "ca.crt"),
-            bundle,
-            "{name} carries the overlap bundle"
-        );
-    }
+    let server = get(&secrets, "gw-server-tls").await;
+    assert!(
+        new.signed(&text(&server, "tls.crt")),
+        "server certificate issued by the new CA"
+    );
+    assert_eq!(
+        text(&server, "ca.crt"),
+        bundle,
+        "server Secret carries the overlap bundle"
+    );
+    // The tunnel CA is a separate root: rotating the gateway CA leaves it alone.
+    let client_tls = get(&secrets, "gw-client-tls").await;
+    assert!(!new.signed(&text(&client_tls, "tls.crt")));
+    assert!(!old.signed(&text(&client_tls, "tls.crt")));
     // Stable afterwards: a further reconcile keeps the new CA and bundle.
     let rv = ca_secret.resource_version();
     reconcile(Arc::new(get(&gws, "gw").await), ctx.clone())

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use edgeway_operator::certs::Ca;
 use edgeway_operator::local::{run, LocalError, LocalOptions};
 
 fn repo() -> PathBuf {
@@ -30,10 +31,28 @@ async fn quickstart_comes_up_connected_and_reuses_its_state() {
     let opts = options(vec![repo().join("examples/quickstart.yaml")], "quickstart");
     run(opts.clone()).await.unwrap();
     let ca = std::fs::read(opts.state_dir.join("ca.crt")).unwrap();
+    let tunnel_ca = std::fs::read(opts.state_dir.join("tunnel-ca.crt")).unwrap();
     let password = std::fs::read(opts.state_dir.join("quickstart/basic-password")).unwrap();
-    // A second run keeps the CA and the generated credentials.
+    // Two roots, as in a namespace: devices trust ca.crt, which must not vouch for the tunnel.
+    let load_ca = |stem: &str| {
+        let read = |ext: &str| {
+            std::fs::read_to_string(opts.state_dir.join(format!("{stem}.{ext}"))).unwrap()
+        };
+        Ca::load(&read("crt"), &read("key")).unwrap()
+    };
+    let cert = |name: &str| {
+        std::fs::read_to_string(opts.state_dir.join(format!("quickstart/{name}.crt"))).unwrap()
+    };
+    let (gateway_ca, tunnel) = (load_ca("ca"), load_ca("tunnel-ca"));
+    assert!(gateway_ca.signed(&cert("server")) && !tunnel.signed(&cert("server")));
+    assert!(tunnel.signed(&cert("client")) && !gateway_ca.signed(&cert("client")));
+    // A second run keeps the CAs and the generated credentials.
     run(opts.clone()).await.unwrap();
     assert_eq!(std::fs::read(opts.state_dir.join("ca.crt")).unwrap(), ca);
+    assert_eq!(
+        std::fs::read(opts.state_dir.join("tunnel-ca.crt")).unwrap(),
+        tunnel_ca
+    );
     assert_eq!(
         std::fs::read(opts.state_dir.join("quickstart/basic-password")).unwrap(),
         password

@@ -16,7 +16,7 @@ use super::{free_or_any, lifetime, lua_sources, now, LocalError, LocalPod, Platf
 use crate::certs::{Lifetime, Usage};
 use crate::crd::EdgeGateway;
 use crate::resources::config::{pod_count, render, shard};
-use crate::resources::{generate_basic_credentials, Names, BASIC_USER};
+use crate::resources::{generate_basic_credentials, Names, NamespaceCa, BASIC_USER};
 
 /// What the steps of one gateway share.
 struct Gateway<'a> {
@@ -72,13 +72,13 @@ pub(super) async fn start(
 }
 
 /// The server and tunnel client certificates: from the Secrets the spec names, else issued
-/// from the local CA.
+/// from the local CA (server) and the local tunnel CA (client).
 fn certificates(g: &Gateway<'_>) -> Result<(CertFiles, CertFiles), LocalError> {
     let spec = &g.gw.spec;
     let names = Names::new(g.gw, "cluster.local");
     let mut dns = names.server_dns_names();
     dns.push("localhost".into());
-    let issue = |stem: &str, common_name: &str, names: &[String], usage: Usage| {
+    let issue = |stem: &str, common_name: &str, names: &[String], usage: Usage, issuer| {
         g.state
             .leaf(
                 LeafRequest {
@@ -87,6 +87,7 @@ fn certificates(g: &Gateway<'_>) -> Result<(CertFiles, CertFiles), LocalError> {
                     common_name,
                     names,
                     usage,
+                    issuer,
                     algorithm: spec.certificates.key_algorithm,
                     lifetime: g.life,
                 },
@@ -102,7 +103,13 @@ fn certificates(g: &Gateway<'_>) -> Result<(CertFiles, CertFiles), LocalError> {
             &g.dir.join("server-tls"),
         )
         .map_err(|e| g.bad(e))?,
-        None => issue("server", &names.service(), &dns, Usage::Server)?,
+        None => issue(
+            "server",
+            &names.service(),
+            &dns,
+            Usage::Server,
+            NamespaceCa::Gateway,
+        )?,
     };
     let client = match &spec.platform.client_certificate.secret_name {
         Some(secret) => tls_secret(
@@ -112,7 +119,13 @@ fn certificates(g: &Gateway<'_>) -> Result<(CertFiles, CertFiles), LocalError> {
             &g.dir.join("client-tls"),
         )
         .map_err(|e| g.bad(e))?,
-        None => issue("client", &names.client_common_name(), &[], Usage::Client)?,
+        None => issue(
+            "client",
+            &names.client_common_name(),
+            &[],
+            Usage::Client,
+            NamespaceCa::Tunnel,
+        )?,
     };
     Ok((server, client))
 }
@@ -314,6 +327,7 @@ async fn start_pod(
                     common_name: "device-1",
                     names: &[],
                     usage: Usage::Client,
+                    issuer: NamespaceCa::Gateway,
                     algorithm: spec.certificates.key_algorithm,
                     lifetime: g.life,
                 },

@@ -18,6 +18,7 @@ use kube::ResourceExt;
 
 use crate::certs::{Lifetime, Usage, HOUR};
 use crate::crd::EdgeGateway;
+use crate::resources::NamespaceCa;
 use manifests::Manifests;
 use state::{write, LeafRequest, State};
 
@@ -203,6 +204,7 @@ async fn start_platform(
                 common_name: "localhost",
                 names: &["localhost".to_string()],
                 usage: Usage::Server,
+                issuer: NamespaceCa::Gateway,
                 algorithm: Default::default(),
                 lifetime: lifetime(2160, None),
             },
@@ -258,6 +260,7 @@ fn issue_certificates(state: &State, m: &mut Manifests) -> Result<(), LocalError
                     common_name: &cn,
                     names: &c.dns_names,
                     usage: Usage::Server,
+                    issuer: NamespaceCa::Gateway,
                     algorithm: Default::default(),
                     lifetime: lifetime(2160, None),
                 },

@@ -5,16 +5,20 @@ use std::path::{Path, PathBuf};
 
 use crate::certs::{decide_ca, decide_leaf, Ca, CaDecision, LeafDecision, Lifetime, Usage};
 use crate::crd::KeyAlgorithm;
+use crate::resources::NamespaceCa;
 
 /// Ten years, as the operator's namespace CA.
 const CA_LIFETIME: i64 = 10 * 365 * 24 * 3600;
 
-/// The local CA and where its files are.
+/// The local CAs and where their files are: as in a namespace, one root for servers and device
+/// trust, another for tunnel client certificates.
 pub struct State {
     /// The state directory.
     pub dir: PathBuf,
-    /// The CA every local certificate chains to.
+    /// Signs server and device certificates (`ca.crt`).
     pub ca: Ca,
+    /// Signs tunnel client certificates (`tunnel-ca.crt`).
+    pub tunnel_ca: Ca,
 }
 
 /// What certificate to keep or issue, and where.
@@ -29,6 +33,8 @@ pub struct LeafRequest<'a> {
     pub names: &'a [String],
     /// Server or client.
     pub usage: Usage,
+    /// The CA that signs it.
+    pub issuer: NamespaceCa,
     /// Key type.
     pub algorithm: KeyAlgorithm,
     /// Validity and renewal policy.
@@ -45,36 +51,31 @@ pub struct CertFiles {
 }
 
 impl State {
-    /// Opens the directory, loading the CA or making one (and rotating it when due).
+    /// Opens the directory, loading the CAs or making them (and rotating them when due).
     pub fn open(dir: &Path, now: i64) -> Result<State, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
-        let existing = match (
-            std::fs::read_to_string(&cert),
-            std::fs::read_to_string(&key),
-        ) {
-            (Ok(c), Ok(k)) => Ca::load(&c, &k).ok(),
-            _ => None,
-        };
-        let ca = match existing {
-            Some(ca) if matches!(decide_ca(&ca, now), CaDecision::Keep { .. }) => ca,
-            _ => {
-                let ca = Ca::generate("Edgeway local CA", now, CA_LIFETIME)
-                    .map_err(|e| e.to_string())?;
-                write(&cert, &ca.cert_pem, false)?;
-                write(&key, &ca.key_pem, true)?;
-                ca
-            }
-        };
         Ok(State {
             dir: dir.to_path_buf(),
-            ca,
+            ca: open_ca(dir, "ca", "Edgeway local CA", now)?,
+            tunnel_ca: open_ca(dir, "tunnel-ca", "Edgeway local tunnel CA", now)?,
         })
     }
 
-    /// Path of the CA certificate (the trust bundle for clients and gateways).
+    /// Path of the CA certificate devices and HTTPS clients trust.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.join("ca.crt")
+    }
+
+    /// Path of the tunnel CA certificate (what a platform checking gateways trusts).
+    pub fn tunnel_ca_file(&self) -> PathBuf {
+        self.dir.join("tunnel-ca.crt")
+    }
+
+    fn issuer(&self, which: NamespaceCa) -> &Ca {
+        match which {
+            NamespaceCa::Gateway => &self.ca,
+            NamespaceCa::Tunnel => &self.tunnel_ca,
+        }
     }
 
     /// Issues `stem.crt`/`stem.key` under `sub`, or keeps them when still valid for `names`.
@@ -85,9 +86,11 @@ impl State {
             common_name,
             names,
             usage,
+            issuer,
             algorithm,
             lifetime,
         } = r;
+        let ca = self.issuer(issuer);
         let dir = self.dir.join(sub);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let files = CertFiles {
@@ -103,15 +106,14 @@ impl State {
         };
         let decision = decide_leaf(
             existing.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
-            &self.ca,
+            ca,
             names,
             usage,
             lifetime,
             now,
         );
         if let LeafDecision::Issue(why) = decision {
-            let issued = self
-                .ca
+            let issued = ca
                 .issue(common_name, names, usage, algorithm, now, lifetime.duration)
                 .map_err(|e| e.to_string())?;
             write(&files.key, &issued.key_pem, true)?;
@@ -119,6 +121,30 @@ impl State {
             tracing::info!(cert = %files.cert.display(), reason = why, "certificate issued");
         }
         Ok(files)
+    }
+}
+
+/// Loads `<stem>.crt`/`<stem>.key`, or makes a CA there when missing, unusable or due.
+fn open_ca(dir: &Path, stem: &str, common_name: &str, now: i64) -> Result<Ca, String> {
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    let existing = match (
+        std::fs::read_to_string(&cert),
+        std::fs::read_to_string(&key),
+    ) {
+        (Ok(c), Ok(k)) => Ca::load(&c, &k).ok(),
+        _ => None,
+    };
+    match existing {
+        Some(ca) if matches!(decide_ca(&ca, now), CaDecision::Keep { .. }) => Ok(ca),
+        _ => {
+            let ca = Ca::generate(common_name, now, CA_LIFETIME).map_err(|e| e.to_string())?;
+            write(&cert, &ca.cert_pem, false)?;
+            write(&key, &ca.key_pem, true)?;
+            Ok(ca)
+        }
     }
 }
 

@@ -19,8 +19,49 @@ use crate::crd::EdgeGateway;
 
 /// The one field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "edgeway-operator";
-/// Name of the per-namespace CA Secret.
+/// Name of the per-namespace CA Secret (servers and device trust).
 pub const CA_SECRET: &str = "edgeway-ca";
+/// Name of the per-namespace CA Secret that signs only tunnel client certificates.
+pub const TUNNEL_CA_SECRET: &str = "edgeway-tunnel-ca";
+
+/// The two roots of a namespace, kept apart so that one cannot stand in for the other: the
+/// gateway CA signs server certificates and is what devices' client certificates chain to; the
+/// tunnel CA signs only the gateways' tunnel client certificates, which the platform trusts. With
+/// one root, a gateway's tunnel certificate was accepted as a device by every other gateway of
+/// the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceCa {
+    /// `edgeway-ca`: server certificates, device trust.
+    Gateway,
+    /// `edgeway-tunnel-ca`: tunnel client certificates.
+    Tunnel,
+}
+
+impl NamespaceCa {
+    /// The Secret holding it.
+    pub fn secret_name(self) -> &'static str {
+        match self {
+            NamespaceCa::Gateway => CA_SECRET,
+            NamespaceCa::Tunnel => TUNNEL_CA_SECRET,
+        }
+    }
+
+    /// Its name in `status.certificates`, metrics and the Secret's component label.
+    pub fn label(self) -> &'static str {
+        match self {
+            NamespaceCa::Gateway => "ca",
+            NamespaceCa::Tunnel => "tunnel-ca",
+        }
+    }
+
+    /// Subject common name of a CA made for namespace `ns`.
+    pub fn common_name(self, ns: &str) -> String {
+        match self {
+            NamespaceCa::Gateway => format!("Edgeway CA {ns}"),
+            NamespaceCa::Tunnel => format!("Edgeway tunnel CA {ns}"),
+        }
+    }
+}
 /// Pod template annotation holding the hash of the rendered config and Lua sources.
 pub const CONFIG_HASH_ANNOTATION: &str = "edgeway.io/config-hash";
 /// Label value of `app.kubernetes.io/managed-by`, also the selector of watched children.
@@ -153,18 +194,24 @@ pub fn tls_secret(
     }
 }
 
-/// The namespace CA Secret: `tls.crt`/`tls.key` of the current CA, `ca.crt` the trust bundle.
+/// A namespace CA Secret: `tls.crt`/`tls.key` of the current CA, `ca.crt` the trust bundle.
 ///
-/// It has no owner: it is the namespace's trust anchor, shared by every gateway there and kept
-/// when gateways come and go (so re-created gateways are still trusted by devices).
-pub fn ca_secret(namespace: &str, cert_pem: &str, key_pem: &str, bundle: &str) -> Secret {
+/// It has no owner: it is a trust anchor of the namespace, shared by every gateway there and kept
+/// when gateways come and go (so re-created gateways are still trusted by devices and platform).
+pub fn ca_secret(
+    which: NamespaceCa,
+    namespace: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    bundle: &str,
+) -> Secret {
     Secret {
         metadata: ObjectMeta {
-            name: Some(CA_SECRET.into()),
+            name: Some(which.secret_name().into()),
             namespace: Some(namespace.into()),
             labels: Some(BTreeMap::from([
                 ("app.kubernetes.io/managed-by".into(), MANAGED_BY.into()),
-                ("app.kubernetes.io/component".into(), "ca".into()),
+                ("app.kubernetes.io/component".into(), which.label().into()),
             ])),
             ..Default::default()
         },

@@ -350,6 +350,10 @@ pub struct UpstreamSpec {
     /// Remove the prefix before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,
+    /// Forward the client's `Authorization` header to the app. Off by default: the app gets
+    /// the verified identity (`X-Edgeway-Identity`), not the credentials.
+    #[serde(default)]
+    pub forward_credentials: bool,
     /// Environment of the app container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,

@@ -162,7 +162,7 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
             port: u.port,
             strip_prefix: u.strip_prefix,
             timeout_ms: d.timeout_ms,
-            forward_credentials: d.forward_credentials,
+            forward_credentials: u.forward_credentials,
         }),
         _ => None,
     };

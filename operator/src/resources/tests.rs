@@ -71,7 +71,22 @@ fn rendered_config_is_accepted_by_the_sidecar_parser() {
         parsed.lua.templates[0].file.to_str(),
         Some("/etc/edgeway/lua/pump.lua")
     );
-    assert_eq!(parsed.upstream.unwrap().port, 8080);
+    let upstream = parsed.upstream.unwrap();
+    assert_eq!(upstream.port, 8080);
+    assert!(
+        !upstream.forward_credentials,
+        "credentials stay at the sidecar by default"
+    );
+    let forwarding = gateway(serde_json::json!({
+        "upstream": {"image": "app:1", "port": 8080, "forwardCredentials": true}
+    }));
+    assert!(
+        render(&forwarding.spec)
+            .unwrap()
+            .upstream
+            .unwrap()
+            .forward_credentials
+    );
     assert!(
         !parsed.admin.listen.ip().is_loopback(),
         "probes reach the admin port"

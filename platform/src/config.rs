@@ -36,6 +36,10 @@ pub struct PlatformConfig {
     /// session binding 400,000 names took 281 MB (741 MB when listed).
     #[serde(default = "default_max_things_per_session")]
     pub max_things_per_session: usize,
+    /// How long a thing no session holds is kept (values, history, and which principal bound it,
+    /// which no other principal can take over meanwhile), in milliseconds; then it is forgotten.
+    #[serde(default = "default_thing_retention")]
+    pub thing_retention_ms: u64,
     /// What `GetPropertySubscriptions` answers.
     #[serde(default)]
     pub subscriptions: SubscriptionsConfig,
@@ -75,6 +79,11 @@ pub struct AuthConfig {
     /// Time allowed between the websocket upgrade and the AUTH message, in milliseconds.
     #[serde(default = "default_auth_timeout")]
     pub timeout_ms: u64,
+    /// Thing names each principal may bind, as patterns (`*` matches any run of characters),
+    /// e.g. `{plant-a: ["plant-a.*"]}`. Absent: any principal binds any name (one tenant).
+    /// Present: a principal not listed binds nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_scopes: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// An edge authentication method.
@@ -268,6 +277,7 @@ impl Default for AuthConfig {
             require: AuthRequire::Any,
             app_keys_file: None,
             timeout_ms: default_auth_timeout(),
+            thing_scopes: None,
         }
     }
 }
@@ -323,6 +333,11 @@ fn default_auth_timeout() -> u64 {
 fn default_max_things_per_session() -> usize {
     // The tunnel benchmark runs 100,000 devices through one session.
     200_000
+}
+fn default_thing_retention() -> u64 {
+    // A day: a gateway down overnight comes back to its things; names abandoned by a departed
+    // edge (or bound by a hostile one) do not pile up.
+    86_400_000
 }
 fn default_history() -> usize {
     100
@@ -441,6 +456,29 @@ impl PlatformConfig {
         }
         if auth.timeout_ms == 0 {
             return Err(ConfigError::new("auth.timeoutMs", "must be positive"));
+        }
+        for (principal, patterns) in auth.thing_scopes.iter().flatten() {
+            for (i, p) in patterns.iter().enumerate() {
+                let at = || format!("auth.thingScopes.{principal}[{i}]");
+                if p.is_empty() || p.len() > crate::scope::MAX_PATTERN_LEN {
+                    return Err(ConfigError::new(
+                        at(),
+                        format!("must be 1 to {} bytes", crate::scope::MAX_PATTERN_LEN),
+                    ));
+                }
+                if p.chars().any(char::is_control) {
+                    return Err(ConfigError::new(
+                        at(),
+                        "must not contain control characters",
+                    ));
+                }
+            }
+        }
+        if self.thing_retention_ms < 1000 {
+            return Err(ConfigError::new(
+                "thingRetentionMs",
+                "must be at least 1000",
+            ));
         }
         if let SubscriptionsConfig::Explicit(e) = &self.subscriptions {
             for (thing, rows) in &e.things {

@@ -44,6 +44,8 @@ pub struct EdgeContext {
     pub throttle: crate::throttle::AuthThrottle,
     /// Things one session may hold bound.
     pub max_things_per_session: usize,
+    /// Thing names each principal may bind.
+    pub scopes: crate::scope::ThingScopes,
 }
 
 /// A refused AUTH: a fixed metric label and a reason for the edge.
@@ -206,6 +208,9 @@ fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> Message {
     }
     let (names, bad): (Vec<String>, Vec<String>) =
         b.names.into_iter().partition(|n| acceptable_name(n));
+    let (names, out_of_scope): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| ctx.scopes.allows(&session.principal, n));
     let out = ctx.registry.bind(
         session.id,
         &names,
@@ -231,6 +236,20 @@ fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> Message {
     if !bad.is_empty() {
         problems.push(format!("invalid thing names: {}", bad.join(", ")));
     }
+    if !out_of_scope.is_empty() {
+        tracing::warn!(session = session.id, principal = %session.principal, things = ?out_of_scope, "bind refused: outside the principal's thing scope");
+        problems.push(format!(
+            "outside this key's thing scope: {}",
+            out_of_scope.join(", ")
+        ));
+    }
+    if !out.owned_elsewhere.is_empty() {
+        tracing::warn!(session = session.id, principal = %session.principal, things = ?out.owned_elsewhere, "bind refused: bound before by another principal");
+        problems.push(format!(
+            "bound before by another principal: {}",
+            out.owned_elsewhere.join(", ")
+        ));
+    }
     if !out.over_limit.is_empty() {
         tracing::warn!(
             session = session.id,
@@ -246,7 +265,11 @@ fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> Message {
     if problems.is_empty() {
         reply(b.header, StatusCode::SUCCESS, None)
     } else {
-        let status = if out.refused.is_empty() && out.over_limit.is_empty() {
+        let status = if out.refused.is_empty()
+            && out.over_limit.is_empty()
+            && out_of_scope.is_empty()
+            && out.owned_elsewhere.is_empty()
+        {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::FORBIDDEN

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod metrics;
 pub mod registry;
 pub mod rest;
+pub mod scope;
 pub mod session;
 pub mod throttle;
 pub mod ws;
@@ -153,6 +154,7 @@ pub async fn start(config: PlatformConfig) -> Result<Running, StartError> {
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         throttle: Default::default(),
         max_things_per_session: config.max_things_per_session,
+        scopes: scope::ThingScopes::new(config.auth.thing_scopes.clone()),
     });
 
     let (ws_listener, alwayson_addr) = bind("listen", config.listen).await?;
@@ -178,6 +180,11 @@ pub async fn start(config: PlatformConfig) -> Result<Running, StartError> {
         rest_listener,
         api,
         config.rest.limits(),
+        rx.clone(),
+    )));
+    tasks.push(tokio::spawn(expire_things(
+        registry.clone(),
+        Duration::from_millis(config.thing_retention_ms),
         rx.clone(),
     )));
     tasks.push(tokio::spawn(admin::serve(
@@ -206,4 +213,27 @@ pub async fn start(config: PlatformConfig) -> Result<Running, StartError> {
         shutdown,
         tasks,
     })
+}
+
+/// Forgets things no session has held for `retention`, checking ten times per retention period
+/// (at most once a second), so a thing goes between `retention` and 1.1 × `retention` after its
+/// session left.
+async fn expire_things(
+    registry: Arc<Registry>,
+    retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval((retention / 10).max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let gone = registry.expire(std::time::Instant::now(), retention);
+                if gone > 0 {
+                    tracing::info!(things = gone, "forgot things no session held for thingRetentionMs");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }

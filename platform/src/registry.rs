@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use edgeway_protocol::basetype::Quality;
 use edgeway_protocol::{Primitive, PropertyUpdate, WireType};
@@ -69,6 +70,10 @@ impl Property {
 struct Thing {
     gateway: Option<String>,
     bound_to: Option<u32>,
+    /// The principal that bound it last: only it may bind the name again while it is kept.
+    owner: Option<String>,
+    /// Since when no session holds it (for `thingRetentionMs`).
+    unbound_at: Option<Instant>,
     properties: BTreeMap<String, Property>,
     last_update: Option<i64>,
 }
@@ -210,6 +215,8 @@ pub struct BindOutcome {
     pub taken_over: Vec<(String, u32)>,
     /// Names refused because the session holds its limit of things.
     pub over_limit: Vec<String>,
+    /// Names refused because another principal bound them and they are still kept.
+    pub owned_elsewhere: Vec<String>,
 }
 
 /// What storing a push did.
@@ -303,10 +310,12 @@ impl Registry {
         let mut st = self.lock();
         let session = st.sessions.remove(&id)?;
         let names = st.bindings.remove(&id).unwrap_or_default();
+        let now = Instant::now();
         for n in &names {
             if let Some(t) = st.things.get_mut(n) {
                 if t.bound_to == Some(id) {
                     t.bound_to = None;
+                    t.unbound_at = Some(now);
                 }
             }
         }
@@ -326,7 +335,13 @@ impl Registry {
         let mut out = BindOutcome::default();
         let mut st = self.lock();
         let gateway = st.sessions.get(&id).map(|s| s.display_gateway());
+        let principal = st.sessions.get(&id).map(|s| s.principal.clone());
         for name in names {
+            let owner = st.things.get(name).and_then(|t| t.owner.as_ref());
+            if owner.is_some_and(|o| Some(o) != principal.as_ref()) {
+                out.owned_elsewhere.push(name.clone());
+                continue;
+            }
             let held = st.bindings.get(&id);
             let count = held.map_or(0, BTreeSet::len);
             if count >= limit && !held.is_some_and(|b| b.contains(name)) {
@@ -354,6 +369,8 @@ impl Registry {
             }
             let thing = st.things.entry(name.clone()).or_default();
             thing.bound_to = Some(id);
+            thing.unbound_at = None;
+            thing.owner.clone_from(&principal);
             thing.gateway.clone_from(&gateway);
             st.bindings.entry(id).or_default().insert(name.clone());
             out.bound.push(name.clone());
@@ -370,11 +387,33 @@ impl Registry {
             if held {
                 if let Some(t) = st.things.get_mut(name) {
                     t.bound_to = None;
+                    t.unbound_at = Some(Instant::now());
                 }
                 removed.push(name.clone());
             }
         }
         removed
+    }
+
+    /// Forgets the things no session has held for `retention` as of `now`: their values and
+    /// which principal bound them (subscription rows, set through the REST API, stay). Returns
+    /// how many went.
+    pub fn expire(&self, now: Instant, retention: Duration) -> usize {
+        let mut st = self.lock();
+        let due: Vec<String> = st
+            .things
+            .iter()
+            .filter(|(_, t)| {
+                t.bound_to.is_none()
+                    && t.unbound_at
+                        .is_some_and(|at| now.saturating_duration_since(at) >= retention)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &due {
+            st.things.remove(n);
+        }
+        due.len()
     }
 
     /// Names bound to session `id`.

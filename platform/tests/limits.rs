@@ -182,3 +182,81 @@ async fn a_session_binds_at_most_its_limit_of_things() {
     assert!(!names.contains(&"D") && !names.contains(&"F"), "{things}");
     p.shutdown().await;
 }
+
+/// The second key of the test keys file, listed without a name.
+const OTHER_KEY: &str = "other-key-without-name";
+
+async fn thing_names(rest: std::net::SocketAddr) -> Vec<String> {
+    let things = get(rest, "/api/things").await.json();
+    things
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn app_keys_bind_only_the_names_their_scope_allows() {
+    let s = Setup::new("bind-scopes");
+    let yaml = s.yaml("").replace(
+        "auth:\n",
+        "auth:\n  thingScopes:\n    plant-a: [\"Pump*\", \"Valve7\"]\n",
+    );
+    let p = s.start_yaml(&yaml).await;
+    let mut a = authed(p.alwayson_addr, s.client(), APP_KEY).await;
+    assert_eq!(
+        a.bind(None, &["Pump1", "Valve7"]).await.status.name(),
+        "SUCCESS"
+    );
+    // Before scopes, any key bound any name, e.g. another tenant's Legit1.
+    let r = a.bind(None, &["Pump2", "Legit1"]).await;
+    assert_eq!(r.status.name(), "FORBIDDEN", "{r:?}");
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("outside this key's thing scope: Legit1")
+    );
+    // A key the scopes do not list binds nothing.
+    let mut b = authed(p.alwayson_addr, s.client(), OTHER_KEY).await;
+    assert_eq!(b.bind(None, &["Pump9"]).await.status.name(), "FORBIDDEN");
+    let names = thing_names(p.rest_addr).await;
+    assert_eq!(names, ["Pump1", "Pump2", "Valve7"]);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_departed_principal_keeps_its_names_until_they_expire() {
+    let s = Setup::new("bind-owner");
+    let p = s.start("thingRetentionMs: 1000\n").await;
+    let mut a = authed(p.alwayson_addr, s.client(), APP_KEY).await;
+    assert_eq!(a.bind(None, &["Legit1"]).await.status.name(), "SUCCESS");
+    drop(a);
+    let reg = p.registry.clone();
+    eventually("holder gone", || {
+        let reg = reg.clone();
+        async move { reg.gateways().is_empty() }
+    })
+    .await;
+    // Before, anyone could take Legit1 once its holder disconnected.
+    let mut other = authed(p.alwayson_addr, s.client(), OTHER_KEY).await;
+    let r = other.bind(None, &["Legit1"]).await;
+    assert_eq!(r.status.name(), "FORBIDDEN", "{r:?}");
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("bound before by another principal: Legit1")
+    );
+    // Its own principal comes back to it.
+    let mut again = authed(p.alwayson_addr, s.client(), APP_KEY).await;
+    assert_eq!(again.bind(None, &["Legit1"]).await.status.name(), "SUCCESS");
+    drop(again);
+    // Once no session has held it for thingRetentionMs, it is forgotten, and free.
+    let rest = p.rest_addr;
+    eventually("Legit1 forgotten", || async move {
+        thing_names(rest).await.is_empty()
+    })
+    .await;
+    assert_eq!(other.bind(None, &["Legit1"]).await.status.name(), "SUCCESS");
+    p.shutdown().await;
+}

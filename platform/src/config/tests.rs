@@ -33,6 +33,11 @@ fn errors_name_the_field() {
     let text = "plaintext: true\nauth:\n  methods: [clientCert]\n";
     let e = PlatformConfig::parse(text, "t").unwrap_err();
     assert_eq!(e.field, "auth.methods[0]");
+    let text = "plaintext: true\nauth:\n  appKeysFile: /k\n  thingScopes:\n    plant-a: [\"\"]\n";
+    let e = PlatformConfig::parse(text, "t").unwrap_err();
+    assert_eq!(e.field, "auth.thingScopes.plant-a[0]");
+    let e = PlatformConfig::parse(&format!("{MINIMAL}thingRetentionMs: 5\n"), "t").unwrap_err();
+    assert_eq!(e.field, "thingRetentionMs");
 }
 
 #[test]

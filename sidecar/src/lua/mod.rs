@@ -8,7 +8,9 @@
 mod convert;
 mod error;
 mod offload;
+mod pattern;
 mod sandbox;
+mod strfns;
 mod template;
 mod thing;
 mod things;

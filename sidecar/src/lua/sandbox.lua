@@ -1,5 +1,5 @@
 -- The sandbox prelude, run once per VM before any script: see GUARD_PRELUDE in sandbox.rs.
-local guard, rep_check, charge, flags = ...
+local guard, rep_check, charge, flags, strfns = ...
 local raw_pcall, raw_xpcall, raw_setmetatable = pcall, xpcall, setmetatable
 local raw_create, raw_resume, raw_close = coroutine.create, coroutine.resume, coroutine.close
 local raw_yield, raw_running, raw_isyieldable = coroutine.yield, coroutine.running, coroutine.isyieldable
@@ -37,35 +37,97 @@ local function any_heavy(...)
 end
 
 -- Each wrapper tail-calls the library function through a local of the same name, so its
--- argument errors name it as plain Lua's do ("bad argument #1 to 'find'"); Rust moves the
+-- argument errors name it as plain Lua's do ("bad argument #1 to 'format'"); Rust moves the
 -- position of errors raised here to the script's line (`offload::script_position`).
-local find, match, gsub, gmatch = string.find, string.match, string.gsub, string.gmatch
 local format = string.format
 
--- Patterns with magic characters backtrack, which can take exponential time even on short
--- subjects; without them (or plain) matching costs subject × pattern length, so both stay short.
+-- Pattern functions run in Rust (`strfns.rs`): Lua's C matcher cannot be stopped, and a
+-- backtracking pattern ran 10.7 s past a 1 s deadline. Their errors come back as
+-- `false, message`; `checked` raises them at the caller's line (it is tail-called, so level 2
+-- is the script), as plain Lua does.
+local find, match, gmatch, gsub_string, search = strfns.find, strfns.match, strfns.gmatch, strfns.gsub, strfns.search
+local function checked(first, ...)
+    if first == false then error((...), 2) end
+    return first, ...
+end
+local sub, concat, tostring, pack, unpack = string.sub, table.concat, tostring, table.pack, table.unpack
+local tointeger = math.tointeger
+-- gsub with a function or table replacement: the replacement is Lua code, so the loop is too,
+-- over `search` (the next match not ending where the previous one did, as Lua's gsub skips).
+-- Tail-called by the wrapper, so error level 2 is the script.
+local function gsub_call(s, p, repl, n)
+    local max = math.maxinteger
+    if n ~= nil then
+        max = tointeger(tonumber(n) or n)
+        if max == nil then
+            local why = tonumber(n) and "number has no integer representation"
+                or "number expected, got " .. type(n)
+            error("bad argument #4 to 'gsub' (" .. why .. ")", 2)
+        end
+    end
+    local out, count, pos, anchored = {}, 0, 1, sub(p, 1, 1) == "^"
+    local found = pack(search(s, p, 1, 0))
+    while count < max do
+        if found[1] == false then error(found[2], 2) end
+        local start, stop = found[1], found[2]
+        if start == nil then break end
+        out[#out + 1] = sub(s, pos, start - 1)
+        local v
+        if type(repl) == "table" then v = repl[found[3]] else v = repl(unpack(found, 3, found.n)) end
+        if not v then
+            v = sub(s, start, stop - 1)
+        elseif type(v) == "number" then
+            v = tostring(v)
+        elseif type(v) ~= "string" then
+            error("invalid replacement value (a " .. type(v) .. ")", 2)
+        end
+        out[#out + 1] = v
+        count, pos = count + 1, stop
+        if anchored then break end
+        found = pack(search(s, p, pos, pos))
+    end
+    out[#out + 1] = sub(s, pos)
+    return concat(out), count
+end
+
 local MAGIC, SHORT = "[%^%$%*%+%?%.%(%)%[%]%%%-]", 64
 local function light_match(s, p, plain)
     if type(s) ~= "string" or #s > LONG or type(p) ~= "string" or #p > SHORT then return false end
     return plain or not find(p, MAGIC)
 end
-string.find = function(s, p, init, plain)
+-- Varargs, so the Rust side tells a missing argument ("no value") from nil, as Lua does.
+string.find = function(...)
+    local s, p, _, plain = ...
     if not light_match(s, p, plain) then offload() end
-    return find(s, p, init, plain)
+    return checked(find(...))
 end
-string.match = function(s, p, ...)
+string.match = function(...)
+    local s, p = ...
     if not light_match(s, p) then offload() end
-    return match(s, p, ...)
+    return checked(match(...))
 end
-string.gsub = function(s, p, repl, ...)
-    -- A function or table replacement is Lua called back from C.
-    if type(repl) ~= "string" or not light_match(s, p) then offload() end
-    return gsub(s, p, repl, ...)
+string.gsub = function(...)
+    local s, p, repl, n = ...
+    local t = type(repl)
+    if t == "string" or t == "number" then
+        if not light_match(s, p) then offload() end
+        return checked(gsub_string(...))
+    end
+    if t ~= "function" and t ~= "table" then
+        local got = select("#", ...) < 3 and "no value" or t
+        error("bad argument #3 to 'gsub' (string/function/table expected, got " .. got .. ")", 2)
+    end
+    offload()
+    return gsub_call(s, p, repl, n)
 end
-string.gmatch = function(s, p, ...)
-    if light_match(s, p) then return gmatch(s, p, ...) end
-    local next_match = gmatch(s, p, ...)
-    return function() offload() return next_match() end
+string.gmatch = function(...)
+    local s, p = ...
+    local next_match, msg = gmatch(...)
+    if next_match == false then error(msg, 2) end
+    if light_match(s, p) then
+        return function() return checked(next_match()) end
+    end
+    return function() offload() return checked(next_match()) end
 end
 string.format = function(...)
     -- `%s` calls `__tostring`; widths are bounded, long strings are copied.

@@ -102,6 +102,18 @@ impl Budget {
         self.now_ns() > self.deadline_ns.load(Ordering::Relaxed)
     }
 
+    /// Trips the deadline (a Rust loop found it passed, e.g. the pattern matcher) and returns
+    /// the error the hook raises for it.
+    pub(crate) fn trip_deadline(&self) -> mlua::Error {
+        if self.trip() == Trip::None {
+            self.tripped.store(2, Ordering::Relaxed);
+        }
+        match self.check() {
+            Err(e) => e,
+            Ok(_) => mlua::Error::runtime("deadline exceeded"),
+        }
+    }
+
     /// The limit that aborted the call since the last `arm`.
     pub(crate) fn trip(&self) -> Trip {
         match self.tripped.load(Ordering::Relaxed) {
@@ -225,7 +237,8 @@ pub(crate) fn open(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<Bud
 }
 
 /// Runs the guard prelude (budget checks around C functions, `string.rep` sizes, C loop
-/// charges; `flags` is the call thread's table) and sets the memory limit.
+/// charges, the bounded pattern functions of `strfns`; `flags` is the call thread's table) and
+/// sets the memory limit.
 pub(crate) fn install_guards(
     lua: &Lua,
     budget: &Arc<Budget>,
@@ -254,7 +267,13 @@ pub(crate) fn install_guards(
     lua.load(GUARD_PRELUDE)
         .set_name("=sandbox")
         .set_mode(ChunkMode::Text)
-        .call::<()>((guard, rep_check, charge, flags))?;
+        .call::<()>((
+            guard,
+            rep_check,
+            charge,
+            flags,
+            super::strfns::install(lua, budget)?,
+        ))?;
 
     lua.set_memory_limit(limits.memory_bytes)?;
     Ok(())

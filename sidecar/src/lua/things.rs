@@ -213,6 +213,13 @@ impl Things {
             .collect()
     }
 
+    /// Holds `thing`'s VM as a call stuck where no budget reaches would (tests of `Busy`).
+    #[cfg(test)]
+    pub(super) async fn hold_vm(&self, thing: &str) -> tokio::sync::OwnedMutexGuard<Vm> {
+        let t = self.get(thing).expect("known thing");
+        Arc::clone(&t.vm).lock_owned().await
+    }
+
     fn get(&self, thing: &str) -> Result<&Arc<Thing>, ThingError> {
         self.things
             .get(thing)

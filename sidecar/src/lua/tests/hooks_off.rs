@@ -143,8 +143,9 @@ async fn closing_values_of_stopped_threads_never_run_unbounded_on_the_blocking_p
     stopped_threads_are_not_closed().await;
 }
 
-/// Security review, issue 17 item 19: a C function the hook cannot interrupt (a backtracking
-/// pattern) may run past the deadline, but the call must not then succeed.
+/// Security review, issue 17 item 19: a call that crosses its deadline must not succeed. (The
+/// pattern matcher now stops at the deadline itself; see `a_backtracking_pattern_stops_at_the_
+/// deadline`. The check after the call still covers C functions that cannot be stopped.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_call_that_ends_past_its_deadline_fails() {
     let src = r#"

@@ -46,6 +46,8 @@ local format = string.format
 -- `false, message`; `checked` raises them at the caller's line (it is tail-called, so level 2
 -- is the script), as plain Lua does.
 local find, match, gmatch, gsub_string, search = strfns.find, strfns.match, strfns.gmatch, strfns.gsub, strfns.search
+-- Lua's own `find`, only for the fixed set pattern MAGIC below over at most 64 bytes: linear.
+local c_find = string.find
 local function checked(first, ...)
     if first == false then error((...), 2) end
     return first, ...
@@ -93,7 +95,7 @@ end
 local MAGIC, SHORT = "[%^%$%*%+%?%.%(%)%[%]%%%-]", 64
 local function light_match(s, p, plain)
     if type(s) ~= "string" or #s > LONG or type(p) ~= "string" or #p > SHORT then return false end
-    return plain or not find(p, MAGIC)
+    return plain or not c_find(p, MAGIC)
 end
 -- Varargs, so the Rust side tells a missing argument ("no value") from nil, as Lua does.
 string.find = function(...)

@@ -45,6 +45,7 @@ pub struct Metrics {
     updates_stored: Counter,
     duplicates: Counter,
     messages_from_edges: Family<KindLabel, Counter>,
+    undecodable: Family<KindLabel, Counter>,
     edge_requests: Family<EdgeRequestLabels, Counter>,
     edge_latency: HistogramFamily,
     tls_handshakes: Family<KindLabel, Counter>,
@@ -112,6 +113,7 @@ impl Metrics {
         let updates_stored = Counter::default();
         let duplicates = Counter::default();
         let messages_from_edges = Family::<KindLabel, Counter>::default();
+        let undecodable = Family::<KindLabel, Counter>::default();
         let edge_requests = Family::<EdgeRequestLabels, Counter>::default();
         let edge_latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let tls_handshakes = Family::<KindLabel, Counter>::default();
@@ -142,6 +144,11 @@ impl Metrics {
             "duplicates_dropped",
             "Pushed property values dropped as duplicates (resends)",
             duplicates.clone(),
+        );
+        registry.register(
+            "edge_messages_undecodable",
+            "AlwaysOn messages from edges that did not decode, by reason",
+            undecodable.clone(),
         );
         registry.register(
             "edge_messages",
@@ -186,6 +193,7 @@ impl Metrics {
             updates_stored,
             duplicates,
             messages_from_edges,
+            undecodable,
             edge_requests,
             edge_latency,
             tls_handshakes,
@@ -235,6 +243,13 @@ impl Metrics {
             .get_or_create(&KindLabel { kind })
             .inc();
         bump(&self.totals.from_edges, kind);
+    }
+
+    /// A message from an edge did not decode (`reason`: a `CodecError` kind).
+    pub fn undecodable(&self, reason: &'static str) {
+        self.undecodable
+            .get_or_create(&KindLabel { kind: reason })
+            .inc();
     }
 
     /// A platform → edge request of `kind` ended with `outcome` after `took`.

@@ -24,7 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::config::WebsocketConfig;
 use crate::edge::{self, EdgeContext};
-use crate::session::{EdgeSession, Identity, Outbound};
+use crate::session::{EdgeSession, Identity, Outbound, TunnelError};
 
 /// The websocket path edges connect to.
 pub const WS_PATH: &str = "/Thingworx/WS";
@@ -301,7 +301,8 @@ where
                     bounded(feed_message(&mut sink, &m, chunk), WRITE_STALL).await
                 }
                 Outbound::Ping => {
-                    bounded(sink.feed(WsMessage::Ping(Bytes::new())), WRITE_STALL).await
+                    let payload = Bytes::copy_from_slice(&edgeway_protocol::ping_payload());
+                    bounded(sink.feed(WsMessage::Ping(payload)), WRITE_STALL).await
                 }
                 Outbound::Close(code, reason) => {
                     let _ = bounded(sink.send(close_frame(code, &reason)), CLOSE_TIMEOUT).await;
@@ -558,8 +559,18 @@ where
                         }
                         Ok(None) => {}
                         Err(e) => {
-                            ctx.metrics.edge_message("malformed");
+                            ctx.metrics.undecodable(e.kind());
                             tracing::warn!(session = id, error = %e, "undecodable message dropped");
+                            // A response that does not decode fails its request now (REST 502
+                            // with the reason), not at its deadline as a 504.
+                            if let Some((code, header)) = Message::peek_header(&b) {
+                                if StatusCode::from_code(code).is_some() {
+                                    session.fail(
+                                        header.request_id,
+                                        TunnelError::Protocol(format!("undecodable response: {e}")),
+                                    );
+                                }
+                            }
                         }
                     },
                     WsMessage::Text(_) => {

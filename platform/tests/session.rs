@@ -2,13 +2,17 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use edgeway_protocol::message::AUTH_SESSION_ID;
 use edgeway_protocol::vtq::{read_subscriptions, PropertyUpdate};
 use edgeway_protocol::{Message, Primitive, StatusCode};
 use edgeway_testkit::client::{get, http};
 use edgeway_testkit::pki::{client_config, self_signed, Ca};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 #[tokio::test]
 async fn right_app_key_gets_a_session_id() {
@@ -625,5 +629,63 @@ async fn app_keys_file_changes_apply_without_restart() {
         StatusCode::UNAUTHORIZED,
         "old key revoked"
     );
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_response_fails_its_request_at_once() {
+    let s = Setup::new("bad-response");
+    let p = s.start("requestTimeoutMs: 60000\n").await;
+    let mut e = authed(p.alwayson_addr, s.client(), APP_KEY).await;
+    assert!(e.bind(None, &["Pump1"]).await.status.is_success());
+    let rest = p.rest_addr;
+    let call = tokio::spawn(async move {
+        http(rest, "POST", "/api/things/Pump1/services/Go", &[], "{}").await
+    });
+    let req = e.recv_request().await;
+    let result = edgeway_protocol::InfoTable::from_primitive("result", Primitive::Number(1.0));
+    let mut bytes = Message::reply_to(&req, StatusCode::SUCCESS, Some(result))
+        .with_session(e.session_id)
+        .encode();
+    bytes.push(7); // a non-zero byte after a complete message
+    e.ws.send(WsMessage::Binary(bytes.into())).await.unwrap();
+    // Before, the request waited for its deadline (60 s here) and answered 504.
+    let r = call.await.unwrap();
+    assert_eq!(r.status, 502, "{:?}", String::from_utf8_lossy(&r.body));
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(
+        body.contains("undecodable response") && body.contains("trailing"),
+        "{body}"
+    );
+    let metrics = get(p.admin_addr, "/metrics").await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .contains("edgeway_platform_edge_messages_undecodable_total{kind=\"trailingBytes\"} 1"),
+        "{}",
+        String::from_utf8_lossy(&metrics.body)
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn pings_carry_a_payload() {
+    let s = Setup::new("ping-payload");
+    let p = s
+        .start("websocket:\n  pingIntervalMs: 50\n  idleTimeoutMs: 60000\n")
+        .await;
+    let mut e = authed(p.alwayson_addr, s.client(), APP_KEY).await;
+    // Edge SDKs skip zero-length frames and never answer an empty ping.
+    let payload = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match e.ws.next().await {
+                Some(Ok(WsMessage::Ping(data))) => return data,
+                Some(Ok(_)) => continue,
+                other => panic!("no ping: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a ping within 10 s");
+    assert_eq!(payload.len(), 8, "{payload:?}");
     p.shutdown().await;
 }

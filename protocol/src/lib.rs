@@ -53,3 +53,13 @@ pub use types::{
 };
 pub use vtq::{PropertySubscription, PropertyUpdate};
 pub use wire::CodecError;
+
+/// The payload of the websocket pings both ends send: the sender's clock in milliseconds
+/// since the epoch, big-endian. Never empty: edge SDKs skip zero-length websocket frames, so an
+/// empty ping is never answered and the platform would take a live edge for dead.
+pub fn ping_payload() -> [u8; 8] {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    ms.to_be_bytes()
+}

@@ -371,7 +371,17 @@ impl Message {
         }
     }
 
-    /// Decodes one complete single-frame message; multipart chunks give `MultipartFrame`.
+    /// The message code and header of a frame whose body may not decode, so that a receiver
+    /// can fail the request an undecodable response answers.
+    pub fn peek_header(bytes: &[u8]) -> Option<(u8, Header)> {
+        let mut r = Reader::new(bytes);
+        read_header(&mut r)
+            .ok()
+            .map(|(code, header, _)| (code, header))
+    }
+
+    /// Decodes one complete single-frame message; multipart chunks give `MultipartFrame`. Zero
+    /// bytes after the message are accepted as padding, as edge SDKs send them.
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         let mut r = Reader::new(bytes);
         let (code, header, multipart) = read_header(&mut r)?;
@@ -379,7 +389,7 @@ impl Message {
             return Err(CodecError::MultipartFrame);
         }
         let msg = decode_body(&mut r, code, header)?;
-        r.finish()?;
+        r.finish_padded()?;
         Ok(msg)
     }
 }

@@ -303,7 +303,7 @@ impl Reassembler {
         }
         let mut br = Reader::new(&body);
         let msg = decode_body(&mut br, code, header)?;
-        br.finish()?;
+        br.finish_padded()?;
         Ok(Some(msg))
     }
 }

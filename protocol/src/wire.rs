@@ -151,6 +151,33 @@ pub enum CodecError {
     },
 }
 
+impl CodecError {
+    /// A fixed name of the error's kind, for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CodecError::Truncated { .. } => "truncated",
+            CodecError::LengthTooLarge { .. } => "lengthTooLarge",
+            CodecError::InvalidUtf8 { .. } => "invalidUtf8",
+            CodecError::UnsupportedVersion { .. } => "unsupportedVersion",
+            CodecError::UnknownMessageCode { .. } => "unknownMessageCode",
+            CodecError::UnknownBaseType { .. } => "unknownBaseType",
+            CodecError::UnsupportedBaseType { .. } => "unsupportedBaseType",
+            CodecError::UnexpectedContentType { .. } => "unexpectedContentType",
+            CodecError::TooDeep { .. } => "tooDeep",
+            CodecError::TrailingBytes { .. } => "trailingBytes",
+            CodecError::MultipartFrame => "multipartFrame",
+            CodecError::BadChunk(_) => "badChunk",
+            CodecError::MessageTooLarge { .. } => "messageTooLarge",
+            CodecError::TooManyPartials { .. } => "tooManyPartials",
+            CodecError::PendingTooLarge { .. } => "pendingTooLarge",
+            CodecError::ChunkSizeTooSmall { .. } => "chunkSizeTooSmall",
+            CodecError::NotSplittable { .. } => "notSplittable",
+            CodecError::Decompress(_) => "decompress",
+            CodecError::Json { .. } => "json",
+        }
+    }
+}
+
 /// Bounds-checked cursor over untrusted input; never panics, never over-allocates.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -172,6 +199,22 @@ impl<'a> Reader<'a> {
     /// Bytes not yet consumed.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
+    }
+
+    /// Like [`finish`](Self::finish), but zero bytes after a complete message are padding, not
+    /// an error: the C SDK sizes an empty InfoTable cell as 2 bytes and writes 1, and sends the
+    /// message at the size it computed (docs/protocol.md, "Padding"). Non-zero trailing bytes
+    /// are still `TrailingBytes`. Returns how many padding bytes there were.
+    pub fn finish_padded(&self) -> Result<usize, CodecError> {
+        let rest = &self.buf[self.pos..];
+        if rest.iter().all(|&b| b == 0) {
+            Ok(rest.len())
+        } else {
+            Err(CodecError::TrailingBytes {
+                offset: self.pos,
+                count: rest.len(),
+            })
+        }
     }
 
     /// Errors with `TrailingBytes` unless the input is fully consumed.

@@ -191,3 +191,41 @@ fn small_message_is_not_split() {
     let frames = split(&msg, DEFAULT_CHUNK_SIZE).unwrap();
     assert_eq!(frames, vec![msg.encode()]);
 }
+
+/// The C SDK sizes an empty InfoTable cell as 2 bytes and writes 1 (twInfoTable.c,
+/// twInfoTableRow_GetLength against twInfoTableRow_ToStream), and sends the message at the
+/// size it computed: the frame ends in zero bytes after a complete message. They are padding.
+#[test]
+fn trailing_zero_padding_is_accepted_and_other_trailing_bytes_are_not() {
+    let msg = Message::response(Header::new(8), StatusCode::NOT_FOUND, None);
+    let mut padded = msg.encode();
+    padded.extend_from_slice(&[0, 0]);
+    assert_eq!(Message::decode(&padded).unwrap(), msg);
+    let mut junk = msg.encode();
+    junk.extend_from_slice(&[0, 1]);
+    assert!(matches!(
+        Message::decode(&junk),
+        Err(CodecError::TrailingBytes { count: 2, .. })
+    ));
+}
+
+/// The same padding at the end of a multipart message's last chunk.
+#[test]
+fn multipart_padding_is_accepted_in_the_last_chunk() {
+    let msg = Message::invoke_service(2, "T", "S", None);
+    let frames = split(&msg, 28).unwrap();
+    let mut last = frames[1].clone();
+    last.push(0);
+    let mut rx = Reassembler::default();
+    let now = std::time::Instant::now();
+    assert_eq!(rx.push(&frames[0], now).unwrap(), None);
+    assert_eq!(rx.push(&last, now).unwrap(), Some(msg.clone()));
+    let mut bad = frames[1].clone();
+    bad.push(7);
+    let mut rx = Reassembler::default();
+    assert_eq!(rx.push(&frames[0], now).unwrap(), None);
+    assert!(matches!(
+        rx.push(&bad, now),
+        Err(CodecError::TrailingBytes { count: 1, .. })
+    ));
+}

@@ -189,7 +189,8 @@ impl<'a> Session<'a> {
                         ka_sent = true;
                         let id = self.shared.next_id();
                         self.in_flight.insert(id, Pending::KeepAlive);
-                        let ping = self.ws.send(WsMessage::Ping(Vec::new().into())).await;
+                        let payload = edgeway_protocol::ping_payload().to_vec();
+                        let ping = self.ws.send(WsMessage::Ping(payload.into())).await;
                         let r = self.send(Message::keep_alive(id)).await;
                         if let Err(e) = ping.map_err(|e| SessionError::Ws(e.to_string())).and(r) {
                             return e;

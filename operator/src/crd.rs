@@ -97,6 +97,41 @@ pub struct PlatformSpec {
     /// Messages kept while the platform is unreachable.
     #[serde(default)]
     pub offline_queue: OfflineQueueSpec,
+    /// Websocket keep-alive of the tunnel, as ThingWorx edge SDKs do it.
+    #[serde(default)]
+    pub keep_alive: KeepAliveSpec,
+}
+
+/// Websocket keep-alive: a ping after `intervalSeconds` without traffic from the platform; the
+/// connection is declared dead when nothing answers within `timeoutSeconds`. The defaults are
+/// the ThingWorx edge SDK's (55 s, below the platform's 60 s idle timeout; 10 s).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeepAliveSpec {
+    /// Seconds without traffic before a ping.
+    #[serde(default = "default_keep_alive_interval")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub interval_seconds: u32,
+    /// Seconds the platform has to answer it.
+    #[serde(default = "default_keep_alive_timeout")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: u32,
+}
+
+impl Default for KeepAliveSpec {
+    fn default() -> Self {
+        Self {
+            interval_seconds: default_keep_alive_interval(),
+            timeout_seconds: default_keep_alive_timeout(),
+        }
+    }
+}
+
+fn default_keep_alive_interval() -> u32 {
+    55
+}
+fn default_keep_alive_timeout() -> u32 {
+    10
 }
 
 /// A key in a Secret of the gateway's namespace.

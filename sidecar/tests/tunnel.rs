@@ -627,6 +627,47 @@ async fn silent_platform_is_detected_within_the_keep_alive_deadline() {
 }
 
 #[tokio::test]
+async fn an_idle_tunnel_lives_on_websocket_pings_alone() {
+    let setup = Setup::new("tunnel-pings");
+    // The platform neither pings nor times out here: only the edge's pings keep it alive.
+    let platform =
+        start_platform(&setup.yaml("websocket:\n  pingIntervalMs: 0\n  idleTimeoutMs: 600000\n"))
+            .await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    // One update a day: after the first, nothing flows but keep-alives (every 400 ms).
+    let url = url(platform.alwayson_addr);
+    let sidecar = start_sidecar(&sidecar_yaml(&setup.dir, 1, 86_400_000, &url, &extra)).await;
+    let t = sidecar.tunnel.clone().unwrap();
+    wait_for("tunnel up", 10, || {
+        let t = t.clone();
+        async move { t.connected() }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(sidecar.tunnel.as_ref().unwrap().connected());
+    let m = sidecar_metrics(&sidecar).await;
+    assert_eq!(
+        metric(
+            &m,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"keep_alive\"}"
+        ),
+        0.0,
+        "{m}"
+    );
+    // As the C SDK: pings only, no KEEP_ALIVE messages (real SDKs never send or handle one).
+    let stats = get(platform.rest_addr, "/api/stats").await.json();
+    assert!(
+        stats["messagesFromEdges"].get("keep-alive").is_none(),
+        "{stats}"
+    );
+    sidecar.shutdown().await;
+    platform.shutdown().await;
+}
+
+#[tokio::test]
 async fn platform_invokes_lua_services_and_receives_lua_pushes() {
     let setup = Setup::new("tunnel-lua");
     let platform = start_platform(&setup.yaml("historySize: 1000\n")).await;

@@ -202,6 +202,8 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
         key: path(CLIENT_TLS_DIR, "tls.key"),
     });
     t.insecure_plaintext = false;
+    t.timing.keep_alive_ms = u64::from(p.keep_alive.interval_seconds) * 1000;
+    t.timing.keep_alive_timeout_ms = u64::from(p.keep_alive.timeout_seconds) * 1000;
     t.queue.capacity = p.offline_queue.size as usize;
     t.queue.overflow = p.offline_queue.overflow;
     t.queue.dir = p

@@ -87,6 +87,20 @@ fn rendered_config_is_accepted_by_the_sidecar_parser() {
             .unwrap()
             .forward_credentials
     );
+    // Keep-alive: the ThingWorx SDK's 55 s / 10 s unless the spec says otherwise.
+    let timing = parsed.tunnel.as_ref().unwrap().timing.clone();
+    assert_eq!(
+        (timing.keep_alive_ms, timing.keep_alive_timeout_ms),
+        (55_000, 10_000)
+    );
+    let mut spec = gw.spec.clone();
+    spec.platform.keep_alive.interval_seconds = 20;
+    spec.platform.keep_alive.timeout_seconds = 5;
+    let timing = render(&spec).unwrap().tunnel.unwrap().timing;
+    assert_eq!(
+        (timing.keep_alive_ms, timing.keep_alive_timeout_ms),
+        (20_000, 5_000)
+    );
     assert!(
         !parsed.admin.listen.ip().is_loopback(),
         "probes reach the admin port"

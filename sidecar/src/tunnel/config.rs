@@ -92,9 +92,11 @@ pub struct ClientCert {
 pub struct TunnelTiming {
     /// Each connect stage (DNS, TCP, TLS, websocket, AUTH, BIND) must finish within this.
     pub stage_timeout_ms: u64,
-    /// A keep-alive is sent after this long without traffic from the platform.
+    /// A websocket ping is sent after this long without traffic from the platform (the C SDK's
+    /// `ping_rate`, 55 s: below the platform's 60 s idle timeout).
     pub keep_alive_ms: u64,
-    /// The platform must answer a keep-alive within this, or the connection is declared dead.
+    /// The platform must answer (any frame, the pong included) within this after the ping, or
+    /// the connection is declared dead (the C SDK's `pong_timeout`, 10 s).
     pub keep_alive_timeout_ms: u64,
     /// First reconnect delay.
     pub backoff_initial_ms: u64,
@@ -137,8 +139,8 @@ impl Default for TunnelTiming {
     fn default() -> Self {
         Self {
             stage_timeout_ms: 10_000,
-            keep_alive_ms: 5_000,
-            keep_alive_timeout_ms: 5_000,
+            keep_alive_ms: 55_000,
+            keep_alive_timeout_ms: 10_000,
             backoff_initial_ms: 500,
             backoff_max_ms: 30_000,
             startup_jitter_ms: 1_000,

@@ -75,7 +75,6 @@ enum Pending {
     /// Queue sequence numbers the answer acknowledges, and the request's size in bytes.
     Updates(Vec<u64>, usize),
     Subscriptions(String),
-    KeepAlive,
 }
 
 impl<'a> Session<'a> {
@@ -187,13 +186,12 @@ impl<'a> Session<'a> {
                     }
                     if idle >= ka && !ka_sent {
                         ka_sent = true;
-                        let id = self.shared.next_id();
-                        self.in_flight.insert(id, Pending::KeepAlive);
+                        // A websocket ping, as the C SDK keeps its connection alive; it sends no
+                        // KEEP_ALIVE message (docs/protocol.md, "Transport"). Any frame back
+                        // (the pong included) counts as life.
                         let payload = edgeway_protocol::ping_payload().to_vec();
-                        let ping = self.ws.send(WsMessage::Ping(payload.into())).await;
-                        let r = self.send(Message::keep_alive(id)).await;
-                        if let Err(e) = ping.map_err(|e| SessionError::Ws(e.to_string())).and(r) {
-                            return e;
+                        if let Err(e) = self.ws.send(WsMessage::Ping(payload.into())).await {
+                            return SessionError::Ws(e.to_string());
                         }
                     }
                     self.reasm.expire(Instant::now());
@@ -392,7 +390,7 @@ impl<'a> Session<'a> {
                 let set = (!all).then(|| subs.into_iter().map(|s| s.edge_name).collect());
                 self.subscriptions.insert(thing, set);
             }
-            Some(Pending::KeepAlive) | None => {}
+            None => {}
         }
         Ok(())
     }

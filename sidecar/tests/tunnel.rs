@@ -856,3 +856,114 @@ async fn a_wide_window_acks_and_replays_exactly_across_dropped_connections() {
     }
     platform.shutdown().await;
 }
+
+/// A real tinyproxy on a free loopback port, with basic authentication; stopped on drop.
+struct Tinyproxy {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Tinyproxy {
+    fn start(dir: &Path, user: &str, password: &str) -> Tinyproxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("tinyproxy.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 16\nAllow 127.0.0.1\n\
+                 BasicAuth {user} {password}\nLogLevel Info\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("tinyproxy")
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tinyproxy (Debian package tinyproxy) is installed");
+        // Owned at once, so that a failure below still stops (and waits for) it.
+        let proxy = Tinyproxy {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(proxy.addr).is_ok() {
+                return proxy;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tinyproxy did not listen on {}", proxy.addr);
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_tunnel_goes_through_an_authenticating_http_proxy() {
+    let setup = Setup::new("tunnel-proxy");
+    let platform = start_platform(&setup.yaml("")).await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let proxy = Tinyproxy::start(&setup.dir, "edge", "s3cret");
+    let creds = setup.dir.join("proxy-credentials");
+    let with_creds = |text: &str| {
+        std::fs::write(&creds, text).unwrap();
+        format!(
+            "  server:\n    ca: {}\n  proxy:\n    address: {}\n    credentialsFile: {}\n",
+            ca.display(),
+            proxy.addr,
+            creds.display()
+        )
+    };
+    // The platform URL names `localhost`: the proxy resolves and connects to it.
+    let url = format!(
+        "wss://localhost:{}/Thingworx/WS",
+        platform.alwayson_addr.port()
+    );
+    let good = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url,
+        &with_creds("edge:s3cret\n"),
+    ))
+    .await;
+    let reg = platform.registry.clone();
+    wait_for("updates through the proxy", 20, || {
+        let reg = reg.clone();
+        async move { history(&reg, "dev-0").len() >= 5 }
+    })
+    .await;
+    good.shutdown().await;
+
+    // Wrong credentials: the proxy answers 407 and the tunnel stays down.
+    let bad = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url,
+        &with_creds("edge:wrong\n"),
+    ))
+    .await;
+    wait_for("refused by the proxy", 10, || async {
+        metric(
+            &sidecar_metrics(&bad).await,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
+        ) >= 2.0
+    })
+    .await;
+    assert!(!bad.tunnel.as_ref().unwrap().connected());
+    bad.shutdown().await;
+    platform.shutdown().await;
+}

@@ -25,6 +25,9 @@ pub struct TunnelConfig {
     /// Client certificate presented to the platform (mTLS), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert: Option<ClientCert>,
+    /// Reach the platform through an HTTP proxy (`CONNECT`), as the EMS `proxy` settings do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyConfig>,
     /// Allow `ws://` without TLS. Must be set explicitly; for local demos only.
     #[serde(default)]
     pub insecure_plaintext: bool,
@@ -48,6 +51,18 @@ pub struct TunnelConfig {
     /// large messages do not flood the link; small ones are bound by `maxInFlight` first.
     #[serde(default = "default_in_flight_bytes")]
     pub max_in_flight_bytes: usize,
+}
+
+/// An HTTP proxy the tunnel connects through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProxyConfig {
+    /// `host:port` of the proxy.
+    pub address: String,
+    /// File holding `user:password` for the proxy's basic authentication (read at every
+    /// connect; never logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// The gateway's identity in BIND.
@@ -161,6 +176,18 @@ impl Default for QueueConfig {
 impl TunnelConfig {
     /// Checks what types cannot: the URL, one verification mode, positive numbers.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(p) = &self.proxy {
+            let port = p
+                .address
+                .rsplit_once(':')
+                .map(|(h, port)| (h, port.parse::<u16>()));
+            if !matches!(port, Some((h, Ok(n))) if !h.is_empty() && n != 0) {
+                return Err(ConfigError::new(
+                    "tunnel.proxy.address",
+                    format!("{:?} must be host:port", p.address),
+                ));
+            }
+        }
         let url = self.url.as_str();
         let secure = url.starts_with("wss://");
         if !secure && !url.starts_with("ws://") {

@@ -51,6 +51,9 @@ pub enum ConnectError {
     /// The websocket upgrade failed.
     #[error("websocket upgrade: {0}")]
     Upgrade(String),
+    /// The HTTP proxy did not open the tunnel.
+    #[error(transparent)]
+    Proxy(#[from] super::proxy::ProxyError),
 }
 
 /// Everything needed to connect. The TLS files are read again at every connect, so a renewed
@@ -111,23 +114,24 @@ impl Connector {
         guard.clone()
     }
 
-    /// Opens a fresh websocket; DNS is resolved anew on every call.
+    /// Opens a fresh websocket; DNS is resolved anew on every call. With a proxy, the TCP
+    /// connection goes to the proxy, which is asked to `CONNECT` to the platform.
     pub async fn connect(&self) -> Result<Ws, ConnectError> {
         let t = self.stage_timeout;
         let target = format!("{}:{}", self.host, self.port);
-        let addrs: Vec<_> = tokio::time::timeout(t, tokio::net::lookup_host(&target))
+        let proxy = self.config.proxy.as_ref();
+        let first_hop = proxy.map_or(target.as_str(), |p| p.address.as_str());
+        let resolve_err = |reason: String| ConnectError::Resolve {
+            host: first_hop.to_owned(),
+            reason,
+        };
+        let addrs: Vec<_> = tokio::time::timeout(t, tokio::net::lookup_host(first_hop))
             .await
             .map_err(|_| ConnectError::Timeout("DNS"))?
-            .map_err(|e| ConnectError::Resolve {
-                host: self.host.clone(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| resolve_err(e.to_string()))?
             .collect();
         if addrs.is_empty() {
-            return Err(ConnectError::Resolve {
-                host: self.host.clone(),
-                reason: "no addresses".into(),
-            });
+            return Err(resolve_err("no addresses".into()));
         }
         let mut last = None;
         let mut tcp = None;
@@ -141,11 +145,23 @@ impl Connector {
                 Err(_) => last = Some(ConnectError::Timeout("TCP connect")),
             }
         }
-        let tcp = match tcp {
+        let mut tcp = match tcp {
             Some(s) => s,
             None => return Err(last.unwrap_or(ConnectError::Timeout("TCP connect"))),
         };
         let _ = tcp.set_nodelay(true);
+        if let Some(p) = proxy {
+            let auth = p
+                .credentials_file
+                .as_deref()
+                .map(super::proxy::basic_credentials)
+                .transpose()?;
+            let handshake =
+                super::proxy::connect_through(&mut tcp, &p.address, &target, auth.as_deref());
+            tokio::time::timeout(t, handshake)
+                .await
+                .map_err(|_| ConnectError::Timeout("proxy CONNECT"))??;
+        }
         let stream = match self.current_tls() {
             Some(connector) => {
                 if self.insecure {

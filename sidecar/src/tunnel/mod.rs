@@ -5,6 +5,7 @@ pub mod config;
 pub mod connect;
 pub mod downstream;
 pub mod outbox;
+pub mod proxy;
 pub mod session;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

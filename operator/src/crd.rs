@@ -100,6 +100,21 @@ pub struct PlatformSpec {
     /// Websocket keep-alive of the tunnel, as ThingWorx edge SDKs do it.
     #[serde(default)]
     pub keep_alive: KeepAliveSpec,
+    /// Reach the platform through an HTTP proxy (`CONNECT`), as the EMS `proxy` settings do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySpec>,
+}
+
+/// An HTTP proxy for the tunnel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySpec {
+    /// `host:port` of the proxy.
+    #[schemars(regex(pattern = r"^[^\s:/]+:[0-9]{1,5}$"))]
+    pub address: String,
+    /// Key of a Secret holding `user:password` for the proxy's basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<SecretKeyRef>,
 }
 
 /// Websocket keep-alive: a ping after `intervalSeconds` without traffic from the platform; the

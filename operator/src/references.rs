@@ -23,6 +23,14 @@ pub async fn check(
         s.platform.app_key.name.as_str(),
         s.platform.app_key.key.as_str(),
     )];
+    if let Some(r) = s
+        .platform
+        .proxy
+        .as_ref()
+        .and_then(|p| p.credentials_secret.as_ref())
+    {
+        secret_keys.push(("spec.platform.proxy.credentialsSecret", &r.name, &r.key));
+    }
     let mut files: Vec<(&str, &FileSource)> = Vec::new();
     if let Some(ca) = &s.platform.server_verification.ca {
         files.push(("spec.platform.serverVerification.ca", ca));
@@ -127,6 +135,13 @@ pub fn config_maps(gw: &EdgeGateway) -> Vec<String> {
 pub fn secrets(gw: &EdgeGateway) -> Vec<String> {
     let s = &gw.spec;
     let mut out = vec![s.platform.app_key.name.clone()];
+    out.extend(
+        s.platform
+            .proxy
+            .as_ref()
+            .and_then(|p| p.credentials_secret.as_ref())
+            .map(|r| r.name.clone()),
+    );
     out.extend(files(gw).filter_map(|f| f.secret_name.clone()));
     out.extend(
         s.server

@@ -243,6 +243,21 @@ fn tunnel(
     let key_file = g.dir.join("app-key");
     write(&key_file, key.trim(), true).map_err(setup)?;
     t.app_key_file = key_file;
+    if let Some(r) = spec
+        .platform
+        .proxy
+        .as_ref()
+        .and_then(|p| p.credentials_secret.as_ref())
+    {
+        let creds =
+            g.m.secret("spec.platform.proxy.credentialsSecret", &r.name, &r.key)
+                .map_err(|e| g.bad(e))?;
+        let file = g.dir.join("proxy-credentials");
+        write(&file, creds.trim(), true).map_err(setup)?;
+        if let Some(p) = t.proxy.as_mut() {
+            p.credentials_file = Some(file);
+        }
+    }
     t.url = platform.url();
     t.client_cert = Some(ClientCert {
         cert: client.cert.clone(),
@@ -250,6 +265,8 @@ fn tunnel(
     });
     t.timing.startup_jitter_ms = 0;
     if let Platform::Local(_) = platform {
+        // The local platform is on this machine's loopback: no proxy in between.
+        t.proxy = None;
         t.server = ServerVerification {
             ca: Some(g.state.ca_file()),
             ..Default::default()

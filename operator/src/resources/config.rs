@@ -17,7 +17,8 @@ use edgeway_sidecar::config::{
 };
 use edgeway_sidecar::sim::{ShardRange, SimulationConfig};
 use edgeway_sidecar::tunnel::config::{
-    ClientCert, GatewayIdentity, ServerVerification as TunnelVerification, TunnelConfig,
+    ClientCert, GatewayIdentity, ProxyConfig, ServerVerification as TunnelVerification,
+    TunnelConfig,
 };
 
 use super::{Names, CONFIG_KEY};
@@ -35,6 +36,8 @@ pub const CLIENT_CA_FILE: &str = "ca.crt";
 pub const CLIENT_TLS_DIR: &str = "/etc/edgeway/tls/client";
 /// Where the platform's CA bundle or pinned certificate is mounted (file `ca.crt`/`pinned.crt`).
 pub const PLATFORM_DIR: &str = "/etc/edgeway/platform";
+/// Where the proxy credentials are mounted (file `credentials`).
+pub const PROXY_DIR: &str = "/etc/edgeway/proxy";
 /// Where the app key is mounted (file `app-key`).
 pub const APP_KEY_DIR: &str = "/etc/edgeway/app-key";
 /// Where the basic users file is mounted (file `users`).
@@ -202,6 +205,13 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
         key: path(CLIENT_TLS_DIR, "tls.key"),
     });
     t.insecure_plaintext = false;
+    t.proxy = p.proxy.as_ref().map(|x| ProxyConfig {
+        address: x.address.clone(),
+        credentials_file: x
+            .credentials_secret
+            .as_ref()
+            .map(|_| path(PROXY_DIR, "credentials")),
+    });
     t.timing.keep_alive_ms = u64::from(p.keep_alive.interval_seconds) * 1000;
     t.timing.keep_alive_timeout_ms = u64::from(p.keep_alive.timeout_seconds) * 1000;
     t.queue.capacity = p.offline_queue.size as usize;

@@ -235,6 +235,47 @@ fn persisted_queue_gets_a_claim_template() {
 }
 
 #[test]
+fn a_proxy_is_rendered_and_its_credentials_mounted() {
+    let gw = gateway(serde_json::json!({"platform": {"proxy": {
+        "address": "squid.corp:3128",
+        "credentialsSecret": {"name": "proxy-login", "key": "login"}
+    }}}));
+    let proxy = render(&gw.spec).unwrap().tunnel.unwrap().proxy.unwrap();
+    assert_eq!(proxy.address, "squid.corp:3128");
+    assert_eq!(
+        proxy.credentials_file.unwrap().to_str(),
+        Some("/etc/edgeway/proxy/credentials")
+    );
+    let pod = statefulset(&gw, &names(), "img", "h")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "proxy")
+        .expect("proxy volume");
+    let secret = volume.secret.unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("proxy-login"));
+    assert_eq!(secret.items.unwrap()[0].path, "credentials");
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    assert!(mounts
+        .iter()
+        .any(|m| m.name == "proxy" && m.mount_path == "/etc/edgeway/proxy"));
+    assert!(crate::references::secrets(&gw).contains(&"proxy-login".to_string()));
+    // Without a proxy, nothing of it.
+    assert!(render(&gateway(serde_json::json!({})).spec)
+        .unwrap()
+        .tunnel
+        .unwrap()
+        .proxy
+        .is_none());
+}
+
+#[test]
 fn server_names_cover_the_service_and_every_pod() {
     let n = names();
     let dns = n.server_dns_names();

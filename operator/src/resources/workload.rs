@@ -25,7 +25,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{
     ADMIN_PORT, APP_KEY_DIR, BASIC_DIR, CLIENT_CA_DIR, CLIENT_CA_FILE, CLIENT_TLS_DIR, CONFIG_DIR,
-    LUA_DIR, OAUTH_DIR, PLATFORM_DIR, QUEUE_DIR, SERVER_TLS_DIR,
+    LUA_DIR, OAUTH_DIR, PLATFORM_DIR, PROXY_DIR, QUEUE_DIR, SERVER_TLS_DIR,
 };
 use super::{
     child_meta, labels, selector_labels, Names, BASIC_USERS_KEY, CONFIG_HASH_ANNOTATION, CONFIG_KEY,
@@ -331,6 +331,22 @@ fn volumes(gw: &EdgeGateway, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
             pinned: Some(p), ..
         } => add(file_volume("platform", p, "pinned.crt"), PLATFORM_DIR, true),
         _ => {}
+    }
+    if let Some(r) = spec
+        .platform
+        .proxy
+        .as_ref()
+        .and_then(|p| p.credentials_secret.as_ref())
+    {
+        add(
+            secret_volume(
+                "proxy",
+                &r.name,
+                Some(vec![(r.key.clone(), "credentials".into())]),
+            ),
+            PROXY_DIR,
+            true,
+        );
     }
     let app_key = &spec.platform.app_key;
     add(

@@ -237,13 +237,14 @@ pub(crate) fn open(thing: &str, limits: LuaLimits) -> mlua::Result<(Lua, Arc<Bud
 }
 
 /// Runs the guard prelude (budget checks around C functions, `string.rep` sizes, C loop
-/// charges, the bounded pattern functions of `strfns`; `flags` is the call thread's table) and
-/// sets the memory limit.
+/// charges; `flags` is the call thread's table, `strfns` the bounded pattern functions the
+/// prelude installs as `string.find` & co.) and sets the memory limit.
 pub(crate) fn install_guards(
     lua: &Lua,
     budget: &Arc<Budget>,
     limits: LuaLimits,
     flags: &Table,
+    strfns: Table,
 ) -> mlua::Result<()> {
     let guard_budget = Arc::clone(budget);
     let guard = lua.create_function(move |_, ()| guard_budget.check().map(|_| ()))?;
@@ -267,13 +268,7 @@ pub(crate) fn install_guards(
     lua.load(GUARD_PRELUDE)
         .set_name("=sandbox")
         .set_mode(ChunkMode::Text)
-        .call::<()>((
-            guard,
-            rep_check,
-            charge,
-            flags,
-            super::strfns::install(lua, budget)?,
-        ))?;
+        .call::<()>((guard, rep_check, charge, flags, strfns))?;
 
     lua.set_memory_limit(limits.memory_bytes)?;
     Ok(())

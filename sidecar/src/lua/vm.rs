@@ -1,6 +1,7 @@
 //! Building a thing's VM: the sandbox (safe libraries, budget hook, guards, memory limit), the
 //! bounded pattern functions (`strfns`) and the call thread its calls run on (`offload`). All
 //! three sit below this module; none imports another's construction.
+
 use std::sync::Arc;
 
 use mlua::Lua;

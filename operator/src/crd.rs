@@ -195,6 +195,11 @@ pub struct ServerVerification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = [true]))]
     pub insecure: Option<bool>,
+    /// Names the platform's certificate and its issuer must carry, checked after `ca` or
+    /// `pinned` (the EMS `certificates.validation_criteria`); a field the certificate lacks
+    /// fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criteria: Option<edgeway_runtime::tls::criteria::CertCriteria>,
 }
 
 /// The tunnel's client certificate.

@@ -241,6 +241,53 @@ async fn insecure_skip_verify_connects_to_an_unknown_platform_certificate() {
 }
 
 #[tokio::test]
+async fn certificate_criteria_check_the_platforms_names() {
+    let setup = Setup::new("tunnel-criteria");
+    let platform = start_platform(&setup.yaml("")).await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let url = url(platform.alwayson_addr);
+    let with = |criteria: &str| {
+        format!(
+            "  server:\n    ca: {}\n    criteria:\n{criteria}",
+            ca.display()
+        )
+    };
+    // The test platform's certificate: CN edgeway-test-server from "Edgeway Platform Test CA".
+    let right = with(
+        "      subject:\n        commonName: edgeway-test-server\n      issuer:\n        commonName: Edgeway Platform Test CA\n",
+    );
+    let good = start_sidecar(&sidecar_yaml(&setup.dir, 1, 50, &url, &right)).await;
+    let t = good.tunnel.clone().unwrap();
+    wait_for("tunnel up with matching criteria", 10, || {
+        let t = t.clone();
+        async move { t.connected() }
+    })
+    .await;
+    good.shutdown().await;
+
+    for wrong in [
+        "      subject:\n        commonName: someone-else\n",
+        // The certificate has no O: a missing field fails (the SDK would skip it).
+        "      subject:\n        organization: Acme\n",
+        "      issuer:\n        organizationalUnit: Plant IT\n",
+    ] {
+        let bad = start_sidecar(&sidecar_yaml(&setup.dir, 1, 50, &url, &with(wrong))).await;
+        wait_for("refused by the criteria", 10, || async {
+            metric(
+                &sidecar_metrics(&bad).await,
+                "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
+            ) >= 2.0
+        })
+        .await;
+        assert!(!bad.tunnel.as_ref().unwrap().connected(), "{wrong}");
+        bad.shutdown().await;
+    }
+    platform.shutdown().await;
+}
+
+#[tokio::test]
 async fn wrong_app_key_and_wrong_ca_are_refused() {
     let setup = Setup::new("tunnel-refused");
     let platform = start_platform(&setup.yaml("")).await;

@@ -199,6 +199,7 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
         ca: v.ca.as_ref().map(|_| path(PLATFORM_DIR, "ca.crt")),
         pinned: v.pinned.as_ref().map(|_| path(PLATFORM_DIR, "pinned.crt")),
         insecure_skip_verify: v.insecure == Some(true),
+        criteria: v.criteria.clone(),
     };
     t.client_cert = Some(ClientCert {
         cert: path(CLIENT_TLS_DIR, "tls.crt"),

@@ -2,6 +2,7 @@
 //! certificate policy (CA bundle or pinned peers), and hot reload of mounted files.
 
 mod config;
+pub mod criteria;
 pub mod insecure;
 pub mod peer;
 pub mod pin;

@@ -89,6 +89,10 @@ pub struct ServerVerification {
     /// Skip verification entirely; logged as a warning at every connect.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Names the platform's certificate (and its issuer) must carry, checked after `ca` or
+    /// `pinned` (the EMS `certificates.validation_criteria`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criteria: Option<edgeway_runtime::tls::criteria::CertCriteria>,
 }
 
 /// Client certificate and key files (a `kubernetes.io/tls` Secret mount).
@@ -212,6 +216,20 @@ impl TunnelConfig {
                 "set exactly one of ca, pinned or insecureSkipVerify",
             ));
         }
+        if let Some(c) = &v.criteria {
+            if c.is_empty() {
+                return Err(ConfigError::new(
+                    "tunnel.server.criteria",
+                    "names no field (set subject or issuer commonName, organization or organizationalUnit)",
+                ));
+            }
+            if v.insecure_skip_verify || !secure {
+                return Err(ConfigError::new(
+                    "tunnel.server.criteria",
+                    "needs ca or pinned: an unverified certificate's names prove nothing",
+                ));
+            }
+        }
         let t = &self.timing;
         for (name, v) in [
             ("stageTimeoutMs", t.stage_timeout_ms),
@@ -254,3 +272,6 @@ impl TunnelConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,9 +14,11 @@ use tokio_tungstenite::WebSocketStream;
 use super::config::TunnelConfig;
 use edgeway_runtime::tls::PinMode;
 use edgeway_runtime::tls::{
-    insecure::AnyServerCert, load_certs, load_key, load_roots, pin::PinnedVerifier, provider,
+    criteria::CriteriaVerifier, insecure::AnyServerCert, load_certs, load_key, load_roots,
+    pin::PinnedVerifier, provider,
 };
 use edgeway_runtime::ConfigError;
+use rustls::client::WebPkiServerVerifier;
 
 /// A byte stream under the websocket: TLS, or plain TCP when explicitly allowed.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -198,14 +200,31 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
         .map_err(|e| ConfigError::new("tunnel", e.to_string()))?;
     let v = &cfg.server;
     let builder = if let Some(ca) = &v.ca {
-        builder.with_root_certificates(load_roots(ca, "tunnel.server.ca")?)
+        let roots = load_roots(ca, "tunnel.server.ca")?;
+        match &v.criteria {
+            None => builder.with_root_certificates(roots),
+            Some(criteria) => {
+                let chain =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| ConfigError::new("tunnel.server.ca", e.to_string()))?;
+                let verifier = CriteriaVerifier::new(chain, criteria.clone());
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+            }
+        }
     } else if let Some(pin) = &v.pinned {
         let certs = load_certs(pin, "tunnel.server.pinned")?;
-        let verifier = PinnedVerifier::new(&certs, PinMode::Certificate, true, provider.clone())
+        let pinned = PinnedVerifier::new(&certs, PinMode::Certificate, true, provider.clone())
             .map_err(|e| ConfigError::new("tunnel.server.pinned", e.to_string()))?;
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &v.criteria {
+            None => Arc::new(pinned),
+            Some(criteria) => Arc::new(CriteriaVerifier::new(Arc::new(pinned), criteria.clone())),
+        };
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_custom_certificate_verifier(verifier)
     } else {
         builder
             .dangerous()

@@ -83,6 +83,14 @@ pub struct PlatformSpec {
     /// Platform AlwaysOn URL, `wss://host:port/Thingworx/WS`.
     #[schemars(regex(pattern = r"^wss://[^\s]+$"), length(max = 2048))]
     pub url: String,
+    /// Further platform URLs, each tried in turn after a failed connect (the EMS `ws_servers`
+    /// list); verified like `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(regex(pattern = r"^wss://[^\s]+$"), length(max = 2048))
+    )]
+    pub failover_urls: Vec<String>,
     /// Gateway thing name sent in BIND; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,256}$"))]

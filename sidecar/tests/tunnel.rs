@@ -288,6 +288,41 @@ async fn certificate_criteria_check_the_platforms_names() {
 }
 
 #[tokio::test]
+async fn a_dead_first_address_fails_over_to_the_next() {
+    let setup = Setup::new("tunnel-failover");
+    let platform = start_platform(&setup.yaml("")).await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    // A port nothing listens on: the first address always fails to connect.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let extra = format!(
+        "  server:\n    ca: {}\n  failoverUrls:\n    - {}\n",
+        ca.display(),
+        url(platform.alwayson_addr)
+    );
+    let s = start_sidecar(&sidecar_yaml(&setup.dir, 1, 50, &url(dead), &extra)).await;
+    let reg = platform.registry.clone();
+    wait_for("updates through the second address", 20, || {
+        let reg = reg.clone();
+        async move { history(&reg, "dev-0").len() >= 3 }
+    })
+    .await;
+    assert!(
+        metric(
+            &sidecar_metrics(&s).await,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}"
+        ) >= 1.0,
+        "the first address was tried and failed"
+    );
+    s.shutdown().await;
+    platform.shutdown().await;
+}
+
+#[tokio::test]
 async fn wrong_app_key_and_wrong_ca_are_refused() {
     let setup = Setup::new("tunnel-refused");
     let platform = start_platform(&setup.yaml("")).await;

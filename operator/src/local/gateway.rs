@@ -265,8 +265,10 @@ fn tunnel(
     });
     t.timing.startup_jitter_ms = 0;
     if let Platform::Local(_) = platform {
-        // The local platform is on this machine's loopback: no proxy in between.
+        // The local platform is on this machine's loopback: no proxy in between, no other
+        // address to fail over to.
         t.proxy = None;
+        t.failover_urls.clear();
         t.server = ServerVerification {
             ca: Some(g.state.ca_file()),
             ..Default::default()

@@ -186,6 +186,7 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
         .clone()
         .ok_or_else(|| ConfigError::new("tunnel", "no sidecar defaults"))?;
     t.url = p.url.clone();
+    t.failover_urls = p.failover_urls.clone();
     t.app_key_file = path(APP_KEY_DIR, "app-key");
     t.gateway = match (&p.gateway_name, &t.gateway) {
         (Some(name), Some(d)) => Some(GatewayIdentity {

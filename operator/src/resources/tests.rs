@@ -87,6 +87,17 @@ fn rendered_config_is_accepted_by_the_sidecar_parser() {
             .unwrap()
             .forward_credentials
     );
+    let failover = gateway(serde_json::json!({
+        "platform": {"failoverUrls": ["wss://b.example/Thingworx/WS"]}
+    }));
+    assert_eq!(
+        render(&failover.spec)
+            .unwrap()
+            .tunnel
+            .unwrap()
+            .failover_urls,
+        ["wss://b.example/Thingworx/WS"]
+    );
     // Keep-alive: the ThingWorx SDK's 55 s / 10 s unless the spec says otherwise.
     let timing = parsed.tunnel.as_ref().unwrap().timing.clone();
     assert_eq!(

@@ -14,6 +14,10 @@ use edgeway_runtime::ConfigError;
 pub struct TunnelConfig {
     /// `wss://host:port/Thingworx/WS` (or `ws://` only with `insecurePlaintext`).
     pub url: String,
+    /// Further platform addresses, each tried in turn after a failed connect (the EMS
+    /// `ws_servers` list); same verification and credentials as `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover_urls: Vec<String>,
     /// File holding the application key sent in AUTH (the key itself never appears in config).
     pub app_key_file: PathBuf,
     /// The gateway's own name and type, sent in BIND.
@@ -205,6 +209,17 @@ impl TunnelConfig {
                 "tunnel.url",
                 "ws:// sends the app key in clear text; use wss:// or set insecurePlaintext: true",
             ));
+        }
+        for (i, other) in self.failover_urls.iter().enumerate() {
+            // One verification serves every address: the scheme must be the same.
+            if other.starts_with("wss://") != secure
+                || !(other.starts_with("wss://") || other.starts_with("ws://"))
+            {
+                return Err(ConfigError::new(
+                    format!("tunnel.failoverUrls[{i}]"),
+                    format!("{other:?} must use the scheme of tunnel.url ({url:?})"),
+                ));
+            }
         }
         let v = &self.server;
         let modes = usize::from(v.ca.is_some())

@@ -72,16 +72,29 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// One connector per platform address: `url`, then `failoverUrls`.
+    pub fn all(cfg: &TunnelConfig) -> Result<Vec<Self>, ConfigError> {
+        let mut out = vec![Self::new(cfg, &cfg.url, "tunnel.url")?];
+        for (i, url) in cfg.failover_urls.iter().enumerate() {
+            out.push(Self::new(cfg, url, &format!("tunnel.failoverUrls[{i}]"))?);
+        }
+        Ok(out)
+    }
+
+    /// The platform address this connector dials.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Reads the CA/pinned/client-cert files named in the config; errors name the field.
-    pub fn new(cfg: &TunnelConfig) -> Result<Self, ConfigError> {
-        let uri: http::Uri = cfg
-            .url
+    pub fn new(cfg: &TunnelConfig, url: &str, field: &str) -> Result<Self, ConfigError> {
+        let uri: http::Uri = url
             .parse()
-            .map_err(|e| ConfigError::new("tunnel.url", format!("{e}")))?;
+            .map_err(|e| ConfigError::new(field, format!("{e}")))?;
         let secure = uri.scheme_str() == Some("wss");
         let host = uri
             .host()
-            .ok_or_else(|| ConfigError::new("tunnel.url", "has no host"))?
+            .ok_or_else(|| ConfigError::new(field, "has no host"))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
@@ -93,7 +106,7 @@ impl Connector {
         };
         Ok(Self {
             config: cfg.clone(),
-            url: cfg.url.clone(),
+            url: url.to_owned(),
             host,
             port,
             tls: std::sync::Mutex::new(tls),

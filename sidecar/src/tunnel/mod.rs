@@ -83,7 +83,7 @@ impl Tunnel {
                 format!("{} is empty", config.app_key_file.display()),
             ));
         }
-        let connector = Connector::new(&config)?;
+        let connectors = Connector::all(&config)?;
         let q = &config.queue;
         let outbox = match &q.dir {
             Some(dir) => Outbox::open(dir, q.capacity, q.overflow)
@@ -106,7 +106,7 @@ impl Tunnel {
         };
         let mut tasks = vec![tokio::spawn(reconnect_loop(
             shared,
-            connector,
+            connectors,
             shutdown.clone(),
         ))];
         tasks.push(tokio::spawn(collect_lua_changes(
@@ -153,10 +153,12 @@ impl Tunnel {
     }
 }
 
-/// Connects, runs a session, and reconnects with capped exponential backoff and full jitter.
+/// Connects, runs a session, and reconnects with capped exponential backoff and full jitter;
+/// a failed connect moves on to the next platform address (`url`, then each of `failoverUrls`,
+/// round and round); a connection that was up and is lost is retried at its address first.
 async fn reconnect_loop(
     shared: Arc<Shared>,
-    connector: Connector,
+    connectors: Vec<Connector>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let timing = shared.config.timing.clone();
@@ -165,14 +167,19 @@ async fn reconnect_loop(
         return;
     }
     let mut attempt: u32 = 0;
+    let mut current = 0;
     loop {
+        let connector = &connectors[current % connectors.len()];
+        current += 1;
         let outcome = match connector.connect().await {
             Ok(ws) => match Session::establish(&shared, ws).await {
                 Ok(session) => {
                     attempt = 0;
                     shared.connected.store(true, Ordering::SeqCst);
                     shared.metrics.tunnel_connected(true);
-                    tracing::info!(url = %shared.config.url, "tunnel up: authenticated and bound");
+                    tracing::info!(url = %connector.url(), "tunnel up: authenticated and bound");
+                    // Stay with this address while it works.
+                    current -= 1;
                     let e = session.run(shutdown.clone()).await;
                     shared.connected.store(false, Ordering::SeqCst);
                     shared.metrics.tunnel_connected(false);
@@ -193,7 +200,7 @@ async fn reconnect_loop(
             .min(cap);
         let delay = rand::rng().random_range(base / 2..=base);
         attempt = attempt.saturating_add(1);
-        tracing::warn!(error = %outcome, retry_in_ms = delay, "tunnel down");
+        tracing::warn!(url = %connector.url(), error = %outcome, retry_in_ms = delay, "tunnel down");
         if sleep_or_shutdown(Duration::from_millis(delay), &mut shutdown).await {
             return;
         }

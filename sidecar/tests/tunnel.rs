@@ -322,6 +322,100 @@ async fn a_dead_first_address_fails_over_to_the_next() {
     platform.shutdown().await;
 }
 
+/// Encrypts a PKCS#8 PEM key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`, as EMS users make
+/// them; returns the encrypted key file.
+fn encrypt_key(dir: &Path, key: &Path, passphrase: &str) -> PathBuf {
+    let pass = dir.join("openssl-pass");
+    std::fs::write(&pass, passphrase).unwrap();
+    let out = dir.join("key.enc.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in"])
+        .arg(key)
+        .arg("-out")
+        .arg(&out)
+        .arg("-passout")
+        .arg(format!("file:{}", pass.display()))
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    out
+}
+
+#[tokio::test]
+async fn an_encrypted_client_key_is_opened_with_its_passphrase() {
+    let setup = Setup::new("tunnel-enc-key");
+    let client_ca = Ca::new("Gateway CA");
+    let ca_file = setup.dir.join("gateway-ca.crt");
+    std::fs::write(&ca_file, &client_ca.pem).unwrap();
+    let yaml = setup
+        .yaml("")
+        .replace(
+            "  clientAuth: off\n",
+            &format!(
+                "  clientAuth: required\n  clientCa: {}\n",
+                ca_file.display()
+            ),
+        )
+        .replace("auth:\n", "auth:\n  methods: [clientCert]\n");
+    let platform = start_platform(&yaml).await;
+    let platform_ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&platform_ca, &setup.ca.pem).unwrap();
+    write_key(&setup.dir, "unused-but-required");
+    let (c, k) = client_ca.client("gw-8").write(&setup.dir, "gw");
+    let encrypted = encrypt_key(&setup.dir, &k, "correct horse");
+    let passphrase = setup.dir.join("key-passphrase");
+    let extra = |pass: &str| {
+        std::fs::write(&passphrase, format!("{pass}\n")).unwrap();
+        format!(
+            "  server:\n    ca: {}\n  clientCert:\n    cert: {}\n    key: {}\n    keyPassphraseFile: {}\n",
+            platform_ca.display(),
+            c.display(),
+            encrypted.display(),
+            passphrase.display()
+        )
+    };
+    let url = url(platform.alwayson_addr);
+    let good = start_sidecar(&sidecar_yaml(
+        &setup.dir,
+        1,
+        50,
+        &url,
+        &extra("correct horse"),
+    ))
+    .await;
+    let t = good.tunnel.clone().unwrap();
+    wait_for("mTLS tunnel up with the decrypted key", 10, || {
+        let t = t.clone();
+        async move { t.connected() }
+    })
+    .await;
+    good.shutdown().await;
+
+    // A wrong passphrase: the sidecar does not start, and says which files.
+    let config = SidecarConfig::parse(
+        &sidecar_yaml(&setup.dir, 1, 50, &url, &extra("hunter2-typo")),
+        "t",
+    )
+    .unwrap();
+    let e = edgeway_sidecar::start(config).await.err().expect("refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("tunnel.clientCert.key")
+            && msg.contains("key.enc.pem")
+            && msg.contains("key-passphrase")
+            && msg.contains("wrong passphrase"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("hunter2-typo"),
+        "the passphrase is not in the message: {msg}"
+    );
+    platform.shutdown().await;
+}
+
 #[tokio::test]
 async fn wrong_app_key_and_wrong_ca_are_refused() {
     let setup = Setup::new("tunnel-refused");
@@ -636,6 +730,7 @@ async fn silent_platform_is_detected_within_the_keep_alive_deadline() {
         &edgeway_runtime::tls::TlsConfig {
             cert: setup.cert.clone(),
             key: setup.key.clone(),
+            key_passphrase_file: None,
             client_auth: edgeway_runtime::tls::ClientAuthMode::Off,
             client_ca: None,
             pinned_peers: vec![],

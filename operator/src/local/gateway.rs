@@ -262,6 +262,7 @@ fn tunnel(
     t.client_cert = Some(ClientCert {
         cert: client.cert.clone(),
         key: client.key.clone(),
+        key_passphrase_file: None,
     });
     t.timing.startup_jitter_ms = 0;
     if let Platform::Local(_) = platform {

@@ -103,6 +103,7 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
     c.server.tls = Some(TlsConfig {
         cert: path(SERVER_TLS_DIR, "tls.crt"),
         key: path(SERVER_TLS_DIR, "tls.key"),
+        key_passphrase_file: None,
         client_auth: server.client_auth,
         client_ca,
         pinned_peers: Vec::new(),
@@ -205,6 +206,7 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
     t.client_cert = Some(ClientCert {
         cert: path(CLIENT_TLS_DIR, "tls.crt"),
         key: path(CLIENT_TLS_DIR, "tls.key"),
+        key_passphrase_file: None,
     });
     t.insecure_plaintext = false;
     t.proxy = p.proxy.as_ref().map(|x| ProxyConfig {

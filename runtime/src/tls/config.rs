@@ -10,8 +10,13 @@ use std::path::PathBuf;
 pub struct TlsConfig {
     /// PEM certificate chain (leaf first).
     pub cert: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1; ECDSA, RSA or Ed25519).
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1; ECDSA, RSA or Ed25519), or an encrypted
+    /// PKCS#8 key with `keyPassphraseFile`.
     pub key: PathBuf,
+    /// File whose first line is the passphrase of an encrypted `key` (the EMS
+    /// `http_server.passphrase`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_passphrase_file: Option<PathBuf>,
     /// Whether clients must present a certificate.
     #[serde(default)]
     pub client_auth: ClientAuthMode,

@@ -58,9 +58,27 @@ pub fn load_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static
     Ok(certs)
 }
 
-/// Reads the first PEM private key (PKCS#8, PKCS#1 or SEC1) from a file.
-pub fn load_key(path: &Path, field: &str) -> Result<PrivateKeyDer<'static>, ConfigError> {
+/// Reads the first PEM private key (PKCS#8, PKCS#1 or SEC1) from a file; an encrypted PKCS#8
+/// key (`ENCRYPTED PRIVATE KEY`, PBES2 as `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes it) is
+/// decrypted with the first line of `passphrase_file` (the EMS `key_passphrase`).
+pub fn load_key(
+    path: &Path,
+    field: &str,
+    passphrase_file: Option<&Path>,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
     let bytes = read(path, field)?;
+    if let Some(der) = encrypted_pkcs8(&bytes) {
+        return decrypt_key(&der, path, field, passphrase_file);
+    }
+    if passphrase_file.is_some() {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{} is not an encrypted PKCS#8 key, but a passphrase file is set",
+                path.display()
+            ),
+        ));
+    }
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         // The error text of the PEM parser names the section kind, never key bytes.
         ConfigError::new(
@@ -68,6 +86,52 @@ pub fn load_key(path: &Path, field: &str) -> Result<PrivateKeyDer<'static>, Conf
             format!("no usable PEM private key in {}: {e}", path.display()),
         )
     })
+}
+
+/// The DER of the first `ENCRYPTED PRIVATE KEY` PEM section, if any.
+fn encrypted_pkcs8(pem: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find("-----BEGIN ENCRYPTED PRIVATE KEY-----")?;
+    let (_, der) = pkcs8::der::pem::decode_vec(&text.as_bytes()[start..]).ok()?;
+    Some(der)
+}
+
+fn decrypt_key(
+    der: &[u8],
+    path: &Path,
+    field: &str,
+    passphrase_file: Option<&Path>,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let Some(pp) = passphrase_file else {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{} is an encrypted key: set the passphrase file beside it",
+                path.display()
+            ),
+        ));
+    };
+    let text = std::fs::read_to_string(pp)
+        .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", pp.display())))?;
+    let passphrase = text.lines().next().unwrap_or_default();
+    let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der).map_err(|e| {
+        ConfigError::new(
+            field,
+            format!("{}: not an encrypted PKCS#8 key: {e}", path.display()),
+        )
+    })?;
+    let doc = info.decrypt(passphrase.as_bytes()).map_err(|_| {
+        // No detail: a padding error would tell a wrong passphrase from a right one.
+        ConfigError::new(
+            field,
+            format!(
+                "cannot decrypt {} with the passphrase in {}: wrong passphrase or unsupported cipher",
+                path.display(),
+                pp.display()
+            ),
+        )
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(doc.as_bytes().to_vec().into()))
 }
 
 fn read(path: &Path, field: &str) -> Result<Vec<u8>, ConfigError> {
@@ -109,7 +173,7 @@ pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMateri
     let provider = provider();
     let f = |name: &str| format!("{prefix}.{name}");
     let certs = load_certs(&tls.cert, &f("cert"))?;
-    let key = load_key(&tls.key, &f("key"))?;
+    let key = load_key(&tls.key, &f("key"), tls.key_passphrase_file.as_deref())?;
     let not_after = not_after(&certs[0]).unwrap_or(0);
 
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -168,3 +232,6 @@ pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
         .ok()
         .map(|(_, c)| c.validity().not_after.timestamp())
 }
+
+#[cfg(test)]
+mod tests;

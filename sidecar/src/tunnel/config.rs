@@ -105,8 +105,12 @@ pub struct ServerVerification {
 pub struct ClientCert {
     /// PEM chain.
     pub cert: PathBuf,
-    /// PEM key.
+    /// PEM key, or an encrypted PKCS#8 key with `keyPassphraseFile`.
     pub key: PathBuf,
+    /// File whose first line is the passphrase of an encrypted `key` (the EMS
+    /// `key_passphrase`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 /// Timeouts, keep-alive and reconnect backoff, all in milliseconds.

@@ -246,7 +246,11 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
     match &cfg.client_cert {
         Some(c) => {
             let certs = load_certs(&c.cert, "tunnel.clientCert.cert")?;
-            let key = load_key(&c.key, "tunnel.clientCert.key")?;
+            let key = load_key(
+                &c.key,
+                "tunnel.clientCert.key",
+                c.key_passphrase_file.as_deref(),
+            )?;
             builder.with_client_auth_cert(certs, key).map_err(|e| {
                 ConfigError::new(
                     "tunnel.clientCert.key",

@@ -102,6 +102,28 @@ async fn sidecar_metrics(s: &edgeway_sidecar::Running) -> String {
     String::from_utf8_lossy(&get(s.admin_addr, "/metrics").await.body).into_owned()
 }
 
+/// Waits (10 s at most) until the sidecar's tunnel is up.
+async fn wait_connected(s: &edgeway_sidecar::Running, what: &str) {
+    let t = s.tunnel.clone().unwrap();
+    wait_for(what, 10, || {
+        let t = t.clone();
+        async move { t.connected() }
+    })
+    .await;
+}
+
+/// Waits (10 s at most) for two refused connection attempts; the tunnel must be down.
+async fn wait_refused(s: &edgeway_sidecar::Running, what: &str) {
+    wait_for(what, 10, || async {
+        metric(
+            &sidecar_metrics(s).await,
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
+        ) >= 2.0
+    })
+    .await;
+    assert!(!s.tunnel.as_ref().unwrap().connected(), "{what}");
+}
+
 #[tokio::test]
 async fn ca_validated_tunnel_delivers_fleet_updates_in_order() {
     let setup = Setup::new("tunnel-ca");
@@ -174,12 +196,7 @@ async fn pinned_platform_certificate_is_accepted_exactly() {
         &extra,
     ))
     .await;
-    let t = good.tunnel.clone().unwrap();
-    wait_for("pinned tunnel up", 10, || {
-        let t = t.clone();
-        async move { t.connected() }
-    })
-    .await;
+    wait_connected(&good, "pinned tunnel up").await;
     good.shutdown().await;
 
     let other = self_signed("localhost", None);
@@ -193,14 +210,7 @@ async fn pinned_platform_certificate_is_accepted_exactly() {
         &extra,
     ))
     .await;
-    wait_for("refused connection attempts", 10, || async {
-        metric(
-            &sidecar_metrics(&bad).await,
-            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
-        ) >= 2.0
-    })
-    .await;
-    assert!(!bad.tunnel.as_ref().unwrap().connected());
+    wait_refused(&bad, "refused connection attempts").await;
     bad.shutdown().await;
     platform.shutdown().await;
 }
@@ -230,12 +240,7 @@ async fn insecure_skip_verify_connects_to_an_unknown_platform_certificate() {
         extra,
     ))
     .await;
-    let t = s.tunnel.clone().unwrap();
-    wait_for("unverified tunnel up", 10, || {
-        let t = t.clone();
-        async move { t.connected() }
-    })
-    .await;
+    wait_connected(&s, "unverified tunnel up").await;
     s.shutdown().await;
     platform.shutdown().await;
 }
@@ -259,12 +264,7 @@ async fn certificate_criteria_check_the_platforms_names() {
         "      subject:\n        commonName: edgeway-test-server\n      issuer:\n        commonName: Edgeway Platform Test CA\n",
     );
     let good = start_sidecar(&sidecar_yaml(&setup.dir, 1, 50, &url, &right)).await;
-    let t = good.tunnel.clone().unwrap();
-    wait_for("tunnel up with matching criteria", 10, || {
-        let t = t.clone();
-        async move { t.connected() }
-    })
-    .await;
+    wait_connected(&good, "tunnel up with matching criteria").await;
     good.shutdown().await;
 
     for wrong in [
@@ -274,14 +274,7 @@ async fn certificate_criteria_check_the_platforms_names() {
         "      issuer:\n        organizationalUnit: Plant IT\n",
     ] {
         let bad = start_sidecar(&sidecar_yaml(&setup.dir, 1, 50, &url, &with(wrong))).await;
-        wait_for("refused by the criteria", 10, || async {
-            metric(
-                &sidecar_metrics(&bad).await,
-                "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
-            ) >= 2.0
-        })
-        .await;
-        assert!(!bad.tunnel.as_ref().unwrap().connected(), "{wrong}");
+        wait_refused(&bad, &format!("refused by the criteria: {wrong}")).await;
         bad.shutdown().await;
     }
     platform.shutdown().await;
@@ -386,12 +379,7 @@ async fn an_encrypted_client_key_is_opened_with_its_passphrase() {
         &extra("correct horse"),
     ))
     .await;
-    let t = good.tunnel.clone().unwrap();
-    wait_for("mTLS tunnel up with the decrypted key", 10, || {
-        let t = t.clone();
-        async move { t.connected() }
-    })
-    .await;
+    wait_connected(&good, "mTLS tunnel up with the decrypted key").await;
     good.shutdown().await;
 
     // A wrong passphrase: the sidecar does not start, and says which files.
@@ -503,12 +491,7 @@ async fn client_certificate_authenticates_the_gateway() {
         &extra,
     ))
     .await;
-    let t = good.tunnel.clone().unwrap();
-    wait_for("mTLS tunnel up", 10, || {
-        let t = t.clone();
-        async move { t.connected() }
-    })
-    .await;
+    wait_connected(&good, "mTLS tunnel up").await;
     good.shutdown().await;
 
     let (c, k) = Ca::new("Rogue CA")
@@ -528,15 +511,7 @@ async fn client_certificate_authenticates_the_gateway() {
         &extra,
     ))
     .await;
-    wait_for("refusals of the rogue certificate", 10, || async {
-        let m = sidecar_metrics(&bad).await;
-        metric(
-            &m,
-            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
-        ) >= 2.0
-    })
-    .await;
-    assert!(!bad.tunnel.as_ref().unwrap().connected());
+    wait_refused(&bad, "refusals of the rogue certificate").await;
     bad.shutdown().await;
     platform.shutdown().await;
 }
@@ -817,12 +792,7 @@ async fn an_idle_tunnel_lives_on_websocket_pings_alone() {
     // One update a day: after the first, nothing flows but keep-alives (every 400 ms).
     let url = url(platform.alwayson_addr);
     let sidecar = start_sidecar(&sidecar_yaml(&setup.dir, 1, 86_400_000, &url, &extra)).await;
-    let t = sidecar.tunnel.clone().unwrap();
-    wait_for("tunnel up", 10, || {
-        let t = t.clone();
-        async move { t.connected() }
-    })
-    .await;
+    wait_connected(&sidecar, "tunnel up").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(sidecar.tunnel.as_ref().unwrap().connected());
     let m = sidecar_metrics(&sidecar).await;
@@ -1133,14 +1103,7 @@ async fn the_tunnel_goes_through_an_authenticating_http_proxy() {
         &with_creds("edge:wrong\n"),
     ))
     .await;
-    wait_for("refused by the proxy", 10, || async {
-        metric(
-            &sidecar_metrics(&bad).await,
-            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
-        ) >= 2.0
-    })
-    .await;
-    assert!(!bad.tunnel.as_ref().unwrap().connected());
+    wait_refused(&bad, "refused by the proxy").await;
     bad.shutdown().await;
     platform.shutdown().await;
 }

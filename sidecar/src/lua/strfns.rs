@@ -310,39 +310,22 @@ fn gmatch(lua: &Lua, budget: &Arc<Budget>, args: &MultiValue) -> mlua::Result<Mu
 /// The table the prelude receives: `find`, `match`, `gmatch`, `gsub` (string replacements) and
 /// `search` (for `gsub` with a function or table).
 pub(crate) fn install(lua: &Lua, budget: &Arc<Budget>) -> mlua::Result<Table> {
+    type Op = fn(&Lua, &Budget, &MultiValue) -> Result<Vec<Value>, Abort>;
+    let ops: [(&str, Op); 4] = [
+        ("find", |lua, b, args| find_or_match(lua, b, args, true)),
+        ("match", |lua, b, args| find_or_match(lua, b, args, false)),
+        ("gsub", gsub_string),
+        ("search", search_step),
+    ];
     let t = lua.create_table()?;
-    let b = Arc::clone(budget);
-    t.raw_set(
-        "find",
-        lua.create_function(move |lua, args: MultiValue| {
-            let r = find_or_match(lua, &b, &args, true);
+    for (name, op) in ops {
+        let b = Arc::clone(budget);
+        let f = lua.create_function(move |lua, args: MultiValue| {
+            let r = op(lua, &b, &args);
             finish(lua, &b, r)
-        })?,
-    )?;
-    let b = Arc::clone(budget);
-    t.raw_set(
-        "match",
-        lua.create_function(move |lua, args: MultiValue| {
-            let r = find_or_match(lua, &b, &args, false);
-            finish(lua, &b, r)
-        })?,
-    )?;
-    let b = Arc::clone(budget);
-    t.raw_set(
-        "gsub",
-        lua.create_function(move |lua, args: MultiValue| {
-            let r = gsub_string(lua, &b, &args);
-            finish(lua, &b, r)
-        })?,
-    )?;
-    let b = Arc::clone(budget);
-    t.raw_set(
-        "search",
-        lua.create_function(move |lua, args: MultiValue| {
-            let r = search_step(lua, &b, &args);
-            finish(lua, &b, r)
-        })?,
-    )?;
+        })?;
+        t.raw_set(name, f)?;
+    }
     let b = Arc::clone(budget);
     t.raw_set(
         "gmatch",

@@ -129,3 +129,6 @@ pub async fn connect_through(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

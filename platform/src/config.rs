@@ -43,6 +43,11 @@ pub struct PlatformConfig {
     /// What `GetPropertySubscriptions` answers.
     #[serde(default)]
     pub subscriptions: SubscriptionsConfig,
+    /// After each BIND, as ThingWorx does: ask the edge for the things' definitions
+    /// (`GetMetadata`), read values the platform holds none of, and send
+    /// `NotifyPropertyUpdate`. Off: the edge sees no request it did not cause.
+    #[serde(default = "yes")]
+    pub sync_on_bind: bool,
     /// Values kept per property, besides the latest.
     #[serde(default = "default_history")]
     pub history_size: usize,
@@ -339,6 +344,10 @@ fn default_thing_retention() -> u64 {
     // edge (or bound by a hostile one) do not pile up.
     86_400_000
 }
+fn yes() -> bool {
+    true
+}
+
 fn default_history() -> usize {
     100
 }

@@ -46,6 +46,8 @@ pub struct EdgeContext {
     pub max_things_per_session: usize,
     /// Thing names each principal may bind.
     pub scopes: crate::scope::ThingScopes,
+    /// Whether a BIND is followed by [`crate::sync::after_bind`] (`syncOnBind`).
+    pub sync_on_bind: bool,
 }
 
 /// A refused AUTH: a fixed metric label and a reason for the edge.
@@ -133,8 +135,22 @@ pub fn reply(header: Header, status: StatusCode, reason: Option<String>) -> Mess
     })
 }
 
-/// Handles one message of an authenticated session; returns the reply to send, if any.
-pub fn handle(ctx: &EdgeContext, session: &EdgeSession, msg: Message) -> Option<Message> {
+/// What the session loop does with one message from the edge.
+#[derive(Debug)]
+pub enum Step {
+    /// Nothing to send (a response was handed to its waiting request).
+    Nothing,
+    /// Send this reply.
+    Reply(Message),
+    /// Send this BIND reply, then synchronise the things it bound ([`crate::sync::after_bind`]).
+    Bound(Message, Vec<String>),
+    /// Answer `GetPropertySubscriptions` once the thing's definitions are known
+    /// ([`crate::sync::answer_subscriptions`]).
+    Subscriptions(Request),
+}
+
+/// Handles one message of an authenticated session.
+pub fn handle(ctx: &EdgeContext, session: &EdgeSession, msg: Message) -> Step {
     let kind = match &msg {
         Message::Request(r) => request_kind(r),
         other => other.kind(),
@@ -154,28 +170,46 @@ pub fn handle(ctx: &EdgeContext, session: &EdgeSession, msg: Message) -> Option<
         );
         if let Message::Response(r) = msg {
             session.fail(r.header.request_id, TunnelError::Protocol(reason));
-            return None;
+            return Step::Nothing;
         }
-        return Some(reply(header, StatusCode::UNAUTHORIZED, Some(reason)));
+        return Step::Reply(reply(header, StatusCode::UNAUTHORIZED, Some(reason)));
     }
     match msg {
-        Message::Auth(_) => Some(reply(
+        Message::Auth(_) => Step::Reply(reply(
             header,
             StatusCode::BAD_REQUEST,
             Some("already authenticated".to_owned()),
         )),
-        Message::Bind(b) => Some(bind(ctx, session, b)),
+        Message::Bind(b) => {
+            let (answer, bound) = bind(ctx, session, b);
+            if ctx.sync_on_bind && !bound.is_empty() {
+                Step::Bound(answer, bound)
+            } else {
+                Step::Reply(answer)
+            }
+        }
         Message::Unbind(b) => {
             let removed = ctx.registry.unbind(session.id, &b.names);
             tracing::info!(session = session.id, things = ?removed, "unbound");
-            Some(reply(header, StatusCode::SUCCESS, None))
+            Step::Reply(reply(header, StatusCode::SUCCESS, None))
         }
-        Message::KeepAlive(h) => Some(Message::response(h, StatusCode::SUCCESS, None)),
+        Message::KeepAlive(h) => Step::Reply(Message::response(h, StatusCode::SUCCESS, None)),
         Message::Response(r) => {
             session.complete(r);
-            None
+            Step::Nothing
         }
-        Message::Request(r) => Some(request(ctx, session, r)),
+        Message::Request(r)
+            if r.entity_type == EntityType::Thing
+                && (r.method, r.characteristic, r.characteristic_name.as_str())
+                    == (
+                        Method::Post,
+                        Characteristic::Services,
+                        GET_PROPERTY_SUBSCRIPTIONS,
+                    ) =>
+        {
+            Step::Subscriptions(r)
+        }
+        Message::Request(r) => Step::Reply(request(ctx, session, r)),
     }
 }
 
@@ -202,7 +236,8 @@ fn acceptable_name(name: &str) -> bool {
         && !name.chars().any(|c| c.is_control() || c == '/')
 }
 
-fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> Message {
+/// Binds the names of `b`; returns the answer and the names now bound to this session.
+fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> (Message, Vec<String>) {
     if let Some(g) = b.gateway.clone() {
         session.set_gateway(g);
     }
@@ -262,7 +297,7 @@ fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> Message {
             out.over_limit.len()
         ));
     }
-    if problems.is_empty() {
+    let answer = if problems.is_empty() {
         reply(b.header, StatusCode::SUCCESS, None)
     } else {
         let status = if out.refused.is_empty()
@@ -275,7 +310,8 @@ fn bind(ctx: &EdgeContext, session: &EdgeSession, b: Bind) -> Message {
             StatusCode::FORBIDDEN
         };
         reply(b.header, status, Some(problems.join("; ")))
-    }
+    };
+    (answer, out.bound)
 }
 
 fn request(ctx: &EdgeContext, session: &EdgeSession, r: Request) -> Message {
@@ -291,12 +327,6 @@ fn request(ctx: &EdgeContext, session: &EdgeSession, r: Request) -> Message {
         );
     }
     match (r.method, r.characteristic, r.characteristic_name.as_str()) {
-        (Method::Post, Characteristic::Services, GET_PROPERTY_SUBSCRIPTIONS) => {
-            let rows = ctx
-                .registry
-                .subscription_rows(&r.entity_name, &ctx.subscriptions);
-            Message::reply_to(&r, StatusCode::SUCCESS, Some(subscriptions_table(&rows)))
-        }
         (Method::Post, Characteristic::Services, UPDATE_SUBSCRIBED_PROPERTY_VALUES) => {
             let Some(params) = r.params else {
                 return refuse(
@@ -339,8 +369,7 @@ fn characteristic_name(c: Characteristic) -> String {
 /// The `GetPropertySubscriptions` result: rows `edgeName`, `pushType`, `pushThreshold`.
 ///
 /// A real ThingWorx platform lists one row per subscribed property and never sends `*`;
-/// this platform answers `edgeName: "*"` with empty `pushType` and `pushThreshold` 0 by
-/// default, meaning "every property, with the edge's own push settings".
+/// [`crate::sync::expand`] turns the configured `*` row into such rows first.
 pub fn subscriptions_table(rows: &[SubscriptionRow]) -> InfoTable {
     let mut t = InfoTable::new(DataShape::new(vec![
         FieldDefinition::new("edgeName", WireType::String),

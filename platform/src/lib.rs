@@ -15,6 +15,7 @@ pub mod registry;
 pub mod rest;
 pub mod scope;
 pub mod session;
+pub mod sync;
 pub mod throttle;
 pub mod ws;
 
@@ -155,6 +156,7 @@ pub async fn start(config: PlatformConfig) -> Result<Running, StartError> {
         throttle: Default::default(),
         max_things_per_session: config.max_things_per_session,
         scopes: scope::ThingScopes::new(config.auth.thing_scopes.clone()),
+        sync_on_bind: config.sync_on_bind,
     });
 
     let (ws_listener, alwayson_addr) = bind("listen", config.listen).await?;

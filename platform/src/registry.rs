@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use edgeway_protocol::basetype::Quality;
+use edgeway_protocol::metadata::ThingMetadata;
 use edgeway_protocol::{Primitive, PropertyUpdate, WireType};
 use serde::Serialize;
 use serde_json::Value;
@@ -58,6 +59,10 @@ impl PropertyValue {
 #[derive(Debug)]
 struct Property {
     history: VecDeque<PropertyValue>,
+    /// The only value is one the platform read after a BIND ([`Registry::seed`]), stamped
+    /// with the time of reading: the next pushed value replaces it whatever its time, since
+    /// pushes queued on the edge before the read carry older times and must not be lost.
+    seeded: bool,
 }
 
 impl Property {
@@ -76,6 +81,8 @@ struct Thing {
     unbound_at: Option<Instant>,
     properties: BTreeMap<String, Property>,
     last_update: Option<i64>,
+    /// What the edge's `GetMetadata` answered at the last BIND.
+    metadata: Option<Arc<ThingMetadata>>,
 }
 
 #[derive(Default)]
@@ -456,12 +463,17 @@ impl Registry {
                         u.name.clone(),
                         Property {
                             history: VecDeque::new(),
+                            seeded: false,
                         },
                     );
                 }
                 let Some(prop) = t.properties.get_mut(&u.name) else {
                     continue;
                 };
+                if prop.seeded {
+                    prop.seeded = false;
+                    prop.history.clear();
+                }
                 if let Some(last) = prop.latest() {
                     if time < last.time || (time == last.time && value.value == last.value) {
                         out.duplicates += 1;
@@ -492,6 +504,51 @@ impl Registry {
         self.metrics.updates_stored(out.stored as u64);
         self.metrics.duplicates(out.duplicates as u64);
         Ok(out)
+    }
+
+    /// Stores values read from the edge for properties of `thing` that hold none yet (see
+    /// [`crate::sync`]); the next push of each replaces it. Returns how many were kept.
+    pub fn seed(
+        &self,
+        id: u32,
+        thing: &str,
+        values: Vec<PropertyUpdate>,
+    ) -> Result<usize, NotBoundHere> {
+        let mut st = self.lock();
+        let Some(t) = st.things.get_mut(thing).filter(|t| t.bound_to == Some(id)) else {
+            return Err(NotBoundHere(thing.to_owned()));
+        };
+        let mut kept = 0;
+        for u in values {
+            if t.properties
+                .get(&u.name)
+                .is_some_and(|p| !p.history.is_empty())
+            {
+                continue;
+            }
+            let value = PropertyValue {
+                value: u.value,
+                time: u.time,
+                quality: Quality::parse(&u.quality),
+            };
+            self.emit(Event::Update(UpdateEvent {
+                thing: thing.to_owned(),
+                property: u.name.clone(),
+                value: value.value.to_json(),
+                time: value.time,
+                quality: value.quality,
+            }));
+            t.properties.insert(
+                u.name,
+                Property {
+                    history: VecDeque::from([value]),
+                    seeded: true,
+                },
+            );
+            t.last_update = Some(u.time);
+            kept += 1;
+        }
+        Ok(kept)
     }
 
     /// The session a thing is bound to.
@@ -594,6 +651,18 @@ impl Registry {
         let st = self.lock();
         let p = st.things.get(thing)?.properties.get(property)?;
         Some(p.history.iter().cloned().collect())
+    }
+
+    /// Keeps what the edge's `GetMetadata` answered for `thing` (if the thing is known).
+    pub fn set_metadata(&self, thing: &str, metadata: ThingMetadata) {
+        if let Some(t) = self.lock().things.get_mut(thing) {
+            t.metadata = Some(Arc::new(metadata));
+        }
+    }
+
+    /// The definitions the edge reported for `thing`, if it answered `GetMetadata`.
+    pub fn metadata(&self, thing: &str) -> Option<Arc<ThingMetadata>> {
+        self.lock().things.get(thing)?.metadata.clone()
     }
 
     /// The wire type of the latest stored value, to type writes of that property.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edgeway_protocol::vtq::NOTIFY_PROPERTY_UPDATE;
+use edgeway_protocol::vtq::{GET_METADATA, NOTIFY_PROPERTY_UPDATE};
 use edgeway_protocol::{Gateway, InfoTable, Message, Primitive, Response};
 use tokio::sync::{mpsc, oneshot};
 
@@ -252,6 +252,16 @@ impl EdgeSession {
     ) -> Result<Response, TunnelError> {
         let msg = Message::invoke_service(0, thing, NOTIFY_PROPERTY_UPDATE, None);
         self.request("notifyPropertyUpdate", msg, timeout).await
+    }
+
+    /// Asks the edge for a thing's definitions (POST `<thing>/Services/GetMetadata`).
+    pub async fn get_metadata(
+        &self,
+        thing: &str,
+        timeout: Duration,
+    ) -> Result<Response, TunnelError> {
+        let msg = Message::invoke_service(0, thing, GET_METADATA, None);
+        self.request("getMetadata", msg, timeout).await
     }
 
     /// Hands a response from the edge to the request waiting for it.

@@ -515,7 +515,7 @@ where
 async fn serve_session<S>(
     stream: &mut WsStream<S>,
     reassembler: &mut Reassembler,
-    session: &EdgeSession,
+    session: &Arc<EdgeSession>,
     tx: &mpsc::Sender<Outbound>,
     l: &Listener,
     mut shutdown: watch::Receiver<bool>,
@@ -551,7 +551,26 @@ where
                 match frame {
                     WsMessage::Binary(b) => match reassembler.push(&b, last_seen) {
                         Ok(Some(m)) => {
-                            if let Some(reply) = edge::handle(ctx, session, m) {
+                            let reply = match edge::handle(ctx, session, m) {
+                                edge::Step::Nothing => None,
+                                edge::Step::Reply(r) => Some(r),
+                                edge::Step::Bound(r, things) => {
+                                    // After the answer is queued, so the edge sees it first.
+                                    let (c, s) = (ctx.clone(), session.clone());
+                                    let sent = tx.send(Outbound::Message(r)).await.is_ok();
+                                    tokio::spawn(crate::sync::after_bind(c, s, things));
+                                    if !sent {
+                                        break "writer ended".to_owned();
+                                    }
+                                    None
+                                }
+                                edge::Step::Subscriptions(r) => {
+                                    let (c, s) = (ctx.clone(), session.clone());
+                                    tokio::spawn(crate::sync::answer_subscriptions(c, s, r));
+                                    None
+                                }
+                            };
+                            if let Some(reply) = reply {
                                 if tx.send(Outbound::Message(reply)).await.is_err() {
                                     break "writer ended".to_owned();
                                 }

@@ -12,6 +12,7 @@
 //! - [`message`]: header and request/response/auth/bind/keep-alive bodies.
 //! - [`multipart`]: splitting large messages and reassembling chunks.
 //! - [`vtq`]: property pushes (`UpdateSubscribedPropertyValues`) and subscriptions.
+//! - [`metadata`]: thing definitions as `GetMetadata` returns them (JSON in an InfoTable).
 //! - [`compress`]: permessage-deflate contexts as the SDK uses them.
 //!
 //! Golden byte tests (`tests/golden.rs`) and property tests (`tests/properties.rs`) cover the
@@ -34,6 +35,7 @@ pub mod basetype;
 pub mod compress;
 pub mod infotable;
 pub mod message;
+pub mod metadata;
 pub mod multipart;
 pub mod primitive;
 pub mod types;

@@ -15,6 +15,8 @@ use crate::lua::{ServiceResult, ThingError, Things};
 use crate::sim::{Fleet, FleetSchema, WriteError};
 use edgeway_protocol::basetype::BaseType;
 
+mod metadata;
+
 /// A running simulated fleet: its state, and the read-only schema to name and render updates.
 pub struct SimFleet {
     /// Device state, shared with the driver that ticks it.

@@ -1107,3 +1107,78 @@ async fn the_tunnel_goes_through_an_authenticating_http_proxy() {
     bad.shutdown().await;
     platform.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_restarted_platform_learns_the_definitions_and_reads_values_that_no_longer_change() {
+    let setup = Setup::new("tunnel-resync");
+    let first = start_platform(&setup.yaml("historySize: 100000\n")).await;
+    let addr = first.alwayson_addr;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let lua = setup.dir.join("meter.lua");
+    std::fs::write(
+        &lua,
+        r#"
+properties.Serial = { baseType="STRING", pushType="VALUE", value="SN-1" }
+properties.Load = { baseType="NUMBER", pushType="NEVER", value=3 }
+serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" })
+services.Add = function(me, headers, query, data) return 200, data.a end
+"#,
+    )
+    .unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    // One simulated device updating once a minute: after the restart only a read brings it.
+    let yaml = sidecar_yaml(&setup.dir, 1, 60_000, &url(addr), &extra).replace(
+        "admin:\n",
+        &format!(
+            "lua:\n  templates:\n    - name: meter\n      file: {}\n  things:\n    - name: Meter1\n      template: meter\nadmin:\n",
+            lua.display()
+        ),
+    );
+    let sidecar = start_sidecar(&yaml).await;
+    let reg1 = first.registry.clone();
+    wait_for("the definitions of Meter1", 20, || {
+        let r = reg1.clone();
+        async move { r.metadata("Meter1").is_some() }
+    })
+    .await;
+    let meta = reg1.metadata("Meter1").unwrap();
+    assert_eq!(meta.property_definitions["Serial"].base_type, "STRING");
+    assert_eq!(meta.property_definitions["Load"].push_type(), Some("NEVER"));
+    let add = &meta.service_definitions["Add"];
+    assert_eq!(add.inputs.field_definitions["a"].base_type, "NUMBER");
+    assert_eq!(add.outputs.as_ref().unwrap().base_type, "NUMBER");
+    let rows = get(first.rest_addr, "/api/things/Meter1/subscriptions")
+        .await
+        .json();
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"edgeName": "Load", "pushType": "NEVER", "pushThreshold": 0.0},
+            {"edgeName": "Serial", "pushType": "VALUE", "pushThreshold": 0.0},
+        ])
+    );
+    let dev = get(first.rest_addr, "/api/things/dev-0/metadata").await;
+    assert_eq!(dev.status, 200);
+    assert_eq!(
+        dev.json()["propertyDefinitions"]["n"]["baseType"],
+        "INTEGER"
+    );
+    first.shutdown().await;
+
+    let second = platform_at(&setup, addr).await;
+    let reg2 = second.registry.clone();
+    wait_for("every value back after the restart", 20, || {
+        let r = reg2.clone();
+        async move {
+            let v = |t: &str, p: &str| r.latest(t, p).map(|v| v.value.to_json());
+            v("Meter1", "Serial") == Some(serde_json::json!("SN-1"))
+                && v("Meter1", "Load") == Some(serde_json::json!(3.0))
+                && v("dev-0", "n").is_some()
+        }
+    })
+    .await;
+    sidecar.shutdown().await;
+    second.shutdown().await;
+}

@@ -187,8 +187,17 @@ async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             }
         }
         (&Method::GET, ["api", "things", thing, "subscriptions"]) => {
-            ok(&ctx.registry.subscription_rows(thing, &ctx.subscriptions))
+            // The rows as the edge receives them (a `*` row per defined property).
+            let rows = ctx.registry.subscription_rows(thing, &ctx.subscriptions);
+            ok(&crate::sync::expand(rows, ctx.registry.metadata(thing).as_deref()))
         }
+        (&Method::GET, ["api", "things", thing, "metadata"]) => match ctx.registry.metadata(thing) {
+            Some(m) => ok(&*m),
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no definitions of {thing:?}: not bound since the platform started, or its edge does not answer GetMetadata"),
+            ),
+        },
         (&Method::PUT, ["api", "things", thing, "subscriptions"]) => {
             let thing = (*thing).to_owned();
             let body = match read_json(api, req).await {
@@ -212,7 +221,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             ["api", "gateways" | "things" | "stats" | "stream"]
             | ["api", "things", _]
             | ["api", "things", _, "properties" | "services", _]
-            | ["api", "things", _, "subscriptions"],
+            | ["api", "things", _, "subscriptions" | "metadata"],
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} not allowed here"),

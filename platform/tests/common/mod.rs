@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edgeway_platform::config::PlatformConfig;
 use edgeway_platform::Running;
-use edgeway_protocol::{split, Message, Reassembler, Request, Response};
+use edgeway_protocol::vtq::{GET_METADATA, NOTIFY_PROPERTY_UPDATE};
+use edgeway_protocol::{split, Message, Reassembler, Request, Response, StatusCode};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -169,18 +170,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Edge<S> {
         }
     }
 
+    /// The next response; the platform's after-BIND requests met meanwhile are answered as
+    /// an edge that cannot describe its things does.
     pub async fn recv_response(&mut self) -> Response {
-        match self.recv().await {
-            Message::Response(r) => r,
-            other => panic!("expected a response, got {other:?}"),
+        loop {
+            match self.recv().await {
+                Message::Response(r) => return r,
+                Message::Request(r) if self.answer_sync(&r).await => {}
+                other => panic!("expected a response, got {other:?}"),
+            }
         }
     }
 
+    /// The next request other than `GetMetadata` (answered NOT_FOUND).
     pub async fn recv_request(&mut self) -> Request {
-        match self.recv().await {
-            Message::Request(r) => r,
-            other => panic!("expected a request, got {other:?}"),
+        loop {
+            match self.recv().await {
+                Message::Request(r) if r.characteristic_name == GET_METADATA => {
+                    self.answer_sync(&r).await;
+                }
+                Message::Request(r) => return r,
+                other => panic!("expected a request, got {other:?}"),
+            }
         }
+    }
+
+    /// Answers a request of the platform's after-BIND synchronisation: `GetMetadata` with
+    /// NOT_FOUND, `NotifyPropertyUpdate` with SUCCESS. False for any other request.
+    pub async fn answer_sync(&mut self, r: &Request) -> bool {
+        let status = match r.characteristic_name.as_str() {
+            GET_METADATA => StatusCode::NOT_FOUND,
+            NOTIFY_PROPERTY_UPDATE => StatusCode::SUCCESS,
+            _ => return false,
+        };
+        self.send(Message::reply_to(r, status, None)).await;
+        true
     }
 
     /// Waits for the close frame (or the end of the stream).
@@ -215,7 +239,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Edge<S> {
         r
     }
 
+    /// BIND, then, when all names were bound, the platform's synchronisation of each as an edge
+    /// without metadata sees it: `GetMetadata` (NOT_FOUND), then `NotifyPropertyUpdate`.
     pub async fn bind(&mut self, gateway: Option<(&str, &str)>, names: &[&str]) -> Response {
+        let r = self.bind_only(gateway, names).await;
+        if r.status.is_success() {
+            let mut waiting: Vec<&str> = names.to_vec();
+            while !waiting.is_empty() {
+                let req = self.recv_request().await;
+                assert_eq!(req.characteristic_name, NOTIFY_PROPERTY_UPDATE, "{req:?}");
+                waiting.retain(|n| *n != req.entity_name);
+                self.answer_sync(&req).await;
+            }
+        }
+        r
+    }
+
+    /// BIND alone: the platform's after-BIND requests are left to the caller.
+    pub async fn bind_only(&mut self, gateway: Option<(&str, &str)>, names: &[&str]) -> Response {
         let id = self.id();
         self.call(Message::bind(id, gateway, names)).await
     }

@@ -1,11 +1,12 @@
-//! Requests the platform sends down the tunnel (property reads and writes, service calls),
+//! Requests the platform sends down the tunnel (property reads and writes, service calls,
+//! `GetMetadata`, `NotifyPropertyUpdate`),
 //! routed to the registry; each answer is the response message, correlated by request id.
 
 use serde_json::{Map, Value};
 
 use crate::lua::ThingError;
 use crate::registry::Registry;
-use edgeway_protocol::vtq::NOTIFY_PROPERTY_UPDATE;
+use edgeway_protocol::vtq::{GET_METADATA, NOTIFY_PROPERTY_UPDATE};
 use edgeway_protocol::{
     Characteristic, InfoTable, Message, Method, Primitive, Request, Response, StatusCode, WireType,
 };
@@ -56,6 +57,10 @@ pub async fn handle(registry: &Registry, req: Request) -> (Message, FollowUp) {
             let resp = Message::reply_to(&req, StatusCode::SUCCESS, None);
             return (resp, FollowUp::Resubscribe(thing));
         }
+        (Method::Post, Characteristic::Services) if name == GET_METADATA => registry
+            .metadata(&thing)
+            .map(|m| Some(m.to_infotable()))
+            .ok_or_else(|| fail(ThingError::UnknownThing(thing.clone()))),
         (Method::Post, Characteristic::Services) => {
             let params = req.params.as_ref().map(params_row).unwrap_or_default();
             let headers = req.headers.clone();

@@ -387,7 +387,17 @@ impl<'a> Session<'a> {
                     .map(read_subscriptions)
                     .unwrap_or_default();
                 let all = !r.status.is_success() || subs.iter().any(|s| s.edge_name == "*");
-                let set = (!all).then(|| subs.into_iter().map(|s| s.edge_name).collect());
+                // A row with pushType NEVER names a property the platform does not want.
+                let set = (!all).then(|| {
+                    subs.into_iter()
+                        .filter(|s| {
+                            !s.push_type
+                                .as_deref()
+                                .is_some_and(|t| t.eq_ignore_ascii_case("NEVER"))
+                        })
+                        .map(|s| s.edge_name)
+                        .collect()
+                });
                 self.subscriptions.insert(thing, set);
             }
             None => {}

@@ -21,7 +21,7 @@ use crate::config::{
     AuthConfig, AuthMethod, AuthRequire, BindPolicy, SubscriptionRow, SubscriptionsConfig,
 };
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::{EventOutcome, Registry, EVENT_TIME_HEADER};
 use crate::session::{EdgeSession, Identity, TunnelError};
 
 /// Everything a session needs from the platform.
@@ -222,6 +222,7 @@ fn request_kind(r: &Request) -> &'static str {
         (Method::Post, Characteristic::Services, GET_PROPERTY_SUBSCRIPTIONS) => {
             "getPropertySubscriptions"
         }
+        (Method::Post, Characteristic::Events, _) => "fireEvent",
         _ => "otherRequest",
     }
 }
@@ -344,6 +345,33 @@ fn request(ctx: &EdgeContext, session: &EdgeSession, r: Request) -> Message {
                     reply(header, StatusCode::SUCCESS, None)
                 }
                 Err(e) => refuse(StatusCode::FORBIDDEN, e.to_string()),
+            }
+        }
+        (Method::Post, Characteristic::Events, event) => {
+            let time = r
+                .headers
+                .iter()
+                .find(|(k, _)| k == EVENT_TIME_HEADER)
+                .and_then(|(_, v)| v.parse::<i64>().ok());
+            match ctx.registry.store_event(
+                session.id,
+                &r.entity_name,
+                event,
+                time,
+                r.params.as_ref(),
+            ) {
+                Ok(EventOutcome::Stored) => {
+                    ctx.metrics.event("stored");
+                    reply(header, StatusCode::SUCCESS, None)
+                }
+                Ok(EventOutcome::Duplicate) => {
+                    ctx.metrics.event("duplicate");
+                    reply(header, StatusCode::SUCCESS, None)
+                }
+                Err(e) => {
+                    ctx.metrics.event("refused");
+                    refuse(StatusCode::FORBIDDEN, e.to_string())
+                }
             }
         }
         (method, characteristic, name) => refuse(

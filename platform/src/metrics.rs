@@ -43,6 +43,7 @@ pub struct Metrics {
     sessions_total: Counter,
     auth_failures: Family<KindLabel, Counter>,
     updates_stored: Counter,
+    events_stored: Family<KindLabel, Counter>,
     duplicates: Counter,
     messages_from_edges: Family<KindLabel, Counter>,
     undecodable: Family<KindLabel, Counter>,
@@ -61,6 +62,7 @@ struct Totals {
     sessions_total: AtomicU64,
     auth_failures: AtomicU64,
     updates_stored: AtomicU64,
+    events_stored: AtomicU64,
     duplicates: AtomicU64,
     stream_dropped: AtomicU64,
     from_edges: Mutex<BTreeMap<&'static str, u64>>,
@@ -82,6 +84,8 @@ pub struct StatsSnapshot {
     pub auth_failures_by_reason: BTreeMap<&'static str, u64>,
     /// Property values stored.
     pub updates_stored: u64,
+    /// Events stored (duplicates not counted).
+    pub events_stored: u64,
     /// Pushed values dropped as duplicates of stored ones.
     pub duplicates_dropped: u64,
     /// SSE clients dropped for falling behind.
@@ -111,6 +115,7 @@ impl Metrics {
         let sessions_total = Counter::default();
         let auth_failures = Family::<KindLabel, Counter>::default();
         let updates_stored = Counter::default();
+        let events_stored = Family::<KindLabel, Counter>::default();
         let duplicates = Counter::default();
         let messages_from_edges = Family::<KindLabel, Counter>::default();
         let undecodable = Family::<KindLabel, Counter>::default();
@@ -139,6 +144,11 @@ impl Metrics {
             "updates_stored",
             "Property values stored from UpdateSubscribedPropertyValues",
             updates_stored.clone(),
+        );
+        registry.register(
+            "events_received",
+            "Events fired by edges, by outcome (stored, duplicate, refused)",
+            events_stored.clone(),
         );
         registry.register(
             "duplicates_dropped",
@@ -191,6 +201,7 @@ impl Metrics {
             sessions_total,
             auth_failures,
             updates_stored,
+            events_stored,
             duplicates,
             messages_from_edges,
             undecodable,
@@ -229,6 +240,16 @@ impl Metrics {
     pub fn updates_stored(&self, n: u64) {
         self.updates_stored.inc_by(n);
         self.totals.updates_stored.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// An event from an edge was `stored`, a `duplicate` (a resend) or `refused`.
+    pub fn event(&self, outcome: &'static str) {
+        self.events_stored
+            .get_or_create(&KindLabel { kind: outcome })
+            .inc();
+        if outcome == "stored" {
+            self.totals.events_stored.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// `n` pushed values were duplicates.
@@ -292,6 +313,7 @@ impl Metrics {
             auth_failures: self.totals.auth_failures.load(Ordering::Relaxed),
             auth_failures_by_reason: lock(&self.totals.auth_failure_reasons),
             updates_stored: self.totals.updates_stored.load(Ordering::Relaxed),
+            events_stored: self.totals.events_stored.load(Ordering::Relaxed),
             duplicates_dropped: self.totals.duplicates.load(Ordering::Relaxed),
             stream_clients_dropped: self.totals.stream_dropped.load(Ordering::Relaxed),
             messages_from_edges: lock(&self.totals.from_edges),

@@ -19,6 +19,9 @@ use crate::config::{BindPolicy, SubscriptionRow, SubscriptionsConfig};
 use crate::metrics::Metrics;
 use crate::session::{now_ms, EdgeSession};
 
+mod events;
+pub use events::{EventOutcome, StoredEvent, EVENT_TIME_HEADER};
+
 /// One stored value with its time and quality.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PropertyValue {
@@ -83,6 +86,8 @@ struct Thing {
     last_update: Option<i64>,
     /// What the edge's `GetMetadata` answered at the last BIND.
     metadata: Option<Arc<ThingMetadata>>,
+    /// The newest events fired, oldest first.
+    events: VecDeque<StoredEvent>,
 }
 
 #[derive(Default)]
@@ -100,6 +105,8 @@ pub enum Event {
     Update(UpdateEvent),
     /// A session connected or disconnected.
     Gateway(GatewayEvent),
+    /// An edge fired an event.
+    Fired(StoredEvent),
 }
 
 impl Event {
@@ -108,6 +115,7 @@ impl Event {
         match self {
             Event::Update(_) => "update",
             Event::Gateway(_) => "gateway",
+            Event::Fired(_) => "event",
         }
     }
 
@@ -116,6 +124,7 @@ impl Event {
         let v = match self {
             Event::Update(u) => serde_json::to_value(u),
             Event::Gateway(g) => serde_json::to_value(g),
+            Event::Fired(e) => serde_json::to_value(e),
         };
         v.unwrap_or(Value::Null)
     }
@@ -256,6 +265,7 @@ pub struct Registry {
     state: Mutex<State>,
     events: broadcast::Sender<Event>,
     history_size: usize,
+    event_history: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -276,6 +286,7 @@ impl Registry {
             state: Mutex::new(State::default()),
             events,
             history_size: history_size.max(1),
+            event_history: history_size.max(1),
             metrics,
         }
     }

@@ -191,6 +191,12 @@ async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             let rows = ctx.registry.subscription_rows(thing, &ctx.subscriptions);
             ok(&crate::sync::expand(rows, ctx.registry.metadata(thing).as_deref()))
         }
+        (&Method::GET, ["api", "things", thing, "events"]) => {
+            match ctx.registry.events(thing, query.get("event")) {
+                Some(events) => ok(&events),
+                None => error(StatusCode::NOT_FOUND, format!("no thing {thing:?}")),
+            }
+        }
         (&Method::GET, ["api", "things", thing, "metadata"]) => match ctx.registry.metadata(thing) {
             Some(m) => ok(&*m),
             None => error(
@@ -221,7 +227,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             ["api", "gateways" | "things" | "stats" | "stream"]
             | ["api", "things", _]
             | ["api", "things", _, "properties" | "services", _]
-            | ["api", "things", _, "subscriptions" | "metadata"],
+            | ["api", "things", _, "subscriptions" | "metadata" | "events"],
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} not allowed here"),

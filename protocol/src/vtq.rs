@@ -20,6 +20,10 @@ pub const NOTIFY_PROPERTY_UPDATE: &str = "NotifyPropertyUpdate";
 pub const GET_PROPERTY_SUBSCRIPTIONS: &str = "GetPropertySubscriptions";
 /// Service the platform calls to read the edge thing's metadata (answered with JSON).
 pub const GET_METADATA: &str = "GetMetadata";
+/// Request header with which Edgeway's sidecar stamps a fired event with its firing time
+/// (Unix ms, decimal), so the platform recognises a resend after a lost acknowledgement. SDK
+/// edges send no headers; their events are stamped on arrival.
+pub const EVENT_TIME_HEADER: &str = "eventTime";
 /// Quality the SDK sends when none is given.
 pub const QUALITY_GOOD: &str = "GOOD";
 

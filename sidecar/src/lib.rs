@@ -125,6 +125,7 @@ fn start_simulation(
                     value: schema.value_json(u),
                     time_ms: u.time_ms,
                     quality: u.quality,
+                    event: false,
                 })
             }));
         }

@@ -15,7 +15,9 @@ use crate::lua::{ServiceResult, ThingError, Things};
 use crate::sim::{Fleet, FleetSchema, WriteError};
 use edgeway_protocol::basetype::BaseType;
 
+mod events;
 mod metadata;
+pub use events::{EventSink, FireError, FiredEvent};
 
 /// A running simulated fleet: its state, and the read-only schema to name and render updates.
 pub struct SimFleet {
@@ -67,6 +69,8 @@ pub struct Registry {
     /// The `GET /things` body: things and the fleet's shape are fixed at start-up, and building
     /// it per request was two thirds of that route's CPU (callgrind).
     catalogue: OnceLock<Bytes>,
+    /// Where fired events go; set by the tunnel.
+    event_sink: OnceLock<EventSink>,
 }
 
 impl Registry {
@@ -101,6 +105,7 @@ impl Registry {
             lua,
             sim,
             catalogue: OnceLock::new(),
+            event_sink: OnceLock::new(),
         }
     }
 

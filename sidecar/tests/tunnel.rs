@@ -1182,3 +1182,91 @@ services.Add = function(me, headers, query, data) return 200, data.a end
     sidecar.shutdown().await;
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn events_fired_while_the_platform_is_down_arrive_once_and_in_order() {
+    let setup = Setup::new("tunnel-events");
+    let first = start_platform(&setup.yaml("")).await;
+    let addr = first.alwayson_addr;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    let sidecar = start_sidecar(&sidecar_yaml(&setup.dir, 1, 60_000, &url(addr), &extra)).await;
+    wait_connected(&sidecar, "the first platform").await;
+    let basic = [("authorization", "Basic dDp0")];
+    let fire = |body: String| {
+        let a = sidecar.server_addr;
+        async move {
+            http(
+                a,
+                "POST",
+                "/Thingworx/Things/dev-0/Events/Overheat",
+                &basic,
+                &body,
+            )
+            .await
+        }
+    };
+    let r = fire(r#"{"message": "hot", "level": 3}"#.into()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let reg = first.registry.clone();
+    wait_for("the first event", 20, || {
+        let r = reg.clone();
+        async move { r.events("dev-0", None).is_some_and(|e| e.len() == 1) }
+    })
+    .await;
+    let got = first.registry.events("dev-0", None).unwrap();
+    assert_eq!(got[0].event, "Overheat");
+    assert_eq!(
+        got[0].data,
+        serde_json::json!({"message": "hot", "level": 3.0})
+    );
+    first.shutdown().await;
+    let tunnel = sidecar.tunnel.clone().unwrap();
+    wait_for("the tunnel to notice the outage", 20, || {
+        let t = tunnel.clone();
+        async move { !t.connected() }
+    })
+    .await;
+
+    for i in 0..3 {
+        let r = fire(format!(r#"{{"message": "offline {i}"}}"#)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let unknown = http(
+        sidecar.server_addr,
+        "POST",
+        "/Thingworx/Things/nobody/Events/Overheat",
+        &basic,
+        "{}",
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+
+    let second = start_platform(&setup.yaml("").replacen(
+        "listen: 127.0.0.1:0",
+        &format!("listen: {addr}"),
+        1,
+    ))
+    .await;
+    let reg = second.registry.clone();
+    wait_for("the events queued offline", 30, || {
+        let r = reg.clone();
+        async move { r.events("dev-0", None).is_some_and(|e| e.len() >= 3) }
+    })
+    .await;
+    // Give a resend (if any) time to arrive, then check: each once, in firing order.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages: Vec<String> = second
+        .registry
+        .events("dev-0", None)
+        .unwrap()
+        .iter()
+        .map(|e| e.data["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(messages, ["offline 0", "offline 1", "offline 2"]);
+    assert_eq!(tunnel.queue_state().0, 0, "everything acknowledged");
+    sidecar.shutdown().await;
+    second.shutdown().await;
+}

@@ -8,10 +8,7 @@ use super::{Event, NotBoundHere, Registry};
 use crate::session::now_ms;
 use edgeway_protocol::InfoTable;
 
-/// Request header with which Edgeway's sidecar stamps an event with its firing time (Unix ms),
-/// so a resend after a lost acknowledgement is recognised. SDK edges send no headers; their
-/// events are stamped on arrival.
-pub const EVENT_TIME_HEADER: &str = "eventTime";
+pub use edgeway_protocol::vtq::EVENT_TIME_HEADER;
 
 /// One stored event.
 #[derive(Debug, Clone, PartialEq, Serialize)]

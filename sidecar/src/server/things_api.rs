@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::response::{error, json, json_bytes, Body};
 use crate::lua::ThingError;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::{FireError, Registry};
 use edgeway_protocol::basetype::BaseType;
 
 /// A parsed things route; `name` is the fixed metrics label.
@@ -26,6 +26,8 @@ pub enum Route {
     Property(String, String),
     /// `/Thingworx/Things/{thing}/Services/{service}`
     Service(String, String),
+    /// `/Thingworx/Things/{thing}/Events/{event}`
+    Event(String, String),
 }
 
 impl Route {
@@ -44,6 +46,7 @@ impl Route {
             [t, p] if p == "Properties" => Some(Route::Properties(t.clone())),
             [t, p, n] if p == "Properties" => Some(Route::Property(t.clone(), n.clone())),
             [t, s, n] if s == "Services" => Some(Route::Service(t.clone(), n.clone())),
+            [t, e, n] if e == "Events" => Some(Route::Event(t.clone(), n.clone())),
             _ => None,
         }
     }
@@ -55,6 +58,7 @@ impl Route {
             Route::Properties(..) => "thing_properties",
             Route::Property(..) => "thing_property",
             Route::Service(..) => "thing_service",
+            Route::Event(..) => "thing_event",
         }
     }
 }
@@ -112,6 +116,22 @@ pub async fn handle(
             }
             Err(msg) => error(StatusCode::BAD_REQUEST, msg),
         },
+        // As the EMS takes events from local applications: the body is the data (a JSON
+        // object); 200 once the event is queued for the platform.
+        (Route::Event(t, e), &Method::POST) => match params_from_body(body) {
+            Ok(data) => match things.fire_event(&t, &e, data) {
+                Ok(()) => json(StatusCode::OK, &json!({})),
+                Err(FireError::Thing(e)) => thing_error(&e),
+                Err(e @ FireError::NoTunnel) => {
+                    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                }
+                Err(e @ FireError::BadName(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+            },
+            Err(msg) => error(
+                StatusCode::BAD_REQUEST,
+                msg.replace("service parameters", "event data"),
+            ),
+        },
         (Route::Service(t, s), &Method::POST) => match params_from_body(body) {
             Ok(params) => {
                 let r = things.call_service(&t, &s, headers, query, params).await;
@@ -144,7 +164,7 @@ pub async fn handle(
             let allow = match route {
                 Route::List | Route::Properties(..) => "GET",
                 Route::Property(..) => "GET, PUT",
-                Route::Service(..) => "POST",
+                Route::Service(..) | Route::Event(..) => "POST",
             };
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,

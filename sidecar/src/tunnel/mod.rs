@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use config::TunnelConfig;
 use connect::Connector;
+use edgeway_protocol::basetype::{BaseType, Quality};
 use edgeway_runtime::ConfigError;
 use outbox::{Outbox, Update};
 use session::{Session, SessionError};
@@ -109,6 +110,18 @@ impl Tunnel {
             connectors,
             shutdown.clone(),
         ))];
+        let sink = tunnel.clone();
+        registry.set_event_sink(Box::new(move |e| {
+            sink.push(Update {
+                thing: e.thing.into(),
+                property: e.event.into(),
+                base_type: BaseType::Infotable,
+                value: serde_json::Value::Object(e.data),
+                time_ms: e.time_ms,
+                quality: Quality::Good,
+                event: true,
+            });
+        }));
         tasks.push(tokio::spawn(collect_lua_changes(
             tunnel.clone(),
             registry.lua().subscribe(),
@@ -250,6 +263,7 @@ async fn collect_lua_changes(
                     value: c.value.value,
                     time_ms: c.value.time_ms,
                     quality: c.value.quality,
+                    event: false,
                 });
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {

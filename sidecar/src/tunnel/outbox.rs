@@ -1,4 +1,4 @@
-//! Store-and-forward of property updates: an update leaves the outbox only when the platform
+//! Store-and-forward of property updates and events: an entry leaves the outbox only when the platform
 //! acknowledged it, survives disconnects (resent in order) and, when persisted, restarts.
 //!
 //! Persistence is an append-only JSON-lines log plus an acknowledgement watermark (the highest
@@ -51,6 +51,11 @@ pub struct Update {
     /// Sample quality.
     #[serde(rename = "q")]
     pub quality: Quality,
+    /// An event, not a property value: `property` is the event name and `value` the JSON
+    /// object of its data (`base_type` INFOTABLE). Absent from the log for property values, so
+    /// logs written before events existed read unchanged.
+    #[serde(rename = "e", default, skip_serializing_if = "std::ops::Not::not")]
+    pub event: bool,
 }
 
 /// The updates of one thing handed out together: they travel as one request.

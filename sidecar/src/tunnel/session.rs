@@ -15,8 +15,13 @@ use super::downstream::{self, FollowUp};
 use super::outbox::Update;
 use super::Shared;
 use edgeway_protocol::multipart::split_encoded;
-use edgeway_protocol::vtq::{encode_update_subscribed_property_values, read_subscriptions, VtqRef};
-use edgeway_protocol::{split, Header, Message, Primitive, Reassembler, StatusCode, WireType};
+use edgeway_protocol::vtq::{
+    encode_update_subscribed_property_values, read_subscriptions, VtqRef, EVENT_TIME_HEADER,
+};
+use edgeway_protocol::{
+    split, DataShape, FieldDefinition, Header, InfoTable, Message, Primitive, Reassembler,
+    StatusCode, WireType,
+};
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +226,10 @@ impl<'a> Session<'a> {
             let mut seqs = Vec::with_capacity(g.rows.len());
             let mut rows = Vec::with_capacity(g.rows.len());
             for (seq, u) in &g.rows {
+                if u.event {
+                    self.send_event(*seq, u).await?;
+                    continue;
+                }
                 match self.wanted(u).then(|| to_wire(u)).flatten() {
                     Some(v) => {
                         seqs.push(*seq);
@@ -268,6 +277,39 @@ impl<'a> Session<'a> {
         }
         // One flush (one write) for the whole batch, not one per thing.
         self.flush().await
+    }
+
+    /// Sends one queued event as the SDK fires it (POST `<thing>/Events/<name>`, the data as a
+    /// one-row InfoTable), stamped with its firing time in the `eventTime` header so the
+    /// platform recognises a resend. Acknowledged like updates.
+    async fn send_event(&mut self, seq: u64, u: &Update) -> Result<(), SessionError> {
+        let data = match event_table(u) {
+            Some(t) => t,
+            None => {
+                tracing::warn!(thing = %u.thing, event = %u.property, "event data cannot be encoded; dropped");
+                self.shared.metrics.tunnel_rejected(1);
+                self.shared.outbox_mut().ack(vec![seq]);
+                return Ok(());
+            }
+        };
+        let id = self.shared.next_id();
+        let msg = match Message::fire_event(id, &u.thing, &u.property, Some(data)) {
+            Message::Request(mut r) => {
+                r.header.session_id = self.session_id;
+                r.headers
+                    .push((EVENT_TIME_HEADER.to_owned(), u.time_ms.to_string()));
+                Message::Request(r)
+            }
+            other => other,
+        };
+        let frames = split(&msg, self.shared.config.chunk_size)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let size = frames.iter().map(Vec::len).sum();
+        self.in_flight.insert(id, Pending::Updates(vec![seq], size));
+        self.in_flight_bytes += size;
+        self.feed_frames(frames).await?;
+        self.shared.metrics.tunnel_sent(1);
+        Ok(())
     }
 
     fn wanted(&self, u: &Update) -> bool {
@@ -475,6 +517,23 @@ impl<'a> Session<'a> {
 }
 
 /// An outbox entry's value in the protocol's typed form; `None` (logged) when it cannot be.
+/// An event's data as a one-row InfoTable, each field typed from its JSON value.
+fn event_table(u: &Update) -> Option<InfoTable> {
+    let serde_json::Value::Object(data) = &u.value else {
+        return None;
+    };
+    let mut fields = Vec::with_capacity(data.len());
+    let mut row = Vec::with_capacity(data.len());
+    for (name, v) in data {
+        let p = Primitive::infer_json(v).ok()?;
+        fields.push(FieldDefinition::new(name.as_str(), p.wire_type()));
+        row.push(p);
+    }
+    let mut t = InfoTable::new(DataShape::new(fields));
+    t.rows.push(row);
+    Some(t)
+}
+
 fn to_wire(u: &Update) -> Option<Primitive> {
     let wt = WireType::from_base_type(u.base_type);
     match Primitive::from_json(wt, &u.value) {

@@ -8,6 +8,7 @@ fn up(thing: &str, i: i64) -> Update {
         value: serde_json::json!(i),
         time_ms: i,
         quality: Quality::Good,
+        event: false,
     }
 }
 

@@ -17,7 +17,7 @@ use edgeway_protocol::basetype::BaseType;
 
 mod events;
 mod metadata;
-pub use events::{EventSink, FireError, FiredEvent};
+pub use events::FireError;
 
 /// A running simulated fleet: its state, and the read-only schema to name and render updates.
 pub struct SimFleet {
@@ -69,8 +69,6 @@ pub struct Registry {
     /// The `GET /things` body: things and the fleet's shape are fixed at start-up, and building
     /// it per request was two thirds of that route's CPU (callgrind).
     catalogue: OnceLock<Bytes>,
-    /// Where fired events go; set by the tunnel.
-    event_sink: OnceLock<EventSink>,
 }
 
 impl Registry {
@@ -105,7 +103,6 @@ impl Registry {
             lua,
             sim,
             catalogue: OnceLock::new(),
-            event_sink: OnceLock::new(),
         }
     }
 

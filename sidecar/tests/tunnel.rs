@@ -1124,6 +1124,10 @@ properties.Serial = { baseType="STRING", pushType="VALUE", value="SN-1" }
 properties.Load = { baseType="NUMBER", pushType="NEVER", value=3 }
 serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" })
 services.Add = function(me, headers, query, data) return 200, data.a end
+eventDefinitions.Alarm(input { name="text", baseType="STRING" })
+services.Raise = function(me, headers, query, data)
+    assert(me:fireEvent("Alarm", { text = data.text }))
+end
 "#,
     )
     .unwrap();
@@ -1159,6 +1163,31 @@ services.Add = function(me, headers, query, data) return 200, data.a end
             {"edgeName": "Serial", "pushType": "VALUE", "pushThreshold": 0.0},
         ])
     );
+    let alarm = &meta.event_definitions["Alarm"];
+    assert_eq!(
+        alarm.event_data.field_definitions["text"].base_type,
+        "STRING"
+    );
+    // A Lua thing fires an event from a service the platform calls: it comes back up.
+    let r = http(
+        first.rest_addr,
+        "POST",
+        "/api/things/Meter1/services/Raise",
+        &[],
+        r#"{"text": "door open"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    wait_for("the Lua event", 20, || {
+        let r = reg1.clone();
+        async move {
+            r.events("Meter1", Some("Alarm"))
+                .is_some_and(|e| e.len() == 1)
+        }
+    })
+    .await;
+    let fired = reg1.events("Meter1", None).unwrap();
+    assert_eq!(fired[0].data, serde_json::json!({"text": "door open"}));
     let dev = get(first.rest_addr, "/api/things/dev-0/metadata").await;
     assert_eq!(dev.status, 200);
     assert_eq!(

@@ -7,6 +7,7 @@
 
 mod convert;
 mod error;
+mod events;
 mod offload;
 mod pattern;
 mod sandbox;
@@ -212,6 +213,37 @@ pub struct ServiceResult {
     pub output: Option<FieldDef>,
 }
 
+/// An event as defined by `eventDefinitions.X(input{...}, description "...")`: the fields its
+/// data carries (the SDK defines an event as a service without output).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDef {
+    /// Event name.
+    pub name: String,
+    /// Fields of the event data; `fireEvent` checks and coerces them.
+    pub fields: Vec<FieldDef>,
+    /// Free text from `description{...}`.
+    pub description: String,
+}
+
+/// One fired event, on its way to the platform tunnel's outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiredEvent {
+    /// Thing (or simulated device) that fired it.
+    pub thing: String,
+    /// Event name.
+    pub event: String,
+    /// Its data: field name to value (one InfoTable row on the wire).
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Firing time, Unix milliseconds.
+    pub time_ms: i64,
+}
+
+/// Where fired events go (the tunnel's outbox); set once the tunnel exists.
+pub type EventSink = Box<dyn Fn(FiredEvent) + Send + Sync>;
+
+/// Shared by every VM of a [`Things`]: `me:fireEvent` hands events to the sink set here.
+pub type EventHub = Arc<std::sync::OnceLock<EventSink>>;
+
 /// Static description of a thing, for metadata endpoints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThingInfo {
@@ -223,4 +255,6 @@ pub struct ThingInfo {
     pub properties: Vec<PropertyDef>,
     /// Services, sorted by name.
     pub services: Vec<ServiceDef>,
+    /// Events, sorted by name.
+    pub events: Vec<EventDef>,
 }

@@ -2,8 +2,11 @@
 //! `input{}`, `module()`, ...) and turning what the script defined into typed definitions.
 
 use super::convert::{json_to_lua, lua_to_json};
+use super::events::{install_definitions, install_fire, RecordedEvents};
 use super::sandbox::{caller_location, classify, message, Budget};
-use super::{FieldDef, LuaLimits, PropertyDef, PushType, ServiceDef, ThingError};
+use super::{
+    EventDef, EventHub, FieldDef, LuaLimits, PropertyDef, PushType, ServiceDef, ThingError,
+};
 use edgeway_protocol::basetype::BaseType;
 use mlua::{ChunkMode, Function, Lua, Table, Value, Variadic};
 use serde_json::Value as Json;
@@ -25,6 +28,8 @@ pub(crate) struct Instance {
     pub properties: Vec<(PropertyDef, Json)>,
     /// Service definitions, sorted by name.
     pub service_defs: Vec<ServiceDef>,
+    /// Event definitions, sorted by name.
+    pub event_defs: Vec<EventDef>,
     /// Whether the template defines any task.
     pub has_tasks: bool,
 }
@@ -36,6 +41,7 @@ type Recorded = Arc<Mutex<BTreeMap<String, (ServiceDef, String)>>>;
 
 /// Executes `source` (the template at `path`) in `lua` and collects its definitions.
 /// Errors are messages starting with `path:line:` where the line is known.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn instantiate(
     lua: &Lua,
     budget: &Budget,
@@ -44,6 +50,7 @@ pub(crate) fn instantiate(
     template: &str,
     path: &Path,
     source: &[u8],
+    events: &EventHub,
 ) -> Result<Instance, String> {
     let setup = |e: mlua::Error| {
         format!(
@@ -59,6 +66,8 @@ pub(crate) fn instantiate(
     let prop_lines: Locations = Arc::default();
     let recorded: Recorded = Arc::default();
     install_globals(lua, &props, &services, &tasks, &prop_lines, &recorded).map_err(setup)?;
+    let recorded_events: RecordedEvents = Arc::default();
+    install_definitions(lua, &recorded_events, parse_service_def).map_err(setup)?;
 
     refuse_to_be_closed(path, source)?;
     budget.arm();
@@ -87,6 +96,7 @@ pub(crate) fn instantiate(
     me.raw_set("name", thing).map_err(setup)?;
     me.raw_set("template", template).map_err(setup)?;
     me.raw_set("properties", &props).map_err(setup)?;
+    install_fire(lua, &me, &recorded_events, events, limits.max_result_bytes).map_err(setup)?;
 
     let lines = prop_lines
         .lock()
@@ -108,6 +118,12 @@ pub(crate) fn instantiate(
         }
         has_tasks = true;
     }
+    let event_defs = recorded_events
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect();
     Ok(Instance {
         props,
         services,
@@ -115,6 +131,7 @@ pub(crate) fn instantiate(
         me,
         properties,
         service_defs,
+        event_defs,
         has_tasks,
     })
 }

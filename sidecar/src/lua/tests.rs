@@ -1,6 +1,7 @@
 //! Tests against real Lua VMs: template compatibility, push rules, sandbox and limits. Most
 //! run on a one-worker multi-thread runtime, as the sidecar does, so Lua runs inline.
 
+mod events;
 mod hooks_off;
 mod offload;
 

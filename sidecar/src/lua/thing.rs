@@ -7,8 +7,8 @@ use super::sandbox::{classify, message, Budget};
 use super::template::{instantiate, service_function};
 use super::vm::new_vm;
 use super::{
-    LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, PushType, Quality, ServiceDef,
-    ServiceResult, ThingError, ThingInfo, ThingSpec,
+    EventHub, LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, PushType, Quality,
+    ServiceDef, ServiceResult, ThingError, ThingInfo, ThingSpec,
 };
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use serde_json::Value as Json;
@@ -130,6 +130,7 @@ impl Thing {
         path: &Path,
         source: &[u8],
         limits: LuaLimits,
+        events: &EventHub,
     ) -> Result<Thing, LuaError> {
         let thing_err = |message: String| LuaError::Thing {
             thing: spec.name.clone(),
@@ -150,6 +151,7 @@ impl Thing {
             &spec.template,
             path,
             source,
+            events,
         )
         .map_err(|message| LuaError::Template {
             thing: spec.name.clone(),
@@ -198,6 +200,7 @@ impl Thing {
                 template: spec.template.clone(),
                 properties: properties.into_iter().map(|(d, _)| d).collect(),
                 services: inst.service_defs,
+                events: inst.event_defs,
             },
             scan_rate: spec.scan_rate,
             has_tasks: inst.has_tasks,

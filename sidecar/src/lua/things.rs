@@ -9,8 +9,8 @@
 use super::offload;
 use super::thing::{ServiceCall, Thing, Vm};
 use super::{
-    LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, ServiceResult, TemplateSource,
-    ThingError, ThingInfo, ThingSpec,
+    EventHub, EventSink, FiredEvent, LuaError, LuaLimits, PropertyChange, PropertyDef,
+    PropertyValue, ServiceResult, TemplateSource, ThingError, ThingInfo, ThingSpec,
 };
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -43,6 +43,8 @@ pub struct Things {
     prototypes: HashMap<String, Arc<Thing>>,
     changes: broadcast::Sender<PropertyChange>,
     observer: RwLock<Option<Observer>>,
+    /// Where `me:fireEvent` and [`Things::fire_event`] send events.
+    events: EventHub,
 }
 
 impl std::fmt::Debug for Things {
@@ -77,6 +79,7 @@ impl Things {
                 });
             }
         }
+        let events = EventHub::default();
         let mut loaded = HashMap::new();
         for spec in things {
             if loaded.contains_key(&spec.name) {
@@ -92,7 +95,7 @@ impl Things {
                         thing: spec.name.clone(),
                         template: spec.template.clone(),
                     })?;
-            let thing = Thing::load(spec, path, source, limits)?;
+            let thing = Thing::load(spec, path, source, limits, &events)?;
             loaded.insert(spec.name.clone(), Arc::new(thing));
         }
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
@@ -101,6 +104,7 @@ impl Things {
             prototypes: HashMap::new(),
             changes,
             observer: RwLock::new(None),
+            events,
         })
     }
 
@@ -114,6 +118,22 @@ impl Things {
     /// Definitions of one thing's properties and services, or `None` if unknown.
     pub fn describe(&self, thing: &str) -> Option<ThingInfo> {
         self.things.get(thing).map(|t| t.info.clone())
+    }
+
+    /// Sets where fired events go (the tunnel's outbox; once, at start).
+    pub fn set_event_sink(&self, sink: EventSink) {
+        let _ = self.events.set(sink);
+    }
+
+    /// Hands `event` to the sink; false when there is none (no tunnel).
+    pub fn fire_event(&self, event: FiredEvent) -> bool {
+        match self.events.get() {
+            Some(sink) => {
+                sink(event);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Installs the metrics observer (replacing any previous one).
@@ -305,7 +325,7 @@ impl Things {
             scan_rate: Duration::from_secs(1),
             properties: serde_json::Map::new(),
         };
-        let thing = Thing::load(&spec, &template.path, &source, limits)?;
+        let thing = Thing::load(&spec, &template.path, &source, limits, &self.events)?;
         self.prototypes
             .insert(template.name.clone(), Arc::new(thing));
         Ok(())

@@ -7,23 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::Registry;
-use crate::lua::ThingError;
-
-/// One fired event, as the registry hands it to the tunnel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FiredEvent {
-    /// Thing that fired it.
-    pub thing: String,
-    /// Event name.
-    pub event: String,
-    /// Its data: field name to value (one InfoTable row on the wire).
-    pub data: Map<String, Value>,
-    /// Firing time, Unix milliseconds.
-    pub time_ms: i64,
-}
-
-/// Where fired events go: the tunnel's outbox.
-pub type EventSink = Box<dyn Fn(FiredEvent) + Send + Sync>;
+use crate::lua::{EventSink, FiredEvent, ThingError};
 
 /// Why an event was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +24,10 @@ pub enum FireError {
 }
 
 impl Registry {
-    /// Sets where fired events go (the tunnel, once, at start).
+    /// Sets where fired events go (the tunnel, once, at start): for these calls and for
+    /// `me:fireEvent` in templates.
     pub fn set_event_sink(&self, sink: EventSink) {
-        let _ = self.event_sink.set(sink);
+        self.lua.set_event_sink(sink);
     }
 
     /// Fires `event` of `thing` with `data`; once this returns, the event is in the outbox.
@@ -58,14 +43,17 @@ impl Registry {
         if event.is_empty() || event.len() > 256 || event.chars().any(char::is_control) {
             return Err(FireError::BadName(event.to_owned()));
         }
-        let sink = self.event_sink.get().ok_or(FireError::NoTunnel)?;
-        sink(FiredEvent {
+        let fired = self.lua.fire_event(FiredEvent {
             thing: thing.to_owned(),
             event: event.to_owned(),
             data,
             time_ms: now_ms(),
         });
-        Ok(())
+        if fired {
+            Ok(())
+        } else {
+            Err(FireError::NoTunnel)
+        }
     }
 }
 

@@ -6,18 +6,23 @@
 use serde_json::{json, Map};
 
 use edgeway_protocol::metadata::{
-    FieldDefinition, OutputDefinition, PropertyDefinition, ServiceDefinition, ShapeDefinition,
-    ThingMetadata,
+    EventDefinition, FieldDefinition, OutputDefinition, PropertyDefinition, ServiceDefinition,
+    ShapeDefinition, ThingMetadata,
 };
 
 use super::Registry;
-use crate::lua::{FieldDef, PropertyDef, PushType, ServiceDef};
+use crate::lua::{EventDef, FieldDef, PropertyDef, PushType, ServiceDef};
 
 impl Registry {
     /// The definitions of `thing`, or `None` when no such thing runs here.
     pub fn metadata(&self, thing: &str) -> Option<ThingMetadata> {
         if let Some(info) = self.lua.describe(thing) {
-            return Some(describe(thing, &info.properties, &info.services));
+            return Some(describe(
+                thing,
+                &info.properties,
+                &info.services,
+                &info.events,
+            ));
         }
         let (sim, _) = self.device(thing)?;
         // Simulated values change on every tick: each is pushed (ALWAYS).
@@ -33,17 +38,23 @@ impl Registry {
                 description: String::new(),
             })
             .collect();
-        let services = sim
+        let template = sim
             .schema
             .template()
-            .and_then(|t| self.lua.describe_prototype(t))
-            .map(|info| info.services.clone())
+            .and_then(|t| self.lua.describe_prototype(t));
+        let (services, events) = template
+            .map(|info| (info.services.clone(), info.events.clone()))
             .unwrap_or_default();
-        Some(describe(thing, &properties, &services))
+        Some(describe(thing, &properties, &services, &events))
     }
 }
 
-fn describe(thing: &str, properties: &[PropertyDef], services: &[ServiceDef]) -> ThingMetadata {
+fn describe(
+    thing: &str,
+    properties: &[PropertyDef],
+    services: &[ServiceDef],
+    events: &[EventDef],
+) -> ThingMetadata {
     ThingMetadata {
         name: thing.to_owned(),
         property_definitions: properties
@@ -54,6 +65,7 @@ fn describe(thing: &str, properties: &[PropertyDef], services: &[ServiceDef]) ->
             .iter()
             .map(|s| (s.name.clone(), service(s)))
             .collect(),
+        event_definitions: events.iter().map(|e| (e.name.clone(), event(e))).collect(),
         ..ThingMetadata::default()
     }
 }
@@ -111,5 +123,23 @@ fn service(s: &ServiceDef) -> ServiceDefinition {
                 .to_owned(),
             field_definitions: Default::default(),
         }),
+    }
+}
+
+/// An event as `getMetadataService` writes it: the data shape under `EventData`, named after
+/// the event (`aspects.dataShape`).
+fn event(e: &EventDef) -> EventDefinition {
+    EventDefinition {
+        name: e.name.clone(),
+        description: e.description.clone(),
+        aspects: Map::new(),
+        event_data: ShapeDefinition {
+            field_definitions: e
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), field(f)))
+                .collect(),
+            aspects: Map::from_iter([("dataShape".to_owned(), json!(e.name))]),
+        },
     }
 }

@@ -452,6 +452,12 @@ pub struct SimulationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "sim_properties_schema")]
     pub properties: Vec<serde_json::Value>,
+    /// Events devices fire when a numeric property crosses a threshold (the sidecar's
+    /// `simulation.events`): `{name, property, above}` or `{name, property, below}`; the data
+    /// is `{property, value}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub events: Vec<edgeway_sidecar::sim::SimEventConfig>,
 }
 
 /// Pull policy of the containers' images.

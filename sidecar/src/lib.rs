@@ -116,18 +116,43 @@ fn start_simulation(
                 _ = shutdown.changed() => return,
             };
             let Some(t) = &tunnel else { continue };
-            t.push_many(batch.iter().filter_map(|u| {
-                let (name, base_type) = props.get(usize::from(u.property))?;
-                Some(tunnel::outbox::Update {
-                    thing: Arc::from(schema.name(u.device)),
-                    property: name.clone(),
-                    base_type: *base_type,
-                    value: schema.value_json(u),
-                    time_ms: u.time_ms,
-                    quality: u.quality,
-                    event: false,
-                })
-            }));
+            t.push_many(
+                batch
+                    .iter()
+                    .flat_map(|u| {
+                        let Some((name, base_type)) = props.get(usize::from(u.property)) else {
+                            return [None, None];
+                        };
+                        let thing: Arc<str> = Arc::from(schema.name(u.device));
+                        let value = schema.value_json(u);
+                        // A crossed threshold fires its event right after the value that crossed it.
+                        let event = u
+                            .event
+                            .and_then(|e| schema.events().get(usize::from(e)))
+                            .map(|e| tunnel::outbox::Update {
+                                thing: thing.clone(),
+                                property: Arc::from(e.name.as_str()),
+                                base_type: edgeway_protocol::basetype::BaseType::Infotable,
+                                value: serde_json::json!({"property": &**name, "value": value}),
+                                time_ms: u.time_ms,
+                                quality: u.quality,
+                                event: true,
+                            });
+                        [
+                            Some(tunnel::outbox::Update {
+                                thing,
+                                property: name.clone(),
+                                base_type: *base_type,
+                                value,
+                                time_ms: u.time_ms,
+                                quality: u.quality,
+                                event: false,
+                            }),
+                            event,
+                        ]
+                    })
+                    .flatten(),
+            );
         }
     });
     vec![driver, forward]

@@ -1299,3 +1299,45 @@ async fn events_fired_while_the_platform_is_down_arrive_once_and_in_order() {
     sidecar.shutdown().await;
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn simulated_devices_fire_threshold_events_to_the_platform() {
+    let setup = Setup::new("tunnel-sim-events");
+    let platform = start_platform(&setup.yaml("")).await;
+    write_key(&setup.dir, APP_KEY);
+    let ca = setup.dir.join("platform-ca.crt");
+    std::fs::write(&ca, &setup.ca.pem).unwrap();
+    let extra = format!("  server:\n    ca: {}\n", ca.display());
+    let yaml = sidecar_yaml(&setup.dir, 2, 50, &url(platform.alwayson_addr), &extra).replace(
+        "tunnel:\n",
+        "  events:\n    - {name: High, property: n, above: 3.5}\ntunnel:\n",
+    );
+    let sidecar = start_sidecar(&yaml).await;
+    let reg = platform.registry.clone();
+    wait_for("both devices' threshold events", 20, || {
+        let r = reg.clone();
+        async move {
+            (0..2).all(|i| {
+                r.events(&format!("dev-{i}"), Some("High"))
+                    .is_some_and(|e| !e.is_empty())
+            })
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..2 {
+        let events = reg.events(&format!("dev-{i}"), None).unwrap();
+        assert_eq!(events.len(), 1, "one crossing, one event: {events:?}");
+        assert_eq!(
+            events[0].data,
+            serde_json::json!({"property": "n", "value": 4.0})
+        );
+    }
+    let meta = reg.metadata("dev-0").unwrap();
+    assert_eq!(
+        meta.event_definitions["High"].event_data.field_definitions["value"].base_type,
+        "NUMBER"
+    );
+    sidecar.shutdown().await;
+    platform.shutdown().await;
+}

@@ -233,6 +233,7 @@ fn simulation(sim: &SimulationSpec) -> Result<SimulationConfig, ConfigError> {
     let mut doc = serde_json::json!({
         "count": sim.count,
         "properties": sim.properties,
+        "events": sim.events,
     });
     if let Some(p) = &sim.name_prefix {
         doc["namePrefix"] = p.clone().into();

@@ -413,6 +413,30 @@ fn simulation_errors_name_the_spec_field() {
         "properties": [{"name": "t", "baseType": "NUMBER", "generator": {"kind": "sine", "amplitude": 3}}]}}));
     let e = render(&gw.spec).unwrap_err();
     assert!(e.field.starts_with("spec.simulation.properties[0]"), "{e}");
+    let gw = gateway(serde_json::json!({"simulation": {"count": 10,
+        "properties": [{"name": "t", "baseType": "NUMBER", "generator": {"kind": "sine", "min": 0, "max": 1, "periodMs": 1000}}],
+        "events": [{"name": "Hot", "property": "x", "above": 1}]}}));
+    let e = render(&gw.spec).unwrap_err();
+    assert_eq!(e.field, "spec.simulation.events[0].property", "{e}");
+}
+
+#[test]
+fn simulation_events_reach_every_pod() {
+    let mut gw = simulated();
+    gw.spec.simulation.as_mut().unwrap().events = vec![serde_json::from_value(
+        serde_json::json!({"name": "Hot", "property": "t", "above": 9}),
+    )
+    .unwrap()];
+    let config = render(&gw.spec).unwrap();
+    let files = config_files(&gw.spec, &names(), &config).unwrap();
+    for (key, text) in &files {
+        let sim = SidecarConfig::parse(text, key).unwrap().simulation.unwrap();
+        assert_eq!(sim.events.len(), 1, "{key}");
+        assert_eq!(
+            (sim.events[0].name.as_str(), sim.events[0].above),
+            ("Hot", Some(9.0))
+        );
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use edgeway_protocol::metadata::{
 
 use super::Registry;
 use crate::lua::{EventDef, FieldDef, PropertyDef, PushType, ServiceDef};
+use edgeway_protocol::basetype::BaseType;
 
 impl Registry {
     /// The definitions of `thing`, or `None` when no such thing runs here.
@@ -42,9 +43,26 @@ impl Registry {
             .schema
             .template()
             .and_then(|t| self.lua.describe_prototype(t));
-        let (services, events) = template
+        let (services, mut events) = template
             .map(|info| (info.services.clone(), info.events.clone()))
             .unwrap_or_default();
+        // Threshold events carry the property's name and the value that crossed.
+        events.extend(sim.schema.events().iter().map(|e| EventDef {
+            name: e.name.clone(),
+            fields: vec![
+                FieldDef {
+                    name: "property".into(),
+                    base_type: BaseType::String,
+                    description: String::new(),
+                },
+                FieldDef {
+                    name: "value".into(),
+                    base_type: BaseType::Number,
+                    description: String::new(),
+                },
+            ],
+            description: format!("{} crossed its threshold", e.property),
+        }));
         Some(describe(thing, &properties, &services, &events))
     }
 }

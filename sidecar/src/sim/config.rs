@@ -31,6 +31,28 @@ pub struct SimulationConfig {
     /// What every device reports.
     #[serde(default)]
     pub properties: Vec<SimPropertyConfig>,
+    /// Events devices fire when a numeric property crosses a threshold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<SimEventConfig>,
+}
+
+/// An event a device fires when a new value of `property` crosses a threshold: with `above`,
+/// when the previous value was at most `above` and the new one is over it; with `below`, when
+/// the previous value was at least `below` and the new one is under it. The event's data is
+/// `{property: <name>, value: <new value>}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SimEventConfig {
+    /// Event name.
+    pub name: String,
+    /// The NUMBER, INTEGER or LONG property watched (one event per property).
+    pub property: String,
+    /// Fire on rising over this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// Fire on falling under this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
 }
 
 /// A half-open range of global device indexes.
@@ -158,6 +180,58 @@ impl SimulationConfig {
                 ));
             }
             prop.validate_at(&at)?;
+        }
+        for (i, ev) in self.events.iter().enumerate() {
+            let at = |f: &str| format!("{path}.events[{i}].{f}");
+            if ev.name.is_empty() || ev.name.len() > 256 || !ev.name.chars().all(name_char) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    format!(
+                        "{:?} is not a valid event name (letters, digits, '_', '-', '.')",
+                        ev.name
+                    ),
+                ));
+            }
+            let Some(prop) = self.properties.iter().find(|p| p.name == ev.property) else {
+                return Err(ConfigError::new(
+                    at("property"),
+                    format!("no simulated property {:?}", ev.property),
+                ));
+            };
+            if !matches!(
+                prop.base_type,
+                BaseType::Number | BaseType::Integer | BaseType::Long
+            ) {
+                return Err(ConfigError::new(
+                    at("property"),
+                    format!(
+                        "{:?} is a {}; thresholds need NUMBER, INTEGER or LONG",
+                        prop.name, prop.base_type
+                    ),
+                ));
+            }
+            if self.events[..i].iter().any(|o| o.property == ev.property) {
+                return Err(ConfigError::new(
+                    at("property"),
+                    format!(
+                        "{:?} already has an event; one event per property",
+                        ev.property
+                    ),
+                ));
+            }
+            match (ev.above, ev.below) {
+                (Some(t), None) | (None, Some(t)) if t.is_finite() => {}
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        at("above"),
+                        "give `above` or `below`, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(ConfigError::new(at("above"), "give `above` or `below`"))
+                }
+                _ => return Err(ConfigError::new(at("above"), "must be a finite number")),
+            }
         }
         Ok(())
     }

@@ -80,6 +80,35 @@ pub struct FleetSchema {
     bool_map: Vec<(f64, f64, f64)>,
     /// Per property: the STRING constant, if it is one.
     text: Vec<Option<Arc<str>>>,
+    /// Events, indexed by [`Update::event`].
+    events: Vec<SimEvent>,
+    /// Per property: its event's index and threshold, if one watches it.
+    watch: Vec<Option<(u16, Threshold)>>,
+}
+
+/// A simulated event: fired by a device when `property` crosses its threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimEvent {
+    /// Event name.
+    pub name: String,
+    /// The watched property.
+    pub property: String,
+}
+
+/// When a watched value fires its event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Threshold {
+    Above(f64),
+    Below(f64),
+}
+
+impl Threshold {
+    fn crossed(self, before: f64, after: f64) -> bool {
+        match self {
+            Threshold::Above(t) => before <= t && after > t,
+            Threshold::Below(t) => before >= t && after < t,
+        }
+    }
 }
 
 impl FleetSchema {
@@ -96,6 +125,11 @@ impl FleetSchema {
     /// The Lua template the devices expose, if any.
     pub fn template(&self) -> Option<&str> {
         self.template.as_deref()
+    }
+
+    /// Event definitions, indexed by [`Update::event`].
+    pub fn events(&self) -> &[SimEvent] {
+        &self.events
     }
 
     /// Property definitions, indexed by [`Update::property`].
@@ -274,6 +308,30 @@ impl Fleet {
                 .collect(),
             bool_map,
             text,
+            events: cfg
+                .events
+                .iter()
+                .map(|e| SimEvent {
+                    name: e.name.clone(),
+                    property: e.property.clone(),
+                })
+                .collect(),
+            watch: cfg
+                .properties
+                .iter()
+                .map(|p| {
+                    let (i, e) = cfg
+                        .events
+                        .iter()
+                        .enumerate()
+                        .find(|(_, e)| e.property == p.name)?;
+                    let t = match (e.above, e.below) {
+                        (Some(t), _) => Threshold::Above(t),
+                        (None, t) => Threshold::Below(t.unwrap_or_default()),
+                    };
+                    Some((i as u16, t)) // at most one event per property, checked by validate
+                })
+                .collect(),
         });
         Ok(Fleet {
             schema,
@@ -390,6 +448,12 @@ impl Fleet {
                             }
                         }
                     };
+                    let value = self.schema.output(qi, raw);
+                    let event = self.schema.watch[qi].and_then(|(e, t)| {
+                        let before = self.schema.output(qi, self.values[idx]);
+                        // The first value of a device has no predecessor to cross from.
+                        (self.times[idx] != 0 && t.crossed(before, value)).then_some(e)
+                    });
                     self.values[idx] = raw;
                     self.times[idx] = time_ms;
                     self.qualities[idx] = quality_to_u8(quality);
@@ -399,9 +463,10 @@ impl Fleet {
                     sink(Update {
                         device,
                         property: q,
-                        value: self.schema.output(qi, raw),
+                        value,
                         time_ms,
                         quality,
+                        event,
                     });
                     produced += 1;
                 }

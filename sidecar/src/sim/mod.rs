@@ -21,9 +21,9 @@ mod bench;
 #[cfg(test)]
 mod tests;
 
-pub use config::{QualityConfig, ShardRange, SimPropertyConfig, SimulationConfig};
+pub use config::{QualityConfig, ShardRange, SimEventConfig, SimPropertyConfig, SimulationConfig};
 pub use driver::spawn;
-pub use fleet::{Fleet, FleetSchema, FleetStats, Reading, SimProperty, WriteError};
+pub use fleet::{Fleet, FleetSchema, FleetStats, Reading, SimEvent, SimProperty, WriteError};
 pub use generator::{CsvColumn, GeneratorConfig};
 
 /// Quality is the sidecar's shared type, so updates pass to the tunnel unchanged.
@@ -63,4 +63,7 @@ pub struct Update {
     pub time_ms: i64,
     /// Quality of this reading.
     pub quality: Quality,
+    /// The event this value fired (index into [`FleetSchema::events`]): it crossed the
+    /// event's threshold.
+    pub event: Option<u16>,
 }

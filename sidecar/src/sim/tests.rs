@@ -407,3 +407,59 @@ fn invalid_configs_are_refused_by_fleet_new() {
     let e = Fleet::new(&cfg(json!({"count": 0}))).err().unwrap();
     assert_eq!(e.to_string(), "simulation.count: must be positive");
 }
+
+#[test]
+fn a_value_crossing_its_threshold_fires_the_event_once_per_crossing() {
+    // A counter 0, 1, 2, ... per 100 ms: above 2.5 it crosses once, between 2 and 3.
+    let mut f = Fleet::new(&cfg(json!({
+        "namePrefix": "d-",
+        "count": 2,
+        "properties": [
+            {"name": "n", "baseType": "INTEGER", "intervalMs": 100,
+             "generator": {"kind": "counter", "start": 0, "step": 1}}
+        ],
+        "events": [{"name": "High", "property": "n", "above": 2.5}]
+    })))
+    .unwrap();
+    assert_eq!(f.schema().events()[0].name, "High");
+    let updates: Vec<Update> = run(&mut f, 100, 1_000).into_iter().flatten().collect();
+    let fired: Vec<(u32, f64)> = updates
+        .iter()
+        .filter(|u| u.event == Some(0))
+        .map(|u| (u.device, u.value))
+        .collect();
+    assert_eq!(fired, [(0, 3.0), (1, 3.0)], "each device fires once, on 3");
+}
+
+#[test]
+fn falling_under_fires_and_the_first_value_never_does() {
+    // Starts at 5 (already under 10: no predecessor, no event) and rises; never falls under.
+    let mut f = Fleet::new(&cfg(json!({
+        "count": 1,
+        "properties": [
+            {"name": "n", "baseType": "NUMBER", "intervalMs": 100,
+             "generator": {"kind": "counter", "start": 5, "step": 1}}
+        ],
+        "events": [{"name": "Low", "property": "n", "below": 10}]
+    })))
+    .unwrap();
+    let updates: Vec<Update> = run(&mut f, 100, 1_000).into_iter().flatten().collect();
+    assert!(updates.iter().all(|u| u.event.is_none()));
+    // A step of -1 from 12 falls under 10 between 10 and 9.
+    let mut f = Fleet::new(&cfg(json!({
+        "count": 1,
+        "properties": [
+            {"name": "n", "baseType": "NUMBER", "intervalMs": 100,
+             "generator": {"kind": "counter", "start": 12, "step": -1}}
+        ],
+        "events": [{"name": "Low", "property": "n", "below": 10}]
+    })))
+    .unwrap();
+    let updates: Vec<Update> = run(&mut f, 100, 1_000).into_iter().flatten().collect();
+    let fired: Vec<f64> = updates
+        .iter()
+        .filter(|u| u.event.is_some())
+        .map(|u| u.value)
+        .collect();
+    assert_eq!(fired, [9.0]);
+}

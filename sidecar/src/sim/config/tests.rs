@@ -288,3 +288,30 @@ fn string_constants_and_type_checks() {
     assert_eq!(e.field, "simulation.properties[2].generator.value");
     assert_eq!(e.message, "expected STRING, got the number 3");
 }
+
+#[test]
+fn event_errors_name_the_field() {
+    let with = |events: serde_json::Value| {
+        let mut v = base();
+        v["events"] = events;
+        parse(v).unwrap().validate().unwrap_err()
+    };
+    let e = with(json!([{"name": "E", "property": "nope", "above": 1}]));
+    assert_eq!(e.field, "simulation.events[0].property");
+    let e = with(json!([{"name": "E", "property": "on", "above": 1}]));
+    assert!(e.message.contains("BOOLEAN"), "{e}");
+    let e = with(json!([{"name": "E", "property": "count"}]));
+    assert_eq!(e.field, "simulation.events[0].above");
+    let e = with(json!([{"name": "E", "property": "count", "above": 1, "below": 0}]));
+    assert!(e.message.contains("not both"), "{e}");
+    let e = with(json!([
+        {"name": "E", "property": "count", "above": 1},
+        {"name": "F", "property": "count", "below": 0}
+    ]));
+    assert_eq!(e.field, "simulation.events[1].property");
+    let e = with(json!([{"name": "", "property": "count", "above": 1}]));
+    assert_eq!(e.field, "simulation.events[0].name");
+    let mut ok = base();
+    ok["events"] = json!([{"name": "Hot", "property": "temperature", "above": 29}]);
+    parse(ok).unwrap().validate().unwrap();
+}

@@ -6,6 +6,7 @@ pub mod criteria;
 pub mod insecure;
 pub mod peer;
 pub mod pin;
+mod pkcs12;
 pub mod reload;
 mod signatures;
 
@@ -60,13 +61,17 @@ pub fn load_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static
 
 /// Reads the first PEM private key (PKCS#8, PKCS#1 or SEC1) from a file; an encrypted PKCS#8
 /// key (`ENCRYPTED PRIVATE KEY`, PBES2 as `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes it) is
-/// decrypted with the first line of `passphrase_file` (the EMS `key_passphrase`).
+/// decrypted with the first line of `passphrase_file` (the EMS `key_passphrase`). A PKCS#12
+/// bundle (DER) gives its private key, opened with the same passphrase.
 pub fn load_key(
     path: &Path,
     field: &str,
     passphrase_file: Option<&Path>,
 ) -> Result<PrivateKeyDer<'static>, ConfigError> {
     let bytes = read(path, field)?;
+    if pkcs12::looks_like(&bytes) {
+        return pkcs12::open(&bytes, path, field, passphrase_file).map(|(key, _)| key);
+    }
     if let Some(der) = encrypted_pkcs8(&bytes) {
         return decrypt_key(&der, path, field, passphrase_file);
     }
@@ -139,6 +144,27 @@ fn read(path: &Path, field: &str) -> Result<Vec<u8>, ConfigError> {
         .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))
 }
 
+/// The certificate chain (leaf first) that goes with a key: PEM certificates, or the chain of
+/// a PKCS#12 bundle opened with `passphrase_file` (so `cert` and `key` may name one `.p12`).
+pub fn load_cert_chain(
+    path: &Path,
+    field: &str,
+    passphrase_file: Option<&Path>,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let bytes = read(path, field)?;
+    if !pkcs12::looks_like(&bytes) {
+        return load_certs(path, field);
+    }
+    let (_, certs) = pkcs12::open(&bytes, path, field, passphrase_file)?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            format!("the PKCS#12 bundle {} holds no certificate", path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
 /// A CA bundle as a root store; every certificate must be a usable trust anchor.
 pub fn load_roots(path: &Path, field: &str) -> Result<RootCertStore, ConfigError> {
     let mut roots = RootCertStore::empty();
@@ -172,8 +198,9 @@ pub struct ServerMaterial {
 pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMaterial, ConfigError> {
     let provider = provider();
     let f = |name: &str| format!("{prefix}.{name}");
-    let certs = load_certs(&tls.cert, &f("cert"))?;
-    let key = load_key(&tls.key, &f("key"), tls.key_passphrase_file.as_deref())?;
+    let passphrase = tls.key_passphrase_file.as_deref();
+    let certs = load_cert_chain(&tls.cert, &f("cert"), passphrase)?;
+    let key = load_key(&tls.key, &f("key"), passphrase)?;
     let not_after = not_after(&certs[0]).unwrap_or(0);
 
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())

@@ -55,3 +55,77 @@ fn encrypted_keys_open_with_the_right_passphrase_only() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A key and its self-signed certificate bundled by `openssl pkcs12 -export` with `extra` args.
+fn p12(d: &Path, name: &str, passphrase: &str, extra: &[&str]) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["device-1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (kp, cp, pp) = (d.join("k.pem"), d.join("c.pem"), d.join("pass"));
+    std::fs::write(&kp, key.serialize_pem()).unwrap();
+    std::fs::write(&cp, cert.pem()).unwrap();
+    std::fs::write(&pp, passphrase).unwrap();
+    let out = d.join(name);
+    let ok = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-inkey"])
+        .arg(&kp)
+        .arg("-in")
+        .arg(&cp)
+        .arg("-out")
+        .arg(&out)
+        .arg("-passout")
+        .arg(format!("file:{}", pp.display()))
+        .args(extra)
+        .status()
+        .expect("openssl is installed")
+        .success();
+    assert!(ok, "openssl pkcs12 {extra:?}");
+    (out, key.serialize_der(), cert.der().to_vec())
+}
+
+#[test]
+fn pkcs12_bundles_give_key_and_chain_with_the_right_passphrase() {
+    let d = dir("p12");
+    // OpenSSL 3's default (PBES2, AES-256, HMAC-SHA256) and the legacy 3DES/SHA-1 layout of
+    // bundles made by OpenSSL 1.x, which EMS installations carry.
+    for (name, extra) in [
+        ("modern.p12", &[][..]),
+        ("legacy.p12", &["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1"][..]),
+    ] {
+        let (bundle, key_der, cert_der) = p12(&d, name, "p12-secret", extra);
+        let pass = d.join("pass-ok");
+        std::fs::write(&pass, "p12-secret\n").unwrap();
+        let key = load_key(&bundle, "tls.key", Some(&pass)).unwrap();
+        assert_eq!(key.secret_der(), key_der.as_slice(), "{name}");
+        let chain = load_cert_chain(&bundle, "tls.cert", Some(&pass)).unwrap();
+        assert_eq!(chain.len(), 1);
+        assert_eq!(chain[0].as_ref(), cert_der.as_slice(), "{name}");
+
+        let wrong = d.join("pass-wrong");
+        std::fs::write(&wrong, "nope\n").unwrap();
+        let e = load_key(&bundle, "tls.key", Some(&wrong)).unwrap_err();
+        assert_eq!(e.field, "tls.key");
+        assert!(e.message.contains("pass-wrong") && e.message.contains(name), "{e}");
+        assert!(!e.message.contains("p12-secret") && !e.message.contains("nope"), "{e}");
+        let e = load_key(&bundle, "tls.key", None).unwrap_err();
+        assert!(e.message.contains("empty passphrase"), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_server_config_is_built_from_one_pkcs12_bundle() {
+    let d = dir("p12-server");
+    let (bundle, _, _) = p12(&d, "server.p12", "s", &[]);
+    let pass = d.join("pp");
+    std::fs::write(&pass, "s\n").unwrap();
+    let tls: TlsConfig = serde_json::from_value(serde_json::json!({
+        "cert": bundle, "key": bundle, "keyPassphraseFile": pass, "clientAuth": "off"
+    }))
+    .unwrap();
+    let m = build_server_config(&tls, "server.tls").unwrap();
+    assert!(m.not_after > 0);
+    let _ = std::fs::remove_dir_all(&d);
+}

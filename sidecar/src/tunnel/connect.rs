@@ -14,7 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::config::TunnelConfig;
 use edgeway_runtime::tls::PinMode;
 use edgeway_runtime::tls::{
-    criteria::CriteriaVerifier, insecure::AnyServerCert, load_certs, load_key, load_roots,
+    criteria::CriteriaVerifier, insecure::AnyServerCert, load_cert_chain, load_certs, load_key, load_roots,
     pin::PinnedVerifier, provider,
 };
 use edgeway_runtime::ConfigError;
@@ -245,7 +245,11 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
     };
     match &cfg.client_cert {
         Some(c) => {
-            let certs = load_certs(&c.cert, "tunnel.clientCert.cert")?;
+            let certs = load_cert_chain(
+                &c.cert,
+                "tunnel.clientCert.cert",
+                c.key_passphrase_file.as_deref(),
+            )?;
             let key = load_key(
                 &c.key,
                 "tunnel.clientCert.key",

@@ -314,8 +314,12 @@ fn spki_raw(der: &[u8]) -> Result<Vec<u8>, CertError> {
 
 /// Parses the first certificate of a PEM chain.
 pub fn inspect(cert_pem: &str) -> Result<LeafInfo, CertError> {
-    let der = first_cert_der(cert_pem, "certificate")?;
-    let (_, x509) = x509_parser::parse_x509_certificate(&der).map_err(|e| CertError::Parse {
+    inspect_der(&first_cert_der(cert_pem, "certificate")?)
+}
+
+/// Parses one DER certificate.
+pub fn inspect_der(der: &[u8]) -> Result<LeafInfo, CertError> {
+    let (_, x509) = x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse {
         what: "certificate",
         message: e.to_string(),
     })?;

@@ -218,6 +218,14 @@ pub struct ClientCertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: Option<String>,
+    /// How `secretName` holds the key: `pem` (`tls.crt` + `tls.key`) or `pkcs12`
+    /// (`keystore.p12`; the EMS `certificates.key_file` `.p12`).
+    #[serde(default, skip_serializing_if = "KeyFormat::is_pem")]
+    pub secret_format: KeyFormat,
+    /// Passphrase of an encrypted `tls.key` or of `keystore.p12` in `secretName` (the EMS
+    /// `certificates.key_passphrase`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_passphrase_secret: Option<SecretKeyRef>,
 }
 
 /// The offline queue of the tunnel.
@@ -282,6 +290,40 @@ pub struct GatewayServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub tls_secret_name: Option<String>,
+    /// How `tlsSecretName` holds the key: `pem` (`tls.crt` + `tls.key`) or `pkcs12`
+    /// (`keystore.p12`, as cert-manager's `keystores.pkcs12` or an EMS `key_file` `.p12`).
+    #[serde(default, skip_serializing_if = "KeyFormat::is_pem")]
+    pub tls_secret_format: KeyFormat,
+    /// Passphrase of an encrypted `tls.key` or of `keystore.p12` in `tlsSecretName` (the EMS
+    /// `http_server.passphrase`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key_passphrase_secret: Option<SecretKeyRef>,
+}
+
+/// How a user-supplied TLS Secret holds its key and certificate.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyFormat {
+    /// `tls.crt` and `tls.key` (PEM; the key may be encrypted PKCS#8).
+    #[default]
+    Pem,
+    /// `keystore.p12`: key and chain in one PKCS#12 bundle.
+    Pkcs12,
+}
+
+impl KeyFormat {
+    /// Whether this is the default.
+    pub fn is_pem(&self) -> bool {
+        *self == KeyFormat::Pem
+    }
+
+    /// The Secret keys of the certificate and the key.
+    pub fn files(self) -> (&'static str, &'static str) {
+        match self {
+            KeyFormat::Pem => ("tls.crt", "tls.key"),
+            KeyFormat::Pkcs12 => ("keystore.p12", "keystore.p12"),
+        }
+    }
 }
 
 /// HTTP basic authentication.
@@ -570,6 +612,8 @@ impl Default for GatewayServerSpec {
             oauth: None,
             identity_header: default_identity_header(),
             tls_secret_name: None,
+            tls_secret_format: KeyFormat::Pem,
+            tls_key_passphrase_secret: None,
         }
     }
 }

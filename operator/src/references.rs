@@ -31,6 +31,16 @@ pub async fn check(
     {
         secret_keys.push(("spec.platform.proxy.credentialsSecret", &r.name, &r.key));
     }
+    if let Some(r) = &s.server.tls_key_passphrase_secret {
+        secret_keys.push(("spec.server.tlsKeyPassphraseSecret", &r.name, &r.key));
+    }
+    if let Some(r) = &s.platform.client_certificate.key_passphrase_secret {
+        secret_keys.push((
+            "spec.platform.clientCertificate.keyPassphraseSecret",
+            &r.name,
+            &r.key,
+        ));
+    }
     let mut files: Vec<(&str, &FileSource)> = Vec::new();
     if let Some(ca) = &s.platform.server_verification.ca {
         files.push(("spec.platform.serverVerification.ca", ca));
@@ -158,6 +168,15 @@ pub fn secrets(gw: &EdgeGateway) -> Vec<String> {
     );
     out.extend(s.server.tls_secret_name.clone());
     out.extend(s.platform.client_certificate.secret_name.clone());
+    out.extend(
+        [
+            &s.server.tls_key_passphrase_secret,
+            &s.platform.client_certificate.key_passphrase_secret,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|r| r.name.clone()),
+    );
     out
 }
 

@@ -9,7 +9,7 @@ use kube::Api;
 
 use crate::certs::{self, Ca, CaDecision, LeafDecision, Lifetime, Usage, HOUR};
 use crate::context::{apply, kube_err, publish, publish_about, Context, Error};
-use crate::crd::{CertificateStatus, EdgeGateway};
+use crate::crd::{CertificateStatus, EdgeGateway, KeyFormat, SecretKeyRef};
 use crate::resources::{self, Names, NamespaceCa, FIELD_MANAGER};
 use crate::status::Problem;
 
@@ -158,7 +158,11 @@ pub async fn ensure_certificates(
     let leaves = [
         (
             "server",
-            spec.server.tls_secret_name.clone(),
+            spec.server.tls_secret_name.clone().map(|n| UserTls {
+                name: n,
+                format: spec.server.tls_secret_format,
+                passphrase: spec.server.tls_key_passphrase_secret.clone(),
+            }),
             names.server_tls(),
             names.service(),
             names.server_dns_names(),
@@ -167,7 +171,19 @@ pub async fn ensure_certificates(
         ),
         (
             "client",
-            spec.platform.client_certificate.secret_name.clone(),
+            spec.platform
+                .client_certificate
+                .secret_name
+                .clone()
+                .map(|n| UserTls {
+                    name: n,
+                    format: spec.platform.client_certificate.secret_format,
+                    passphrase: spec
+                        .platform
+                        .client_certificate
+                        .key_passphrase_secret
+                        .clone(),
+                }),
             names.client_tls(),
             names.client_common_name(),
             Vec::new(),
@@ -177,7 +193,7 @@ pub async fn ensure_certificates(
     ];
     for (label, given, issued_name, cn, dns, usage, issuer) in leaves {
         let status = match given {
-            Some(secret) => match user_certificate(ctx, &names.namespace, &secret).await? {
+            Some(tls) => match user_certificate(ctx, &names.namespace, &tls).await? {
                 Ok(s) => s,
                 Err(p) => return Ok(Err(p)),
             },
@@ -299,11 +315,19 @@ async fn ensure_leaf(
 }
 
 /// Reads a user-provided TLS Secret (e.g. cert-manager's) without changing it.
+/// A user-supplied TLS Secret: its name, how it holds the key, and the key's passphrase.
+struct UserTls {
+    name: String,
+    format: KeyFormat,
+    passphrase: Option<SecretKeyRef>,
+}
+
 async fn user_certificate(
     ctx: &Context,
     ns: &str,
-    name: &str,
+    tls: &UserTls,
 ) -> Result<Result<CertificateStatus, Problem>, Error> {
+    let name = tls.name.as_str();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let Some(secret) = api
         .get_opt(name)
@@ -315,16 +339,56 @@ async fn user_certificate(
             format!("TLS Secret {ns}/{name} not found"),
         )));
     };
-    let (Some(cert), Some(_)) = (
-        secret_text(&secret, "tls.crt"),
-        secret_text(&secret, "tls.key"),
-    ) else {
-        return Ok(Err(Problem::new(
-            "InvalidSecret",
-            format!("TLS Secret {ns}/{name} needs tls.crt and tls.key"),
-        )));
+    let leaf = match tls.format {
+        KeyFormat::Pem => {
+            let (Some(cert), Some(_)) = (
+                secret_text(&secret, "tls.crt"),
+                secret_text(&secret, "tls.key"),
+            ) else {
+                return Ok(Err(Problem::new(
+                    "InvalidSecret",
+                    format!("TLS Secret {ns}/{name} needs tls.crt and tls.key"),
+                )));
+            };
+            certs::inspect(&cert)
+        }
+        KeyFormat::Pkcs12 => {
+            let Some(bundle) = secret.data.as_ref().and_then(|d| d.get("keystore.p12")) else {
+                return Ok(Err(Problem::new(
+                    "InvalidSecret",
+                    format!("TLS Secret {ns}/{name} needs keystore.p12"),
+                )));
+            };
+            // The passphrase's own Secret is checked (present, has the key) with the other
+            // references; a missing one reads as empty here and fails the integrity check.
+            let passphrase = match &tls.passphrase {
+                Some(r) => api
+                    .get_opt(&r.name)
+                    .await
+                    .map_err(kube_err("get", "Secret", &r.name))?
+                    .and_then(|s| secret_text(&s, &r.key))
+                    .map(|t| t.lines().next().unwrap_or_default().to_owned())
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            match edgeway_runtime::tls::pkcs12::open_bytes(&bundle.0, &passphrase) {
+                Ok((_, chain)) if !chain.is_empty() => certs::inspect_der(&chain[0]),
+                Ok(_) => {
+                    return Ok(Err(Problem::new(
+                        "InvalidSecret",
+                        format!("TLS Secret {ns}/{name}: keystore.p12 holds no certificate"),
+                    )))
+                }
+                Err(e) => {
+                    return Ok(Err(Problem::new(
+                        "InvalidSecret",
+                        format!("TLS Secret {ns}/{name}: keystore.p12 {e}"),
+                    )))
+                }
+            }
+        }
     };
-    Ok(match certs::inspect(&cert) {
+    Ok(match leaf {
         Ok(info) => Ok(CertificateStatus {
             name: "server".into(),
             secret_name: name.into(),

@@ -13,7 +13,7 @@ use edgeway_operator::certs::{self, Ca, Usage};
 use edgeway_operator::controller::reconcile;
 use edgeway_operator::crd::{EdgeGateway, KeyAlgorithm};
 use edgeway_operator::resources::{NamespaceCa, CONFIG_KEY};
-use edgeway_operator::status::{condition, CONFIG_VALID, READY};
+use edgeway_operator::status::{condition, CERTIFICATES_READY, CONFIG_VALID, READY};
 use edgeway_sidecar::config::SidecarConfig;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -871,6 +871,110 @@ async fn an_existing_cert_manager_style_secret_is_used_as_is() {
         (cert.secret_name.as_str(), cert.renewal_time.as_deref()),
         ("from-cert-manager", None)
     );
+    delete_namespace(&client, &ns).await;
+}
+
+/// A Secret holding only `keystore.p12` (as an EMS `key_file` or cert-manager's
+/// `keystores.pkcs12` gives it), its passphrase in another Secret: the operator reads the
+/// bundle's leaf for the status, and a wrong passphrase is a condition naming the Secret.
+#[tokio::test]
+async fn a_pkcs12_keystore_secret_is_read_with_its_passphrase() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "p12").await;
+    prerequisites(&client, &ns).await;
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let issuer = Ca::generate("EMS CA", now, 30 * 24 * 3600).unwrap();
+    let leaf = issuer
+        .issue(
+            "gw",
+            &["gw".into()],
+            Usage::Server,
+            KeyAlgorithm::EcdsaP256,
+            now,
+            24 * 3600,
+        )
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("edgeway-cluster-p12-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("k.pem"), &leaf.key_pem).unwrap();
+    std::fs::write(dir.join("c.pem"), &leaf.cert_pem).unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:ems-pass", "-inkey"])
+        .arg(dir.join("k.pem"))
+        .arg("-in")
+        .arg(dir.join("c.pem"))
+        .arg("-out")
+        .arg(dir.join("b.p12"))
+        .status()
+        .expect("openssl is installed")
+        .success();
+    assert!(ok);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let mut bundle = Secret::default();
+    bundle.metadata.name = Some("ems-https".into());
+    bundle.data = Some(BTreeMap::from([(
+        "keystore.p12".to_string(),
+        ByteString(std::fs::read(dir.join("b.p12")).unwrap()),
+    )]));
+    secrets
+        .create(&PostParams::default(), &bundle)
+        .await
+        .unwrap();
+    let pass = |p: &str| {
+        let mut s = Secret::default();
+        s.metadata.name = Some("ems-pass".into());
+        s.string_data = Some(BTreeMap::from([("http".to_string(), p.to_string())]));
+        s
+    };
+    secrets
+        .create(&PostParams::default(), &pass("ems-pass"))
+        .await
+        .unwrap();
+    let gws: Api<EdgeGateway> = Api::namespaced(client.clone(), &ns);
+    create_gateway(
+        &client,
+        &ns,
+        &gateway(
+            "gw",
+            serde_json::json!({"spec": {"server": {"tlsSecretName": "ems-https",
+                "tlsSecretFormat": "pkcs12",
+                "tlsKeyPassphraseSecret": {"name": "ems-pass", "key": "http"}}}}),
+        ),
+    )
+    .await;
+    reconcile(Arc::new(get(&gws, "gw").await), context(&client))
+        .await
+        .expect("reconcile");
+    let st = get(&gws, "gw").await.status.unwrap();
+    let cert = st
+        .certificates
+        .iter()
+        .find(|c| c.name == "server")
+        .unwrap_or_else(|| panic!("{st:?}"));
+    let expected = certs::rfc3339(certs::inspect(&leaf.cert_pem).unwrap().not_after);
+    assert_eq!(
+        (cert.secret_name.as_str(), cert.not_after.as_str()),
+        ("ems-https", expected.as_str())
+    );
+
+    secrets
+        .replace("ems-pass", &PostParams::default(), &pass("not-it"))
+        .await
+        .unwrap();
+    let _ = reconcile(Arc::new(get(&gws, "gw").await), context(&client)).await;
+    let st = get(&gws, "gw").await.status.unwrap();
+    let ready = condition(Some(&st), CERTIFICATES_READY).expect("CertificatesReady condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSecret")
+    );
+    assert!(
+        ready.message.contains("ems-https") && ready.message.contains("keystore.p12"),
+        "{ready:?}"
+    );
+    assert!(!ready.message.contains("not-it"), "{ready:?}");
+    let _ = std::fs::remove_dir_all(&dir);
     delete_namespace(&client, &ns).await;
 }
 

@@ -147,3 +147,72 @@ async fn every_example_runs_in_local_mode() {
         let _ = std::fs::remove_dir_all(&opts.state_dir);
     }
 }
+
+/// The quickstart serving a PKCS#12 bundle from a Secret (`keystore.p12`, as cert-manager's
+/// `keystores.pkcs12` or an EMS `key_file` gives it) with its passphrase from another Secret.
+#[tokio::test]
+async fn a_pkcs12_server_keystore_with_a_passphrase_secret_serves() {
+    use base64::Engine;
+    let dir = std::env::temp_dir().join(format!("edgeway-p12-manifests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("k.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("c.pem"), cert.pem()).unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-passout",
+            "pass:bundle-pass",
+            "-inkey",
+        ])
+        .arg(dir.join("k.pem"))
+        .arg("-in")
+        .arg(dir.join("c.pem"))
+        .arg("-out")
+        .arg(dir.join("b.p12"))
+        .status()
+        .expect("openssl is installed")
+        .success();
+    assert!(ok);
+    let bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join("b.p12")).unwrap());
+    let good = std::fs::read_to_string(repo().join("examples/quickstart.yaml")).unwrap();
+    let manifest = |passphrase: &str| {
+        let gw = good.replace(
+            "    port: 8443\n",
+            "    port: 8443\n    tlsSecretName: quickstart-tls\n    tlsSecretFormat: pkcs12\n    tlsKeyPassphraseSecret: {name: quickstart-tls-pass, key: passphrase}\n",
+        );
+        format!(
+            "{gw}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: quickstart-tls\ndata:\n  keystore.p12: {bundle}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: quickstart-tls-pass\nstringData:\n  passphrase: {passphrase}\n"
+        )
+    };
+    let file = dir.join("p12.yaml");
+    std::fs::write(&file, manifest("bundle-pass")).unwrap();
+    let opts = options(vec![file.clone()], "p12");
+    run(opts.clone()).await.unwrap();
+    let served = std::fs::read(opts.state_dir.join("quickstart/server-tls/keystore.p12")).unwrap();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.encode(served),
+        bundle
+    );
+
+    std::fs::write(&file, manifest("wrong-pass")).unwrap();
+    let msg = run(options(vec![file], "p12-wrong"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("keystore.p12") && msg.contains("passphrase"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("wrong-pass"),
+        "the passphrase is never shown: {msg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,7 +14,7 @@ use super::manifests::Manifests;
 use super::state::{write, CertFiles, LeafRequest, State};
 use super::{free_or_any, lifetime, lua_sources, now, LocalError, LocalPod, Platform};
 use crate::certs::{Lifetime, Usage};
-use crate::crd::EdgeGateway;
+use crate::crd::{EdgeGateway, KeyFormat, SecretKeyRef};
 use crate::resources::config::{pod_count, render, shard};
 use crate::resources::{generate_basic_credentials, Names, NamespaceCa, BASIC_USER};
 
@@ -96,13 +96,19 @@ fn certificates(g: &Gateway<'_>) -> Result<(CertFiles, CertFiles), LocalError> {
             .map_err(LocalError::Setup)
     };
     let server = match &spec.server.tls_secret_name {
-        Some(secret) => tls_secret(
-            g.m,
-            "spec.server.tlsSecretName",
-            secret,
-            &g.dir.join("server-tls"),
-        )
-        .map_err(|e| g.bad(e))?,
+        Some(secret) => {
+            let u = UserTls {
+                field: "spec.server.tlsSecretName",
+                secret,
+                format: spec.server.tls_secret_format,
+                passphrase: spec
+                    .server
+                    .tls_key_passphrase_secret
+                    .as_ref()
+                    .map(|r| ("spec.server.tlsKeyPassphraseSecret", r)),
+            };
+            tls_secret(g.m, &u, &g.dir.join("server-tls")).map_err(|e| g.bad(e))?
+        }
         None => issue(
             "server",
             &names.service(),
@@ -112,13 +118,19 @@ fn certificates(g: &Gateway<'_>) -> Result<(CertFiles, CertFiles), LocalError> {
         )?,
     };
     let client = match &spec.platform.client_certificate.secret_name {
-        Some(secret) => tls_secret(
-            g.m,
-            "spec.platform.clientCertificate.secretName",
-            secret,
-            &g.dir.join("client-tls"),
-        )
-        .map_err(|e| g.bad(e))?,
+        Some(secret) => {
+            let c = &spec.platform.client_certificate;
+            let u = UserTls {
+                field: "spec.platform.clientCertificate.secretName",
+                secret,
+                format: c.secret_format,
+                passphrase: c
+                    .key_passphrase_secret
+                    .as_ref()
+                    .map(|r| ("spec.platform.clientCertificate.keyPassphraseSecret", r)),
+            };
+            tls_secret(g.m, &u, &g.dir.join("client-tls")).map_err(|e| g.bad(e))?
+        }
         None => issue(
             "client",
             &names.client_common_name(),
@@ -141,6 +153,7 @@ fn server_tls(
     };
     tls.cert = server.cert.clone();
     tls.key = server.key.clone();
+    tls.key_passphrase_file = server.passphrase.clone();
     tls.client_ca = match (&g.gw.spec.server.client_ca, tls.client_auth) {
         (_, ClientAuthMode::Off) => None,
         (Some(src), _) => {
@@ -262,7 +275,7 @@ fn tunnel(
     t.client_cert = Some(ClientCert {
         cert: client.cert.clone(),
         key: client.key.clone(),
-        key_passphrase_file: None,
+        key_passphrase_file: client.passphrase.clone(),
     });
     t.timing.startup_jitter_ms = 0;
     if let Platform::Local(_) = platform {
@@ -371,12 +384,48 @@ async fn start_pod(
 }
 
 /// Writes a user-provided `kubernetes.io/tls` Secret's `tls.crt`/`tls.key` into `dir`.
-fn tls_secret(m: &Manifests, field: &str, secret: &str, dir: &Path) -> Result<CertFiles, String> {
-    let files = CertFiles {
-        cert: dir.join("tls.crt"),
-        key: dir.join("tls.key"),
+/// A user-supplied TLS Secret of the manifests: its name, key format and passphrase.
+struct UserTls<'a> {
+    field: &'a str,
+    secret: &'a str,
+    format: KeyFormat,
+    passphrase: Option<(&'a str, &'a SecretKeyRef)>,
+}
+
+fn tls_secret(m: &Manifests, u: &UserTls<'_>, dir: &Path) -> Result<CertFiles, String> {
+    let passphrase = match u.passphrase {
+        Some((field, r)) => {
+            let text = m.secret(field, &r.name, &r.key)?;
+            let file = dir.join("passphrase");
+            write(&file, text.lines().next().unwrap_or_default(), true)?;
+            Some(file)
+        }
+        None => None,
     };
-    write(&files.cert, &m.secret(field, secret, "tls.crt")?, false)?;
-    write(&files.key, &m.secret(field, secret, "tls.key")?, true)?;
+    let files = match u.format {
+        KeyFormat::Pem => {
+            let files = CertFiles {
+                cert: dir.join("tls.crt"),
+                key: dir.join("tls.key"),
+                passphrase,
+            };
+            write(&files.cert, m.secret(u.field, u.secret, "tls.crt")?, false)?;
+            write(&files.key, m.secret(u.field, u.secret, "tls.key")?, true)?;
+            files
+        }
+        KeyFormat::Pkcs12 => {
+            let bundle = dir.join("keystore.p12");
+            write(
+                &bundle,
+                m.secret_bytes(u.field, u.secret, "keystore.p12")?,
+                true,
+            )?;
+            CertFiles {
+                cert: bundle.clone(),
+                key: bundle,
+                passphrase,
+            }
+        }
+    };
     Ok(files)
 }

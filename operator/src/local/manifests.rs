@@ -142,6 +142,19 @@ impl Manifests {
         secret_text(s, key).ok_or_else(|| format!("{field}: Secret {name:?} has no key {key:?}"))
     }
 
+    /// The bytes of a Secret's key (binary keys such as `keystore.p12`).
+    pub fn secret_bytes(&self, field: &str, name: &str, key: &str) -> Result<Vec<u8>, String> {
+        let s = self
+            .secrets
+            .get(name)
+            .ok_or_else(|| format!("{field}: Secret {name:?} is not in the manifests"))?;
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+            .ok_or_else(|| format!("{field}: Secret {name:?} has no key {key:?}"))
+    }
+
     /// A key of a ConfigMap, or an error naming the field that referenced it.
     pub fn config_map(&self, field: &str, name: &str, key: &str) -> Result<String, String> {
         let c = self

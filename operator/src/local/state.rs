@@ -46,8 +46,10 @@ pub struct LeafRequest<'a> {
 pub struct CertFiles {
     /// PEM certificate.
     pub cert: PathBuf,
-    /// PEM key (mode 0600).
+    /// PEM key (mode 0600), or the PKCS#12 bundle holding both.
     pub key: PathBuf,
+    /// File with the key's passphrase (mode 0600), for an encrypted key or a bundle.
+    pub passphrase: Option<PathBuf>,
 }
 
 impl State {
@@ -96,6 +98,7 @@ impl State {
         let files = CertFiles {
             cert: dir.join(format!("{stem}.crt")),
             key: dir.join(format!("{stem}.key")),
+            passphrase: None,
         };
         let existing = match (
             std::fs::read_to_string(&files.cert),
@@ -149,7 +152,7 @@ fn open_ca(dir: &Path, stem: &str, common_name: &str, now: i64) -> Result<Ca, St
 }
 
 /// Writes a file; secrets get mode 0600.
-pub fn write(path: &Path, text: &str, secret: bool) -> Result<(), String> {
+pub fn write(path: &Path, text: impl AsRef<[u8]>, secret: bool) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }

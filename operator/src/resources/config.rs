@@ -22,7 +22,7 @@ use edgeway_sidecar::tunnel::config::{
 };
 
 use super::{Names, CONFIG_KEY};
-use crate::crd::{EdgeGatewaySpec, SimulationSpec};
+use crate::crd::{EdgeGatewaySpec, KeyFormat, SimulationSpec};
 
 /// Where the ConfigMap is mounted.
 pub const CONFIG_DIR: &str = "/etc/edgeway/config";
@@ -36,6 +36,30 @@ pub const CLIENT_CA_FILE: &str = "ca.crt";
 pub const CLIENT_TLS_DIR: &str = "/etc/edgeway/tls/client";
 /// Where the platform's CA bundle or pinned certificate is mounted (file `ca.crt`/`pinned.crt`).
 pub const PLATFORM_DIR: &str = "/etc/edgeway/platform";
+/// Where the passphrase of a user-supplied server key is mounted (file `passphrase`).
+pub const SERVER_KEY_PASSPHRASE_DIR: &str = "/etc/edgeway/tls/server-passphrase";
+/// Where the passphrase of a user-supplied client key is mounted (file `passphrase`).
+pub const CLIENT_KEY_PASSPHRASE_DIR: &str = "/etc/edgeway/tls/client-passphrase";
+
+/// The Secret keys of a certificate and key: a format and a passphrase only make sense for a
+/// user-supplied Secret (issued ones are PEM and unencrypted).
+fn user_key_files(
+    at: &str,
+    user_secret: bool,
+    format: KeyFormat,
+    passphrase: bool,
+    fields: (&str, &str),
+) -> Result<(&'static str, &'static str), ConfigError> {
+    let only = "only with a user-supplied Secret: issued certificates are PEM and unencrypted";
+    if !user_secret && !format.is_pem() {
+        return Err(ConfigError::new(format!("{at}.{}", fields.0), only));
+    }
+    if !user_secret && passphrase {
+        return Err(ConfigError::new(format!("{at}.{}", fields.1), only));
+    }
+    Ok(format.files())
+}
+
 /// Where the proxy credentials are mounted (file `credentials`).
 pub const PROXY_DIR: &str = "/etc/edgeway/proxy";
 /// Where the app key is mounted (file `app-key`).
@@ -100,10 +124,20 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
         Some(_) => path(CLIENT_CA_DIR, CLIENT_CA_FILE),
         None => path(SERVER_TLS_DIR, "ca.crt"),
     });
+    let (cert, key) = user_key_files(
+        "spec.server",
+        server.tls_secret_name.is_some(),
+        server.tls_secret_format,
+        server.tls_key_passphrase_secret.is_some(),
+        ("tlsSecretFormat", "tlsKeyPassphraseSecret"),
+    )?;
     c.server.tls = Some(TlsConfig {
-        cert: path(SERVER_TLS_DIR, "tls.crt"),
-        key: path(SERVER_TLS_DIR, "tls.key"),
-        key_passphrase_file: None,
+        cert: path(SERVER_TLS_DIR, cert),
+        key: path(SERVER_TLS_DIR, key),
+        key_passphrase_file: server
+            .tls_key_passphrase_secret
+            .as_ref()
+            .map(|_| path(SERVER_KEY_PASSPHRASE_DIR, "passphrase")),
         client_auth: server.client_auth,
         client_ca,
         pinned_peers: Vec::new(),
@@ -203,10 +237,21 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
         insecure_skip_verify: v.insecure == Some(true),
         criteria: v.criteria.clone(),
     };
+    let c = &p.client_certificate;
+    let (cert, key) = user_key_files(
+        "spec.platform.clientCertificate",
+        c.secret_name.is_some(),
+        c.secret_format,
+        c.key_passphrase_secret.is_some(),
+        ("secretFormat", "keyPassphraseSecret"),
+    )?;
     t.client_cert = Some(ClientCert {
-        cert: path(CLIENT_TLS_DIR, "tls.crt"),
-        key: path(CLIENT_TLS_DIR, "tls.key"),
-        key_passphrase_file: None,
+        cert: path(CLIENT_TLS_DIR, cert),
+        key: path(CLIENT_TLS_DIR, key),
+        key_passphrase_file: c
+            .key_passphrase_secret
+            .as_ref()
+            .map(|_| path(CLIENT_KEY_PASSPHRASE_DIR, "passphrase")),
     });
     t.insecure_plaintext = false;
     t.proxy = p.proxy.as_ref().map(|x| ProxyConfig {

@@ -287,6 +287,74 @@ fn a_proxy_is_rendered_and_its_credentials_mounted() {
 }
 
 #[test]
+fn user_keystores_and_passphrases_are_rendered_and_mounted() {
+    let gw = gateway(serde_json::json!({
+        "server": {"tlsSecretName": "ems-https", "tlsSecretFormat": "pkcs12",
+                   "tlsKeyPassphraseSecret": {"name": "ems-pass", "key": "http"}},
+        "platform": {"clientCertificate": {"secretName": "ems-client",
+                   "keyPassphraseSecret": {"name": "ems-pass", "key": "client"}}}
+    }));
+    let config = render(&gw.spec).unwrap();
+    let tls = config.server.tls.unwrap();
+    assert_eq!(
+        tls.cert.to_str(),
+        Some("/etc/edgeway/tls/server/keystore.p12")
+    );
+    assert_eq!(tls.key, tls.cert, "one bundle holds both");
+    assert_eq!(
+        tls.key_passphrase_file.unwrap().to_str(),
+        Some("/etc/edgeway/tls/server-passphrase/passphrase")
+    );
+    let client = config.tunnel.unwrap().client_cert.unwrap();
+    assert_eq!(
+        client.key.to_str(),
+        Some("/etc/edgeway/tls/client/tls.key"),
+        "PEM, encrypted"
+    );
+    assert_eq!(
+        client.key_passphrase_file.unwrap().to_str(),
+        Some("/etc/edgeway/tls/client-passphrase/passphrase")
+    );
+    let pod = statefulset(&gw, &names(), "img", "h")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let volumes = pod.volumes.unwrap();
+    for (volume, key) in [
+        ("server-passphrase", "http"),
+        ("client-passphrase", "client"),
+    ] {
+        let v = volumes.iter().find(|v| v.name == volume).expect(volume);
+        let secret = v.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("ems-pass"));
+        let items = secret.items.as_ref().unwrap();
+        assert_eq!(
+            (items[0].key.as_str(), items[0].path.as_str()),
+            (key, "passphrase")
+        );
+    }
+    assert!(crate::references::secrets(&gw).contains(&"ems-pass".to_string()));
+
+    // Issued certificates are PEM and unencrypted: a format or passphrase without a Secret
+    // of one's own is an error naming the field.
+    let e = render(&gateway(serde_json::json!({"server": {"tlsSecretFormat": "pkcs12"}})).spec)
+        .unwrap_err();
+    assert_eq!(e.field, "spec.server.tlsSecretFormat");
+    let e = render(
+        &gateway(serde_json::json!({"platform": {"clientCertificate":
+            {"keyPassphraseSecret": {"name": "p", "key": "k"}}}}))
+        .spec,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.field,
+        "spec.platform.clientCertificate.keyPassphraseSecret"
+    );
+}
+
+#[test]
 fn server_names_cover_the_service_and_every_pod() {
     let n = names();
     let dns = n.server_dns_names();

@@ -24,8 +24,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{
-    ADMIN_PORT, APP_KEY_DIR, BASIC_DIR, CLIENT_CA_DIR, CLIENT_CA_FILE, CLIENT_TLS_DIR, CONFIG_DIR,
-    LUA_DIR, OAUTH_DIR, PLATFORM_DIR, PROXY_DIR, QUEUE_DIR, SERVER_TLS_DIR,
+    ADMIN_PORT, APP_KEY_DIR, BASIC_DIR, CLIENT_CA_DIR, CLIENT_CA_FILE, CLIENT_KEY_PASSPHRASE_DIR,
+    CLIENT_TLS_DIR, CONFIG_DIR, LUA_DIR, OAUTH_DIR, PLATFORM_DIR, PROXY_DIR, QUEUE_DIR,
+    SERVER_KEY_PASSPHRASE_DIR, SERVER_TLS_DIR,
 };
 use super::{
     child_meta, labels, selector_labels, Names, BASIC_USERS_KEY, CONFIG_HASH_ANNOTATION, CONFIG_KEY,
@@ -331,6 +332,23 @@ fn volumes(gw: &EdgeGateway, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
             pinned: Some(p), ..
         } => add(file_volume("platform", p, "pinned.crt"), PLATFORM_DIR, true),
         _ => {}
+    }
+    for (volume, r, dir) in [
+        (
+            "server-passphrase",
+            &spec.server.tls_key_passphrase_secret,
+            SERVER_KEY_PASSPHRASE_DIR,
+        ),
+        (
+            "client-passphrase",
+            &spec.platform.client_certificate.key_passphrase_secret,
+            CLIENT_KEY_PASSPHRASE_DIR,
+        ),
+    ] {
+        if let Some(r) = r {
+            let items = Some(vec![(r.key.clone(), "passphrase".into())]);
+            add(secret_volume(volume, &r.name, items), dir, true);
+        }
     }
     if let Some(r) = spec
         .platform

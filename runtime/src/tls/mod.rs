@@ -6,7 +6,7 @@ pub mod criteria;
 pub mod insecure;
 pub mod peer;
 pub mod pin;
-mod pkcs12;
+pub mod pkcs12;
 pub mod reload;
 mod signatures;
 

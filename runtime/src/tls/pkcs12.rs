@@ -11,7 +11,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::config::ConfigError;
 
 /// Whether `bytes` look like a DER PKCS#12 bundle rather than PEM text.
-pub(crate) fn looks_like(bytes: &[u8]) -> bool {
+pub fn looks_like(bytes: &[u8]) -> bool {
     bytes.first() == Some(&0x30) && !bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
@@ -35,25 +35,26 @@ pub(crate) fn open(
         || "an empty passphrase (no passphrase file is set)".to_owned(),
         |pp| format!("the passphrase in {}", pp.display()),
     );
-    let store = KeyStore::from_pkcs12(bytes, &passphrase, Pkcs12ImportPolicy::Strict)
-        .map_err(|e| {
-            ConfigError::new(
-                field,
-                format!(
-                    "cannot open the PKCS#12 bundle {} with {from}: {e} (a wrong passphrase fails the integrity check)",
-                    path.display()
-                ),
-            )
-        })?;
-    let (_, chain) = store.private_key_chain().ok_or_else(|| {
+    open_bytes(bytes, &passphrase).map_err(|e| {
         ConfigError::new(
             field,
-            format!(
-                "the PKCS#12 bundle {} holds no private key with its certificate",
-                path.display()
-            ),
+            format!("the PKCS#12 bundle {} with {from}: {e}", path.display()),
         )
-    })?;
+    })
+}
+
+/// The key and its chain (leaf first) from a bundle's bytes; the error says what failed.
+pub fn open_bytes(
+    bytes: &[u8],
+    passphrase: &str,
+) -> Result<(PrivateKeyDer<'static>, Vec<CertificateDer<'static>>), String> {
+    let store =
+        KeyStore::from_pkcs12(bytes, passphrase, Pkcs12ImportPolicy::Strict).map_err(|e| {
+            format!("cannot be opened: {e} (a wrong passphrase fails the integrity check)")
+        })?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or("holds no private key with its certificate")?;
     let key = PrivateKeyDer::Pkcs8(chain.key().as_der().to_vec().into());
     let certs = chain
         .certs()

@@ -57,7 +57,12 @@ fn encrypted_keys_open_with_the_right_passphrase_only() {
 }
 
 /// A key and its self-signed certificate bundled by `openssl pkcs12 -export` with `extra` args.
-fn p12(d: &Path, name: &str, passphrase: &str, extra: &[&str]) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
+fn p12(
+    d: &Path,
+    name: &str,
+    passphrase: &str,
+    extra: &[&str],
+) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["device-1".into()])
         .unwrap()
@@ -92,7 +97,17 @@ fn pkcs12_bundles_give_key_and_chain_with_the_right_passphrase() {
     // bundles made by OpenSSL 1.x, which EMS installations carry.
     for (name, extra) in [
         ("modern.p12", &[][..]),
-        ("legacy.p12", &["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1"][..]),
+        (
+            "legacy.p12",
+            &[
+                "-certpbe",
+                "PBE-SHA1-3DES",
+                "-keypbe",
+                "PBE-SHA1-3DES",
+                "-macalg",
+                "sha1",
+            ][..],
+        ),
     ] {
         let (bundle, key_der, cert_der) = p12(&d, name, "p12-secret", extra);
         let pass = d.join("pass-ok");
@@ -107,8 +122,14 @@ fn pkcs12_bundles_give_key_and_chain_with_the_right_passphrase() {
         std::fs::write(&wrong, "nope\n").unwrap();
         let e = load_key(&bundle, "tls.key", Some(&wrong)).unwrap_err();
         assert_eq!(e.field, "tls.key");
-        assert!(e.message.contains("pass-wrong") && e.message.contains(name), "{e}");
-        assert!(!e.message.contains("p12-secret") && !e.message.contains("nope"), "{e}");
+        assert!(
+            e.message.contains("pass-wrong") && e.message.contains(name),
+            "{e}"
+        );
+        assert!(
+            !e.message.contains("p12-secret") && !e.message.contains("nope"),
+            "{e}"
+        );
         let e = load_key(&bundle, "tls.key", None).unwrap_err();
         assert!(e.message.contains("empty passphrase"), "{e}");
     }

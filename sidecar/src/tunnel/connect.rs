@@ -14,8 +14,8 @@ use tokio_tungstenite::WebSocketStream;
 use super::config::TunnelConfig;
 use edgeway_runtime::tls::PinMode;
 use edgeway_runtime::tls::{
-    criteria::CriteriaVerifier, insecure::AnyServerCert, load_cert_chain, load_certs, load_key, load_roots,
-    pin::PinnedVerifier, provider,
+    criteria::CriteriaVerifier, insecure::AnyServerCert, load_cert_chain, load_certs, load_key,
+    load_roots, pin::PinnedVerifier, provider,
 };
 use edgeway_runtime::ConfigError;
 use rustls::client::WebPkiServerVerifier;

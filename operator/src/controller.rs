@@ -259,15 +259,16 @@ async fn running(
             }
         }
     });
-    let answers: Vec<bool> = futures::future::join_all(probes)
+    let answers: Vec<crate::probe::Probe> = futures::future::join_all(probes)
         .await
         .into_iter()
         .flatten()
         .collect();
     let tunnels = (!answers.is_empty()).then(|| status::Tunnels {
-        up: answers.iter().filter(|u| **u).count(),
+        up: answers.iter().filter(|p| p.up).count(),
         answered: answers.len(),
         ready: ready_pods.len(),
+        proxy_failing: answers.iter().filter(|p| !p.up && p.proxy_failing).count(),
     });
     let sim: u32 = ready
         .iter()

@@ -1,5 +1,7 @@
 //! Asking a gateway pod whether its tunnel is up: its admin port's `edgeway_sidecar_tunnel_up`
-//! gauge, read over plain HTTP from the pod IP (the kubelet probes the same port).
+//! gauge, and whether its last connect failed at the HTTP proxy
+//! (`edgeway_sidecar_tunnel_connect_failing{stage="proxy"}`), read over plain HTTP from the pod
+//! IP (the kubelet probes the same port).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,20 +12,31 @@ use hyper_util::rt::TokioIo;
 
 /// The gauge the sidecar sets to 1 while its platform session is established.
 const GAUGE: &str = "edgeway_sidecar_tunnel_up";
+/// Set to 1 by the sidecar while its last connect attempt failed at the proxy.
+const PROXY_FAILING: &str = "edgeway_sidecar_tunnel_connect_failing{stage=\"proxy\"}";
+
+/// What one pod reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Its tunnel is established.
+    pub up: bool,
+    /// Its last connect attempt could not reach (or was refused by) the HTTP proxy.
+    pub proxy_failing: bool,
+}
 
 /// Most of a pod's metrics page the operator reads: the sidecar's is a few KiB, and a tenant's
 /// pod must not make the operator buffer an endless body.
 pub const MAX_METRICS_BYTES: usize = 256 << 10;
 
-/// `Some(up)` from the pod's metrics, `None` when it cannot be asked within `timeout`.
-pub async fn tunnel_up(addr: SocketAddr, timeout: Duration) -> Option<bool> {
+/// What the pod's metrics say, `None` when it cannot be asked within `timeout`.
+pub async fn tunnel_up(addr: SocketAddr, timeout: Duration) -> Option<Probe> {
     tokio::time::timeout(timeout, fetch(addr))
         .await
         .ok()
         .flatten()
 }
 
-async fn fetch(addr: SocketAddr) -> Option<bool> {
+async fn fetch(addr: SocketAddr) -> Option<Probe> {
     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -45,18 +58,21 @@ async fn fetch(addr: SocketAddr) -> Option<bool> {
     parse(&String::from_utf8_lossy(&body))
 }
 
-/// Reads the gauge from OpenMetrics text.
-pub fn parse(text: &str) -> Option<bool> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(GAUGE)?
+/// Reads the gauges from OpenMetrics text; `None` without `tunnel_up`.
+pub fn parse(text: &str) -> Option<Probe> {
+    let value = |name: &str| {
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            l.strip_prefix(name)?
                 .strip_prefix(' ')?
                 .trim()
                 .parse::<f64>()
                 .ok()
         })
-        .map(|v| v >= 1.0)
+    };
+    Some(Probe {
+        up: value(GAUGE)? >= 1.0,
+        proxy_failing: value(PROXY_FAILING).is_some_and(|v| v >= 1.0),
+    })
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub struct Tunnels {
     pub answered: usize,
     /// Pods that are ready.
     pub ready: usize,
+    /// Pods whose tunnel is down because their last connect failed at the HTTP proxy.
+    pub proxy_failing: usize,
 }
 
 /// Builds the status for `obs`, keeping transition times from `previous` where unchanged.
@@ -153,6 +155,15 @@ pub fn build(
             Some(true),
             "TunnelsUp",
             format!("{}/{} pods connected to the platform", t.up, t.ready),
+        ),
+        Some(t) if t.proxy_failing > 0 => cond(
+            CONNECTED,
+            Some(false),
+            "ProxyUnreachable",
+            format!(
+                "{}/{} pods connected; {} cannot reach or are refused by the HTTP proxy (spec.platform.proxy)",
+                t.up, t.ready, t.proxy_failing
+            ),
         ),
         Some(t) => cond(
             CONNECTED,

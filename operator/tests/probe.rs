@@ -50,16 +50,42 @@ async fn probe_reports_the_sidecars_tunnel_state() {
     let admin = sidecar.admin_addr;
     let t = Duration::from_secs(1);
     until("tunnel up", async || {
-        tunnel_up(admin, t).await == Some(true)
+        tunnel_up(admin, t).await.map(|p| p.up) == Some(true)
     })
     .await;
     platform.shutdown().await;
     until("tunnel down", async || {
-        tunnel_up(admin, t).await == Some(false)
+        tunnel_up(admin, t).await.map(|p| p.up) == Some(false)
     })
     .await;
     sidecar.shutdown().await;
     assert_eq!(tunnel_up(admin, t).await, None, "nothing listens any more");
+
+    // Through a proxy that is not there: the probe tells the proxy is the cause.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let proxied = edgeway_sidecar::start(
+        edgeway_sidecar::config::SidecarConfig::parse(
+            &format!(
+                "server:\n  listen: 127.0.0.1:0\n  plaintext: true\nauth:\n  methods: [basic]\n  basic:\n    usersFile: {}\nadmin:\n  listen: 127.0.0.1:0\ntunnel:\n  url: ws://127.0.0.1:9/Thingworx/WS\n  insecurePlaintext: true\n  appKeyFile: {}\n  proxy:\n    address: {gone_addr}\n  timing:\n    startupJitterMs: 0\n    backoffInitialMs: 50\n    backoffMaxMs: 100\n",
+                dir.join("users").display(),
+                dir.join("key").display()
+            ),
+            "t",
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let admin = proxied.admin_addr;
+    until("the proxy reported failing", async || {
+        tunnel_up(admin, t)
+            .await
+            .is_some_and(|p| !p.up && p.proxy_failing)
+    })
+    .await;
+    proxied.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

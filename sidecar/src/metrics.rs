@@ -19,6 +19,16 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// The connect stage that failed (`url`, `dns`, `tcp`, `proxy`, `tls`, `upgrade`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// A stage name.
+    pub stage: &'static str,
+}
+
+/// Connect stages, in the order a connect goes through them.
+pub const CONNECT_STAGES: [&str; 6] = ["url", "dns", "tcp", "proxy", "tls", "upgrade"];
+
 /// A single bounded label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -47,6 +57,7 @@ pub struct Metrics {
     lua_offloaded: Family<KindLabel, Counter>,
     cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
     tunnel_up: Gauge<i64, AtomicI64>,
+    tunnel_connect_failing: Family<StageLabel, Gauge<i64, AtomicI64>>,
     tunnel_disconnects: Family<KindLabel, Counter>,
     tunnel_updates: Family<KindLabel, Counter>,
     tunnel_queue_depth: Gauge<i64, AtomicI64>,
@@ -121,6 +132,12 @@ impl Metrics {
             "1 while the platform tunnel is established",
             tunnel_up.clone(),
         );
+        let tunnel_connect_failing = Family::<StageLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "tunnel_connect_failing",
+            "1 for the stage at which the last connect attempt failed (all 0 once connected); the operator reads stage=\"proxy\" for the gateway's Connected condition",
+            tunnel_connect_failing.clone(),
+        );
         registry.register(
             "tunnel_disconnects",
             "Tunnel sessions lost, by reason",
@@ -143,6 +160,7 @@ impl Metrics {
         );
         Self {
             tunnel_up,
+            tunnel_connect_failing,
             tunnel_disconnects,
             tunnel_updates,
             tunnel_queue_depth,
@@ -221,6 +239,15 @@ impl Metrics {
     /// Marks the tunnel up or down.
     pub fn tunnel_connected(&self, up: bool) {
         self.tunnel_up.set(i64::from(up));
+    }
+
+    /// Marks the stage at which the last connect attempt failed; `None` clears them all.
+    pub fn tunnel_connect_failing(&self, stage: Option<&'static str>) {
+        for s in CONNECT_STAGES {
+            self.tunnel_connect_failing
+                .get_or_create(&StageLabel { stage: s })
+                .set(i64::from(Some(s) == stage));
+        }
     }
 
     /// Counts a lost tunnel session.

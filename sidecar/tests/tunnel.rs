@@ -112,16 +112,17 @@ async fn wait_connected(s: &edgeway_sidecar::Running, what: &str) {
     .await;
 }
 
-/// Waits (10 s at most) for two refused connection attempts; the tunnel must be down.
-async fn wait_refused(s: &edgeway_sidecar::Running, what: &str) {
+/// Waits (10 s at most) for two connect attempts refused at `stage` (`tcp`, `tls`, `proxy`,
+/// ...); the tunnel must be down and the stage marked as failing.
+async fn wait_refused(s: &edgeway_sidecar::Running, stage: &str, what: &str) {
+    let failures = format!("edgeway_sidecar_tunnel_disconnects_total{{kind=\"{stage}\"}}");
     wait_for(what, 10, || async {
-        metric(
-            &sidecar_metrics(s).await,
-            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
-        ) >= 2.0
+        metric(&sidecar_metrics(s).await, &failures) >= 2.0
     })
     .await;
     assert!(!s.tunnel.as_ref().unwrap().connected(), "{what}");
+    let failing = format!("edgeway_sidecar_tunnel_connect_failing{{stage=\"{stage}\"}}");
+    assert_eq!(metric(&sidecar_metrics(s).await, &failing), 1.0, "{what}");
 }
 
 #[tokio::test]
@@ -210,7 +211,7 @@ async fn pinned_platform_certificate_is_accepted_exactly() {
         &extra,
     ))
     .await;
-    wait_refused(&bad, "refused connection attempts").await;
+    wait_refused(&bad, "tls", "refused connection attempts").await;
     bad.shutdown().await;
     platform.shutdown().await;
 }
@@ -274,7 +275,7 @@ async fn certificate_criteria_check_the_platforms_names() {
         "      issuer:\n        organizationalUnit: Plant IT\n",
     ] {
         let bad = start_sidecar(&sidecar_yaml(&setup.dir, 1, 50, &url, &with(wrong))).await;
-        wait_refused(&bad, &format!("refused by the criteria: {wrong}")).await;
+        wait_refused(&bad, "tls", &format!("refused by the criteria: {wrong}")).await;
         bad.shutdown().await;
     }
     platform.shutdown().await;
@@ -307,7 +308,7 @@ async fn a_dead_first_address_fails_over_to_the_next() {
     assert!(
         metric(
             &sidecar_metrics(&s).await,
-            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}"
+            "edgeway_sidecar_tunnel_disconnects_total{kind=\"tcp\"}"
         ) >= 1.0,
         "the first address was tried and failed"
     );
@@ -445,13 +446,7 @@ async fn wrong_app_key_and_wrong_ca_are_refused() {
         &extra,
     ))
     .await;
-    wait_for("TLS refusals", 10, || async {
-        metric(
-            &sidecar_metrics(&s).await,
-            "edgeway_sidecar_tunnel_disconnects_total{kind=\"connection\"}",
-        ) >= 2.0
-    })
-    .await;
+    wait_refused(&s, "tls", "TLS refusals").await;
     assert!(platform.registry.gateways().is_empty());
     s.shutdown().await;
     platform.shutdown().await;
@@ -511,7 +506,7 @@ async fn client_certificate_authenticates_the_gateway() {
         &extra,
     ))
     .await;
-    wait_refused(&bad, "refusals of the rogue certificate").await;
+    wait_refused(&bad, "upgrade", "refusals of the rogue certificate").await;
     bad.shutdown().await;
     platform.shutdown().await;
 }
@@ -1103,8 +1098,20 @@ async fn the_tunnel_goes_through_an_authenticating_http_proxy() {
         &with_creds("edge:wrong\n"),
     ))
     .await;
-    wait_refused(&bad, "refused by the proxy").await;
+    wait_refused(&bad, "proxy", "refused by the proxy").await;
     bad.shutdown().await;
+
+    // A proxy that is not there: the failing stage says so (the gateway's status reads it).
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let unreachable = format!(
+        "  server:\n    ca: {}\n  proxy:\n    address: {gone_addr}\n",
+        ca.display()
+    );
+    let lost = start_sidecar(&sidecar_yaml(&setup.dir, 1, 50, &url, &unreachable)).await;
+    wait_refused(&lost, "proxy", "an unreachable proxy").await;
+    lost.shutdown().await;
     platform.shutdown().await;
 }
 

@@ -3,7 +3,30 @@ use super::*;
 #[test]
 fn reads_the_gauge_and_ignores_look_alikes() {
     let text = "# HELP edgeway_sidecar_tunnel_up x\nedgeway_sidecar_tunnel_up_other 1\nedgeway_sidecar_tunnel_up 1\n";
-    assert_eq!(parse(text), Some(true));
-    assert_eq!(parse("edgeway_sidecar_tunnel_up 0\n"), Some(false));
+    let up = |up, proxy_failing| Some(Probe { up, proxy_failing });
+    assert_eq!(parse(text), up(true, false));
+    assert_eq!(parse("edgeway_sidecar_tunnel_up 0\n"), up(false, false));
     assert_eq!(parse("nothing here\n"), None);
+}
+
+#[test]
+fn reads_a_failing_proxy() {
+    let text = "edgeway_sidecar_tunnel_up 0\n\
+        edgeway_sidecar_tunnel_connect_failing{stage=\"tls\"} 0\n\
+        edgeway_sidecar_tunnel_connect_failing{stage=\"proxy\"} 1\n";
+    assert_eq!(
+        parse(text),
+        Some(Probe {
+            up: false,
+            proxy_failing: true
+        })
+    );
+    let text = text.replace("\"proxy\"} 1", "\"proxy\"} 0");
+    assert_eq!(
+        parse(&text),
+        Some(Probe {
+            up: false,
+            proxy_failing: false
+        })
+    );
 }

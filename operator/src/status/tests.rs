@@ -26,6 +26,7 @@ fn connected_reflects_what_ready_pods_report() {
             up,
             answered,
             ready,
+            proxy_failing: 0,
         }),
         ..obs()
     };
@@ -39,6 +40,18 @@ fn connected_reflects_what_ready_pods_report() {
     assert_eq!(c(&with(1, 2, 2)), ("False".into(), "TunnelDown".into()));
     // A pod that did not answer is not counted as connected.
     assert_eq!(c(&with(1, 1, 2)), ("False".into(), "TunnelDown".into()));
+    // A pod whose proxy is unreachable names the proxy as the cause.
+    let mut proxy = with(1, 2, 2);
+    if let Some(t) = proxy.connected.as_mut() {
+        t.proxy_failing = 1;
+    }
+    assert_eq!(c(&proxy), ("False".into(), "ProxyUnreachable".into()));
+    let s = build(None, &proxy, &t(1));
+    let msg = &condition(Some(&s), CONNECTED).unwrap().message;
+    assert!(
+        msg.contains("spec.platform.proxy") && msg.contains("1/2"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -58,6 +58,20 @@ pub enum ConnectError {
     Proxy(#[from] super::proxy::ProxyError),
 }
 
+impl ConnectError {
+    /// The stage that failed, as a fixed metric label.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            ConnectError::Url(_) => "url",
+            ConnectError::Timeout("DNS") | ConnectError::Resolve { .. } => "dns",
+            ConnectError::Timeout("TCP connect") | ConnectError::Tcp(..) => "tcp",
+            ConnectError::Timeout("TLS handshake") | ConnectError::Tls(..) => "tls",
+            ConnectError::Timeout(_) | ConnectError::Upgrade(_) => "upgrade",
+            ConnectError::Proxy(_) => "proxy",
+        }
+    }
+}
+
 /// Everything needed to connect. The TLS files are read again at every connect, so a renewed
 /// client certificate or CA bundle is used from the next reconnect on without a restart; a
 /// broken file is logged and the last good material is kept.
@@ -132,6 +146,26 @@ impl Connector {
     /// Opens a fresh websocket; DNS is resolved anew on every call. With a proxy, the TCP
     /// connection goes to the proxy, which is asked to `CONNECT` to the platform.
     pub async fn connect(&self) -> Result<Ws, ConnectError> {
+        let proxy = self.config.proxy.as_ref();
+        let tcp = self.first_hop().await.map_err(|e| match (proxy, e) {
+            // Before the CONNECT is answered, every failure is the proxy's.
+            (
+                Some(p),
+                e @ (ConnectError::Resolve { .. }
+                | ConnectError::Tcp(..)
+                | ConnectError::Timeout(_)),
+            ) => super::proxy::ProxyError::Unreachable {
+                proxy: p.address.clone(),
+                reason: e.to_string(),
+            }
+            .into(),
+            (_, e) => e,
+        })?;
+        self.over(tcp).await
+    }
+
+    /// TCP to the platform, or to the proxy and through its `CONNECT`.
+    async fn first_hop(&self) -> Result<TcpStream, ConnectError> {
         let t = self.stage_timeout;
         let target = format!("{}:{}", self.host, self.port);
         let proxy = self.config.proxy.as_ref();
@@ -177,6 +211,13 @@ impl Connector {
                 .await
                 .map_err(|_| ConnectError::Timeout("proxy CONNECT"))??;
         }
+        Ok(tcp)
+    }
+
+    /// TLS (when `wss://`) and the websocket upgrade over `tcp`.
+    async fn over(&self, tcp: TcpStream) -> Result<Ws, ConnectError> {
+        let t = self.stage_timeout;
+        let target = format!("{}:{}", self.host, self.port);
         let stream = match self.current_tls() {
             Some(connector) => {
                 if self.insecure {

@@ -190,6 +190,7 @@ async fn reconnect_loop(
                     attempt = 0;
                     shared.connected.store(true, Ordering::SeqCst);
                     shared.metrics.tunnel_connected(true);
+                    shared.metrics.tunnel_connect_failing(None);
                     tracing::info!(url = %connector.url(), "tunnel up: authenticated and bound");
                     // Stay with this address while it works.
                     current -= 1;
@@ -200,8 +201,12 @@ async fn reconnect_loop(
                 }
                 Err(e) => e,
             },
-            Err(e) => SessionError::Ws(e.to_string()),
+            Err(e) => SessionError::Connect(e.stage(), e.to_string()),
         };
+        shared.metrics.tunnel_connect_failing(match &outcome {
+            SessionError::Connect(stage, _) => Some(stage),
+            _ => None,
+        });
         if matches!(outcome, SessionError::Shutdown) || *shutdown.borrow() {
             return;
         }
@@ -226,6 +231,7 @@ fn reason_label(e: &SessionError) -> &'static str {
         SessionError::BindRefused(_) => "bind_refused",
         SessionError::Timeout(_) => "timeout",
         SessionError::KeepAlive(_) => "keep_alive",
+        SessionError::Connect(stage, _) => stage,
         SessionError::Ws(_) => "connection",
         SessionError::Protocol(_) => "protocol",
         SessionError::Shutdown => "shutdown",

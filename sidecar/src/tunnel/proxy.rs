@@ -24,6 +24,14 @@ pub enum ProxyError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The proxy could not be resolved, connected to, or did not answer `CONNECT` in time.
+    #[error("proxy {proxy} unreachable: {reason}")]
+    Unreachable {
+        /// `host:port` of the proxy.
+        proxy: String,
+        /// What failed.
+        reason: String,
+    },
     /// The proxy answered something other than 200.
     #[error("proxy {proxy} refused CONNECT {target}: {status}")]
     Refused {

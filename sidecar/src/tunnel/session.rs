@@ -38,6 +38,9 @@ pub enum SessionError {
     /// Nothing arrived from the platform within the keep-alive deadline.
     #[error("no answer to keep-alive within {0:?}: connection presumed dead")]
     KeepAlive(Duration),
+    /// A connect attempt failed at `stage` (see `ConnectError::stage`).
+    #[error("{1}")]
+    Connect(&'static str, String),
     /// The websocket failed or closed.
     #[error("websocket: {0}")]
     Ws(String),

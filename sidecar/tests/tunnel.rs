@@ -1348,3 +1348,50 @@ async fn simulated_devices_fire_threshold_events_to_the_platform() {
     sidecar.shutdown().await;
     platform.shutdown().await;
 }
+
+/// The sidecar's keep-alive pings carry a payload: SDK-based platforms' websocket code drops
+/// zero-length frames (docs/protocol.md, "Transport"). Seen by a bare AlwaysOn server that
+/// answers AUTH, BIND and every request with SUCCESS and records the pings.
+#[tokio::test]
+async fn keep_alive_pings_carry_a_payload() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let setup = Setup::new("tunnel-ping");
+    write_key(&setup.dir, APP_KEY);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let mut rx = edgeway_protocol::Reassembler::default();
+        while let Some(Ok(frame)) = ws.next().await {
+            let bytes = match frame {
+                WsMessage::Ping(p) => return p.len(),
+                WsMessage::Binary(b) => b,
+                _ => continue,
+            };
+            let Ok(Some(msg)) = rx.push(&bytes, Instant::now()) else {
+                continue;
+            };
+            let mut header = *msg.header();
+            if matches!(msg, Message::Auth(_)) {
+                header.session_id = 7;
+            }
+            let reply = Message::response(header, StatusCode::SUCCESS, None);
+            for f in edgeway_protocol::split(&reply, 8192).unwrap() {
+                ws.send(WsMessage::Binary(f.into())).await.unwrap();
+            }
+        }
+        0
+    });
+    let url = format!("ws://127.0.0.1:{port}/Thingworx/WS");
+    let yaml = sidecar_yaml(&setup.dir, 1, 60_000, &url, "  insecurePlaintext: true\n");
+    let sidecar = start_sidecar(&yaml).await;
+    let len = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("a ping within the keep-alive interval")
+        .unwrap();
+    assert_eq!(len, edgeway_protocol::ping_payload().len());
+    assert!(len > 0);
+    sidecar.shutdown().await;
+}

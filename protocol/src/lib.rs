@@ -13,7 +13,6 @@
 //! - [`multipart`]: splitting large messages and reassembling chunks.
 //! - [`vtq`]: property pushes (`UpdateSubscribedPropertyValues`) and subscriptions.
 //! - [`metadata`]: thing definitions as `GetMetadata` returns them (JSON in an InfoTable).
-//! - [`compress`]: permessage-deflate contexts as the SDK uses them.
 //!
 //! Golden byte tests (`tests/golden.rs`) and property tests (`tests/properties.rs`) cover the
 //! modules together. Sources for every layout are listed in docs/protocol.md.
@@ -32,7 +31,6 @@
 #![deny(missing_docs)]
 
 pub mod basetype;
-pub mod compress;
 pub mod infotable;
 pub mod message;
 pub mod metadata;
@@ -45,7 +43,6 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use compress::PerMessageDeflate;
 pub use infotable::{Aspect, DataShape, FieldDefinition, InfoTable};
 pub use message::{Auth, Bind, Gateway, Header, Message, Request, Response};
 pub use multipart::{split, split_with, Reassembler, ReassemblerConfig, DEFAULT_CHUNK_SIZE};

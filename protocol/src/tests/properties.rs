@@ -1,7 +1,6 @@
 //! Property tests: round trips for every message and base type, multipart split and
-//! reassembly, compression, and fuzz-style decoding of random and truncated input.
+//! reassembly, and fuzz-style decoding of random and truncated input.
 
-use crate::compress::PerMessageDeflate;
 use crate::multipart::{split, ReassemblerConfig};
 use crate::primitive::StringType;
 use crate::types::Family;
@@ -298,22 +297,6 @@ proptest! {
             }
         }
         prop_assert_eq!(done, Some(m));
-    }
-
-    #[test]
-    fn compression_round_trips(payloads in proptest::collection::vec(
-        proptest::collection::vec(any::<u8>(), 0..2000), 1..5)) {
-        let mut tx = PerMessageDeflate::new(1 << 20);
-        let mut rx = PerMessageDeflate::new(1 << 20);
-        for p in payloads {
-            let c = tx.compress(&p);
-            prop_assert_eq!(rx.decompress(&c).unwrap(), p);
-        }
-    }
-
-    #[test]
-    fn random_deflate_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let _ = PerMessageDeflate::new(4096).decompress(&bytes);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod convert;
 mod error;
 mod events;
+mod lexer;
 mod offload;
 mod pattern;
 mod sandbox;

@@ -186,7 +186,11 @@ async fn checked_lua(
 ) -> Option<Problem> {
     let key = format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any());
     let things = serde_json::to_string(&gw.spec.lua.things).unwrap_or_default();
-    let fingerprint = resources::config_hash(&BTreeMap::from([("things".into(), things)]), sources);
+    let templates = serde_json::to_string(&gw.spec.lua.templates).unwrap_or_default();
+    let fingerprint = resources::config_hash(
+        &BTreeMap::from([("things".into(), things), ("templates".into(), templates)]),
+        sources,
+    );
     let cached = ctx.lua_checks.lock().ok().and_then(|m| {
         m.get(&key)
             .filter(|(f, _)| *f == fingerprint)
@@ -195,7 +199,7 @@ async fn checked_lua(
     if let Some(result) = cached {
         return result;
     }
-    let result = validate::lua(sources).err();
+    let result = validate::lua(&gw.spec, sources).err();
     if let Ok(mut m) = ctx.lua_checks.lock() {
         m.insert(key, (fingerprint, result.clone()));
     }

@@ -413,6 +413,14 @@ pub struct LuaTemplateRef {
     /// Key of the script in the ConfigMap.
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
+    /// Lua dialect: `lsr` (the LSR's Lua 5.1; unknown string escapes keep their character,
+    /// 5.1 library names exist) or `lua54`.
+    #[serde(default, skip_serializing_if = "is_lsr")]
+    pub dialect: edgeway_sidecar::lua::Dialect,
+}
+
+fn is_lsr(d: &edgeway_sidecar::lua::Dialect) -> bool {
+    *d == edgeway_sidecar::lua::Dialect::Lsr
 }
 
 /// One thing: an instance of a template.

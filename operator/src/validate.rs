@@ -8,7 +8,7 @@ use edgeway_sidecar::config::{AuthMethodName, SidecarConfig};
 use edgeway_sidecar::lua::check_template;
 use kube::ResourceExt;
 
-use crate::crd::EdgeGateway;
+use crate::crd::{EdgeGateway, EdgeGatewaySpec};
 use crate::resources::config::{render, ADMIN_PORT};
 use crate::status::Problem;
 
@@ -133,10 +133,14 @@ pub fn images(gw: &EdgeGateway, allowed: &[String]) -> Result<(), Problem> {
 /// never executes tenant code (it holds Secret access for every tenant). What a template's
 /// top-level code does shows when the sidecar loads it (the pod fails to start and says why).
 /// Errors name the file as mounted in the pod, and the line.
-pub fn lua(sources: &BTreeMap<String, String>) -> Result<(), Problem> {
-    for (name, text) in sources {
-        let path = PathBuf::from(crate::resources::config::LUA_DIR).join(format!("{name}.lua"));
-        check_template(&path, text.as_bytes()).map_err(|m| Problem::new("LuaError", m))?;
+pub fn lua(spec: &EdgeGatewaySpec, sources: &BTreeMap<String, String>) -> Result<(), Problem> {
+    for t in &spec.lua.templates {
+        let Some(text) = sources.get(&t.name) else {
+            continue;
+        };
+        let path = PathBuf::from(crate::resources::config::LUA_DIR).join(format!("{}.lua", t.name));
+        check_template(&path, text.as_bytes(), t.dialect)
+            .map_err(|m| Problem::new("LuaError", m))?;
     }
     Ok(())
 }

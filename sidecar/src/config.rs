@@ -165,6 +165,10 @@ pub struct TemplateConfig {
     pub name: String,
     /// Script path.
     pub file: PathBuf,
+    /// Lua dialect: `lsr` (the LSR's Lua 5.1: unknown string escapes keep their character,
+    /// 5.1 library names) or `lua54`.
+    #[serde(default)]
+    pub dialect: crate::lua::Dialect,
 }
 
 /// One thing: an instance of a template.

@@ -260,6 +260,7 @@ async fn load_things(
         .map(|t| TemplateSource {
             name: t.name.clone(),
             path: t.file.clone(),
+            dialect: t.dialect,
         })
         .collect();
     let specs: Vec<ThingSpec> = config

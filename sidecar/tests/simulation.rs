@@ -278,6 +278,7 @@ async fn a_runaway_prototype_call_times_out_and_the_next_device_call_works() {
     let template = TemplateSource {
         name: "probe".into(),
         path: lua,
+        dialect: Default::default(),
     };
     let mut things = Things::load(std::slice::from_ref(&template), &[], limits).unwrap();
     things.load_prototype(&template, limits).unwrap();

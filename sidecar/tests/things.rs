@@ -372,6 +372,7 @@ async fn the_example_config_and_template_load() {
         .map(|t| edgeway_sidecar::lua::TemplateSource {
             name: t.name.clone(),
             path: root.join(&t.file),
+            dialect: t.dialect,
         })
         .collect();
     let specs: Vec<_> = config

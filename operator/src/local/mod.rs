@@ -92,7 +92,7 @@ pub async fn run(opts: LocalOptions) -> Result<(), LocalError> {
         };
         crate::validate::spec(gw).map_err(|p| at(format!("{} ({})", p.message, p.reason)))?;
         let sources = lua_sources(&m, gw).map_err(at)?;
-        crate::validate::lua(&sources).map_err(|p| at(p.message))?;
+        crate::validate::lua(&gw.spec, &sources).map_err(|p| at(p.message))?;
     }
     let platform = match &opts.platform {
         Some(url) => Platform::External(url.clone()),

@@ -180,6 +180,7 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
         .map(|t| TemplateConfig {
             name: t.name.clone(),
             file: lua_file(&t.name),
+            dialect: t.dialect,
         })
         .collect();
     c.lua.things = spec

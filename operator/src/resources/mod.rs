@@ -344,4 +344,4 @@ fn https_port(gw: &EdgeGateway) -> ServicePort {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

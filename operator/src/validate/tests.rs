@@ -2,16 +2,31 @@ use super::*;
 
 const GOOD: &str = "properties.rpm = { baseType = \"NUMBER\", value = 0 }\n";
 
+/// A spec naming each script of `sources` as a template (in `dialect`, when given).
+fn spec_of(sources: &BTreeMap<String, String>, dialect: Option<&str>) -> EdgeGatewaySpec {
+    let templates: Vec<serde_json::Value> = sources
+        .keys()
+        .map(|n| {
+            let mut t = serde_json::json!({"name": n, "configMap": "scripts", "key": n});
+            if let Some(d) = dialect {
+                t["dialect"] = d.into();
+            }
+            t
+        })
+        .collect();
+    crate::resources::tests::gateway(serde_json::json!({"lua": {"templates": templates}})).spec
+}
+
 #[tokio::test]
 async fn lua_errors_name_the_mounted_file_and_line() {
     let ok = BTreeMap::from([("pump".into(), GOOD.into()), ("valve".into(), GOOD.into())]);
-    lua(&ok).expect("valid scripts load");
+    lua(&spec_of(&ok, None), &ok).expect("valid scripts load");
     let bad = BTreeMap::from([
         ("pump".into(), GOOD.into()),
         ("valve".into(), format!("{GOOD}\nproperties.x = = 1\n")),
     ]);
     // `valve` has no thing: it is compiled all the same.
-    let p = lua(&bad).unwrap_err();
+    let p = lua(&spec_of(&bad, None), &bad).unwrap_err();
     assert_eq!(p.reason, "LuaError");
     assert!(
         p.message.contains("/etc/edgeway/lua/valve.lua:3"),
@@ -21,6 +36,23 @@ async fn lua_errors_name_the_mounted_file_and_line() {
     assert!(
         !p.message.contains("edgeway-lua-"),
         "no temp path leaks: {}",
+        p.message
+    );
+}
+
+/// An escape Lua 5.1 accepts and 5.4 refuses: fine in the default `lsr` dialect, an error
+/// naming the line in `lua54`, as the sidecar would load each.
+#[test]
+fn the_check_reads_each_template_in_its_dialect() {
+    let src = BTreeMap::from([(
+        "field".to_string(),
+        "local p = \"temp=(%d+\\.%d+)\"\n".to_string(),
+    )]);
+    lua(&spec_of(&src, None), &src).expect("Lua 5.1 reads \\. as .");
+    let p = lua(&spec_of(&src, Some("lua54")), &src).unwrap_err();
+    assert!(
+        p.message.contains("field.lua:1") && p.message.contains("escape"),
+        "{}",
         p.message
     );
 }
@@ -48,7 +80,7 @@ fn lua_check_compiles_without_running() {
         ),
     ]);
     let start = std::time::Instant::now();
-    lua(&hostile).expect("compiles; nothing runs");
+    lua(&spec_of(&hostile, None), &hostile).expect("compiles; nothing runs");
     assert!(
         start.elapsed() < std::time::Duration::from_secs(1),
         "{:?}",

@@ -6,6 +6,7 @@
 //! the resource server and the platform tunnel use. See `docs/lua.md`.
 
 mod convert;
+mod dialect;
 mod error;
 mod events;
 mod lexer;
@@ -22,6 +23,7 @@ mod vm;
 #[cfg(test)]
 mod tests;
 
+pub use dialect::Dialect;
 pub use edgeway_protocol::basetype::Quality;
 pub use error::{LuaError, ThingError};
 pub use template::check as check_template;
@@ -83,6 +85,8 @@ pub struct TemplateSource {
     pub name: String,
     /// The Lua script; also the chunk name, so errors read `path:line: ...`.
     pub path: PathBuf,
+    /// The Lua it is written in.
+    pub dialect: Dialect,
 }
 
 /// One thing to instantiate, as named in the config.

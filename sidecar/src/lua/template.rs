@@ -2,6 +2,7 @@
 //! `input{}`, `module()`, ...) and turning what the script defined into typed definitions.
 
 use super::convert::{json_to_lua, lua_to_json};
+use super::dialect::{lua51_escapes, Dialect};
 use super::events::{install_definitions, install_fire, RecordedEvents};
 use super::sandbox::{caller_location, classify, message, Budget};
 use super::{
@@ -159,7 +160,12 @@ const COMPILE_MEMORY: usize = 64 << 20;
 /// text in a bare VM with no libraries, whose function is never called. This is all the
 /// operator does with tenant scripts; what their top-level code does shows when the sidecar
 /// loads them. Errors start with `path:line:` where the line is known.
-pub fn check(path: &Path, source: &[u8]) -> Result<(), String> {
+pub fn check(path: &Path, source: &[u8], dialect: Dialect) -> Result<(), String> {
+    let source = match dialect {
+        Dialect::Lsr => lua51_escapes(source),
+        Dialect::Lua54 => std::borrow::Cow::Borrowed(source),
+    };
+    let source = source.as_ref();
     refuse_to_be_closed(path, source)?;
     let compile = |e: mlua::Error| prefix_path(path, message(&e));
     let lua = Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()).map_err(compile)?;

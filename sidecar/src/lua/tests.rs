@@ -1,6 +1,7 @@
 //! Tests against real Lua VMs: template compatibility, push rules, sandbox and limits. Most
 //! run on a one-worker multi-thread runtime, as the sidecar does, so Lua runs inline.
 
+mod dialect;
 mod events;
 mod hooks_off;
 mod offload;
@@ -61,6 +62,7 @@ fn load_with(file: &str, source: &str, limits: LuaLimits) -> Result<Things, LuaE
         &[TemplateSource {
             name: "t".into(),
             path,
+            dialect: Dialect::Lsr,
         }],
         &[spec("T1", "t")],
         limits,
@@ -182,6 +184,7 @@ services.GetSpeed = function(me) return 200, me.properties.Speed.value end
     let templates = [TemplateSource {
         name: "t".into(),
         path,
+        dialect: Dialect::Lsr,
     }];
     let things = Things::load(&templates, &[s.clone()], LuaLimits::default()).unwrap();
     assert_eq!(value(&things, "Speed").await, json!(9));
@@ -478,6 +481,7 @@ fn bytecode_templates_are_refused() {
         &[TemplateSource {
             name: "t".into(),
             path,
+            dialect: Dialect::Lsr,
         }],
         &[spec("T1", "t")],
         LuaLimits::default(),
@@ -732,6 +736,7 @@ fn config_errors_name_the_thing() {
     let templates = [TemplateSource {
         name: "t".into(),
         path,
+        dialect: Dialect::Lsr,
     }];
     let err = Things::load(&templates, &[spec("Pump", "nope")], LuaLimits::default()).unwrap_err();
     assert!(
@@ -756,6 +761,7 @@ fn config_errors_name_the_thing() {
     let missing = [TemplateSource {
         name: "t".into(),
         path: edgeway_testkit::temp_dir("lua").join("missing.lua"),
+        dialect: Dialect::Lsr,
     }];
     let err = Things::load(&missing, &[], LuaLimits::default()).unwrap_err();
     assert!(err.to_string().contains("missing.lua"), "{err}");
@@ -769,6 +775,7 @@ fn things_are_isolated() {
         &[TemplateSource {
             name: "t".into(),
             path,
+            dialect: Dialect::Lsr,
         }],
         &[spec("T1", "t"), spec("T2", "t")],
         LuaLimits::default(),

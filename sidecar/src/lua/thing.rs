@@ -2,17 +2,17 @@
 //! calls, task runs, writes), each followed by a read-back pass that applies the push rules.
 
 use super::convert::{json_to_lua, lua_to_json, pairs_to_lua};
+use super::dialect::LUA51_PRELUDE;
 use super::offload::{Caller, SLICE};
 use super::sandbox::{classify, message, Budget};
 use super::template::{instantiate, service_function};
 use super::vm::new_vm;
 use super::{
-    EventHub, LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, PushType, Quality,
-    ServiceDef, ServiceResult, ThingError, ThingInfo, ThingSpec,
+    Dialect, EventHub, LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, PushType,
+    Quality, ServiceDef, ServiceResult, TemplateSource, ThingError, ThingInfo, ThingSpec,
 };
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use serde_json::Value as Json;
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
@@ -127,11 +127,12 @@ impl Thing {
     /// Creates the VM, runs the template in it and applies the spec's property overrides.
     pub(crate) fn load(
         spec: &ThingSpec,
-        path: &Path,
+        template: &TemplateSource,
         source: &[u8],
         limits: LuaLimits,
         events: &EventHub,
     ) -> Result<Thing, LuaError> {
+        let path = template.path.as_path();
         let thing_err = |message: String| LuaError::Thing {
             thing: spec.name.clone(),
             message,
@@ -143,6 +144,15 @@ impl Thing {
             thing: spec.name.clone(),
             message: message(&e),
         })?;
+        if template.dialect == Dialect::Lsr {
+            lua.load(LUA51_PRELUDE)
+                .set_name("=lua51 library names")
+                .exec()
+                .map_err(|e| LuaError::Vm {
+                    thing: spec.name.clone(),
+                    message: message(&e),
+                })?;
+        }
         let inst = instantiate(
             &lua,
             &budget,

@@ -6,15 +6,15 @@
 //! multi-thread runtime the operation then runs on the caller's worker and moves off it only
 //! if it runs long (see `offload`); elsewhere it runs on tokio's blocking pool.
 
+use super::dialect::lua51_escapes;
 use super::offload;
 use super::thing::{ServiceCall, Thing, Vm};
 use super::{
-    EventHub, EventSink, FiredEvent, LuaError, LuaLimits, PropertyChange, PropertyDef,
+    Dialect, EventHub, EventSink, FiredEvent, LuaError, LuaLimits, PropertyChange, PropertyDef,
     PropertyValue, ServiceResult, TemplateSource, ThingError, ThingInfo, ThingSpec,
 };
 use serde_json::Value as Json;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -63,16 +63,10 @@ impl Things {
         things: &[ThingSpec],
         limits: LuaLimits,
     ) -> Result<Things, LuaError> {
-        let mut sources: HashMap<&str, (PathBuf, Vec<u8>)> = HashMap::new();
+        let mut sources: HashMap<&str, (&TemplateSource, Vec<u8>)> = HashMap::new();
         for t in templates {
-            let source = std::fs::read(&t.path).map_err(|source| LuaError::Read {
-                path: t.path.clone(),
-                source,
-            })?;
-            if sources
-                .insert(t.name.as_str(), (t.path.clone(), source))
-                .is_some()
-            {
+            let source = read_template(t)?;
+            if sources.insert(t.name.as_str(), (t, source)).is_some() {
                 return Err(LuaError::Duplicate {
                     kind: "template",
                     name: t.name.clone(),
@@ -88,14 +82,14 @@ impl Things {
                     name: spec.name.clone(),
                 });
             }
-            let (path, source) =
+            let (template, source) =
                 sources
                     .get(spec.template.as_str())
                     .ok_or_else(|| LuaError::UnknownTemplate {
                         thing: spec.name.clone(),
                         template: spec.template.clone(),
                     })?;
-            let thing = Thing::load(spec, path, source, limits, &events)?;
+            let thing = Thing::load(spec, template, source, limits, &events)?;
             loaded.insert(spec.name.clone(), Arc::new(thing));
         }
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
@@ -315,17 +309,14 @@ impl Things {
         if self.prototypes.contains_key(&template.name) {
             return Ok(());
         }
-        let source = std::fs::read(&template.path).map_err(|source| LuaError::Read {
-            path: template.path.clone(),
-            source,
-        })?;
+        let source = read_template(template)?;
         let spec = ThingSpec {
             name: format!("prototype of {}", template.name),
             template: template.name.clone(),
             scan_rate: Duration::from_secs(1),
             properties: serde_json::Map::new(),
         };
-        let thing = Thing::load(&spec, &template.path, &source, limits, &self.events)?;
+        let thing = Thing::load(&spec, template, &source, limits, &self.events)?;
         self.prototypes
             .insert(template.name.clone(), Arc::new(thing));
         Ok(())
@@ -372,4 +363,16 @@ impl Things {
         })
         .await
     }
+}
+
+/// A template's source as its dialect reads it (see [`super::dialect`]).
+fn read_template(t: &TemplateSource) -> Result<Vec<u8>, LuaError> {
+    let source = std::fs::read(&t.path).map_err(|source| LuaError::Read {
+        path: t.path.clone(),
+        source,
+    })?;
+    Ok(match t.dialect {
+        Dialect::Lsr => lua51_escapes(&source).into_owned(),
+        Dialect::Lua54 => source,
+    })
 }

@@ -1,0 +1,97 @@
+//! The Lua dialect a template is written in. The LSR embeds Lua 5.1; Edgeway runs Lua 5.4, whose
+//! sandbox guarantees are built and tested on it (docs/lua.md, "Dialects"). A template in the
+//! `lsr` dialect (the default) is read as Lua 5.1 reads it where the two differ in what can be
+//! fixed before or around the VM:
+//!
+//! - **String escapes** ([`lua51_escapes`]): Lua 5.1 drops the backslash of an escape it does
+//!   not know (`"\."` is `"."`, common in patterns written for the LSR), where 5.4 refuses the
+//!   whole file; and `\x`, `\z`, `\u{}`, escapes 5.4 added, are plain letters in 5.1.
+//! - **Library names** ([`LUA51_PRELUDE`]): `unpack`, `table.getn`, `table.maxn`,
+//!   `string.gfind`, `math.mod`, `math.pow`, `math.log10`, `math.ldexp`, defined over the
+//!   sandboxed 5.4 functions, so their limits hold.
+//!
+//! Not reachable this way, and documented: 5.4 prints a float with an integral value as `5.0`
+//! (`tostring(10/2)`, `..`), where 5.1 prints `5`; `setfenv`/`getfenv` do not exist.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::lexer::{Lexer, Token};
+
+/// Which Lua a template is written for.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Dialect {
+    /// The LSR's Lua 5.1: unknown string escapes keep their character, 5.1 library names exist.
+    #[default]
+    Lsr,
+    /// Plain Lua 5.4, as the VM runs it.
+    Lua54,
+}
+
+/// Library names of Lua 5.1 that 5.4 dropped, defined over the sandbox's own functions.
+pub(crate) const LUA51_PRELUDE: &str = r#"
+local t, s, m = table, string, math
+unpack = t.unpack
+t.getn = function(x) return #x end
+t.maxn = function(x)
+  local n = 0
+  for k in pairs(x) do if type(k) == "number" and k > n then n = k end end
+  return n
+end
+s.gfind = s.gmatch
+m.mod = m.fmod
+m.pow = function(x, y) return x ^ y end
+m.log10 = function(x) return m.log(x, 10) end
+m.ldexp = function(x, e) return x * 2.0 ^ e end
+"#;
+
+/// Escapes Lua 5.1 knows after a backslash: the rest lose their backslash there.
+fn lua51_escape(c: u8) -> bool {
+    matches!(
+        c,
+        b'a' | b'b' | b'f' | b'n' | b'r' | b't' | b'v' | b'\\' | b'"' | b'\'' | b'\n' | b'\r'
+    ) || c.is_ascii_digit()
+}
+
+/// `src` with every escape of a quoted string that Lua 5.1 does not know replaced by its
+/// character, as 5.1 reads it; borrowed when there is none. Long strings and comments are left
+/// alone, and no line moves, so errors keep their line numbers.
+pub(crate) fn lua51_escapes(src: &[u8]) -> Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    for token in Lexer::new(src) {
+        let Token::Quoted(range) = token else {
+            continue;
+        };
+        let mut i = range.start + 1;
+        while i < range.end {
+            if src[i] != b'\\' {
+                i += 1;
+                continue;
+            }
+            match src.get(i + 1) {
+                Some(&c) if i + 1 < range.end && !lua51_escape(c) => {
+                    let buf = out.get_or_insert_with(|| Vec::with_capacity(src.len()));
+                    buf.extend_from_slice(&src[copied..i]);
+                    copied = i + 1; // drop the backslash, keep the character
+                    i += 2;
+                }
+                _ => i += 2,
+            }
+        }
+    }
+    match out {
+        None => Cow::Borrowed(src),
+        Some(mut buf) => {
+            buf.extend_from_slice(&src[copied..]);
+            Cow::Owned(buf)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,9 +6,9 @@
 //! - **String escapes** ([`lua51_escapes`]): Lua 5.1 drops the backslash of an escape it does
 //!   not know (`"\."` is `"."`, common in patterns written for the LSR), where 5.4 refuses the
 //!   whole file; and `\x`, `\z`, `\u{}`, escapes 5.4 added, are plain letters in 5.1.
-//! - **Library names** ([`LUA51_PRELUDE`]): `unpack`, `table.getn`, `table.maxn`,
-//!   `string.gfind`, `math.mod`, `math.pow`, `math.log10`, `math.ldexp`, defined over the
-//!   sandboxed 5.4 functions, so their limits hold.
+//! - **Library** ([`LSR_PRELUDE`]): the 5.1 names `unpack`, `table.getn`, `table.maxn`,
+//!   `string.gfind`, `math.mod`, `math.pow`, `math.log10`, `math.ldexp`, and the LSR's data
+//!   shapes and InfoTables, defined over the sandboxed 5.4 functions, so their limits hold.
 //!
 //! Not reachable this way, and documented: 5.4 prints a float with an integral value as `5.0`
 //! (`tostring(10/2)`, `..`), where 5.1 prints `5`; `setfenv`/`getfenv` do not exist.
@@ -32,22 +32,10 @@ pub enum Dialect {
     Lua54,
 }
 
-/// Library names of Lua 5.1 that 5.4 dropped, defined over the sandbox's own functions.
-pub(crate) const LUA51_PRELUDE: &str = r#"
-local t, s, m = table, string, math
-unpack = t.unpack
-t.getn = function(x) return #x end
-t.maxn = function(x)
-  local n = 0
-  for k in pairs(x) do if type(k) == "number" and k > n then n = k end end
-  return n
-end
-s.gfind = s.gmatch
-m.mod = m.fmod
-m.pow = function(x, y) return x ^ y end
-m.log10 = function(x) return m.log(x, 10) end
-m.ldexp = function(x, e) return x * 2.0 ^ e end
-"#;
+/// The `lsr` dialect's library (`lsr.lua`): the Lua 5.1 names 5.4 dropped, and the LSR's data
+/// shapes and InfoTables (`dataShapes`, `DataShape`, `tw_datashape`, `tw_infotable`,
+/// `tw_mutex`), over the sandboxed functions.
+pub(crate) const LSR_PRELUDE: &str = include_str!("lsr.lua");
 
 /// Escapes Lua 5.1 knows after a backslash: the rest lose their backslash there.
 fn lua51_escape(c: u8) -> bool {

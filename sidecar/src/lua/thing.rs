@@ -2,7 +2,7 @@
 //! calls, task runs, writes), each followed by a read-back pass that applies the push rules.
 
 use super::convert::{json_to_lua, lua_to_json, pairs_to_lua};
-use super::dialect::LUA51_PRELUDE;
+use super::dialect::LSR_PRELUDE;
 use super::offload::{Caller, SLICE};
 use super::sandbox::{classify, message, Budget};
 use super::template::{instantiate, service_function};
@@ -145,8 +145,8 @@ impl Thing {
             message: message(&e),
         })?;
         if template.dialect == Dialect::Lsr {
-            lua.load(LUA51_PRELUDE)
-                .set_name("=lua51 library names")
+            lua.load(LSR_PRELUDE)
+                .set_name("=lsr library")
                 .exec()
                 .map_err(|e| LuaError::Vm {
                     thing: spec.name.clone(),

@@ -67,3 +67,113 @@ fn lua51_names_are_absent_in_lua54() {
     );
     assert!(things.is_ok(), "{:?}", things.err());
 }
+
+/// Data shapes and InfoTables as LSR templates use them (the calls of PTC's example template).
+const SHAPES: &str = r#"
+module ("templates.meter", thingworx.template.extend)
+dataShapes.MeterReading(
+  { name = "Temp", baseType = "INTEGER" },
+  { name = "Status", baseType = "STRING", aspects = { defaultValue = "Unknown" } }
+)
+serviceDefinitions.GetReading(output { baseType = "INFOTABLE", aspects = { dataShape = "MeterReading" } })
+services.GetReading = function(me, headers, query, data)
+  tw_mutex.lock()
+  local ds = DataShape.MeterReading:clone()
+  tw_mutex.unlock()
+  local it = tw_infotable.createInfoTable(ds)
+  local ok, err = it:addRow({ Temp = 82 })
+  if not ok then return 400, err end
+  return 200, it
+end
+services.BadRow = function(me)
+  local it = tw_infotable.createInfoTable(DataShape.MeterReading:clone())
+  local ok, err = it:addRow({ Nope = 1 })
+  return 400, err
+end
+services.Built = function(me)
+  local ds = tw_datashape.createDataShape("Source", "STRING")
+  ds:addField("Count", "integer")
+  local it = tw_infotable.createInfoTable(ds)
+  it:addRow({ Source = "pump", Count = 2 })
+  return 200, it:toTable()
+end
+services.CloneIsIndependent = function(me)
+  local copy = DataShape.MeterReading:clone()
+  copy:addField("Extra", "NUMBER")
+  local n = 0
+  for _ in pairs(DataShape.MeterReading.fieldDefinitions) do n = n + 1 end
+  return 200, n
+end
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn data_shapes_and_infotables_work_as_in_the_lsr() {
+    let things = load_as("shapes.lua", SHAPES, Dialect::Lsr).expect("loads");
+    let r = call(&things, "GetReading", json!({})).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.value["rows"], json!([{"Temp": 82, "Status": "Unknown"}]));
+    let temp = &r.value["dataShape"]["fieldDefinitions"]["Temp"];
+    assert_eq!(
+        (temp["baseType"].as_str(), temp["ordinal"].as_i64()),
+        (Some("INTEGER"), Some(1))
+    );
+
+    let r = call(&things, "BadRow", json!({})).await.unwrap();
+    assert_eq!(r.value, json!("field Nope is not in the data shape"));
+
+    let r = call(&things, "Built", json!({})).await.unwrap();
+    assert_eq!(r.value["rows"], json!([{"Source": "pump", "Count": 2}]));
+    assert_eq!(
+        r.value["dataShape"]["fieldDefinitions"]["Count"]["baseType"],
+        "INTEGER"
+    );
+
+    let r = call(&things, "CloneIsIndependent", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.value,
+        json!(2),
+        "the clone's field does not reach the defined shape"
+    );
+}
+
+#[test]
+fn a_bad_data_shape_is_a_load_error_naming_the_line() {
+    let e = load_as(
+        "badshape.lua",
+        "\n\ndataShapes.S({ name = \"a\" })\n",
+        Dialect::Lsr,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("badshape.lua:3:") && e.contains("dataShapes.S: field a has no baseType"),
+        "{e}"
+    );
+}
+
+/// Hostile input to the library's Lua paths: a cyclic aspects table makes `clone` recurse
+/// without end; the sandbox stops it (stack or instruction limit) and the thing keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn cloning_a_cyclic_shape_is_stopped_by_the_sandbox() {
+    let things = load_as(
+        "cyclic.lua",
+        r#"
+local a = {}
+a.a = a
+dataShapes.S({ name = "f", baseType = "STRING", aspects = a })
+services.Clone = function(me) DataShape.S:clone() return 200, "cloned" end
+services.Ok = function(me) return 200, "ok" end
+"#,
+        Dialect::Lsr,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let e = call(&things, "Clone", json!({})).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+    assert_eq!(
+        call(&things, "Ok", json!({})).await.unwrap().value,
+        json!("ok")
+    );
+}

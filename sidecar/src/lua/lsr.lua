@@ -1,0 +1,149 @@
+-- The `lsr` dialect's library: Lua 5.1 names 5.4 dropped, and the data shapes and InfoTables
+-- of the LSR's template API (docs/research/lsr-framework.md), written over the sandbox's own
+-- functions so their limits hold. Runs once per VM, after the sandbox, before the template.
+
+local t, s, m = table, string, math
+local type, pairs, ipairs, error, tostring, setmetatable = type, pairs, ipairs, error, tostring, setmetatable
+
+-- Lua 5.1 names ------------------------------------------------------------------------------
+unpack = t.unpack
+t.getn = function(x) return #x end
+t.maxn = function(x)
+  local n = 0
+  for k in pairs(x) do if type(k) == "number" and k > n then n = k end end
+  return n
+end
+s.gfind = s.gmatch
+m.mod = m.fmod
+m.pow = function(x, y) return x ^ y end
+m.log10 = function(x) return m.log(x, 10) end
+m.ldexp = function(x, e) return x * 2.0 ^ e end
+
+-- Data shapes --------------------------------------------------------------------------------
+-- A shape's raw fields are what its JSON is: `name` and `fieldDefinitions` keyed by field name,
+-- each `{name, baseType, description, ordinal, aspects}`; methods come from the metatable.
+
+local Shape = {}
+Shape.__index = Shape
+
+-- A field definition, or nil and why.
+local function field(def, ordinal, where)
+  if type(def) ~= "table" then
+    return nil, where .. ": a field must be a table {name=..., baseType=...}"
+  end
+  if type(def.name) ~= "string" or def.name == "" then
+    return nil, where .. ": a field has no name"
+  end
+  if type(def.baseType) ~= "string" then
+    return nil, where .. ": field " .. def.name .. " has no baseType"
+  end
+  return {
+    name = def.name,
+    baseType = s.upper(def.baseType),
+    description = def.description or "",
+    ordinal = def.ordinal or ordinal,
+    aspects = def.aspects or {},
+  }
+end
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = copy(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
+-- A shape, or nil and why.
+local function new_shape(name, defs, where)
+  local shape = setmetatable({ name = name, fieldDefinitions = {} }, Shape)
+  for i, def in ipairs(defs) do
+    local f, why = field(def, i, where)
+    if not f then return nil, why end
+    shape.fieldDefinitions[f.name] = f
+  end
+  return shape
+end
+
+--- An independent copy (`DataShape.X:clone()`).
+function Shape:clone() return copy(self) end
+
+--- Adds a field (`ds:addField(name, baseType[, description[, aspects]])`).
+function Shape:addField(name, baseType, description, aspects)
+  local n = 0
+  for _ in pairs(self.fieldDefinitions) do n = n + 1 end
+  local f, why = field({ name = name, baseType = baseType, description = description,
+    aspects = aspects }, n + 1, "addField")
+  if not f then error(why, 2) end
+  self.fieldDefinitions[f.name] = f
+  return self
+end
+
+--- Shapes defined by `dataShapes.Name(field, ...)`, by name.
+DataShape = {}
+
+dataShapes = setmetatable({}, {
+  __index = function(_, name)
+    return function(...)
+      local shape, why = new_shape(name, { ... }, "dataShapes." .. tostring(name))
+      if not shape then error(why, 2) end
+      DataShape[name] = shape
+    end
+  end,
+})
+
+tw_datashape = {
+  --- A shape with one field (`createDataShape(fieldName, baseType[, description[, aspects]])`).
+  createDataShape = function(name, baseType, description, aspects)
+    local shape, why = new_shape(name, { { name = name, baseType = baseType,
+      description = description, aspects = aspects } }, "createDataShape")
+    if not shape then error(why, 2) end
+    return shape
+  end,
+}
+
+-- InfoTables ---------------------------------------------------------------------------------
+-- Raw fields `dataShape` (the shape) and `rows`: converted to JSON, that is the InfoTable JSON
+-- ThingWorx REST clients read, so a service may return the InfoTable itself.
+
+local InfoTable = {}
+InfoTable.__index = InfoTable
+
+--- Adds a row; `true`, or `false` and why (an unknown field; a missing one takes the field's
+--- `defaultValue` aspect when it has one).
+function InfoTable:addRow(row)
+  if type(row) ~= "table" then return false, "a row must be a table" end
+  local fields = self.dataShape.fieldDefinitions
+  local out = {}
+  for k, v in pairs(row) do
+    if not fields[k] then
+      return false, "field " .. tostring(k) .. " is not in the data shape"
+    end
+    if type(v) == "table" and getmetatable(v) == InfoTable then v = v:toTable() end
+    out[k] = v
+  end
+  for name, f in pairs(fields) do
+    if out[name] == nil and f.aspects.defaultValue ~= nil then out[name] = f.aspects.defaultValue end
+  end
+  self.rows[#self.rows + 1] = out
+  return true
+end
+
+--- The InfoTable as a plain table: `{dataShape = {fieldDefinitions = ...}, rows = {...}}`.
+function InfoTable:toTable()
+  return { dataShape = { fieldDefinitions = copy(self.dataShape.fieldDefinitions) }, rows = copy(self.rows) }
+end
+
+tw_infotable = {
+  --- An empty InfoTable of shape `ds` (`createInfoTable(ds)`).
+  createInfoTable = function(ds)
+    if type(ds) ~= "table" or type(ds.fieldDefinitions) ~= "table" then
+      error("createInfoTable: expected a data shape", 2)
+    end
+    return setmetatable({ dataShape = { fieldDefinitions = ds.fieldDefinitions }, rows = {} }, InfoTable)
+  end,
+}
+
+-- The LSR serialises its worker threads with this mutex; an Edgeway thing runs one call at a
+-- time, so it has nothing to do.
+tw_mutex = { lock = function() end, unlock = function() end }
+ps_mutex = tw_mutex

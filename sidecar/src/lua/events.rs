@@ -100,6 +100,57 @@ pub(crate) fn install_fire(
     me.raw_set("fireEvent", fire)
 }
 
+/// Sets `server.fireEvent(name, data)` when the `lsr` library made a `server` table: the LSR's
+/// way to fire an event (docs/research/lsr-framework.md). `data` is an InfoTable table (its
+/// first row is the event's data) or a table of fields; nothing is declared, so fields are not
+/// checked. Returns what a service returns: `200`, or `503` and why without a tunnel.
+pub(crate) fn install_server_fire(
+    lua: &Lua,
+    me: &Table,
+    hub: &EventHub,
+    max_bytes: usize,
+) -> mlua::Result<()> {
+    let Ok(Value::Table(server)) = lua.globals().raw_get::<Value>("server") else {
+        return Ok(());
+    };
+    let (me, hub) = (me.clone(), Arc::clone(hub));
+    let fire = lua.create_function(move |lua, (name, data): (String, Option<Table>)| {
+        let fail = |msg: String| {
+            let at = caller_location(lua);
+            mlua::Error::runtime(format!("{at} server.fireEvent {name:?}: {msg}"))
+        };
+        let thing: String = me.raw_get("name")?;
+        let data = match data {
+            Some(t) => lua_to_json(&Value::Table(t), max_bytes).map_err(fail)?,
+            None => Json::Object(Default::default()),
+        };
+        let data = match data {
+            Json::Object(mut o) if o.contains_key("rows") => match o.remove("rows") {
+                Some(Json::Array(rows)) => match rows.into_iter().next() {
+                    Some(Json::Object(row)) => row,
+                    None => serde_json::Map::new(),
+                    Some(other) => return Err(fail(format!("a row must be a table, not {other}"))),
+                },
+                _ => serde_json::Map::new(),
+            },
+            Json::Object(o) => o,
+            Json::Array(a) if a.is_empty() => serde_json::Map::new(),
+            other => return Err(fail(format!("data must be a table, not {other}"))),
+        };
+        let Some(sink) = hub.get() else {
+            return Ok((503, Some("no platform tunnel is configured".to_owned())));
+        };
+        sink(FiredEvent {
+            thing,
+            event: name.clone(),
+            data,
+            time_ms: now_ms(),
+        });
+        Ok((200, None))
+    })?;
+    server.raw_set("fireEvent", fire)
+}
+
 /// The data as a JSON object with each declared field coerced to its type; an empty Lua table
 /// converts to an empty array, which counts as no fields.
 fn checked(def: &EventDef, data: Json) -> Result<serde_json::Map<String, Json>, String> {

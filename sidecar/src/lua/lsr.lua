@@ -147,3 +147,58 @@ tw_infotable = {
 -- time, so it has nothing to do.
 tw_mutex = { lock = function() end, unlock = function() end }
 ps_mutex = tw_mutex
+
+-- The thing (`me`) ------------------------------------------------------------------------------
+-- Methods templates call on `me` (the loader makes this table `me`'s `__index`).
+
+__lsr_thing = {}
+
+--- `me:setProperty(name, headers, query, data)`: the value is `data.rows[1][name]`, else
+--- `data[name]`, else `data.value`; returns 200, or 404/400 and why. The value is type-checked
+--- and pushed by the read-back after the call, as any property change.
+function __lsr_thing.setProperty(me, name, headers, query, data)
+  local props = me.properties
+  if type(props[name]) ~= "table" then return 404, "no property " .. tostring(name) end
+  data = data or {}
+  local value
+  if type(data.rows) == "table" and type(data.rows[1]) == "table" then value = data.rows[1][name] end
+  if value == nil then value = data[name] end
+  if value == nil then value = data.value end
+  if value == nil then
+    return 400, "Request to set property " .. tostring(name) .. " did not contain valid data"
+  end
+  props[name].value = value
+  return 200
+end
+
+--- `me:getProperty(name)`: 200 and the current value, or 404.
+function __lsr_thing.getProperty(me, name)
+  local pt = me.properties[name]
+  if type(pt) ~= "table" then return 404, "no property " .. tostring(name) end
+  return 200, pt.value
+end
+
+-- The platform, as templates reach it: `server.fireEvent` is added by the loader.
+server = {}
+tw_server = server
+
+-- Logging as the LSR does it: `log.info(name, format, ...)` formats with `string.format` when
+-- arguments follow a format with `%`; `log.force` always logs (as info).
+do
+  local raw = log
+  local select, pcall, format = select, pcall, s.format
+  local function printf(f)
+    return function(name, fmt, ...)
+      -- A message without `%` and more arguments is joined with spaces, as before.
+      if select("#", ...) > 0 and type(fmt) == "string" and s.find(fmt, "%", 1, true) then
+        local ok, msg = pcall(format, fmt, ...)
+        if ok then return f(name, msg) end
+      end
+      return f(name, fmt, ...)
+    end
+  end
+  log = {
+    trace = printf(raw.trace), debug = printf(raw.debug), info = printf(raw.info),
+    warn = printf(raw.warn), error = printf(raw.error), force = printf(raw.info),
+  }
+end

@@ -3,7 +3,7 @@
 
 use super::convert::{json_to_lua, lua_to_json};
 use super::dialect::{lua51_escapes, Dialect};
-use super::events::{install_definitions, install_fire, RecordedEvents};
+use super::events::{install_definitions, install_fire, install_server_fire, RecordedEvents};
 use super::sandbox::{caller_location, classify, message, Budget};
 use super::{
     EventDef, EventHub, FieldDef, LuaLimits, PropertyDef, PushType, ServiceDef, ThingError,
@@ -98,6 +98,13 @@ pub(crate) fn instantiate(
     me.raw_set("template", template).map_err(setup)?;
     me.raw_set("properties", &props).map_err(setup)?;
     install_fire(lua, &me, &recorded_events, events, limits.max_result_bytes).map_err(setup)?;
+    install_server_fire(lua, &me, events, limits.max_result_bytes).map_err(setup)?;
+    // The `lsr` library's thing methods (`me:setProperty`, ...), when it is loaded.
+    if let Ok(Value::Table(methods)) = globals.raw_get::<Value>("__lsr_thing") {
+        let meta = lua.create_table().map_err(setup)?;
+        meta.raw_set("__index", methods).map_err(setup)?;
+        me.set_metatable(Some(meta)).map_err(setup)?;
+    }
 
     let lines = prop_lines
         .lock()

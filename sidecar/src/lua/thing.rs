@@ -145,13 +145,10 @@ impl Thing {
             message: message(&e),
         })?;
         if template.dialect == Dialect::Lsr {
-            lua.load(LSR_PRELUDE)
-                .set_name("=lsr library")
-                .exec()
-                .map_err(|e| LuaError::Vm {
-                    thing: spec.name.clone(),
-                    message: message(&e),
-                })?;
+            lsr_library(&lua, spec).map_err(|e| LuaError::Vm {
+                thing: spec.name.clone(),
+                message: message(&e),
+            })?;
         }
         let inst = instantiate(
             &lua,
@@ -623,4 +620,22 @@ fn service_result(
         value: json,
         output: def.output.clone(),
     })
+}
+
+/// The `lsr` dialect's library and the thing's `p_data`, as the LSR framework fills it
+/// (docs/research/lsr-framework.md): the name, and the scan and task rates (one rate here:
+/// the thing's scan rate runs its tasks), with the framework's other defaults.
+fn lsr_library(lua: &Lua, spec: &ThingSpec) -> mlua::Result<()> {
+    lua.load(LSR_PRELUDE).set_name("=lsr library").exec()?;
+    let rate = i64::try_from(spec.scan_rate.as_millis()).unwrap_or(i64::MAX);
+    let p = lua.create_table()?;
+    p.raw_set("name", spec.name.as_str())?;
+    p.raw_set("scanRate", rate)?;
+    p.raw_set("taskRate", rate)?;
+    p.raw_set("scanRateResolution", 500)?;
+    p.raw_set("keepAliveRate", 60_000)?;
+    p.raw_set("requestTimeout", 15_000)?;
+    p.raw_set("defaultPushType", "VALUE")?;
+    p.raw_set("useShapes", true)?;
+    lua.globals().raw_set("p_data", p)
 }

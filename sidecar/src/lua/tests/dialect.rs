@@ -177,3 +177,71 @@ services.Ok = function(me) return 200, "ok" end
         json!("ok")
     );
 }
+
+/// `me:setProperty`, `server.fireEvent` with an InfoTable, `p_data` at load and printf-style
+/// logging, in the shape PTC's sample template uses them.
+const THING_API: &str = r#"
+module ("templates.sample", thingworx.template.extend)
+dataShapes.ExampleEvent(
+  { name = "value", baseType = "STRING" },
+  { name = "count", baseType = "INTEGER" }
+)
+properties.ValidationString = { baseType = "STRING", pushType = "VALUE", value = "0000" }
+properties.Rate = { baseType = "NUMBER", pushType = "NEVER", value = p_data.scanRate or 1000 }
+services.ValidateString = function(me, headers, query, data)
+  if not data.value then return 400, "You must provide the 'value' parameter" end
+  log.force(me.name, "Incoming value: %s (%d chars)", data.value, #data.value)
+  me:setProperty("ValidationString", nil, nil, data)
+  return 200, data.value
+end
+services.Unknown = function(me) return me:setProperty("Nope", nil, nil, { value = 1 }) end
+services.Empty = function(me) return me:setProperty("ValidationString", nil, nil, {}) end
+services.FireExampleEvent = function(me, headers, query, data)
+  me.count = (me.count or 0) + 1
+  tw_mutex.lock()
+  local ds = DataShape.ExampleEvent:clone()
+  tw_mutex.unlock()
+  local it = tw_infotable.createInfoTable(ds)
+  local ok, err = it:addRow({ value = data.value, count = me.count })
+  if not ok then return 400, err end
+  return server.fireEvent("ExampleEvent", it:toTable())
+end
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_lsr_thing_api_sets_properties_fires_events_and_knows_its_config() {
+    let things = load_as("sample.lua", THING_API, Dialect::Lsr).expect("loads");
+    // p_data.scanRate is the thing's scan rate (50 ms in these tests).
+    assert_eq!(value(&things, "Rate").await, json!(50));
+
+    let mut changes = things.subscribe();
+    let r = call(&things, "ValidateString", json!({"value": "12345678"}))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.value.clone()), (200, json!("12345678")));
+    assert_eq!(value(&things, "ValidationString").await, json!("12345678"));
+    let pushed = changes.recv().await.unwrap();
+    assert_eq!(&*pushed.property, "ValidationString");
+
+    let r = call(&things, "Unknown", json!({})).await.unwrap();
+    assert_eq!(r.status, 404);
+    let r = call(&things, "Empty", json!({})).await.unwrap();
+    assert_eq!(r.status, 400);
+
+    // Without a tunnel server.fireEvent answers 503, which the service returns.
+    let r = call(&things, "FireExampleEvent", json!({"value": "a"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503);
+    let got: Arc<std::sync::Mutex<Vec<FiredEvent>>> = Arc::default();
+    let sink = got.clone();
+    things.set_event_sink(Box::new(move |e| sink.lock().unwrap().push(e)));
+    let r = call(&things, "FireExampleEvent", json!({"value": "b"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].event, "ExampleEvent");
+    assert_eq!(got[0].data, params(json!({"value": "b", "count": 2})));
+}

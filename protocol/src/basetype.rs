@@ -33,6 +33,16 @@ pub enum BaseType {
     Guid,
     Blob,
     Thingname,
+    Propertyname,
+    Servicename,
+    Eventname,
+    Thingshapename,
+    Thingtemplatename,
+    Datashapename,
+    Mashupname,
+    Menuname,
+    Username,
+    Groupname,
 }
 
 /// Every base type with its canonical name, so parsing and printing share one table.
@@ -61,7 +71,37 @@ const NAMES: &[(BaseType, &str)] = &[
     (BaseType::Guid, "GUID"),
     (BaseType::Blob, "BLOB"),
     (BaseType::Thingname, "THINGNAME"),
+    (BaseType::Propertyname, "PROPERTYNAME"),
+    (BaseType::Servicename, "SERVICENAME"),
+    (BaseType::Eventname, "EVENTNAME"),
+    (BaseType::Thingshapename, "THINGSHAPENAME"),
+    (BaseType::Thingtemplatename, "THINGTEMPLATENAME"),
+    (BaseType::Datashapename, "DATASHAPENAME"),
+    (BaseType::Mashupname, "MASHUPNAME"),
+    (BaseType::Menuname, "MENUNAME"),
+    (BaseType::Username, "USERNAME"),
+    (BaseType::Groupname, "GROUPNAME"),
 ];
+
+/// An InfoTable object with `rows` an array and `fieldDefinitions` an object even when empty
+/// (a Lua table converts an empty one to `{}` or `[]` alike).
+fn canonical_infotable(o: &serde_json::Map<String, Value>) -> Value {
+    let mut o = o.clone();
+    if o.get("rows")
+        .is_some_and(|r| r.as_object().is_some_and(|m| m.is_empty()))
+    {
+        o.insert("rows".into(), Value::Array(Vec::new()));
+    }
+    if let Some(Value::Object(shape)) = o.get_mut("dataShape") {
+        if shape
+            .get("fieldDefinitions")
+            .is_some_and(|f| f.as_array().is_some_and(|a| a.is_empty()))
+        {
+            shape.insert("fieldDefinitions".into(), Value::Object(Default::default()));
+        }
+    }
+    Value::Object(o)
+}
 
 /// A value that does not fit a base type; the message says what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,7 +178,7 @@ impl BaseType {
                 _ => Err(mismatch()),
             },
             BaseType::Infotable => match value {
-                Value::Object(o) if o.contains_key("rows") => Ok(value.clone()),
+                Value::Object(o) if o.contains_key("rows") => Ok(canonical_infotable(o)),
                 _ => Err(mismatch()),
             },
             BaseType::Location => {

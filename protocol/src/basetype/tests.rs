@@ -37,3 +37,33 @@ fn coercion_checks_types() {
     let err = BaseType::String.coerce_json(&json!(3)).unwrap_err();
     assert_eq!(err.to_string(), "expected STRING, got the number 3");
 }
+
+#[test]
+fn empty_infotable_parts_take_their_json_kind() {
+    // A Lua table converts empty to `{}`: rows are an array, field definitions an object.
+    let v = serde_json::json!({"dataShape": {"fieldDefinitions": []}, "rows": {}});
+    assert_eq!(
+        BaseType::Infotable.coerce_json(&v).unwrap(),
+        serde_json::json!({"dataShape": {"fieldDefinitions": {}}, "rows": []})
+    );
+    let full = serde_json::json!({"dataShape": {"fieldDefinitions": {"a": {"baseType": "STRING"}}}, "rows": [{"a": "x"}]});
+    assert_eq!(BaseType::Infotable.coerce_json(&full).unwrap(), full);
+    assert!(BaseType::Infotable
+        .coerce_json(&serde_json::json!({}))
+        .is_err());
+}
+
+#[test]
+fn entity_name_types_parse_and_map_to_their_wire_codes() {
+    for (name, code) in [
+        ("GROUPNAME", 109),
+        ("MASHUPNAME", 105),
+        ("USERNAME", 108),
+        ("MENUNAME", 106),
+    ] {
+        let bt: BaseType = name.parse().unwrap();
+        assert_eq!(bt.name(), name);
+        assert_eq!(crate::types::WireType::from_base_type(bt).code(), code);
+        assert_eq!(bt.coerce_json(&serde_json::json!("x")).unwrap(), "x");
+    }
+}

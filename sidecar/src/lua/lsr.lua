@@ -202,3 +202,105 @@ do
     warn = printf(raw.warn), error = printf(raw.error), force = printf(raw.info),
   }
 end
+
+-- The `generator` property handler ------------------------------------------------------------
+-- Properties with `handler = "generator"` get a new value on every scan of the thing, by
+-- `functionType` (docs/research/lsr-framework.md describes the LSR's own): `ramp`, `random`,
+-- `sin`, `cos`, `square` for NUMBER/INTEGER; `ramp`, `random` for DATETIME (bounds as
+-- "Y-M-D h:m:s", steps in seconds); `random` for STRING; `ramp`, `random` for LOCATION; `user`
+-- (or none) keeps what was written. The loader adds this as a task when a property uses it.
+
+local generated = {}
+
+local function when(text)
+  if type(text) ~= "string" then return nil end
+  local y, mo, d, h, mi, se = s.match(text, "(%d+)-(%d+)-(%d+) (%d+):(%d+):(%d+)")
+  if not y then return nil end
+  return os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = se })
+end
+
+local function int_between(lo, hi)
+  lo, hi = m.ceil(lo), m.floor(hi)
+  if hi < lo then return lo end
+  return m.random(lo, hi)
+end
+
+local function next_value(pt, st)
+  local kind = s.lower(pt.functionType or "user")
+  local bt = s.upper(pt.baseType or "")
+  if kind == "user" then return pt.value end
+  local step = tonumber(pt.step) or 1
+  if bt == "NUMBER" or bt == "INTEGER" then
+    local lo, hi = tonumber(pt.minValue) or 0, tonumber(pt.maxValue) or 100
+    st.v = st.v or lo
+    if kind == "ramp" or kind == "sin" or kind == "cos" then
+      if st.v < hi then st.v = st.v + step else st.v = lo end
+      if kind == "sin" then return m.sin(m.pi / 180 * st.v) end
+      if kind == "cos" then return m.cos(m.pi / 180 * st.v) end
+      return st.v
+    elseif kind == "random" then
+      return int_between(lo, hi)
+    elseif kind == "square" then
+      if st.v > lo then st.v = lo else st.v = hi end
+      return st.v
+    end
+  elseif bt == "DATETIME" then
+    local hi = when(pt.maxValue) or os.time()
+    local lo = when(pt.minValue) or hi - 86400
+    if kind == "ramp" then
+      st.v = st.v or lo
+      if st.v < hi then st.v = st.v + step else st.v = lo end
+      return st.v * 1000
+    elseif kind == "random" then
+      return (lo + int_between(0, m.abs(hi - lo))) * 1000
+    end
+  elseif bt == "STRING" and kind == "random" then
+    local n = tonumber(pt.step) or m.random(100)
+    local chars = {}
+    for i = 1, m.min(n, 4096) do chars[i] = s.char(m.random(32, 126)) end
+    return t.concat(chars)
+  elseif bt == "LOCATION" then
+    if kind == "ramp" then
+      local lo, hi = tonumber(pt.minValue) or 0, tonumber(pt.maxValue) or 8440
+      local v = type(pt.value) == "table" and pt.value or {}
+      local e = tonumber(v.elevation)
+      if not e or e >= hi then e = lo else e = e + 1 end
+      return { latitude = v.latitude or 0, longitude = v.longitude or 0, elevation = e }
+    elseif kind == "random" then
+      return { latitude = m.random(-90, 90), longitude = m.random(-180, 180), elevation = m.random(0, 8840) }
+    end
+  end
+  error("property " .. tostring(pt.name) .. ": generator functionType " .. kind
+    .. " is not supported for " .. bt, 0)
+end
+
+function __lsr_generate(me)
+  for name, pt in pairs(me.properties) do
+    if type(pt) == "table" and pt.handler == "generator" then
+      local st = generated[name] or {}
+      generated[name] = st
+      pt.name = name
+      pt.value = next_value(pt, st)
+    end
+  end
+end
+
+-- Property defaults the LSR framework fills when a template gives no value: an INFOTABLE is an
+-- empty table of its `dataShape` (fields and no rows), a LOCATION is all zeros.
+function __lsr_defaults(props)
+  for _, pt in pairs(props) do
+    if type(pt) == "table" and pt.value == nil and type(pt.baseType) == "string" then
+      local bt = s.upper(pt.baseType)
+      if bt == "INFOTABLE" then
+        local ds = DataShape[pt.dataShape]
+        if ds then
+          pt.value = tw_infotable.createInfoTable(ds:clone()):toTable()
+        else
+          pt.value = { dataShape = { fieldDefinitions = {} }, rows = {} }
+        end
+      elseif bt == "LOCATION" then
+        pt.value = { latitude = 0, longitude = 0, elevation = 0 }
+      end
+    end
+  end
+end

@@ -110,9 +110,19 @@ pub(crate) fn instantiate(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    // The `lsr` library fills what the LSR framework fills before the properties are read
+    // (an INFOTABLE's empty table of its `dataShape`, a LOCATION's zeros).
+    if let Ok(Value::Function(defaults)) = globals.raw_get::<Value>("__lsr_defaults") {
+        budget.arm();
+        let run = defaults.call::<()>(&props);
+        if let Some(e) = classify(thing, limits, budget, run.as_ref().err()) {
+            return Err(prefix_path(path, e.to_string()));
+        }
+    }
     let properties = property_defs(lua, &props, &lines, path, limits)?;
     let recorded = std::mem::take(&mut *recorded.lock().unwrap_or_else(PoisonError::into_inner));
     let service_defs = service_defs(&services, recorded, path)?;
+    lsr_handlers(lua, &props, &tasks, thing).map_err(setup)?;
     let mut has_tasks = false;
     for pair in tasks.pairs::<Value, Value>() {
         let (k, v) = pair.map_err(setup)?;
@@ -532,4 +542,38 @@ pub(crate) fn service_function(services: &Table, name: &str) -> Option<Function>
         Ok(Value::Function(f)) => Some(f),
         _ => None,
     }
+}
+
+/// With the `lsr` library loaded (it defines `__lsr_generate`): properties with
+/// `handler = "generator"` get the generator as a hidden task, and handlers that need the LSR's
+/// scripts or HTTP (`script`, `http`, `https`, a script name) are logged at load: such a
+/// property keeps the values written to it, as the `inmemory` handler does.
+fn lsr_handlers(lua: &Lua, props: &Table, tasks: &Table, thing: &str) -> mlua::Result<()> {
+    let Ok(Value::Function(generate)) = lua.globals().raw_get::<Value>("__lsr_generate") else {
+        return Ok(());
+    };
+    let mut generators = false;
+    for pair in props.pairs::<Value, Value>() {
+        let (name, def) = pair?;
+        let Value::Table(def) = def else { continue };
+        match def
+            .raw_get::<Option<String>>("handler")
+            .ok()
+            .flatten()
+            .as_deref()
+        {
+            None | Some("inmemory") => {}
+            Some("generator") => generators = true,
+            Some(other) => tracing::warn!(
+                thing,
+                property = %key_name(&name),
+                handler = other,
+                "LSR property handler not supported: the property keeps the values written to it"
+            ),
+        }
+    }
+    if generators {
+        tasks.raw_set("__lsr_generate", generate)?;
+    }
+    Ok(())
 }

@@ -245,3 +245,97 @@ async fn the_lsr_thing_api_sets_properties_fires_events_and_knows_its_config() {
     assert_eq!(got[0].event, "ExampleEvent");
     assert_eq!(got[0].data, params(json!({"value": "b", "count": 2})));
 }
+
+/// Generator properties as PTC's sample template declares them; each scan advances them.
+const GENERATORS: &str = r#"
+properties.Ramp = { baseType="INTEGER", pushType="ALWAYS", handler="generator", functionType="ramp", minValue=10, maxValue=12 }
+properties.Square = { baseType="NUMBER", pushType="ALWAYS", handler="generator", functionType="square", minValue=0, maxValue=100 }
+properties.Sin = { baseType="NUMBER", pushType="ALWAYS", handler="generator", functionType="sin", minValue=0, maxValue=359, step=90 }
+properties.Day = { baseType="DATETIME", pushType="ALWAYS", handler="generator", functionType="ramp", minValue="2002-1-17 8:00:00", maxValue="2002-1-20 8:00:00", step="86400" }
+properties.Text = { baseType="STRING", pushType="ALWAYS", handler="generator", functionType="random", step=5 }
+properties.Written = { baseType="NUMBER", handler="generator", value=7 }
+properties.Script = { baseType="NUMBER", handler="script", key="sample/property/number", value=3 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn generator_properties_advance_on_every_scan() {
+    let things = Arc::new(load_as("gen.lua", GENERATORS, Dialect::Lsr).expect("loads"));
+    let mut rx = things.subscribe();
+    let handles = things.spawn_tasks();
+    let mut seen: std::collections::BTreeMap<String, Vec<Json>> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.get("Ramp").map_or(0, Vec::len) < 5 && Instant::now() < deadline {
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            seen.entry(c.property.to_string())
+                .or_default()
+                .push(c.value.value);
+        }
+    }
+    for h in &handles {
+        h.abort();
+    }
+    let first = |p: &str, n: usize| seen[p].iter().take(n).cloned().collect::<Vec<_>>();
+    assert_eq!(
+        first("Ramp", 5),
+        [json!(11), json!(12), json!(10), json!(11), json!(12)]
+    );
+    let square: Vec<f64> = seen["Square"]
+        .iter()
+        .take(3)
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(square, [100.0, 0.0, 100.0]);
+    let sin: Vec<f64> = seen["Sin"]
+        .iter()
+        .take(3)
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        (sin[0] - 1.0).abs() < 1e-9 && sin[1].abs() < 1e-9 && (sin[2] + 1.0).abs() < 1e-9,
+        "{sin:?}"
+    );
+    let days: Vec<i64> = seen["Day"]
+        .iter()
+        .take(2)
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(days[1] - days[0], 86_400_000, "{days:?}");
+    let text = seen["Text"][0].as_str().unwrap().to_owned();
+    assert!(
+        text.len() == 5 && text.bytes().all(|b| (32..=126).contains(&b)),
+        "{text:?}"
+    );
+    // `user` (no functionType) and unsupported handlers keep what was written.
+    assert_eq!(value(&things, "Written").await.as_f64(), Some(7.0));
+    assert_eq!(value(&things, "Script").await.as_f64(), Some(3.0));
+}
+
+/// What PTC's sample template declares beyond plain values: entity-name base types, an
+/// INFOTABLE property given only its `dataShape`, a LOCATION without a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn sample_template_property_kinds_load_with_lsr_defaults() {
+    let things = load_as(
+        "kinds.lua",
+        r#"
+dataShapes.Pair({ name = "Label", baseType = "STRING" }, { name = "Value", baseType = "INTEGER" })
+properties.Group = { baseType="GROUPNAME", pushType="NEVER", value="Administrators" }
+properties.Mashup = { baseType="MASHUPNAME", value="M" }
+properties.User = { baseType="USERNAME", value="U" }
+properties.Table = { baseType="INFOTABLE", pushType="NEVER", dataShape="Pair" }
+properties.Where = { baseType="LOCATION" }
+"#,
+        Dialect::Lsr,
+    )
+    .expect("loads");
+    assert_eq!(value(&things, "Group").await, json!("Administrators"));
+    let table = value(&things, "Table").await;
+    assert_eq!(table["rows"], json!([]));
+    assert_eq!(
+        table["dataShape"]["fieldDefinitions"]["Value"]["baseType"],
+        "INTEGER"
+    );
+    assert_eq!(
+        value(&things, "Where").await,
+        json!({"latitude": 0.0, "longitude": 0.0, "elevation": 0.0})
+    );
+}

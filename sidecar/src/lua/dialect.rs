@@ -17,7 +17,13 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use mlua::{Lua, Value};
+use serde_json::Value as Json;
+
+use super::convert::{json_to_lua, lua_to_json};
 use super::lexer::{Lexer, Token};
+use super::sandbox::caller_location;
+use super::{LuaLimits, ThingSpec};
 
 /// Which Lua a template is written for.
 #[derive(
@@ -35,7 +41,7 @@ pub enum Dialect {
 /// The `lsr` dialect's library (`lsr.lua`): the Lua 5.1 names 5.4 dropped, and the LSR's data
 /// shapes and InfoTables (`dataShapes`, `DataShape`, `tw_datashape`, `tw_infotable`,
 /// `tw_mutex`), over the sandboxed functions.
-pub(crate) const LSR_PRELUDE: &str = include_str!("lsr.lua");
+const LSR_PRELUDE: &str = include_str!("lsr.lua");
 
 /// Escapes Lua 5.1 knows after a backslash: the rest lose their backslash there.
 fn lua51_escape(c: u8) -> bool {
@@ -79,6 +85,49 @@ pub(crate) fn lua51_escapes(src: &[u8]) -> Cow<'_, [u8]> {
             Cow::Owned(buf)
         }
     }
+}
+
+/// The `lsr` dialect's library and the thing's `p_data`, as the LSR framework fills it
+/// (docs/research/lsr-framework.md): the name, and the scan and task rates (one rate here:
+/// the thing's scan rate runs its tasks), with the framework's other defaults.
+pub(crate) fn install_lsr(lua: &Lua, spec: &ThingSpec, limits: &LuaLimits) -> mlua::Result<()> {
+    lua.load(LSR_PRELUDE).set_name("=lsr library").exec()?;
+    // `json.encode`/`json.decode`, bounded like results: the text either way is at most
+    // `maxResultBytes`, so a C call cannot run long on one giant document.
+    let max = limits.max_result_bytes;
+    let json = lua.create_table()?;
+    let encode = lua.create_function(move |lua, v: Value| {
+        lua_to_json(&v, max)
+            .map(|j| j.to_string())
+            .map_err(|e| mlua::Error::runtime(format!("{} json.encode: {e}", caller_location(lua))))
+    })?;
+    let decode = lua.create_function(move |lua, text: mlua::String| {
+        let bytes = text.as_bytes();
+        let fail =
+            |e: String| mlua::Error::runtime(format!("{} json.decode: {e}", caller_location(lua)));
+        if bytes.len() > max {
+            return Err(fail(format!(
+                "{} bytes is over maxResultBytes ({max})",
+                bytes.len()
+            )));
+        }
+        let j: Json = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+        json_to_lua(lua, &j)
+    })?;
+    json.raw_set("encode", encode)?;
+    json.raw_set("decode", decode)?;
+    lua.globals().raw_set("json", json)?;
+    let rate = i64::try_from(spec.scan_rate.as_millis()).unwrap_or(i64::MAX);
+    let p = lua.create_table()?;
+    p.raw_set("name", spec.name.as_str())?;
+    p.raw_set("scanRate", rate)?;
+    p.raw_set("taskRate", rate)?;
+    p.raw_set("scanRateResolution", 500)?;
+    p.raw_set("keepAliveRate", 60_000)?;
+    p.raw_set("requestTimeout", 15_000)?;
+    p.raw_set("defaultPushType", "VALUE")?;
+    p.raw_set("useShapes", true)?;
+    lua.globals().raw_set("p_data", p)
 }
 
 #[cfg(test)]

@@ -304,3 +304,33 @@ function __lsr_defaults(props)
     end
   end
 end
+
+-- Refusals that help -------------------------------------------------------------------------
+-- What LSR templates reach for and the sandbox does not have fails naming the function, at the
+-- caller's line, with what to do instead.
+
+do
+  local UPSTREAM = "run the program in an upstream container behind the sidecar "
+    .. "(EdgeGateway spec.upstream) and read it with a property handler \"http\""
+  local INLINE = "put the code in the template itself; only the template file is loaded"
+  local function refuse(name, instead)
+    return function() error(name .. " is not available in the Edgeway sandbox: " .. instead, 2) end
+  end
+  local function refusing(prefix, instead)
+    return setmetatable({}, { __index = function(_, k)
+      error(prefix .. "." .. tostring(k) .. " is not available in the Edgeway sandbox: " .. instead, 2)
+    end })
+  end
+  require = refuse("require", INLINE)
+  loadstring = refuse("loadstring", INLINE)
+  load = refuse("load", INLINE)
+  dofile = refuse("dofile", INLINE)
+  loadfile = refuse("loadfile", INLINE)
+  io = refusing("io", UPSTREAM)
+  package = refusing("package", INLINE)
+  debug = refusing("debug", "there is no debugger in a gateway; log.debug(...) logs")
+  setmetatable(os, { __index = function(_, k)
+    error("os." .. tostring(k) .. " is not available in the Edgeway sandbox (os.time, os.clock and "
+      .. "os.date are): " .. UPSTREAM, 2)
+  end })
+end

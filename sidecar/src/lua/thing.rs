@@ -2,7 +2,7 @@
 //! calls, task runs, writes), each followed by a read-back pass that applies the push rules.
 
 use super::convert::{json_to_lua, lua_to_json, pairs_to_lua};
-use super::dialect::LSR_PRELUDE;
+use super::dialect;
 use super::offload::{Caller, SLICE};
 use super::sandbox::{classify, message, Budget};
 use super::template::{instantiate, service_function};
@@ -145,7 +145,7 @@ impl Thing {
             message: message(&e),
         })?;
         if template.dialect == Dialect::Lsr {
-            lsr_library(&lua, spec).map_err(|e| LuaError::Vm {
+            dialect::install_lsr(&lua, spec, &limits).map_err(|e| LuaError::Vm {
                 thing: spec.name.clone(),
                 message: message(&e),
             })?;
@@ -620,22 +620,4 @@ fn service_result(
         value: json,
         output: def.output.clone(),
     })
-}
-
-/// The `lsr` dialect's library and the thing's `p_data`, as the LSR framework fills it
-/// (docs/research/lsr-framework.md): the name, and the scan and task rates (one rate here:
-/// the thing's scan rate runs its tasks), with the framework's other defaults.
-fn lsr_library(lua: &Lua, spec: &ThingSpec) -> mlua::Result<()> {
-    lua.load(LSR_PRELUDE).set_name("=lsr library").exec()?;
-    let rate = i64::try_from(spec.scan_rate.as_millis()).unwrap_or(i64::MAX);
-    let p = lua.create_table()?;
-    p.raw_set("name", spec.name.as_str())?;
-    p.raw_set("scanRate", rate)?;
-    p.raw_set("taskRate", rate)?;
-    p.raw_set("scanRateResolution", 500)?;
-    p.raw_set("keepAliveRate", 60_000)?;
-    p.raw_set("requestTimeout", 15_000)?;
-    p.raw_set("defaultPushType", "VALUE")?;
-    p.raw_set("useShapes", true)?;
-    lua.globals().raw_set("p_data", p)
 }

@@ -339,3 +339,78 @@ properties.Where = { baseType="LOCATION" }
         json!({"latitude": 0.0, "longitude": 0.0, "elevation": 0.0})
     );
 }
+
+/// What the sandbox refuses fails in the `lsr` dialect naming the function, the line, and what
+/// to use instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn refused_functions_say_what_to_use_instead() {
+    let cases = [
+        ("io.popen('ls')", "io.popen", "upstream container"),
+        ("os.execute('ls')", "os.execute", "upstream container"),
+        ("require('socket')", "require", "in the template itself"),
+        (
+            "loadstring('return 1')",
+            "loadstring",
+            "in the template itself",
+        ),
+        ("debug.getinfo(1)", "debug.getinfo", "log.debug"),
+    ];
+    let mut src = String::new();
+    for (i, (code, _, _)) in cases.iter().enumerate() {
+        src.push_str(&format!(
+            "services.R{i} = function() return 200, {code} end\n"
+        ));
+    }
+    let things = load_as("refused.lua", &src, Dialect::Lsr).unwrap();
+    for (i, (code, name, instead)) in cases.iter().enumerate() {
+        let e = call(&things, &format!("R{i}"), json!({}))
+            .await
+            .unwrap_err()
+            .to_string();
+        let line = format!("refused.lua:{}:", i + 1);
+        assert!(
+            e.contains(&line) && e.contains(name) && e.contains(instead),
+            "{code}: {e}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn json_encodes_and_decodes_within_the_result_bound() {
+    let limits = LuaLimits {
+        max_result_bytes: 1024,
+        ..LuaLimits::default()
+    };
+    let path = write_template(
+        "json.lua",
+        br#"
+services.RoundTrip = function(me, h, q, data)
+  local t = json.decode(json.encode({ a = 1, b = { "x", "y" } }))
+  return 200, t.b[2] .. t.a
+end
+services.Huge = function(me) return 200, json.decode("[" .. string.rep("1,", 1000) .. "1]") end
+"#,
+    );
+    let things = Things::load(
+        &[TemplateSource {
+            name: "t".into(),
+            path,
+            dialect: Dialect::Lsr,
+        }],
+        &[spec("T1", "t")],
+        limits,
+    )
+    .unwrap();
+    assert_eq!(
+        call(&things, "RoundTrip", json!({})).await.unwrap().value,
+        json!("y1")
+    );
+    let e = call(&things, "Huge", json!({}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("json.lua:6:") && e.contains("maxResultBytes"),
+        "{e}"
+    );
+}

@@ -47,6 +47,13 @@ end
 tasks.tick = function(me)
     properties.Ticks.value = properties.Ticks.value + 1
 end
+dataShapes.Reading({ name = "Temp", baseType = "NUMBER" }, { name = "Unit", baseType = "STRING" })
+serviceDefinitions.Reading(output { baseType="INFOTABLE", aspects={dataShape="Reading"} })
+services.Reading = function(me, headers, query, data)
+    local it = tw_infotable.createInfoTable(DataShape.Reading:clone())
+    it:addRow({ Temp = properties.Temperature.value, Unit = "C" })
+    return 200, it
+end
 "#;
 
 struct Fixture {
@@ -224,6 +231,55 @@ async fn services_run_lua_with_typed_inputs_and_the_verified_identity() {
         .unwrap();
     assert_eq!(r.status, 404);
     f.sidecar.shutdown().await;
+}
+
+/// An INFOTABLE result is answered as the table itself, and the thing's definitions are
+/// browsable at `Metadata`, as ThingWorx REST clients expect.
+#[tokio::test]
+async fn infotable_results_and_metadata_over_rest() {
+    let f = fixture("infotable").await;
+    let mut c = f.conn().await;
+    let r = c
+        .send(
+            "POST",
+            "/Thingworx/Things/Pump1/Services/Reading",
+            &[],
+            "{}",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let j = r.json();
+    assert_eq!(j["rows"], serde_json::json!([{"Temp": 20, "Unit": "C"}]));
+    assert_eq!(
+        j["dataShape"]["fieldDefinitions"]["Unit"]["baseType"],
+        "STRING"
+    );
+
+    let r = c
+        .send("GET", "/Thingworx/Things/Pump1/Metadata", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let m = r.json();
+    assert_eq!(m["name"], "Pump1");
+    assert_eq!(
+        m["propertyDefinitions"]["Temperature"]["baseType"],
+        "NUMBER"
+    );
+    assert_eq!(
+        m["serviceDefinitions"]["Add"]["Inputs"]["fieldDefinitions"]["a"]["baseType"],
+        "NUMBER"
+    );
+    assert_eq!(
+        m["serviceDefinitions"]["Reading"]["Outputs"]["baseType"],
+        "INFOTABLE"
+    );
+    let r = c
+        .send("GET", "/Thingworx/Things/Nobody/Metadata", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
 }
 
 #[tokio::test]

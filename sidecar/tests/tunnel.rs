@@ -825,6 +825,13 @@ serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType=
 services.Add = function(me, headers, query, data) return 200, data.a + data.b end
 services.Fail = function(me, headers, query, data) return 409, "meter is locked" end
 tasks.count = function(me) properties.Count.value = properties.Count.value + 1 end
+dataShapes.Reading({ name = "Amps", baseType = "NUMBER" }, { name = "Unit", baseType = "STRING" })
+serviceDefinitions.Reading(output { baseType="INFOTABLE", aspects={dataShape="Reading"} })
+services.Reading = function(me)
+    local it = tw_infotable.createInfoTable(DataShape.Reading:clone())
+    it:addRow({ Amps = 15, Unit = "A" })
+    return 200, it
+end
 "#,
     )
     .unwrap();
@@ -864,6 +871,21 @@ tasks.count = function(me) properties.Count.value = properties.Count.value + 1 e
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["result"], 42.0);
+
+    // An INFOTABLE result crosses the tunnel as the table itself, as SDK edges send it.
+    let r = http(
+        platform.rest_addr,
+        "POST",
+        "/api/things/Meter1/services/Reading",
+        &[],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.json()["rows"],
+        serde_json::json!([{"Amps": 15.0, "Unit": "A"}])
+    );
 
     let r = http(
         platform.rest_addr,

@@ -28,6 +28,8 @@ pub enum Route {
     Service(String, String),
     /// `/Thingworx/Things/{thing}/Events/{event}`
     Event(String, String),
+    /// `/Thingworx/Things/{thing}/Metadata`
+    Metadata(String),
 }
 
 impl Route {
@@ -44,6 +46,7 @@ impl Route {
             .collect();
         match segs.as_slice() {
             [t, p] if p == "Properties" => Some(Route::Properties(t.clone())),
+            [t, m] if m == "Metadata" => Some(Route::Metadata(t.clone())),
             [t, p, n] if p == "Properties" => Some(Route::Property(t.clone(), n.clone())),
             [t, s, n] if s == "Services" => Some(Route::Service(t.clone(), n.clone())),
             [t, e, n] if e == "Events" => Some(Route::Event(t.clone(), n.clone())),
@@ -59,6 +62,7 @@ impl Route {
             Route::Property(..) => "thing_property",
             Route::Service(..) => "thing_service",
             Route::Event(..) => "thing_event",
+            Route::Metadata(..) => "thing_metadata",
         }
     }
 }
@@ -76,6 +80,12 @@ pub async fn handle(
     let started = Instant::now();
     let resp = match (route, method) {
         (Route::List, &Method::GET) => list(things),
+        // The thing's definitions, as GetMetadata answers them on the tunnel (the SDK's
+        // `getMetadataService` layout): what ThingWorx and REST clients browse.
+        (Route::Metadata(t), &Method::GET) => match things.metadata(&t) {
+            Some(m) => json(StatusCode::OK, &serde_json::to_value(m).unwrap_or_default()),
+            None => thing_error(&ThingError::UnknownThing(t)),
+        },
         (Route::Properties(t), &Method::GET) => match things.read_properties(&t).await {
             Ok(props) => {
                 let fields: Vec<_> = props
@@ -137,6 +147,20 @@ pub async fn handle(
                 let r = things.call_service(&t, &s, headers, query, params).await;
                 metrics.lua_call("service", started.elapsed());
                 match r {
+                    // An INFOTABLE result is the table itself, as ThingWorx answers it.
+                    Ok(res)
+                        if (200..300).contains(&res.status)
+                            && res
+                                .output
+                                .as_ref()
+                                .is_some_and(|o| o.base_type == BaseType::Infotable)
+                            && res.value.get("rows").is_some() =>
+                    {
+                        json(
+                            StatusCode::from_u16(res.status).unwrap_or(StatusCode::OK),
+                            &res.value,
+                        )
+                    }
                     Ok(res) if (200..300).contains(&res.status) => {
                         let base = res
                             .output
@@ -162,7 +186,7 @@ pub async fn handle(
         },
         (route, _) => {
             let allow = match route {
-                Route::List | Route::Properties(..) => "GET",
+                Route::List | Route::Properties(..) | Route::Metadata(..) => "GET",
                 Route::Property(..) => "GET, PUT",
                 Route::Service(..) | Route::Event(..) => "POST",
             };

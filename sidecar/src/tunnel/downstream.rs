@@ -78,8 +78,13 @@ pub async fn handle(registry: &Registry, req: Request) -> (Message, FollowUp) {
                     } else {
                         Primitive::from_json(wt, &r.value)
                     };
-                    prim.map(|p| Some(InfoTable::from_primitive("result", p)))
-                        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+                    // An INFOTABLE result is the content itself, as SDK edges answer;
+                    // anything else is one field `result`.
+                    prim.map(|p| match p {
+                        Primitive::InfoTable(t) => Some(*t),
+                        p => Some(InfoTable::from_primitive("result", p)),
+                    })
+                    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
                 }
                 Ok(r) => Err((http_to_status(r.status), value_text(&r.value))),
                 Err(e) => Err(fail(e)),

@@ -285,10 +285,15 @@ function __lsr_generate(me)
   end
 end
 
--- Property defaults the LSR framework fills when a template gives no value: an INFOTABLE is an
--- empty table of its `dataShape` (fields and no rows), a LOCATION is all zeros.
+-- Property defaults the LSR framework fills: `pushType` from `dataChangeType` when only that is
+-- given, `pushThreshold` from `threshold`; without a value an INFOTABLE is an empty table of its
+-- `dataShape` (fields and no rows), a LOCATION is all zeros.
 function __lsr_defaults(props)
   for _, pt in pairs(props) do
+    if type(pt) == "table" then
+      if pt.pushType == nil then pt.pushType = pt.dataChangeType end
+      if pt.pushThreshold == nil then pt.pushThreshold = pt.threshold end
+    end
     if type(pt) == "table" and pt.value == nil and type(pt.baseType) == "string" then
       local bt = s.upper(pt.baseType)
       if bt == "INFOTABLE" then

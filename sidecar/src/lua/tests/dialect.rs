@@ -414,3 +414,31 @@ services.Huge = function(me) return 200, json.decode("[" .. string.rep("1,", 100
         "{e}"
     );
 }
+
+/// `dataChangeType` stands in for `pushType` and `threshold` for `pushThreshold`, as in the LSR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn data_change_type_and_threshold_stand_in_for_push_settings() {
+    let things = load_as(
+        "dct.lua",
+        r#"properties.Quiet = { baseType="NUMBER", dataChangeType="NEVER", value=1 }
+properties.Coarse = { baseType="NUMBER", dataChangeType="VALUE", threshold=5, value=1 }
+properties.Own = { baseType="NUMBER", pushType="ALWAYS", dataChangeType="NEVER", value=1 }
+"#,
+        Dialect::Lsr,
+    )
+    .unwrap();
+    let info = things.describe("T1").unwrap();
+    let def = |n: &str| {
+        info.properties
+            .iter()
+            .find(|p| p.name == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(def("Quiet").push_type, PushType::Never);
+    assert_eq!(
+        (def("Coarse").push_type, def("Coarse").push_threshold),
+        (PushType::Value, 5.0)
+    );
+    assert_eq!(def("Own").push_type, PushType::Always);
+}

@@ -281,6 +281,13 @@ function __lsr_generate(me)
       generated[name] = st
       pt.name = name
       pt.value = next_value(pt, st)
+      -- `qualityPercent`: that share of values are GOOD, the rest `errorQualityStatus`.
+      local good = tonumber(pt.qualityPercent)
+      if good and m.random(1, 100) > good then
+        pt.quality = pt.errorQualityStatus or "BAD"
+      else
+        pt.quality = "GOOD"
+      end
     end
   end
 end

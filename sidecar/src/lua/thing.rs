@@ -492,12 +492,13 @@ impl Thing {
                     continue;
                 }
             };
-            let changed = !same(&value, &slot.current.value);
+            let quality = read_lua_quality(&vm.props, &slot.def);
+            let changed = !same(&value, &slot.current.value) || quality != slot.current.quality;
             if changed {
                 slot.current = PropertyValue {
                     value: value.clone(),
                     time_ms: now_ms(),
-                    quality: Quality::Good,
+                    quality,
                 };
             }
             let forced = match pass {
@@ -557,6 +558,18 @@ fn read_lua_value(props: &Table, def: &PropertyDef, max_bytes: usize) -> Result<
     def.base_type
         .coerce_json(&json)
         .map_err(|e| format!("has a value of the wrong type: {e}"))
+}
+
+/// The quality a script gave a property (`properties.X.quality`, e.g. `"BAD"`, as LSR handlers
+/// set it); `GOOD` when it gives none. Raw access only, so no script code runs.
+fn read_lua_quality(props: &Table, def: &PropertyDef) -> Quality {
+    let Ok(Value::Table(entry)) = props.raw_get::<Value>(def.name.as_str()) else {
+        return Quality::Good;
+    };
+    match entry.raw_get::<Value>("quality") {
+        Ok(Value::String(q)) => Quality::parse(&q.to_string_lossy()),
+        _ => Quality::Good,
+    }
 }
 
 /// Stores `properties[name].value = value`, recreating the entry if the script removed it.

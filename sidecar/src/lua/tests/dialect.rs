@@ -442,3 +442,38 @@ properties.Own = { baseType="NUMBER", pushType="ALWAYS", dataChangeType="NEVER",
     );
     assert_eq!(def("Own").push_type, PushType::Always);
 }
+
+/// A property's quality comes from its table (`quality`), as LSR handlers set it; the
+/// generator's `qualityPercent` gives `errorQualityStatus` to the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn qualities_set_by_scripts_and_generators_are_reported() {
+    let things = Arc::new(
+        load_as(
+            "quality.lua",
+            r#"properties.Flaky = { baseType="NUMBER", pushType="ALWAYS", handler="generator", functionType="ramp", qualityPercent=0, errorQualityStatus="UNCERTAIN" }
+properties.Set = { baseType="NUMBER", pushType="VALUE", value=1 }
+services.Degrade = function(me) properties.Set.quality = "BAD" return 200 end
+"#,
+            Dialect::Lsr,
+        )
+        .unwrap(),
+    );
+    let mut rx = things.subscribe();
+    call(&things, "Degrade", json!({})).await.unwrap();
+    let (_, v) = things.read_property("T1", "Set").await.unwrap();
+    assert_eq!(v.quality, Quality::Bad);
+    let handles = things.spawn_tasks();
+    let flaky = loop {
+        let c = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if &*c.property == "Flaky" {
+            break c;
+        }
+    };
+    for h in &handles {
+        h.abort();
+    }
+    assert_eq!(flaky.value.quality, Quality::Uncertain);
+}

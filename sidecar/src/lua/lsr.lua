@@ -346,3 +346,25 @@ do
       .. "os.date are): " .. UPSTREAM, 2)
   end })
 end
+
+-- `tw_utils` (also `ps_utils`): the helpers templates call. `psleep` would hold the thing's VM
+-- (one call at a time), so it is refused with what to do instead.
+tw_utils = {
+  --- true for true, "true"/"yes"/"on"/"1" (any case) and non-zero numbers.
+  toboolean = function(v)
+    if type(v) == "boolean" then return v end
+    if type(v) == "number" then return v ~= 0 end
+    if type(v) == "string" then
+      local l = s.lower(v)
+      return l == "true" or l == "yes" or l == "on" or l == "1"
+    end
+    return false
+  end,
+  --- The data as JSON text, as services may return it.
+  encodeData = function(v) return json.encode(v) end,
+  psleep = function()
+    error("tw_utils.psleep is not available in the Edgeway sandbox: a thing runs one call at "
+      .. "a time, so sleeping would stall it; use a task (tasks.X runs every scan)", 2)
+  end,
+}
+ps_utils = tw_utils

@@ -477,3 +477,35 @@ services.Degrade = function(me) properties.Set.quality = "BAD" return 200 end
     }
     assert_eq!(flaky.value.quality, Quality::Uncertain);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn tw_utils_helpers_work_and_psleep_is_refused() {
+    let things = load_as(
+        "utils.lua",
+        r#"services.Bools = function(me)
+  local u = tw_utils
+  return 200, { u.toboolean("TRUE"), u.toboolean("0"), u.toboolean(2), u.toboolean(nil), ps_utils == tw_utils }
+end
+services.Encode = function(me) return 200, tw_utils.encodeData({ a = 1 }) end
+services.Sleep = function(me) tw_utils.psleep(10) end
+"#,
+        Dialect::Lsr,
+    )
+    .unwrap();
+    assert_eq!(
+        call(&things, "Bools", json!({})).await.unwrap().value,
+        json!([true, false, true, false, true])
+    );
+    assert_eq!(
+        call(&things, "Encode", json!({})).await.unwrap().value,
+        json!("{\"a\":1}")
+    );
+    let e = call(&things, "Sleep", json!({}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("utils.lua:6:") && e.contains("use a task"),
+        "{e}"
+    );
+}

@@ -10,14 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mlua::{Lua, Table, Value, Variadic};
 use serde_json::Value as Json;
 
 use super::convert::lua_to_json;
 use super::sandbox::caller_location;
-use super::{EventDef, EventHub, FiredEvent, ServiceDef};
+use super::{now_ms, EventDef, EventHub, FiredEvent, ServiceDef};
 
 /// Event definitions recorded while the template runs, by name, with their location.
 pub(crate) type RecordedEvents = Arc<Mutex<BTreeMap<String, EventDef>>>;
@@ -173,10 +172,4 @@ fn checked(def: &EventDef, data: Json) -> Result<serde_json::Map<String, Json>, 
         out.insert(k, v);
     }
     Ok(out)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

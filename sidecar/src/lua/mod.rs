@@ -263,3 +263,11 @@ pub struct ThingInfo {
     /// Events, sorted by name.
     pub events: Vec<EventDef>,
 }
+
+/// Unix time in milliseconds, the clock of property and event times.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -8,13 +8,13 @@ use super::sandbox::{classify, message, Budget};
 use super::template::{instantiate, service_function};
 use super::vm::new_vm;
 use super::{
-    Dialect, EventHub, LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue, PushType,
-    Quality, ServiceDef, ServiceResult, TemplateSource, ThingError, ThingInfo, ThingSpec,
+    now_ms, Dialect, EventHub, LuaError, LuaLimits, PropertyChange, PropertyDef, PropertyValue,
+    PushType, Quality, ServiceDef, ServiceResult, TemplateSource, ThingError, ThingInfo, ThingSpec,
 };
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use serde_json::Value as Json;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// The Lua side of a thing. Only ever used by the thread holding `Thing::vm`.
@@ -106,13 +106,6 @@ pub(crate) struct Thing {
 /// pass panicked, and refusing all later reads would be worse.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Equality that treats `3` and `3.0` as the same number.

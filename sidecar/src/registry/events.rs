@@ -2,12 +2,10 @@
 //! checked against the things that run here and handed to the platform tunnel's outbox, which
 //! keeps them until the platform acknowledges them, as it does property updates.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{Map, Value};
 
 use super::Registry;
-use crate::lua::{EventSink, FiredEvent, ThingError};
+use crate::lua::{now_ms, EventSink, FiredEvent, ThingError};
 
 /// Why an event was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +53,4 @@ impl Registry {
             Err(FireError::NoTunnel)
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

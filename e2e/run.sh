@@ -94,7 +94,9 @@ if [ "$mode" = local ]; then
   phase "image (OCI tarball)"
   bash hack/build-image.sh --ref "$image:$tag" --out "$work/edgeway.tar"
   phase "suite build"
-  cargo build --locked -p edgeway-e2e
+  # --workspace: features unify as in the test phase, so its build of every dependency is reused
+  # (-p alone rebuilt kube, tower-http and more with other features: 49 s and a second copy).
+  cargo build --locked --workspace --bin edgeway-e2e
   phase "cluster start"
   mkdir -p "$work/cluster"
   cluster_up=1

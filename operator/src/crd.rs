@@ -111,6 +111,11 @@ pub struct PlatformSpec {
     /// Reach the platform through an HTTP proxy (`CONNECT`), as the EMS `proxy` settings do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxySpec>,
+    /// Offer permessage-deflate (RFC 7692) compression to the platform, used when it accepts
+    /// (the EMS `ws_connection.compression`). Only messages of 256 bytes or more are
+    /// compressed.
+    #[serde(default = "default_true")]
+    pub compression: bool,
 }
 
 /// An HTTP proxy for the tunnel.
@@ -148,6 +153,10 @@ impl Default for KeepAliveSpec {
             timeout_seconds: default_keep_alive_timeout(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_keep_alive_interval() -> u32 {

@@ -273,6 +273,10 @@ pub struct WebsocketConfig {
     /// A session silent (no frame at all) for this long is closed; 0 never closes.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
+    /// Accept permessage-deflate (RFC 7692) when an edge offers it, as ThingWorx does; the
+    /// inflated size is bounded by `maxMessageBytes` like the wire size.
+    #[serde(default = "default_compression")]
+    pub compression: bool,
 }
 
 impl Default for AuthConfig {
@@ -316,10 +320,14 @@ impl Default for WebsocketConfig {
             max_message_bytes: default_max_message(),
             ping_interval_ms: default_ping_interval(),
             idle_timeout_ms: default_idle_timeout(),
+            compression: default_compression(),
         }
     }
 }
 
+fn default_compression() -> bool {
+    true
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8443))
 }

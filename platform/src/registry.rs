@@ -180,6 +180,8 @@ pub struct GatewayInfo {
     pub remote_address: String,
     /// Epoch milliseconds of authentication.
     pub connected_since: i64,
+    /// Whether the websocket negotiated permessage-deflate (RFC 7692).
+    pub compressed: bool,
     /// Things bound by this session now.
     pub bound_things: usize,
 }
@@ -601,6 +603,7 @@ impl Registry {
                     client_cert: s.client_cert.clone(),
                     remote_address: s.remote.to_string(),
                     connected_since: s.connected_since,
+                    compressed: s.compressed,
                     bound_things: st.bindings.get(&s.id).map_or(0, BTreeSet::len),
                 }
             })

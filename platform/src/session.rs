@@ -60,6 +60,8 @@ pub struct EdgeSession {
     pub remote: SocketAddr,
     /// Epoch milliseconds of authentication.
     pub connected_since: i64,
+    /// Whether the websocket negotiated permessage-deflate.
+    pub compressed: bool,
     gateway: Mutex<Option<Gateway>>,
     out: mpsc::Sender<Outbound>,
     pending: Mutex<(bool, Pending)>,
@@ -93,6 +95,7 @@ impl EdgeSession {
         id: u32,
         identity: Identity,
         remote: SocketAddr,
+        compressed: bool,
         out: mpsc::Sender<Outbound>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -102,6 +105,7 @@ impl EdgeSession {
             client_cert: identity.client_cert,
             remote,
             connected_since: now_ms(),
+            compressed,
             gateway: Mutex::new(None),
             out,
             pending: Mutex::new((false, HashMap::new())),

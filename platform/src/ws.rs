@@ -8,19 +8,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edgeway_protocol::{split, Auth, Message, Reassembler, ReassemblerConfig, StatusCode};
 use edgeway_runtime::tls::reload::ReloadingServerConfig;
+use edgeway_runtime::ws::{self as socket, CloseCode, End, Frame, OpCode, Socket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
+use yawc::{HttpStream, UpgradeFut, WebSocket, WebSocketError};
 
 use crate::config::WebsocketConfig;
 use crate::edge::{self, EdgeContext};
@@ -51,11 +52,8 @@ const WRITE_STALL: Duration = Duration::from_secs(30);
 const PRE_AUTH_MESSAGE: usize = 64 << 10;
 /// Longest a refused connection's close handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bytes tungstenite may hold for a connection beyond its write buffer (128 KiB, flushed when
-/// full): one outgoing chunk plus queued control frames. Past it the connection is dropped —
-/// a peer that sends pings and never reads once grew the pong backlog without bound (1.6 GB
-/// in 8 s).
-const WRITE_SLACK: usize = 256 << 10;
+/// Largest upgrade request head: a browser's is ~500 bytes, an SDK's less. hyper's floor.
+const MAX_UPGRADE_HEAD: usize = 8 << 10;
 
 /// A write that may stall: `None` when it did not finish within `limit`.
 async fn bounded<T>(write: impl std::future::Future<Output = T>, limit: Duration) -> Option<T> {
@@ -177,20 +175,56 @@ async fn connection(
     upgrade(stream, remote, cert, deadline, &l, shutdown).await;
 }
 
-/// Refuses upgrades to any path but [`WS_PATH`] with HTTP 404.
-#[allow(clippy::result_large_err)] // the signature tungstenite's `Callback` requires
-fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
-    if req.uri().path() == WS_PATH {
-        return Ok(resp);
-    }
-    let mut err = ErrorResponse::new(Some(format!(
-        "no websocket endpoint at {}",
-        req.uri().path()
-    )));
-    *err.status_mut() = http::StatusCode::NOT_FOUND;
-    Err(err)
+/// The websocket of a session: the upgraded HTTP/1.1 connection.
+type Ws = Socket<HttpStream>;
+type Sink = SplitSink<Ws, Frame>;
+type WsStream = SplitStream<Ws>;
+type Body = Full<Bytes>;
+
+/// What an upgrade request is answered with.
+enum Answer {
+    /// The 101, the upgrade to await, and whether permessage-deflate was agreed.
+    Upgrade(hyper::Response<Body>, UpgradeFut, bool),
+    /// 404 or 400, then the connection closes.
+    Refused(hyper::Response<Body>),
 }
 
+/// Answers the upgrade request: 404 for any path but [`WS_PATH`], 400 for a request that is
+/// no websocket upgrade; otherwise the 101 (with permessage-deflate when offered and enabled),
+/// the upgrade to await and whether compression was agreed.
+fn answer(req: &mut hyper::Request<Incoming>, options: &yawc::Options) -> Answer {
+    let refuse = |status: http::StatusCode, why: String| {
+        let mut r = hyper::Response::new(Full::new(Bytes::from(why)));
+        *r.status_mut() = status;
+        // One request per connection: hyper closes after a response saying so.
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        r
+    };
+    if req.uri().path() != WS_PATH {
+        let why = format!("no websocket endpoint at {}", req.uri().path());
+        return Answer::Refused(refuse(http::StatusCode::NOT_FOUND, why));
+    }
+    match WebSocket::upgrade_with_options(&mut *req, options.clone()) {
+        Ok((resp, fut)) => {
+            let compressed = resp
+                .headers()
+                .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(socket::names_deflate);
+            Answer::Upgrade(resp.map(|_| Full::new(Bytes::new())), fut, compressed)
+        }
+        Err(e) => Answer::Refused(refuse(
+            http::StatusCode::BAD_REQUEST,
+            format!("not a websocket upgrade: {e}"),
+        )),
+    }
+}
+
+/// The HTTP/1.1 upgrade to a websocket, by `deadline`: one request per connection, its head
+/// bounded, then the session.
 async fn upgrade<S>(
     stream: S,
     remote: SocketAddr,
@@ -201,46 +235,64 @@ async fn upgrade<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let max = l.config.max_message_bytes + 64;
-    let write_buffer = WebSocketConfig::default().write_buffer_size;
-    let cfg = WebSocketConfig::default()
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
-        .max_write_buffer_size(write_buffer + l.config.chunk_size + WRITE_SLACK);
-    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(cfg));
-    let ws = match tokio::time::timeout_at(deadline.into(), accept).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::info!(%remote, error = %e, "websocket upgrade refused");
-            return;
+    let options = socket::options(
+        End::Server,
+        l.config.max_message_bytes + 64,
+        l.config.compression,
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+        let resp = match answer(&mut req, &options) {
+            Answer::Upgrade(resp, fut, compressed) => {
+                if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = tx.send((fut, compressed));
+                }
+                resp
+            }
+            Answer::Refused(refusal) => {
+                tracing::info!(%remote, status = %refusal.status(), path = req.uri().path(), "websocket upgrade refused");
+                refusal
+            }
+        };
+        async move { Ok::<_, std::convert::Infallible>(resp) }
+    });
+    // Not `keep_alive(false)`: hyper would then answer the 101 with `Connection: close`.
+    let conn = http1::Builder::new()
+        .max_buf_size(MAX_UPGRADE_HEAD)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let handshake = async {
+        let (served, agreed) = tokio::join!(conn, rx);
+        if let Err(e) = served {
+            tracing::info!(%remote, error = %e, "websocket upgrade failed");
         }
+        let (fut, compressed) = agreed.ok()?;
+        match fut.await {
+            Ok(ws) => Some((ws, compressed)),
+            Err(e) => {
+                tracing::info!(%remote, error = %e, "websocket upgrade failed");
+                None
+            }
+        }
+    };
+    let (ws, compressed) = match tokio::time::timeout_at(deadline.into(), handshake).await {
+        Ok(Some(ws)) => ws,
+        Ok(None) => return,
         Err(_) => {
             tracing::info!(%remote, "websocket upgrade timed out");
             return;
         }
     };
-    run_session(ws, remote, cert, l, shutdown).await;
+    run_session(Socket::new(ws), compressed, remote, cert, l, shutdown).await;
 }
 
-type Sink<S> = SplitSink<WebSocketStream<S>, WsMessage>;
-type WsStream<S> = SplitStream<WebSocketStream<S>>;
-
-fn close_frame(code: u16, reason: &str) -> WsMessage {
-    WsMessage::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }))
+fn close_frame(code: u16, reason: &str) -> Frame {
+    Frame::close(CloseCode::from(code), reason)
 }
 
 /// Sends one AlwaysOn message, split into chunks when it exceeds `chunk`.
-async fn send_message<S>(
-    sink: &mut Sink<S>,
-    msg: &Message,
-    chunk: usize,
-) -> Result<(), tokio_tungstenite::tungstenite::Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn send_message(sink: &mut Sink, msg: &Message, chunk: usize) -> Result<(), WebSocketError> {
     let write = async {
         feed_message(sink, msg, chunk).await?;
         sink.flush().await
@@ -252,14 +304,7 @@ where
 
 /// Queues one AlwaysOn message's frames without flushing, so a burst of replies shares one
 /// TLS record and one `write(2)`.
-async fn feed_message<S>(
-    sink: &mut Sink<S>,
-    msg: &Message,
-    chunk: usize,
-) -> Result<(), tokio_tungstenite::tungstenite::Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn feed_message(sink: &mut Sink, msg: &Message, chunk: usize) -> Result<(), WebSocketError> {
     let frames = match split(msg, chunk) {
         Ok(f) => f,
         Err(e) => {
@@ -268,16 +313,13 @@ where
         }
     };
     for f in frames {
-        sink.feed(WsMessage::Binary(Bytes::from(f))).await?;
+        sink.feed(Frame::binary(f)).await?;
     }
     Ok(())
 }
 
 /// Refuses a connection before a session exists: UNAUTHORIZED, then close 1008.
-async fn refuse<S>(sink: &mut Sink<S>, reply: Option<Message>, reason: &str, chunk: usize)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn refuse(sink: &mut Sink, reply: Option<Message>, reason: &str, chunk: usize) {
     if let Some(r) = reply {
         let _ = send_message(sink, &r, chunk).await;
     }
@@ -286,10 +328,7 @@ where
     let _ = bounded(sink.close(), CLOSE_TIMEOUT).await;
 }
 
-async fn writer<S>(mut sink: Sink<S>, mut rx: mpsc::Receiver<Outbound>, chunk: usize)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn writer(mut sink: Sink, mut rx: mpsc::Receiver<Outbound>, chunk: usize) {
     'session: while let Some(first) = rx.recv().await {
         // Everything already queued goes out with one flush: one reply per update message
         // flushed alone costs a TLS record and a syscall each, the tunnel's main cost.
@@ -302,7 +341,7 @@ where
                 }
                 Outbound::Ping => {
                     let payload = Bytes::copy_from_slice(&edgeway_protocol::ping_payload());
-                    bounded(sink.feed(WsMessage::Ping(payload)), WRITE_STALL).await
+                    bounded(sink.feed(Frame::ping(payload)), WRITE_STALL).await
                 }
                 Outbound::Close(code, reason) => {
                     let _ = bounded(sink.send(close_frame(code, &reason)), CLOSE_TIMEOUT).await;
@@ -331,15 +370,14 @@ enum First {
     Gone,
 }
 
-async fn run_session<S>(
-    ws: WebSocketStream<S>,
+async fn run_session(
+    ws: Ws,
+    compressed: bool,
     remote: SocketAddr,
     cert: Option<String>,
     l: &Listener,
     shutdown: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let ctx = &l.ctx;
     let chunk = l.config.chunk_size;
     let (mut sink, mut stream) = ws.split();
@@ -368,6 +406,7 @@ async fn run_session<S>(
         id,
         identity,
         remote,
+        compressed,
         tx.clone(),
         ctx.metrics.clone(),
     ));
@@ -406,17 +445,14 @@ async fn run_session<S>(
 
 /// Reads the first message within the auth timeout and checks it is an acceptable AUTH. On
 /// refusal it answers, closes, counts the reason and returns `None`.
-async fn authenticate<S>(
-    sink: &mut Sink<S>,
-    stream: &mut WsStream<S>,
+async fn authenticate(
+    sink: &mut Sink,
+    stream: &mut WsStream,
     reassembler: &mut Reassembler,
     remote: SocketAddr,
     cert: Option<String>,
     l: &Listener,
-) -> Option<(Auth, Identity)>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Option<(Auth, Identity)> {
     let ctx = &l.ctx;
     let chunk = l.config.chunk_size;
     // AUTH must come first, within the auth timeout.
@@ -441,8 +477,8 @@ where
             Ok(None | Some(Err(_))) => break First::Gone,
             Ok(Some(Ok(f))) => f,
         };
-        match frame {
-            WsMessage::Binary(b) => match reassembler.push(&b, Instant::now()) {
+        match frame.opcode() {
+            OpCode::Binary => match reassembler.push(frame.payload(), Instant::now()) {
                 Ok(Some(m)) => break First::Message(m),
                 Ok(None) => continue,
                 Err(e) => {
@@ -452,14 +488,14 @@ where
                     return None;
                 }
             },
-            WsMessage::Text(_) => {
+            OpCode::Text => {
                 ctx.metrics.auth_failure("malformed");
                 let _ = sink
                     .send(close_frame(CLOSE_UNSUPPORTED, "binary messages only"))
                     .await;
                 return None;
             }
-            WsMessage::Close(_) => break First::Gone,
+            OpCode::Close => break First::Gone,
             _ => continue,
         }
     };
@@ -512,17 +548,14 @@ where
 
 /// The authenticated session: handles messages, pings and the idle deadline until the
 /// connection ends; returns why it ended.
-async fn serve_session<S>(
-    stream: &mut WsStream<S>,
+async fn serve_session(
+    stream: &mut WsStream,
     reassembler: &mut Reassembler,
     session: &Arc<EdgeSession>,
     tx: &mpsc::Sender<Outbound>,
     l: &Listener,
     mut shutdown: watch::Receiver<bool>,
-) -> String
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> String {
     let ctx = &l.ctx;
     let id = session.id;
     let ping_every = Duration::from_millis(l.config.ping_interval_ms);
@@ -548,8 +581,8 @@ where
                     Some(Ok(f)) => f,
                 };
                 last_seen = Instant::now();
-                match frame {
-                    WsMessage::Binary(b) => match reassembler.push(&b, last_seen) {
+                match frame.opcode() {
+                    OpCode::Binary => match reassembler.push(frame.payload(), last_seen) {
                         Ok(Some(m)) => {
                             let reply = match edge::handle(ctx, session, m) {
                                 edge::Step::Nothing => None,
@@ -582,7 +615,7 @@ where
                             tracing::warn!(session = id, error = %e, "undecodable message dropped");
                             // A response that does not decode fails its request now (REST 502
                             // with the reason), not at its deadline as a 504.
-                            if let Some((code, header)) = Message::peek_header(&b) {
+                            if let Some((code, header)) = Message::peek_header(frame.payload()) {
                                 if StatusCode::from_code(code).is_some() {
                                     session.fail(
                                         header.request_id,
@@ -592,11 +625,11 @@ where
                             }
                         }
                     },
-                    WsMessage::Text(_) => {
+                    OpCode::Text => {
                         let _ = tx.send(Outbound::Close(CLOSE_UNSUPPORTED, "binary messages only".into())).await;
                         break "text frame".to_owned();
                     }
-                    WsMessage::Close(_) => break "closed by edge".to_owned(),
+                    OpCode::Close => break "closed by edge".to_owned(),
                     _ => {}
                 }
             }

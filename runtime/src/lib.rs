@@ -9,8 +9,9 @@
 //!   certificate policy (CA bundle or pinned peers), the peer identity, and hot reload.
 //! - [`http`]: what every HTTP listener applies: a connection cap, a header (and idle) deadline.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on a plain-HTTP listener.
+//! - [`ws`]: the tunnel's websocket on both ends (yawc, permessage-deflate, pings rationed).
 //!
-//! Nothing here knows about things, Lua or the AlwaysOn protocol (that is `edgeway-protocol`).
+//! Nothing here knows about things, Lua or the AlwaysOn messages (that is `edgeway-protocol`).
 
 #![deny(missing_docs)]
 
@@ -19,5 +20,6 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod tls;
+pub mod ws;
 
 pub use config::ConfigError;

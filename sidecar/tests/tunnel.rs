@@ -156,6 +156,8 @@ async fn ca_validated_tunnel_delivers_fleet_updates_in_order() {
     // The REST API shows the gateway and its things as connected.
     let gws = get(platform.rest_addr, "/api/gateways").await.json();
     assert_eq!(gws.as_array().map(Vec::len), Some(1), "{gws}");
+    // Both ends agreed on permessage-deflate; the batches above came compressed.
+    assert_eq!(gws[0]["compressed"], true, "{gws}");
     let thing = get(platform.rest_addr, "/api/things/dev-1").await.json();
     assert_eq!(thing["connected"], true, "{thing}");
     assert!(sidecar.tunnel.as_ref().unwrap().connected());
@@ -1416,4 +1418,49 @@ async fn keep_alive_pings_carry_a_payload() {
     assert_eq!(len, edgeway_protocol::ping_payload().len());
     assert!(len > 0);
     sidecar.shutdown().await;
+}
+
+/// The `Sec-WebSocket-Extensions` the sidecar's upgrade request carries, seen by a bare
+/// tungstenite server.
+async fn offered_extensions(setup: &Setup, extra: &str) -> Option<String> {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut offered = None;
+        #[allow(clippy::result_large_err)] // the signature tungstenite's `Callback` requires
+        let seen = |req: &Request, resp: Response| {
+            offered = req
+                .headers()
+                .get("sec-websocket-extensions")
+                .map(|v| v.to_str().unwrap().to_owned());
+            Ok(resp)
+        };
+        let _ = tokio_tungstenite::accept_hdr_async(tcp, seen).await;
+        offered
+    });
+    let url = format!("ws://127.0.0.1:{port}/Thingworx/WS");
+    let extra = format!("  insecurePlaintext: true\n{extra}");
+    let sidecar = start_sidecar(&sidecar_yaml(&setup.dir, 1, 60_000, &url, &extra)).await;
+    let offered = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("an upgrade request")
+        .unwrap();
+    sidecar.shutdown().await;
+    offered
+}
+
+#[tokio::test]
+async fn the_upgrade_offers_permessage_deflate_unless_turned_off() {
+    let setup = Setup::new("tunnel-deflate-offer");
+    write_key(&setup.dir, APP_KEY);
+    let on = offered_extensions(&setup, "").await;
+    assert!(
+        on.as_deref()
+            .is_some_and(|e| e.starts_with("permessage-deflate")),
+        "{on:?}"
+    );
+    let off = offered_extensions(&setup, "  compression: false\n").await;
+    assert_eq!(off, None);
 }

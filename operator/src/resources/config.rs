@@ -255,6 +255,7 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
             .map(|_| path(CLIENT_KEY_PASSPHRASE_DIR, "passphrase")),
     });
     t.insecure_plaintext = false;
+    t.compression = p.compression;
     t.proxy = p.proxy.as_ref().map(|x| ProxyConfig {
         address: x.address.clone(),
         credentials_file: x

@@ -35,6 +35,10 @@ pub struct TunnelConfig {
     /// Allow `ws://` without TLS. Must be set explicitly; for local demos only.
     #[serde(default)]
     pub insecure_plaintext: bool,
+    /// Offer permessage-deflate (RFC 7692) in the websocket upgrade; used when the platform
+    /// accepts it (the EMS `ws_connection.compression`, on by default there too).
+    #[serde(default = "default_true")]
+    pub compression: bool,
     /// Timing of connects, keep-alives and reconnects.
     #[serde(default)]
     pub timing: TunnelTiming,
@@ -144,6 +148,10 @@ pub struct QueueConfig {
     /// Directory to persist the queue in, so a restart loses nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_chunk_size() -> usize {

@@ -8,8 +8,6 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::WebSocketStream;
 
 use super::config::TunnelConfig;
 use edgeway_runtime::tls::PinMode;
@@ -17,6 +15,7 @@ use edgeway_runtime::tls::{
     criteria::CriteriaVerifier, insecure::AnyServerCert, load_cert_chain, load_certs, load_key,
     load_roots, pin::PinnedVerifier, provider,
 };
+use edgeway_runtime::ws::{self, End, Socket};
 use edgeway_runtime::ConfigError;
 use rustls::client::WebPkiServerVerifier;
 
@@ -24,8 +23,12 @@ use rustls::client::WebPkiServerVerifier;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// Largest websocket message taken from the platform: an AlwaysOn message of the reassembler's
+/// 1 MiB bound (the EMS `max_msg_size`) in one frame, plus its header. Platforms chunk at 8 KiB.
+const MAX_FRAME: usize = (1 << 20) + 64;
+
 /// The websocket type of a tunnel.
-pub type Ws = WebSocketStream<Box<dyn Io>>;
+pub type Ws = Socket<Box<dyn Io>>;
 
 /// Why a connect attempt failed; the stage tells an operator where to look.
 #[derive(Debug, thiserror::Error)]
@@ -233,16 +236,13 @@ impl Connector {
             }
             None => Box::new(tcp) as Box<dyn Io>,
         };
-        let request = self
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ConnectError::Url(e.to_string()))?;
-        let (ws, _) = tokio::time::timeout(t, tokio_tungstenite::client_async(request, stream))
+        let url = url::Url::parse(&self.url).map_err(|e| ConnectError::Url(e.to_string()))?;
+        let options = ws::options(End::Client, MAX_FRAME, self.config.compression);
+        let ws = tokio::time::timeout(t, yawc::WebSocket::handshake(url, stream, options))
             .await
             .map_err(|_| ConnectError::Timeout("websocket upgrade"))?
             .map_err(|e| ConnectError::Upgrade(e.to_string()))?;
-        Ok(ws)
+        Ok(Socket::new(ws))
     }
 }
 

@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use edgeway_runtime::ws::{CloseCode, Frame, OpCode, SocketError};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::connect::Ws;
 use super::downstream::{self, FollowUp};
@@ -198,14 +198,15 @@ impl<'a> Session<'a> {
                         // KEEP_ALIVE message (docs/protocol.md, "Transport"). Any frame back
                         // (the pong included) counts as life.
                         let payload = edgeway_protocol::ping_payload().to_vec();
-                        if let Err(e) = self.ws.send(WsMessage::Ping(payload.into())).await {
+                        if let Err(e) = self.ws.send(Frame::ping(payload)).await {
                             return SessionError::Ws(e.to_string());
                         }
                     }
                     self.reasm.expire(Instant::now());
                 }
                 _ = shutdown.changed() => {
-                    let _ = self.ws.close(None).await;
+                    let _ = self.ws.send(Frame::close(CloseCode::Away, "shutting down")).await;
+                    let _ = self.ws.close().await;
                     return SessionError::Shutdown;
                 }
             }
@@ -342,7 +343,7 @@ impl<'a> Session<'a> {
     /// Handles what the websocket yielded: a frame, an error, or its end.
     async fn on_next(
         &mut self,
-        frame: Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
+        frame: Option<Result<Frame, SocketError>>,
         answers: &mpsc::Sender<(Message, FollowUp)>,
     ) -> Result<(), SessionError> {
         match frame {
@@ -362,14 +363,14 @@ impl<'a> Session<'a> {
 
     async fn on_frame(
         &mut self,
-        frame: WsMessage,
+        frame: Frame,
         answers: &mpsc::Sender<(Message, FollowUp)>,
     ) -> Result<(), SessionError> {
         self.last_rx = Instant::now();
-        let bytes = match frame {
-            WsMessage::Binary(b) => b,
-            WsMessage::Close(_) => return Err(SessionError::Ws("closed by the platform".into())),
-            WsMessage::Text(_) => {
+        let bytes = match frame.opcode() {
+            OpCode::Binary => frame.into_payload(),
+            OpCode::Close => return Err(SessionError::Ws("closed by the platform".into())),
+            OpCode::Text => {
                 return Err(SessionError::Protocol(
                     "text frame on a binary protocol".into(),
                 ))
@@ -460,10 +461,11 @@ impl<'a> Session<'a> {
         let wait = async {
             loop {
                 let frame = match self.ws.next().await {
-                    Some(Ok(WsMessage::Binary(b))) => b,
-                    Some(Ok(WsMessage::Close(_))) | None => {
+                    Some(Ok(f)) if f.opcode() == OpCode::Binary => f.into_payload(),
+                    Some(Ok(f)) if f.opcode() == OpCode::Close => {
                         return Err(SessionError::Ws(format!("closed during {stage}")))
                     }
+                    None => return Err(SessionError::Ws(format!("closed during {stage}"))),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return Err(SessionError::Ws(e.to_string())),
                 };
@@ -504,7 +506,7 @@ impl<'a> Session<'a> {
     async fn feed_frames(&mut self, frames: Vec<Vec<u8>>) -> Result<(), SessionError> {
         for f in frames {
             self.ws
-                .feed(WsMessage::Binary(f.into()))
+                .feed(Frame::binary(f))
                 .await
                 .map_err(|e| SessionError::Ws(e.to_string()))?;
         }

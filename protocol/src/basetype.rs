@@ -173,8 +173,17 @@ impl BaseType {
                 as_integer(value).map(Value::from).ok_or_else(mismatch)
             }
             BaseType::Boolean => value.as_bool().map(Value::Bool).ok_or_else(mismatch),
+            // JSON text in a string is the JSON it holds: LSR templates and REST clients
+            // write `value = "{}"` (the LSR sample's InMemory_Json does).
             BaseType::Json => match value {
                 Value::Object(_) | Value::Array(_) => Ok(value.clone()),
+                Value::String(text) => match serde_json::from_str::<Value>(text) {
+                    Ok(v @ (Value::Object(_) | Value::Array(_))) => Ok(v),
+                    _ => Err(TypeMismatch {
+                        expected: self,
+                        got: "a string that is no JSON object or array".into(),
+                    }),
+                },
                 _ => Err(mismatch()),
             },
             BaseType::Infotable => match value {

@@ -288,7 +288,20 @@ impl InfoTable {
             let rows_json = rows_json
                 .as_array()
                 .ok_or_else(|| bad("rows as an array", rows_json))?;
-            for rj in rows_json {
+            for (i, rj) in rows_json.iter().enumerate() {
+                // A field the shape does not define would be dropped on the wire: refuse it,
+                // so nothing a client sent is lost without a word.
+                if let Some(extra) = rj
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| shape.index_of(k).is_none()))
+                {
+                    return Err(CodecError::Json {
+                        expected: "a row of its dataShape",
+                        got: format!(
+                            "row {i} has field {extra:?}, which the dataShape does not define"
+                        ),
+                    });
+                }
                 let mut row = Vec::with_capacity(shape.fields.len());
                 for f in &shape.fields {
                     let value = match rj.get(&f.name) {

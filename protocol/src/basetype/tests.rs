@@ -67,3 +67,18 @@ fn entity_name_types_parse_and_map_to_their_wire_codes() {
         assert_eq!(bt.coerce_json(&serde_json::json!("x")).unwrap(), "x");
     }
 }
+
+#[test]
+fn json_text_in_a_string_is_the_json_it_holds() {
+    assert_eq!(BaseType::Json.coerce_json(&json!("{}")).unwrap(), json!({}));
+    assert_eq!(
+        BaseType::Json.coerce_json(&json!(r#"{"a": [1]}"#)).unwrap(),
+        json!({"a": [1]})
+    );
+    let err = BaseType::Json.coerce_json(&json!("{oops")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "expected JSON, got a string that is no JSON object or array"
+    );
+    assert!(BaseType::Json.coerce_json(&json!("3")).is_err());
+}

@@ -43,3 +43,17 @@ fn missing_json_values_become_nothing() {
     let t = InfoTable::from_json(&j).unwrap();
     assert_eq!(t.rows, vec![vec![Primitive::Nothing]]);
 }
+
+#[test]
+fn row_fields_outside_the_data_shape_are_refused_not_dropped() {
+    let j = json!({
+        "dataShape": {"fieldDefinitions": {"a": {"name": "a", "baseType": "NUMBER"}}},
+        "rows": [{"a": 1}, {"a": 2, "b": "lost"}]
+    });
+    let err = InfoTable::from_json(&j).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "JSON value does not fit a row of its dataShape: row 1 has field \"b\", which the \
+         dataShape does not define"
+    );
+}

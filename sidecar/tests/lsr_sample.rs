@@ -13,6 +13,8 @@ use edgeway_testkit::platform::{Setup, APP_KEY};
 use serde_json::{json, Value};
 
 const TEMPLATE: &str = include_str!("fixtures/lsr/meter.lua");
+/// The thing the meter's `script`/`http` handler properties link to.
+const SAMPLE: &str = include_str!("fixtures/lsr/sample.lua");
 /// `t:t`, the sidecar's one basic user here.
 const BASIC: (&str, &str) = ("authorization", "Basic dDp0");
 
@@ -32,15 +34,17 @@ async fn fixture(setup: &Setup) -> Fixture {
     std::fs::write(dir.join("users"), "t:t\n").unwrap();
     std::fs::write(dir.join("platform-ca.crt"), &setup.ca.pem).unwrap();
     std::fs::write(dir.join("meter.lua"), TEMPLATE).unwrap();
+    std::fs::write(dir.join("sample.lua"), SAMPLE).unwrap();
     let yaml = format!(
         "server:\n  listen: 127.0.0.1:0\n  plaintext: true\n\
          auth:\n  methods: [basic]\n  basic:\n    usersFile: {users}\n\
          admin:\n  listen: 127.0.0.1:0\n\
-         lua:\n  templates:\n    - name: meter\n      file: {lua}\n  things:\n    - name: Meter1\n      template: meter\n      scanRateMs: 50\n\
+         lua:\n  templates:\n    - name: meter\n      file: {lua}\n    - name: sample\n      file: {sample}\n  things:\n    - name: Meter1\n      template: meter\n      scanRateMs: 50\n    - name: sample\n      template: sample\n\
          tunnel:\n  url: wss://localhost:{port}/Thingworx/WS\n  appKeyFile: {key}\n  server:\n    ca: {ca}\n\
          \x20 timing:\n    startupJitterMs: 0\n    backoffInitialMs: 50\n    backoffMaxMs: 200\n",
         users = dir.join("users").display(),
         lua = dir.join("meter.lua").display(),
+        sample = dir.join("sample.lua").display(),
         port = platform.alwayson_addr.port(),
         key = dir.join("app-key").display(),
         ca = dir.join("platform-ca.crt").display(),
@@ -253,6 +257,22 @@ async fn the_sample_style_template_answers_over_rest_and_through_the_platform() 
     ] {
         assert!(f.property(name).await.is_string(), "{name}");
     }
+    // script/http handler properties read and write the sample thing's properties.
+    assert_eq!(f.property("Script_Number").await, 12.5);
+    assert_eq!(f.property("Http_Number").await, 12.5);
+    let path = "/Thingworx/Things/Meter1/Properties/Script_String";
+    let r = http(
+        f.sidecar.server_addr,
+        "PUT",
+        path,
+        &[BASIC],
+        r#"{"Script_String": "written"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let path = "/Thingworx/Things/sample/Properties/string";
+    let r = http(f.sidecar.server_addr, "GET", path, &[BASIC], "").await;
+    assert_eq!(r.json()["rows"][0]["string"], "written");
     // Generated values move on every scan.
     let first = f.property("Ramp").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -352,6 +372,14 @@ async fn the_sample_style_template_answers_over_rest_and_through_the_platform() 
     assert!(
         alarm.contains("Alarm") && alarm.contains("overheat"),
         "{alarm}"
+    );
+    // The linked ALWAYS property is pushed on every scan with its target's value.
+    assert!(
+        f.platform
+            .registry
+            .history("Meter1", "Script_Number")
+            .is_some_and(|h| h.iter().any(|v| format!("{:?}", v.value).contains("12.5"))),
+        "Script_Number pushed"
     );
     // A service's write is pushed (pushType VALUE), and the platform sees it.
     f.platform("Push_Number", json!({"value": 99.5})).await;

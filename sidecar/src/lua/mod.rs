@@ -10,6 +10,7 @@ mod dialect;
 mod error;
 mod events;
 mod lexer;
+mod links;
 mod offload;
 mod pattern;
 mod sandbox;

@@ -4,6 +4,7 @@
 use super::convert::{json_to_lua, lua_to_json};
 use super::dialect::{lua51_escapes, Dialect};
 use super::events::{install_definitions, install_fire, install_server_fire, RecordedEvents};
+use super::links::{self, Link};
 use super::sandbox::{caller_location, classify, message, Budget};
 use super::{
     EventDef, EventHub, FieldDef, LuaLimits, PropertyDef, PushType, ServiceDef, ThingError,
@@ -33,6 +34,8 @@ pub(crate) struct Instance {
     pub event_defs: Vec<EventDef>,
     /// Whether the template defines any task.
     pub has_tasks: bool,
+    /// Properties whose value lives in another thing (`script`/`http` handlers).
+    pub links: Vec<Link>,
 }
 
 /// Where each property / service definition was made (`path:line:`), for load errors.
@@ -122,7 +125,7 @@ pub(crate) fn instantiate(
     let properties = property_defs(lua, &props, &lines, path, limits)?;
     let recorded = std::mem::take(&mut *recorded.lock().unwrap_or_else(PoisonError::into_inner));
     let service_defs = service_defs(&services, recorded, path)?;
-    lsr_handlers(lua, &props, &tasks, thing).map_err(setup)?;
+    let links = lsr_handlers(lua, &props, &tasks, thing, path)?;
     let mut has_tasks = false;
     for pair in tasks.pairs::<Value, Value>() {
         let (k, v) = pair.map_err(setup)?;
@@ -151,6 +154,7 @@ pub(crate) fn instantiate(
         service_defs,
         event_defs,
         has_tasks,
+        links,
     })
 }
 
@@ -545,25 +549,45 @@ pub(crate) fn service_function(services: &Table, name: &str) -> Option<Function>
 }
 
 /// With the `lsr` library loaded (it defines `__lsr_generate`): properties with
-/// `handler = "generator"` get the generator as a hidden task, and handlers that need the LSR's
-/// scripts or HTTP (`script`, `http`, `https`, a script name) are logged at load: such a
-/// property keeps the values written to it, as the `inmemory` handler does.
-fn lsr_handlers(lua: &Lua, props: &Table, tasks: &Table, thing: &str) -> mlua::Result<()> {
+/// `handler = "generator"` get the generator as a hidden task; `script`, `http` and `https`
+/// handlers become [`Link`]s to another thing's property (a key to another host fails the
+/// load, saying why); other handler names (the LSR's custom script handlers) are logged, and
+/// such a property keeps the values written to it, as the `inmemory` handler does.
+fn lsr_handlers(
+    lua: &Lua,
+    props: &Table,
+    tasks: &Table,
+    thing: &str,
+    path: &Path,
+) -> Result<Vec<Link>, String> {
+    let setup = |e: mlua::Error| format!("{}: {}", path.display(), message(&e));
     let Ok(Value::Function(generate)) = lua.globals().raw_get::<Value>("__lsr_generate") else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let mut generators = false;
+    let mut links = Vec::new();
     for pair in props.pairs::<Value, Value>() {
-        let (name, def) = pair?;
+        let (name, def) = pair.map_err(setup)?;
         let Value::Table(def) = def else { continue };
-        match def
-            .raw_get::<Option<String>>("handler")
-            .ok()
-            .flatten()
-            .as_deref()
-        {
+        let handler = def.raw_get::<Option<String>>("handler").ok().flatten();
+        match handler.as_deref() {
             None | Some("inmemory") => {}
             Some("generator") => generators = true,
+            Some(h @ ("script" | "http" | "https")) => {
+                let property = key_name(&name);
+                let key = def.raw_get::<Option<String>>("key").ok().flatten();
+                let parsed = key
+                    .as_deref()
+                    .ok_or_else(|| format!("handler {h:?} needs a key"))
+                    .and_then(|k| links::parse_key(h, k));
+                let (target_thing, target) =
+                    parsed.map_err(|e| format!("{}: property {property}: {e}", path.display()))?;
+                links.push(Link {
+                    property,
+                    thing: target_thing,
+                    target,
+                });
+            }
             Some(other) => tracing::warn!(
                 thing,
                 property = %key_name(&name),
@@ -573,7 +597,7 @@ fn lsr_handlers(lua: &Lua, props: &Table, tasks: &Table, thing: &str) -> mlua::R
         }
     }
     if generators {
-        tasks.raw_set("__lsr_generate", generate)?;
+        tasks.raw_set("__lsr_generate", generate).map_err(setup)?;
     }
-    Ok(())
+    Ok(links)
 }

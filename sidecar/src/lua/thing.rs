@@ -3,6 +3,7 @@
 
 use super::convert::{json_to_lua, lua_to_json, pairs_to_lua};
 use super::dialect;
+use super::links::Link;
 use super::offload::{Caller, SLICE};
 use super::sandbox::{classify, message, Budget};
 use super::template::{instantiate, service_function};
@@ -97,6 +98,8 @@ pub(crate) struct Thing {
     pub info: ThingInfo,
     pub scan_rate: Duration,
     pub has_tasks: bool,
+    /// Linked properties as the template declared them; `Things::load` keeps the valid ones.
+    pub links: Vec<Link>,
     pub limits: LuaLimits,
     pub vm: Arc<tokio::sync::Mutex<Vm>>,
     slots: Mutex<Vec<Slot>>,
@@ -204,6 +207,7 @@ impl Thing {
             },
             scan_rate: spec.scan_rate,
             has_tasks: inst.has_tasks,
+            links: inst.links,
             limits,
             vm: Arc::new(tokio::sync::Mutex::new(Vm {
                 lua,

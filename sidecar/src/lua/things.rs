@@ -7,6 +7,7 @@
 //! if it runs long (see `offload`); elsewhere it runs on tokio's blocking pool.
 
 use super::dialect::lua51_escapes;
+use super::links::Link;
 use super::offload;
 use super::thing::{ServiceCall, Thing, Vm};
 use super::{
@@ -45,6 +46,8 @@ pub struct Things {
     observer: RwLock<Option<Observer>>,
     /// Where `me:fireEvent` and [`Things::fire_event`] send events.
     events: EventHub,
+    /// Linked properties by thing (LSR `script`/`http` handlers), each target checked.
+    links: HashMap<String, Vec<Link>>,
 }
 
 impl std::fmt::Debug for Things {
@@ -75,6 +78,7 @@ impl Things {
         }
         let events = EventHub::default();
         let mut loaded = HashMap::new();
+        let mut declared = Vec::new();
         for spec in things {
             if loaded.contains_key(&spec.name) {
                 return Err(LuaError::Duplicate {
@@ -89,9 +93,11 @@ impl Things {
                         thing: spec.name.clone(),
                         template: spec.template.clone(),
                     })?;
-            let thing = Thing::load(spec, template, source, limits, &events)?;
+            let mut thing = Thing::load(spec, template, source, limits, &events)?;
+            declared.push((spec.name.clone(), std::mem::take(&mut thing.links)));
             loaded.insert(spec.name.clone(), Arc::new(thing));
         }
+        let links = checked_links(&loaded, declared);
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         Ok(Things {
             things: loaded,
@@ -99,6 +105,7 @@ impl Things {
             changes,
             observer: RwLock::new(None),
             events,
+            links,
         })
     }
 
@@ -144,7 +151,8 @@ impl Things {
         thing: &str,
         prop: &str,
     ) -> Result<(PropertyDef, PropertyValue), ThingError> {
-        self.get(thing)?.read(prop)
+        let (def, value) = self.get(thing)?.read(prop)?;
+        Ok((def, self.linked_value(thing, prop).unwrap_or(value)))
     }
 
     /// Current values of all of a thing's properties, sorted by name.
@@ -152,7 +160,28 @@ impl Things {
         &self,
         thing: &str,
     ) -> Result<Vec<(PropertyDef, PropertyValue)>, ThingError> {
-        Ok(self.get(thing)?.read_all())
+        let mut all = self.get(thing)?.read_all();
+        for (def, value) in &mut all {
+            if let Some(v) = self.linked_value(thing, &def.name) {
+                *value = v;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The linked property's target, as (thing, property).
+    fn link(&self, thing: &str, prop: &str) -> Option<&Link> {
+        self.links.get(thing)?.iter().find(|l| l.property == prop)
+    }
+
+    /// The current value of a linked property's target.
+    fn linked_value(&self, thing: &str, prop: &str) -> Option<PropertyValue> {
+        let l = self.link(thing, prop)?;
+        self.things
+            .get(&l.thing)?
+            .read(&l.target)
+            .ok()
+            .map(|(_, v)| v)
     }
 
     /// Sets a property after checking it against its base type ([`ThingError::WrongType`]).
@@ -162,6 +191,11 @@ impl Things {
         prop: &str,
         value: Json,
     ) -> Result<(), ThingError> {
+        // A linked property is written where its value lives; the next scan copies it back.
+        let (thing, prop) = match self.link(thing, prop) {
+            Some(l) => (l.thing.as_str(), l.target.as_str()),
+            None => (thing, prop),
+        };
         let tx = self.changes.clone();
         let prop = prop.to_owned();
         self.run(self.get(thing)?, "property", move |t, vm| {
@@ -204,7 +238,9 @@ impl Things {
     /// are logged (with the thing name) and the loop goes on. Abort the handles to stop.
     pub fn spawn_tasks(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut names = self.thing_names();
-        names.retain(|n| self.things.get(n).is_some_and(|t| t.has_tasks));
+        names.retain(|n| {
+            self.links.contains_key(n) || self.things.get(n).is_some_and(|t| t.has_tasks)
+        });
         names
             .into_iter()
             .filter_map(|name| self.things.get(&name).map(Arc::clone))
@@ -216,7 +252,26 @@ impl Things {
                     loop {
                         interval.tick().await;
                         let tx = this.changes.clone();
-                        let run = this.run(&thing, "task", move |t, vm| t.run_tasks(vm, &tx));
+                        // Linked properties take their targets' values first, so their push
+                        // rules see them on this scan.
+                        let linked: Vec<(String, Json)> = this
+                            .links
+                            .get(&*thing.name)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|l| {
+                                let v = this.linked_value(&thing.name, &l.property)?;
+                                Some((l.property.clone(), v.value))
+                            })
+                            .collect();
+                        let run = this.run(&thing, "task", move |t, vm| {
+                            for (prop, value) in &linked {
+                                if let Err(e) = t.write(vm, prop, value, &tx) {
+                                    tracing::warn!(thing = %t.name, property = %prop, error = %e, "linked property not updated");
+                                }
+                            }
+                            t.run_tasks(vm, &tx)
+                        });
                         // Task errors were already logged per task by `run_tasks`.
                         if let Err(e @ ThingError::Busy { .. }) = run.await {
                             tracing::warn!(thing = %thing.name, error = %e, "Lua tasks skipped");
@@ -375,4 +430,32 @@ fn read_template(t: &TemplateSource) -> Result<Vec<u8>, LuaError> {
         Dialect::Lsr => lua51_escapes(&source).into_owned(),
         Dialect::Lua54 => source,
     })
+}
+
+/// Keeps the links whose target thing and property exist (and are not the property itself);
+/// the others are logged, and their property keeps the values written to it. Not an error: the
+/// LSR's sample links to script resources a gateway may not have.
+fn checked_links(
+    loaded: &HashMap<String, Arc<Thing>>,
+    declared: Vec<(String, Vec<Link>)>,
+) -> HashMap<String, Vec<Link>> {
+    let mut out: HashMap<String, Vec<Link>> = HashMap::new();
+    for (thing, links) in declared {
+        for l in links {
+            let target = loaded.get(&l.thing);
+            let known =
+                target.is_some_and(|t| t.info.properties.iter().any(|p| p.name == l.target));
+            if !known || (l.thing == thing && l.target == l.property) {
+                tracing::warn!(
+                    %thing,
+                    property = %l.property,
+                    target = %format!("{}/property/{}", l.thing, l.target),
+                    "linked property's target is not on this gateway: the property keeps the values written to it"
+                );
+                continue;
+            }
+            out.entry(thing.clone()).or_default().push(l);
+        }
+    }
+    out
 }

@@ -259,7 +259,7 @@ properties.Script = { baseType="NUMBER", handler="script", key="sample/property/
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn generator_properties_advance_on_every_scan() {
-    let things = Arc::new(load_as("gen.lua", GENERATORS, Dialect::Lsr).expect("loads"));
+    let things = std::sync::Arc::new(load_as("gen.lua", GENERATORS, Dialect::Lsr).expect("loads"));
     let mut rx = things.subscribe();
     let handles = things.spawn_tasks();
     let mut seen: std::collections::BTreeMap<String, Vec<Json>> = Default::default();
@@ -447,7 +447,7 @@ properties.Own = { baseType="NUMBER", pushType="ALWAYS", dataChangeType="NEVER",
 /// generator's `qualityPercent` gives `errorQualityStatus` to the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn qualities_set_by_scripts_and_generators_are_reported() {
-    let things = Arc::new(
+    let things = std::sync::Arc::new(
         load_as(
             "quality.lua",
             r#"properties.Flaky = { baseType="NUMBER", pushType="ALWAYS", handler="generator", functionType="ramp", qualityPercent=0, errorQualityStatus="UNCERTAIN" }
@@ -507,5 +507,89 @@ services.Sleep = function(me) tw_utils.psleep(10) end
     assert!(
         e.contains("utils.lua:6:") && e.contains("use a task"),
         "{e}"
+    );
+}
+
+/// `script` and `http` handlers link to another thing's property: reads answer its value,
+/// writes go to it, scans copy it (and push it); another host fails the load, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn script_and_http_handlers_link_to_another_things_property() {
+    let sample = write_template(
+        "sample.lua",
+        br#"properties.number = { baseType="NUMBER", value=5 }
+properties.string = { baseType="STRING", value="five" }"#,
+    );
+    let meter = write_template(
+        "linked.lua",
+        br#"
+properties.Script_Number = { baseType="NUMBER", pushType="ALWAYS", handler="script", key="sample/property/number" }
+properties.Script_String = { baseType="STRING", handler="script", key="sample/property/string" }
+properties.Http_Number = { baseType="NUMBER", handler="http", key="localhost:8001/scripts/sample/property/number" }
+properties.Nowhere = { baseType="NUMBER", value=1, handler="script", key="absent/property/x" }
+"#,
+    );
+    let source = |name: &str, path: std::path::PathBuf| TemplateSource {
+        name: name.into(),
+        path,
+        dialect: Dialect::Lsr,
+    };
+    let mut meter_spec = spec("Meter1", "meter");
+    meter_spec.scan_rate = std::time::Duration::from_millis(20);
+    let things = std::sync::Arc::new(
+        Things::load(
+            &[source("sample", sample), source("meter", meter)],
+            &[spec("sample", "sample"), meter_spec],
+            LuaLimits::default(),
+        )
+        .expect("loads"),
+    );
+    let read = |thing: &'static str, prop: &'static str| {
+        let things = std::sync::Arc::clone(&things);
+        async move { things.read_property(thing, prop).await.unwrap().1.value }
+    };
+    assert_eq!(read("Meter1", "Script_Number").await, json!(5));
+    assert_eq!(read("Meter1", "Http_Number").await, json!(5));
+    // A write goes where the value lives.
+    things
+        .write_property("Meter1", "Script_String", json!("six"))
+        .await
+        .unwrap();
+    assert_eq!(read("sample", "string").await, json!("six"));
+    assert_eq!(read("Meter1", "Script_String").await, json!("six"));
+    // A target that is not on this gateway: the property keeps its own value.
+    assert_eq!(read("Meter1", "Nowhere").await, json!(1));
+    // Scans copy the target into the linked property, whose push rules then apply.
+    let mut changes = things.subscribe();
+    let tasks = things.spawn_tasks();
+    things
+        .write_property("sample", "number", json!(8))
+        .await
+        .unwrap();
+    let pushed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let c = changes.recv().await.unwrap();
+            if &*c.thing == "Meter1"
+                && &*c.property == "Script_Number"
+                && c.value.value.as_f64() == Some(8.0)
+            {
+                break c;
+            }
+        }
+    })
+    .await
+    .expect("the linked property pushed with its target's value");
+    assert_eq!(pushed.value.value.as_f64(), Some(8.0));
+    tasks.iter().for_each(|t| t.abort());
+
+    let err = load_as(
+        "remote.lua",
+        r#"properties.T = { baseType="NUMBER", handler="http", key="10.1.2.3:80/api/t" }"#,
+        Dialect::Lsr,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("remote.lua") && err.contains("property T") && err.contains("spec.upstream"),
+        "{err}"
     );
 }

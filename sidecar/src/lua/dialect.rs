@@ -91,6 +91,10 @@ pub(crate) fn lua51_escapes(src: &[u8]) -> Cow<'_, [u8]> {
 /// (docs/research/lsr-framework.md): the name, and the scan and task rates (one rate here:
 /// the thing's scan rate runs its tasks), with the framework's other defaults.
 pub(crate) fn install_lsr(lua: &Lua, spec: &ThingSpec, limits: &LuaLimits) -> mlua::Result<()> {
+    // Wall-clock milliseconds for per-property `scanRate`s (os.time counts whole seconds); the
+    // library keeps it as a local and removes the global.
+    let now = lua.create_function(|_, ()| Ok(super::now_ms()))?;
+    lua.globals().raw_set("__lsr_now_ms", now)?;
     lua.load(LSR_PRELUDE).set_name("=lsr library").exec()?;
     // `json.encode`/`json.decode`, bounded like results: the text either way is at most
     // `maxResultBytes`, so a C call cannot run long on one giant document.

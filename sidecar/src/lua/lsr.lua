@@ -3,6 +3,8 @@
 -- functions so their limits hold. Runs once per VM, after the sandbox, before the template.
 
 local t, s, m = table, string, math
+local now_ms = __lsr_now_ms
+__lsr_now_ms = nil
 local type, pairs, ipairs, error, tostring, setmetatable = type, pairs, ipairs, error, tostring, setmetatable
 
 -- Lua 5.1 names ------------------------------------------------------------------------------
@@ -274,10 +276,16 @@ local function next_value(pt, st)
     .. " is not supported for " .. bt, 0)
 end
 
+-- A property's own `scanRate` (ms) spaces its values out: it gets a new value on the first scan
+-- at least `scanRate` after its last one. Without one it changes on every scan of the thing.
 function __lsr_generate(me)
+  local now = now_ms()
   for name, pt in pairs(me.properties) do
-    if type(pt) == "table" and pt.handler == "generator" then
-      local st = generated[name] or {}
+    local st = generated[name] or {}
+    local rate = type(pt) == "table" and tonumber(pt.scanRate)
+    local due = not (rate and st.at and now - st.at < rate)
+    if type(pt) == "table" and pt.handler == "generator" and due then
+      st.at = now
       generated[name] = st
       pt.name = name
       pt.value = next_value(pt, st)

@@ -254,6 +254,7 @@ properties.Sin = { baseType="NUMBER", pushType="ALWAYS", handler="generator", fu
 properties.Day = { baseType="DATETIME", pushType="ALWAYS", handler="generator", functionType="ramp", minValue="2002-1-17 8:00:00", maxValue="2002-1-20 8:00:00", step="86400" }
 properties.Text = { baseType="STRING", pushType="ALWAYS", handler="generator", functionType="random", step=5 }
 properties.Written = { baseType="NUMBER", handler="generator", value=7 }
+properties.Slow = { baseType="INTEGER", pushType="ALWAYS", handler="generator", functionType="ramp", minValue=0, maxValue=1000, scanRate=60000 }
 properties.Script = { baseType="NUMBER", handler="script", key="sample/property/number", value=3 }
 "#;
 
@@ -305,6 +306,10 @@ async fn generator_properties_advance_on_every_scan() {
         text.len() == 5 && text.bytes().all(|b| (32..=126).contains(&b)),
         "{text:?}"
     );
+    // A property's own scanRate (60 s) holds its value across the thing's 5 scans.
+    let slow: std::collections::BTreeSet<String> =
+        seen["Slow"].iter().map(Json::to_string).collect();
+    assert_eq!(slow.len(), 1, "{slow:?}");
     // `user` (no functionType) and unsupported handlers keep what was written.
     assert_eq!(value(&things, "Written").await.as_f64(), Some(7.0));
     assert_eq!(value(&things, "Script").await.as_f64(), Some(3.0));

@@ -10,8 +10,11 @@
 //!   `string.gfind`, `math.mod`, `math.pow`, `math.log10`, `math.ldexp`, and the LSR's data
 //!   shapes and InfoTables, defined over the sandboxed 5.4 functions, so their limits hold.
 //!
-//! Not reachable this way, and documented: 5.4 prints a float with an integral value as `5.0`
-//! (`tostring(10/2)`, `..`), where 5.1 prints `5`; `setfenv`/`getfenv` do not exist.
+//!   `tostring` and `string.format` treat floats as 5.1 does (`tostring(10/2)` is `5`; `%d`
+//!   of 3.7 is `3`).
+//!
+//! Not reachable this way, and documented: `..` converts a float inside the VM, so
+//! `"v=" .. 10/2` is `v=5.0` where 5.1 writes `v=5`; `setfenv`/`getfenv` do not exist.
 
 use std::borrow::Cow;
 

@@ -21,6 +21,35 @@ m.pow = function(x, y) return x ^ y end
 m.log10 = function(x) return m.log(x, 10) end
 m.ldexp = function(x, e) return x * 2.0 ^ e end
 
+-- Lua 5.1 numbers are all doubles, written with "%.14g": tostring(10/2) is "5" there ("5.0" in
+-- 5.4), and string.format's %d of 3.7 is 3 there (an error in 5.4). Both are given 5.1's way.
+-- Concatenation converts inside the VM and still writes "5.0" (docs/lua.md).
+local math_type, fmt, select = m.type, s.format, select
+_ENV.tostring = function(v) -- the global; the local `tostring` stays 5.4's
+  if math_type(v) == "float" then return fmt("%.14g", v) end
+  return tostring(v)
+end
+local integral = { d = true, i = true, o = true, u = true, x = true, X = true, c = true }
+s.format = function(f, ...)
+  if type(f) ~= "string" then return fmt(f, ...) end
+  local n = select("#", ...)
+  local args, i = { ... }, 0
+  for conv in s.gmatch(f, "%%[-+ #0]*%d*%.?%d*([%a%%])") do
+    if conv ~= "%" then
+      i = i + 1
+      local v = args[i]
+      if math_type(v) == "float" then
+        if integral[conv] and v == v and v ~= m.huge and v ~= -m.huge then
+          args[i] = m.tointeger(v >= 0 and m.floor(v) or m.ceil(v)) or v
+        elseif conv == "s" then
+          args[i] = fmt("%.14g", v)
+        end
+      end
+    end
+  end
+  return fmt(f, t.unpack(args, 1, n))
+end
+
 -- Data shapes --------------------------------------------------------------------------------
 -- A shape's raw fields are what its JSON is: `name` and `fieldDefinitions` keyed by field name,
 -- each `{name, baseType, description, ordinal, aspects}`; methods come from the metatable.

@@ -20,6 +20,8 @@ services.Parse = function(me, headers, query, data)
         maxn = table.maxn({ [1] = 1, [5] = 5 }),
         same = string.gfind == string.gmatch,
         x = "\x41",
+        half = tostring(10 / 2),
+        fmt = string.format("%d|%5.1f|%s|%x|%%d|%s", 3.7, 2.5, 10 / 2, 255.0, "s"),
     }
 end
 "#;
@@ -46,7 +48,8 @@ async fn an_lsr_template_reads_as_lua51() {
     assert_eq!(
         r.value,
         json!({"temp": 21.5, "words": 3, "sum": 15, "mod": 1, "pow": 1024.0,
-               "log10": 3.0, "maxn": 5, "same": true, "x": "x41"})
+               "log10": 3.0, "maxn": 5, "same": true, "x": "x41",
+               "half": "5", "fmt": "3|  2.5|5|ff|%d|s"})
     );
 }
 

@@ -30,11 +30,26 @@ _ENV.tostring = function(v) -- the global; the local `tostring` stays 5.4's
   return tostring(v)
 end
 local integral = { d = true, i = true, o = true, u = true, x = true, X = true, c = true }
+-- Flag, width and precision bytes of a conversion: - + space # . and digits.
+local spec_byte = { [45] = true, [43] = true, [32] = true, [35] = true, [46] = true }
+for b = 48, 57 do spec_byte[b] = true end
 s.format = function(f, ...)
-  if type(f) ~= "string" then return fmt(f, ...) end
   local n = select("#", ...)
-  local args, i = { ... }, 0
-  for conv in s.gmatch(f, "%%[-+ #0]*%d*%.?%d*([%a%%])") do
+  local floats = false
+  for k = 1, n do
+    if math_type((select(k, ...))) == "float" then floats = true break end
+  end
+  -- Only formats given a float are scanned (plain find, no pattern: calls stay light).
+  if type(f) ~= "string" or not floats then return fmt(f, ...) end
+  local args, i, pos = { ... }, 0, 1
+  while true do
+    local at = s.find(f, "%", pos, true)
+    if not at then break end
+    local j = at + 1
+    local b = s.byte(f, j)
+    while b and spec_byte[b] do j = j + 1; b = s.byte(f, j) end
+    if not b then break end
+    local conv = s.char(b)
     if conv ~= "%" then
       i = i + 1
       local v = args[i]
@@ -46,6 +61,7 @@ s.format = function(f, ...)
         end
       end
     end
+    pos = j + 1
   end
   return fmt(f, t.unpack(args, 1, n))
 end

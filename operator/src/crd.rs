@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use edgeway_runtime::tls::ClientAuthMode;
+use edgeway_runtime::tls::{ClientAuthMode, PinMode};
 use edgeway_sidecar::config::AuthMethodName;
 use edgeway_sidecar::tunnel::outbox::OverflowPolicy;
 use k8s_openapi::api::core::v1::{
@@ -197,10 +197,11 @@ pub struct FileSource {
     pub key: String,
 }
 
-/// Platform server verification: a CA bundle, a pinned certificate, or explicitly none.
+/// Platform server verification: a CA bundle, a pinned certificate, a trust anchor, or
+/// explicitly none.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("oneOf" = [{"required": ["ca"]}, {"required": ["pinned"]}, {"required": ["insecure"]}]))]
+#[schemars(extend("oneOf" = [{"required": ["ca"]}, {"required": ["pinned"]}, {"required": ["anchor"]}, {"required": ["insecure"]}]))]
 pub struct ServerVerification {
     /// PEM CA bundle the platform's certificate must chain to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,12 +209,16 @@ pub struct ServerVerification {
     /// PEM certificate the platform must present exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<FileSource>,
+    /// PEM certificate used as the trust anchor, hostname not checked (the APS model: the
+    /// platform's own self-signed certificate; its leaf may be renewed under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<FileSource>,
     /// Skip verification. Must be written explicitly as `true`; never a default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = [true]))]
     pub insecure: Option<bool>,
-    /// Names the platform's certificate and its issuer must carry, checked after `ca` or
-    /// `pinned` (the EMS `certificates.validation_criteria`); a field the certificate lacks
+    /// Names the platform's certificate and its issuer must carry, checked after `ca`,
+    /// `pinned` or `anchor` (the EMS `certificates.validation_criteria`); a field the certificate lacks
     /// fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub criteria: Option<edgeway_runtime::tls::criteria::CertCriteria>,
@@ -280,6 +285,22 @@ pub struct GatewayServerSpec {
     /// CA bundle device certificates must chain to; the namespace CA when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<FileSource>,
+    /// Device certificates trusted as they are (the APS model: the server compares the
+    /// received client certificate with the one it saved), each a PEM file in a Secret or
+    /// ConfigMap key. Beside the CA unless `clientTrust` says `pinned`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub pinned_client_certificates: Vec<FileSource>,
+    /// What of a pinned certificate must match: `certificate` (the DER exactly) or `spki`
+    /// (only the key, so a re-issued certificate with the same key passes; the peer is then
+    /// named by the pinned certificate).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub pin_mode: PinMode,
+    /// Which device certificates pass: `ca` (chained to `clientCa`), `pinned` (only
+    /// `pinnedClientCertificates`), `caOrPinned` (a pin, else the CA). Default: `caOrPinned`
+    /// when pins are given, else `ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_trust: Option<ClientTrust>,
     /// Accepted authentication methods, tried in order.
     #[serde(default = "default_methods")]
     #[schemars(length(min = 1, max = 3), extend("x-kubernetes-list-type" = "set"))]
@@ -307,6 +328,22 @@ pub struct GatewayServerSpec {
     /// `http_server.passphrase`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key_passphrase_secret: Option<SecretKeyRef>,
+}
+
+/// Which device certificates the gateway's HTTPS server accepts.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientTrust {
+    /// Certificates chained to `clientCa` (the namespace CA when absent).
+    Ca,
+    /// Only `pinnedClientCertificates`.
+    Pinned,
+    /// A pinned certificate, else one chained to the CA.
+    CaOrPinned,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// How a user-supplied TLS Secret holds its key and certificate.
@@ -618,12 +655,27 @@ pub struct CertificateStatus {
     pub renewal_time: Option<String>,
 }
 
+impl GatewayServerSpec {
+    /// `clientTrust`, or what it defaults to.
+    pub fn trust(&self) -> ClientTrust {
+        self.client_trust
+            .unwrap_or(if self.pinned_client_certificates.is_empty() {
+                ClientTrust::Ca
+            } else {
+                ClientTrust::CaOrPinned
+            })
+    }
+}
+
 impl Default for GatewayServerSpec {
     fn default() -> Self {
         Self {
             port: default_port(),
             client_auth: ClientAuthMode::default(),
             client_ca: None,
+            pinned_client_certificates: Vec::new(),
+            pin_mode: PinMode::default(),
+            client_trust: None,
             auth_methods: default_methods(),
             basic_auth: None,
             oauth: None,

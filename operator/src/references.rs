@@ -48,8 +48,17 @@ pub async fn check(
     if let Some(p) = &s.platform.server_verification.pinned {
         files.push(("spec.platform.serverVerification.pinned", p));
     }
+    if let Some(a) = &s.platform.server_verification.anchor {
+        files.push(("spec.platform.serverVerification.anchor", a));
+    }
     if let Some(ca) = &s.server.client_ca {
         files.push(("spec.server.clientCa", ca));
+    }
+    let pins: Vec<String> = (0..s.server.pinned_client_certificates.len())
+        .map(|i| format!("spec.server.pinnedClientCertificates[{i}]"))
+        .collect();
+    for (field, pin) in pins.iter().zip(&s.server.pinned_client_certificates) {
+        files.push((field, pin));
     }
     if let Some(r) = s
         .server
@@ -186,8 +195,10 @@ fn files(gw: &EdgeGateway) -> impl Iterator<Item = &FileSource> {
     [
         v.ca.as_ref(),
         v.pinned.as_ref(),
+        v.anchor.as_ref(),
         s.server.client_ca.as_ref(),
     ]
     .into_iter()
     .flatten()
+    .chain(&s.server.pinned_client_certificates)
 }

@@ -431,12 +431,6 @@ impl PlatformConfig {
                      (set clientAuth: off for app-key-only edges)",
                 ));
             }
-            if tls.client_ca.is_some() && !tls.pinned_peers.is_empty() {
-                return Err(ConfigError::new(
-                    "tls.pinnedPeers",
-                    "set either clientCa or pinnedPeers, not both",
-                ));
-            }
         }
         let auth = &self.auth;
         if auth.methods.is_empty() {

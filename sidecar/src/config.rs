@@ -327,12 +327,6 @@ impl SidecarConfig {
                     "client certificates are requested but neither clientCa nor pinnedPeers is set",
                 ));
             }
-            if tls.client_ca.is_some() && !tls.pinned_peers.is_empty() {
-                return Err(ConfigError::new(
-                    "server.tls.pinnedPeers",
-                    "set either clientCa or pinnedPeers, not both",
-                ));
-            }
         }
         self.validate_auth()?;
         self.validate_lua()?;

@@ -322,6 +322,57 @@ async fn spki_pin_accepts_a_reissued_certificate_with_the_same_key() {
     sidecar.shutdown().await;
 }
 
+/// The APS model beside a CA: devices whose saved certificate is pinned and devices enrolled
+/// through the CA both pass; anything else fails the handshake. With SPKI pins, a pinned key is
+/// named by its pinned certificate, a CA-issued one by its own.
+#[tokio::test]
+async fn pinned_devices_beside_a_ca_either_one_passes() {
+    let pki = Pki::new("pin-and-ca");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let key_pem = key.serialize_pem();
+    let saved = self_signed("aps-controller", Some(key));
+    let (pin_path, _) = saved.write(&pki.dir, "pinned");
+    let tls = format!(
+        "{}    pinnedPeers: [{}]\n    pinMode: spki\n",
+        with_ca(&pki, "required"),
+        pin_path.display()
+    );
+    let upstream = edgeway_testkit::upstream::echo().await;
+    let sidecar = edgeway_sidecar::start(config(
+        &pki,
+        &tls,
+        &format!("upstream:\n  prefix: /app/\n  port: {}\n", upstream.port()),
+    ))
+    .await
+    .unwrap();
+    let addr = sidecar.server_addr;
+    let who = |leaf: &Leaf| {
+        let cfg = client_config_with(pki.ca.roots(), Some(leaf), rustls::ALL_VERSIONS);
+        async move {
+            request(addr, cfg, "GET", "/app/who", &[], "")
+                .await
+                .map(|r| r.json()["headers"]["x-edgeway-identity"].clone())
+        }
+    };
+    assert_eq!(
+        who(&saved).await.unwrap(),
+        serde_json::json!(["aps-controller"])
+    );
+    assert_eq!(
+        who(&pki.ca.client("dev-7")).await.unwrap(),
+        serde_json::json!(["dev-7"])
+    );
+    // The pinned key under another name is still the pinned device.
+    let renamed = self_signed("dev-7", Some(rcgen::KeyPair::from_pem(&key_pem).unwrap()));
+    assert_eq!(
+        who(&renamed).await.unwrap(),
+        serde_json::json!(["aps-controller"])
+    );
+    // Neither pinned nor issued by the CA.
+    assert!(who(&self_signed("aps-controller", None)).await.is_err());
+    sidecar.shutdown().await;
+}
+
 /// Lays out files as Kubernetes does for a mounted Secret: `tls.crt -> ..data/tls.crt`,
 /// `..data -> ..<version>`, and an update swaps the `..data` symlink atomically.
 fn k8s_secret_dir(dir: &std::path::Path, version: &str, cert: &str, key: &str) {

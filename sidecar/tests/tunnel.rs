@@ -218,6 +218,53 @@ async fn pinned_platform_certificate_is_accepted_exactly() {
     platform.shutdown().await;
 }
 
+/// The APS model: the platform's self-signed certificate is the trust anchor and the name the
+/// gateway dials is not checked — where `ca` (same certificate, name checked) is refused and
+/// another anchor is too.
+#[tokio::test]
+async fn an_anchor_certificate_is_trusted_without_a_hostname_check() {
+    let setup = Setup::new("tunnel-anchor");
+    // Names only `localhost`; the gateway dials 127.0.0.1.
+    let platform_cert = self_signed("aps-platform", None);
+    let (cert, key) = platform_cert.write(&setup.dir, "platform-self");
+    let yaml = setup
+        .yaml("")
+        .replace(
+            &setup.cert.display().to_string(),
+            &cert.display().to_string(),
+        )
+        .replace(&setup.key.display().to_string(), &key.display().to_string());
+    let platform = start_platform(&yaml).await;
+    write_key(&setup.dir, APP_KEY);
+    let by_ip = format!(
+        "wss://127.0.0.1:{}/Thingworx/WS",
+        platform.alwayson_addr.port()
+    );
+    let start = |extra: String| {
+        let yaml = sidecar_yaml(&setup.dir, 1, 50, &by_ip, &extra);
+        async move { start_sidecar(&yaml).await }
+    };
+
+    let anchored = start(format!("  server:\n    anchor: {}\n", cert.display())).await;
+    wait_connected(&anchored, "anchored tunnel up").await;
+    anchored.shutdown().await;
+
+    let named = start(format!("  server:\n    ca: {}\n", cert.display())).await;
+    wait_refused(
+        &named,
+        "tls",
+        "a CA check of the same certificate fails on the name",
+    )
+    .await;
+    named.shutdown().await;
+
+    let (other, _) = self_signed("aps-platform", None).write(&setup.dir, "other-self");
+    let wrong = start(format!("  server:\n    anchor: {}\n", other.display())).await;
+    wait_refused(&wrong, "tls", "another anchor is refused").await;
+    wrong.shutdown().await;
+    platform.shutdown().await;
+}
+
 #[tokio::test]
 async fn insecure_skip_verify_connects_to_an_unknown_platform_certificate() {
     let setup = Setup::new("tunnel-insecure");

@@ -14,7 +14,7 @@ use super::manifests::Manifests;
 use super::state::{write, CertFiles, LeafRequest, State};
 use super::{free_or_any, lifetime, lua_sources, now, LocalError, LocalPod, Platform};
 use crate::certs::{Lifetime, Usage};
-use crate::crd::{EdgeGateway, KeyFormat, SecretKeyRef};
+use crate::crd::{ClientTrust, EdgeGateway, KeyFormat, SecretKeyRef};
 use crate::resources::config::{pod_count, render, shard};
 use crate::resources::{generate_basic_credentials, Names, NamespaceCa, BASIC_USER};
 
@@ -166,6 +166,22 @@ fn server_tls(
         }
         (None, _) => Some(g.state.ca_file()),
     };
+    // The rendered config names the pod's mount paths; here the pins are files of their own.
+    let pins = &g.gw.spec.server.pinned_client_certificates;
+    if tls.client_ca.is_some() && g.gw.spec.server.trust() == ClientTrust::Pinned {
+        tls.client_ca = None;
+    }
+    if !tls.pinned_peers.is_empty() {
+        let mut files = Vec::with_capacity(pins.len());
+        for (i, src) in pins.iter().enumerate() {
+            let field = format!("spec.server.pinnedClientCertificates[{i}]");
+            let text = g.m.file_source(&field, src).map_err(|e| g.bad(e))?;
+            let path = g.dir.join(format!("pinned-client-{i}.crt"));
+            write(&path, &text, false).map_err(LocalError::Setup)?;
+            files.push(path);
+        }
+        tls.pinned_peers = files;
+    }
     Ok(())
 }
 
@@ -308,6 +324,13 @@ fn tunnel(
             "spec.platform.serverVerification.pinned",
             src,
             "platform-pinned.crt",
+        )?);
+    }
+    if let Some(src) = &v.anchor {
+        t.server.anchor = Some(copy(
+            "spec.platform.serverVerification.anchor",
+            src,
+            "platform-anchor.crt",
         )?);
     }
     Ok(())

@@ -22,7 +22,7 @@ use edgeway_sidecar::tunnel::config::{
 };
 
 use super::{Names, CONFIG_KEY};
-use crate::crd::{EdgeGatewaySpec, KeyFormat, SimulationSpec};
+use crate::crd::{ClientTrust, EdgeGatewaySpec, KeyFormat, SimulationSpec};
 
 /// Where the ConfigMap is mounted.
 pub const CONFIG_DIR: &str = "/etc/edgeway/config";
@@ -34,7 +34,8 @@ pub const CLIENT_CA_DIR: &str = "/etc/edgeway/tls/client-ca";
 pub const CLIENT_CA_FILE: &str = "ca.crt";
 /// Where the tunnel client certificate Secret is mounted.
 pub const CLIENT_TLS_DIR: &str = "/etc/edgeway/tls/client";
-/// Where the platform's CA bundle or pinned certificate is mounted (file `ca.crt`/`pinned.crt`).
+/// Where the platform's CA bundle, pinned certificate or anchor is mounted (file
+/// `ca.crt`/`pinned.crt`/`anchor.crt`).
 pub const PLATFORM_DIR: &str = "/etc/edgeway/platform";
 /// Where the passphrase of a user-supplied server key is mounted (file `passphrase`).
 pub const SERVER_KEY_PASSPHRASE_DIR: &str = "/etc/edgeway/tls/server-passphrase";
@@ -107,6 +108,15 @@ fn path(dir: &str, file: &str) -> PathBuf {
     PathBuf::from(dir).join(file)
 }
 
+/// Where the pinned device certificates are mounted, one file per entry of
+/// `spec.server.pinnedClientCertificates`.
+pub const PINNED_CLIENTS_DIR: &str = "/etc/edgeway/tls/pinned-clients";
+
+/// The pod path of the `i`th pinned device certificate.
+pub fn pinned_client_file(i: usize) -> PathBuf {
+    path(PINNED_CLIENTS_DIR, &format!("{i}.crt"))
+}
+
 /// Path of a Lua template's script inside the pod.
 pub fn lua_file(template: &str) -> PathBuf {
     path(LUA_DIR, &format!("{template}.lua"))
@@ -120,10 +130,33 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
 
     c.server.listen = SocketAddr::from(([0, 0, 0, 0], server.port));
     c.server.plaintext = false;
-    let client_ca = (server.client_auth != ClientAuthMode::Off).then(|| match &server.client_ca {
+    let trust = server.trust();
+    let pins = &server.pinned_client_certificates;
+    match trust {
+        ClientTrust::Pinned | ClientTrust::CaOrPinned if pins.is_empty() => {
+            return Err(ConfigError::new(
+                "spec.server.pinnedClientCertificates",
+                "clientTrust needs at least one pinned certificate",
+            ))
+        }
+        ClientTrust::Ca if !pins.is_empty() => {
+            return Err(ConfigError::new(
+                "spec.server.clientTrust",
+                "is ca, which ignores pinnedClientCertificates: use caOrPinned or pinned",
+            ))
+        }
+        _ => {}
+    }
+    let requested = server.client_auth != ClientAuthMode::Off;
+    let client_ca = (requested && trust != ClientTrust::Pinned).then(|| match &server.client_ca {
         Some(_) => path(CLIENT_CA_DIR, CLIENT_CA_FILE),
         None => path(SERVER_TLS_DIR, "ca.crt"),
     });
+    let pinned_peers = if requested && trust != ClientTrust::Ca {
+        (0..pins.len()).map(pinned_client_file).collect()
+    } else {
+        Vec::new()
+    };
     let (cert, key) = user_key_files(
         "spec.server",
         server.tls_secret_name.is_some(),
@@ -140,8 +173,8 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
             .map(|_| path(SERVER_KEY_PASSPHRASE_DIR, "passphrase")),
         client_auth: server.client_auth,
         client_ca,
-        pinned_peers: Vec::new(),
-        pin_mode: Default::default(),
+        pinned_peers,
+        pin_mode: server.pin_mode,
         watch: true,
     });
 
@@ -235,6 +268,7 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
     t.server = TunnelVerification {
         ca: v.ca.as_ref().map(|_| path(PLATFORM_DIR, "ca.crt")),
         pinned: v.pinned.as_ref().map(|_| path(PLATFORM_DIR, "pinned.crt")),
+        anchor: v.anchor.as_ref().map(|_| path(PLATFORM_DIR, "anchor.crt")),
         insecure_skip_verify: v.insecure == Some(true),
         criteria: v.criteria.clone(),
     };

@@ -526,3 +526,101 @@ fn references_list_every_configmap_and_secret_a_gateway_reads() {
         ["app-key", "cm-tls", "consumers", "devices-ca", "users"]
     );
 }
+
+#[test]
+fn pinned_device_certificates_are_mounted_and_trusted_beside_the_ca_or_alone() {
+    let pins = serde_json::json!([
+        {"secretName": "devices", "key": "meter-1.crt"},
+        {"configMapName": "saved-peers", "key": "controller.pem"}
+    ]);
+    let gw = gateway(serde_json::json!({"server": {
+        "pinnedClientCertificates": pins, "pinMode": "spki"}}));
+    let tls = render(&gw.spec).unwrap().server.tls.unwrap();
+    assert_eq!(
+        tls.pinned_peers,
+        [
+            std::path::PathBuf::from("/etc/edgeway/tls/pinned-clients/0.crt"),
+            std::path::PathBuf::from("/etc/edgeway/tls/pinned-clients/1.crt"),
+        ]
+    );
+    assert_eq!(tls.pin_mode, edgeway_runtime::tls::PinMode::Spki);
+    assert!(tls.client_ca.is_some(), "beside the CA by default");
+    let pod = statefulset(&gw, &names(), "img", "h")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let v = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "pinned-clients")
+        .expect("volume");
+    let sources = v.projected.unwrap().sources.unwrap();
+    let secret = sources[0].secret.as_ref().unwrap();
+    assert_eq!(secret.name, "devices");
+    let item = &secret.items.as_ref().unwrap()[0];
+    assert_eq!(
+        (item.key.as_str(), item.path.as_str()),
+        ("meter-1.crt", "0.crt")
+    );
+    let cm = sources[1].config_map.as_ref().unwrap();
+    assert_eq!(cm.name, "saved-peers");
+    let mounts = &pod.containers[0].volume_mounts.as_ref().unwrap();
+    assert!(mounts
+        .iter()
+        .any(|m| m.name == "pinned-clients" && m.mount_path == "/etc/edgeway/tls/pinned-clients"));
+    assert!(crate::references::secrets(&gw).contains(&"devices".to_string()));
+
+    // Pins alone: no CA trusted.
+    let alone = gateway(serde_json::json!({"server": {
+        "pinnedClientCertificates": [{"secretName": "devices", "key": "a.crt"}],
+        "clientTrust": "pinned"}}));
+    let tls = render(&alone.spec).unwrap().server.tls.unwrap();
+    assert!(tls.client_ca.is_none());
+    assert_eq!(tls.pinned_peers.len(), 1);
+
+    // Contradictions name the field.
+    let e = render(&gateway(serde_json::json!({"server": {"clientTrust": "pinned"}})).spec)
+        .unwrap_err();
+    assert_eq!(e.field, "spec.server.pinnedClientCertificates");
+    let e = render(
+        &gateway(serde_json::json!({"server": {"clientTrust": "ca",
+            "pinnedClientCertificates": [{"secretName": "d", "key": "a.crt"}]}}))
+        .spec,
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "spec.server.clientTrust");
+}
+
+#[test]
+fn an_anchor_for_the_platform_is_mounted_and_rendered() {
+    let gw = gateway(serde_json::json!({"platform": {"serverVerification": {
+        "ca": null, "anchor": {"configMapName": "aps-platform", "key": "platform.crt"}}}}));
+    let t = render(&gw.spec).unwrap().tunnel.unwrap();
+    assert_eq!(
+        t.server.anchor.as_deref(),
+        Some(std::path::Path::new("/etc/edgeway/platform/anchor.crt"))
+    );
+    assert!(t.server.ca.is_none() && t.server.pinned.is_none());
+    let pod = statefulset(&gw, &names(), "img", "h")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let v = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "platform")
+        .expect("volume");
+    let cm = v.config_map.unwrap();
+    assert_eq!(cm.name, "aps-platform");
+    let item = &cm.items.unwrap()[0];
+    assert_eq!(
+        (item.key.as_str(), item.path.as_str()),
+        ("platform.crt", "anchor.crt")
+    );
+}

@@ -16,8 +16,9 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -25,8 +26,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{
     ADMIN_PORT, APP_KEY_DIR, BASIC_DIR, CLIENT_CA_DIR, CLIENT_CA_FILE, CLIENT_KEY_PASSPHRASE_DIR,
-    CLIENT_TLS_DIR, CONFIG_DIR, LUA_DIR, OAUTH_DIR, PLATFORM_DIR, PROXY_DIR, QUEUE_DIR,
-    SERVER_KEY_PASSPHRASE_DIR, SERVER_TLS_DIR,
+    CLIENT_TLS_DIR, CONFIG_DIR, LUA_DIR, OAUTH_DIR, PINNED_CLIENTS_DIR, PLATFORM_DIR, PROXY_DIR,
+    QUEUE_DIR, SERVER_KEY_PASSPHRASE_DIR, SERVER_TLS_DIR,
 };
 use super::{
     child_meta, labels, selector_labels, Names, BASIC_USERS_KEY, CONFIG_HASH_ANNOTATION, CONFIG_KEY,
@@ -274,6 +275,44 @@ fn file_volume(name: &str, src: &FileSource, file: &str) -> Volume {
     }
 }
 
+/// The pinned device certificates as one projected volume: `<i>.crt` from each Secret or
+/// ConfigMap key, in order (no `subPath`, so a changed Secret reaches the pod).
+fn pinned_clients_volume(pins: &[FileSource]) -> Volume {
+    let sources = pins
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let items = Some(key_to_paths(vec![(p.key.clone(), format!("{i}.crt"))]));
+            match (&p.secret_name, &p.config_map_name) {
+                (Some(secret), _) => VolumeProjection {
+                    secret: Some(SecretProjection {
+                        name: secret.clone(),
+                        items,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                (None, cm) => VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: cm.clone().unwrap_or_default(),
+                        items,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            }
+        })
+        .collect();
+    Volume {
+        name: "pinned-clients".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: Some(SECRET_MODE),
+        }),
+        ..Default::default()
+    }
+}
+
 /// Every volume and the sidecar's mounts. No `subPath`: updates of mounted Secrets must reach
 /// the running sidecar.
 fn volumes(gw: &EdgeGateway, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
@@ -313,6 +352,13 @@ fn volumes(gw: &EdgeGateway, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
             true,
         );
     }
+    if !spec.server.pinned_client_certificates.is_empty() {
+        add(
+            pinned_clients_volume(&spec.server.pinned_client_certificates),
+            PINNED_CLIENTS_DIR,
+            true,
+        );
+    }
     let client_secret = spec
         .platform
         .client_certificate
@@ -331,6 +377,9 @@ fn volumes(gw: &EdgeGateway, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
         ServerVerification {
             pinned: Some(p), ..
         } => add(file_volume("platform", p, "pinned.crt"), PLATFORM_DIR, true),
+        ServerVerification {
+            anchor: Some(a), ..
+        } => add(file_volume("platform", a, "anchor.crt"), PLATFORM_DIR, true),
         _ => {}
     }
     for (volume, r, dir) in [

@@ -1,8 +1,10 @@
 //! TLS for Edgeway's servers: the `tls:` config section, PEM loading with field-named errors, the server config with its client
 //! certificate policy (CA bundle or pinned peers), and hot reload of mounted files.
 
+pub mod anchor;
 mod config;
 pub mod criteria;
+pub mod either;
 pub mod insecure;
 pub mod peer;
 pub mod pin;
@@ -210,30 +212,49 @@ pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMateri
     let mut peers = peer::PeerNames::from_certificates();
     let builder = match tls.client_auth {
         ClientAuthMode::Off => builder.with_no_client_auth(),
-        _ if !tls.pinned_peers.is_empty() => {
+        _ => {
             let mut pins = Vec::new();
             for (i, p) in tls.pinned_peers.iter().enumerate() {
                 pins.extend(load_certs(p, &format!("{prefix}.pinnedPeers[{i}]"))?);
             }
-            let verifier = PinnedVerifier::new(&pins, tls.pin_mode, mandatory, provider.clone())
+            let pinned = (!pins.is_empty())
+                .then(|| PinnedVerifier::new(&pins, tls.pin_mode, mandatory, provider.clone()))
+                .transpose()
                 .map_err(|e| ConfigError::new(f("pinnedPeers"), e.to_string()))?;
-            if tls.pin_mode == PinMode::Spki {
-                peers = peer::PeerNames::from_pinned_keys(&pins);
+            let chain = match tls.client_ca.as_deref() {
+                Some(ca) => {
+                    let roots = load_roots(ca, &f("clientCa"))?;
+                    let mut vb =
+                        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                    if !mandatory {
+                        vb = vb.allow_unauthenticated();
+                    }
+                    Some(
+                        vb.build()
+                            .map_err(|e| ConfigError::new(f("clientCa"), e.to_string()))?,
+                    )
+                }
+                None => None,
+            };
+            if tls.pin_mode == PinMode::Spki && pinned.is_some() {
+                // Beside a CA, a key that is not pinned is named by its (CA-verified) certificate.
+                peers = peer::PeerNames::from_pinned_keys(&pins, chain.is_some());
             }
-            builder.with_client_cert_verifier(Arc::new(verifier))
-        }
-        _ => {
-            let ca = tls.client_ca.as_deref().ok_or_else(|| {
-                ConfigError::new(f("clientCa"), "required when clientAuth is not off")
-            })?;
-            let roots = load_roots(ca, &f("clientCa"))?;
-            let mut vb = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            if !mandatory {
-                vb = vb.allow_unauthenticated();
-            }
-            let verifier = vb
-                .build()
-                .map_err(|e| ConfigError::new(f("clientCa"), e.to_string()))?;
+            let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+                match (pinned, chain) {
+                    (Some(p), None) => Arc::new(p),
+                    (None, Some(c)) => c,
+                    (Some(p), Some(c)) => {
+                        let issuers = pins.iter().filter_map(peer::issuer).collect();
+                        Arc::new(either::PinnedOrChain::new(p, c, issuers))
+                    }
+                    (None, None) => {
+                        return Err(ConfigError::new(
+                            f("clientCa"),
+                            "required when clientAuth is not off (or pinnedPeers)",
+                        ))
+                    }
+                };
             builder.with_client_cert_verifier(verifier)
         }
     };

@@ -33,22 +33,30 @@ pub struct PeerNames {
     /// only proves it holds a pinned key, so its own CN must not count (a self-signed
     /// certificate with device A's key and `CN=devB` was taken for `devB`).
     by_key: Option<HashMap<Vec<u8>, String>>,
+    /// Beside a CA: a key that is not pinned is named by its own (CA-verified) certificate.
+    fallback: bool,
 }
 
 impl PeerNames {
     /// Identities from the certificates themselves (CA trust, or whole-certificate pins).
     pub fn from_certificates() -> Self {
-        Self { by_key: None }
+        Self {
+            by_key: None,
+            fallback: true,
+        }
     }
 
-    /// Identities from the pinned certificates, looked up by the presented key.
-    pub fn from_pinned_keys(pinned: &[CertificateDer<'_>]) -> Self {
+    /// Identities from the pinned certificates, looked up by the presented key; with
+    /// `beside_ca`, a key that is not pinned is named by the presented certificate, which
+    /// then chained to the CA.
+    pub fn from_pinned_keys(pinned: &[CertificateDer<'_>], beside_ca: bool) -> Self {
         let by_key = pinned
             .iter()
             .filter_map(|c| Some((spki(c)?, identity(c)?)))
             .collect();
         Self {
             by_key: Some(by_key),
+            fallback: beside_ca,
         }
     }
 
@@ -56,7 +64,11 @@ impl PeerNames {
     pub fn identity(&self, presented: &CertificateDer<'_>) -> Option<String> {
         match &self.by_key {
             None => identity(presented),
-            Some(map) => map.get(&spki(presented)?).cloned(),
+            Some(map) => match map.get(&spki(presented)?) {
+                Some(name) => Some(name.clone()),
+                None if self.fallback => identity(presented),
+                None => None,
+            },
         }
     }
 }
@@ -65,4 +77,10 @@ impl PeerNames {
 fn spki(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
     Some(cert.public_key().raw.to_vec())
+}
+
+/// A certificate's DER issuer name (a client certificate hint for pinned certificates).
+pub fn issuer(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+    Some(cert.issuer().as_raw().to_vec())
 }

@@ -94,6 +94,11 @@ pub struct ServerVerification {
     /// PEM of the pinned platform certificate: exact match, hostname ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<PathBuf>,
+    /// PEM certificate(s) used as the trust anchor: the platform's chain must verify to one,
+    /// the hostname is not checked (the APS model, typically the platform's own self-signed
+    /// certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<PathBuf>,
     /// Skip verification entirely; logged as a warning at every connect.
     #[serde(default)]
     pub insecure_skip_verify: bool,
@@ -236,11 +241,12 @@ impl TunnelConfig {
         let v = &self.server;
         let modes = usize::from(v.ca.is_some())
             + usize::from(v.pinned.is_some())
+            + usize::from(v.anchor.is_some())
             + usize::from(v.insecure_skip_verify);
         if secure && modes != 1 {
             return Err(ConfigError::new(
                 "tunnel.server",
-                "set exactly one of ca, pinned or insecureSkipVerify",
+                "set exactly one of ca, pinned, anchor or insecureSkipVerify",
             ));
         }
         if let Some(c) = &v.criteria {
@@ -253,7 +259,7 @@ impl TunnelConfig {
             if v.insecure_skip_verify || !secure {
                 return Err(ConfigError::new(
                     "tunnel.server.criteria",
-                    "needs ca or pinned: an unverified certificate's names prove nothing",
+                    "needs ca, pinned or anchor: an unverified certificate's names prove nothing",
                 ));
             }
         }

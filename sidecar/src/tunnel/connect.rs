@@ -12,8 +12,8 @@ use tokio_rustls::TlsConnector;
 use super::config::TunnelConfig;
 use edgeway_runtime::tls::PinMode;
 use edgeway_runtime::tls::{
-    criteria::CriteriaVerifier, insecure::AnyServerCert, load_cert_chain, load_certs, load_key,
-    load_roots, pin::PinnedVerifier, provider,
+    anchor::AnchorVerifier, criteria::CriteriaVerifier, insecure::AnyServerCert, load_cert_chain,
+    load_certs, load_key, load_roots, pin::PinnedVerifier, provider,
 };
 use edgeway_runtime::ws::{self, End, Socket};
 use edgeway_runtime::ConfigError;
@@ -268,6 +268,19 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
                     .with_custom_certificate_verifier(Arc::new(verifier))
             }
         }
+    } else if let Some(anchor) = &v.anchor {
+        let roots = load_roots(anchor, "tunnel.server.anchor")?;
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| ConfigError::new("tunnel.server.anchor", e.to_string()))?;
+        let anchored = Arc::new(AnchorVerifier::new(chain));
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &v.criteria {
+            None => anchored,
+            Some(criteria) => Arc::new(CriteriaVerifier::new(anchored, criteria.clone())),
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
     } else if let Some(pin) = &v.pinned {
         let certs = load_certs(pin, "tunnel.server.pinned")?;
         let pinned = PinnedVerifier::new(&certs, PinMode::Certificate, true, provider.clone())

@@ -200,6 +200,7 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
                             value: serde_json::json!(v),
                             time_ms: t,
                             quality: Quality::Good,
+                            event: false,
                         }
                     })
                     .collect();

@@ -315,6 +315,11 @@ pub struct GatewayServerSpec {
     #[serde(default = "default_identity_header")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"), length(max = 128))]
     pub identity_header: String,
+    /// Header that tells the upstream app how the identity was verified (`mtls`, `basic`,
+    /// `oauth`): a basic user `x` and a certificate `CN=x` are different principals.
+    #[serde(default = "default_auth_method_header")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"), length(max = 128))]
+    pub auth_method_header: String,
     /// Existing `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`, `ca.crt`, e.g. from cert-manager)
     /// to serve instead of an issued certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -509,10 +514,16 @@ pub struct UpstreamSpec {
     /// Remove the prefix before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,
-    /// Forward the client's `Authorization` header to the app. Off by default: the app gets
-    /// the verified identity (`X-Edgeway-Identity`), not the credentials.
+    /// Forward the client's credentials (`Authorization`, OAuth parameters in the query or a
+    /// form body) to the app. Off by default: the app gets the verified identity
+    /// (`X-Edgeway-Identity`) and how it was verified (`X-Edgeway-Auth-Method`), not the
+    /// credentials.
     #[serde(default)]
     pub forward_credentials: bool,
+    /// Send a device's verified client certificate to the app in `x-forwarded-client-cert`
+    /// (Envoy's format: hash, URL-encoded PEM, subject, URI and DNS SANs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_client_cert: bool,
     /// Environment of the app container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
@@ -680,6 +691,7 @@ impl Default for GatewayServerSpec {
             basic_auth: None,
             oauth: None,
             identity_header: default_identity_header(),
+            auth_method_header: default_auth_method_header(),
             tls_secret_name: None,
             tls_secret_format: KeyFormat::Pem,
             tls_key_passphrase_secret: None,
@@ -765,6 +777,10 @@ fn default_port() -> u16 {
 fn default_methods() -> Vec<AuthMethodName> {
     vec![AuthMethodName::Mtls]
 }
+fn default_auth_method_header() -> String {
+    "X-Edgeway-Auth-Method".into()
+}
+
 fn default_identity_header() -> String {
     "X-Edgeway-Identity".into()
 }

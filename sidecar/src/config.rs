@@ -102,6 +102,10 @@ pub struct AuthConfig {
     /// Header carrying the verified identity upstream; client copies are removed.
     #[serde(default = "default_identity_header")]
     pub identity_header: String,
+    /// Header carrying how the identity was verified (`mtls`, `basic`, `oauth`): a basic user
+    /// `x` and a certificate `CN=x` are different principals. Client copies are removed.
+    #[serde(default = "default_method_header")]
+    pub method_header: String,
 }
 
 /// A client authentication method.
@@ -206,6 +210,10 @@ pub struct UpstreamConfig {
     /// header, and needs no credential.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_credentials: bool,
+    /// Send a verified client certificate upstream in `x-forwarded-client-cert` (Envoy's
+    /// format: hash, URL-encoded PEM, subject, URI and DNS SANs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_client_cert: bool,
 }
 
 /// Plain-HTTP admin listener.
@@ -224,6 +232,7 @@ impl Default for AuthConfig {
             basic: None,
             oauth: None,
             identity_header: default_identity_header(),
+            method_header: default_method_header(),
         }
     }
 }
@@ -257,6 +266,10 @@ fn default_max_connections() -> usize {
 fn default_methods() -> Vec<AuthMethodName> {
     vec![AuthMethodName::Mtls]
 }
+fn default_method_header() -> String {
+    "X-Edgeway-Auth-Method".into()
+}
+
 fn default_identity_header() -> String {
     "X-Edgeway-Identity".into()
 }
@@ -396,10 +409,24 @@ impl SidecarConfig {
                 _ => {}
             }
         }
-        if http::HeaderName::from_bytes(auth.identity_header.as_bytes()).is_err() {
+        for (field, name) in [
+            ("auth.identityHeader", &auth.identity_header),
+            ("auth.methodHeader", &auth.method_header),
+        ] {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{name:?} is not a valid HTTP header name"),
+                ));
+            }
+        }
+        if auth
+            .identity_header
+            .eq_ignore_ascii_case(&auth.method_header)
+        {
             return Err(ConfigError::new(
-                "auth.identityHeader",
-                format!("{:?} is not a valid HTTP header name", auth.identity_header),
+                "auth.methodHeader",
+                "must differ from identityHeader",
             ));
         }
         if let Some(o) = &auth.oauth {

@@ -182,12 +182,15 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
     let registry = Arc::new(registry::Registry::new(things.clone(), fleet));
     let identity_header = http::HeaderName::from_bytes(config.auth.identity_header.as_bytes())
         .map_err(|_| ConfigError::new("auth.identityHeader", "not a valid header name"))?;
+    let method_header = http::HeaderName::from_bytes(config.auth.method_header.as_bytes())
+        .map_err(|_| ConfigError::new("auth.methodHeader", "not a valid header name"))?;
     let app = Arc::new(App {
         authn,
         things: registry.clone(),
         proxy: config.upstream.clone().map(Proxy::new),
         metrics: metrics.clone(),
         identity_header,
+        method_header,
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: Duration::from_millis(config.server.body_timeout_ms),
     });

@@ -24,6 +24,16 @@ struct Setup {
 }
 
 async fn setup(name: &str, identity_header: &str, upstream: Option<SocketAddr>) -> Setup {
+    setup_with(name, identity_header, upstream, "").await
+}
+
+/// [`setup`] with `upstream_extra` lines under `upstream:`.
+async fn setup_with(
+    name: &str,
+    identity_header: &str,
+    upstream: Option<SocketAddr>,
+    upstream_extra: &str,
+) -> Setup {
     let pki = Pki::new(name);
     let users = pki.dir.join("users");
     std::fs::write(&users, "# test users\nalice:wonderland\n").unwrap();
@@ -36,7 +46,7 @@ async fn setup(name: &str, identity_header: &str, upstream: Option<SocketAddr>) 
     let upstream = upstream
         .map(|a| {
             format!(
-                "upstream:\n  prefix: /app/\n  port: {}\n  stripPrefix: true\n",
+                "upstream:\n  prefix: /app/\n  port: {}\n  stripPrefix: true\n{upstream_extra}",
                 a.port()
             )
         })
@@ -339,6 +349,98 @@ async fn identity_header_reaches_the_upstream_and_spoofed_copies_are_removed() {
     .unwrap();
     assert_eq!(r.status, 401);
     assert!(r.json().get("headers").is_none());
+    s.sidecar.shutdown().await;
+}
+
+/// What the upstream learns (issue 20 item 3): how the identity was verified, the verified
+/// certificate itself when asked for, and no credential — not `Authorization`, not OAuth
+/// parameters in the query or a form body; clients cannot write any of it.
+#[tokio::test]
+async fn upstream_learns_the_method_and_certificate_but_not_the_credentials() {
+    let upstream = edgeway_testkit::upstream::echo().await;
+    let s = setup_with(
+        "learns",
+        "X-Edgeway-Identity",
+        Some(upstream),
+        "  forwardClientCert: true\n",
+    )
+    .await;
+    let addr = s.sidecar.server_addr;
+    let leaf = s.pki.ca.client("controller-12");
+    let cert = client_config_with(s.pki.ca.roots(), Some(&leaf), rustls::ALL_VERSIONS);
+    let forged = [
+        ("X-Edgeway-Auth-Method", "basic"),
+        ("X_Edgeway_Auth_Method", "basic"),
+        ("x-forwarded-client-cert", "Hash=0000;Subject=\"CN=admin\""),
+    ];
+    let r = request(addr, cert, "GET", "/app/x", &forged, "")
+        .await
+        .unwrap();
+    let echoed = r.json();
+    let h = &echoed["headers"];
+    assert_eq!(
+        h["x-edgeway-auth-method"],
+        serde_json::json!(["mtls"]),
+        "{echoed}"
+    );
+    assert!(h.get("x_edgeway_auth_method").is_none(), "{echoed}");
+    let xfcc = h["x-forwarded-client-cert"].as_array().unwrap();
+    assert_eq!(xfcc.len(), 1, "{echoed}");
+    let xfcc = xfcc[0].as_str().unwrap();
+    let hash: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(leaf.der.as_ref())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert!(xfcc.starts_with(&format!("Hash={hash};")), "{xfcc}");
+    assert!(xfcc.contains("Subject=\"CN=controller-12\""), "{xfcc}");
+    assert!(
+        xfcc.contains("Cert=\"-----BEGIN%20CERTIFICATE-----%0A"),
+        "{xfcc}"
+    );
+
+    // Basic: another method, no certificate, and the credentials stay at the sidecar.
+    let anon = client_config_with(s.pki.ca.roots(), None, rustls::ALL_VERSIONS);
+    let ok = basic("alice", "wonderland");
+    let r = request(
+        addr,
+        anon.clone(),
+        "GET",
+        "/app/x?a=1&oauth_token=t0k&b=2&oauth_signature=sig",
+        &[
+            ("authorization", &ok),
+            ("x-forwarded-client-cert", "Hash=00"),
+        ],
+        "",
+    )
+    .await
+    .unwrap();
+    let echoed = r.json();
+    assert_eq!(echoed["path"], "/x?a=1&b=2", "{echoed}");
+    let h = &echoed["headers"];
+    assert_eq!(h["x-edgeway-auth-method"], serde_json::json!(["basic"]));
+    assert!(h.get("x-forwarded-client-cert").is_none(), "{echoed}");
+    assert!(h.get("authorization").is_none(), "{echoed}");
+    let r = request(
+        addr,
+        anon,
+        "POST",
+        "/app/form",
+        &[
+            ("authorization", &ok),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        "reading=7&oauth_consumer_key=plant-scada&oauth_signature=x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.json()["headers"]["content-length"],
+        serde_json::json!(["9"]),
+        "only reading=7 is forwarded"
+    );
     s.sidecar.shutdown().await;
 }
 

@@ -180,6 +180,7 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
 
     c.auth.methods = server.auth_methods.clone();
     c.auth.identity_header = server.identity_header.clone();
+    c.auth.method_header = server.auth_method_header.clone();
     c.auth.basic = server
         .auth_methods
         .contains(&AuthMethodName::Basic)
@@ -235,6 +236,7 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
             strip_prefix: u.strip_prefix,
             timeout_ms: d.timeout_ms,
             forward_credentials: u.forward_credentials,
+            forward_client_cert: u.forward_client_cert,
         }),
         _ => None,
     };

@@ -21,6 +21,8 @@ use edgeway_runtime::ConfigError;
 pub struct ConnIdentity {
     /// Identity from a verified client certificate.
     pub peer: Option<String>,
+    /// That certificate (DER), when verified and named.
+    pub cert: Option<rustls_pki_types::CertificateDer<'static>>,
     /// Whether the connection is TLS (for OAuth's base string URI scheme).
     pub tls: bool,
 }

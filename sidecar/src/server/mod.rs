@@ -5,6 +5,7 @@ pub mod authn;
 pub mod proxy;
 pub mod response;
 pub mod things_api;
+pub mod xfcc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Header that carries the verified identity.
     pub identity_header: HeaderName,
+    /// Header naming how the identity was verified (`auth.methodHeader`).
+    pub method_header: HeaderName,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Time to receive an authenticated request's body.
@@ -98,18 +101,27 @@ pub async fn serve(
                             }
                         };
                     app.metrics.tls_handshake("ok");
-                    let peer = stream
+                    let leaf = stream
                         .get_ref()
                         .1
                         .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|c| tls.peer_identity(c));
-                    let conn = ConnIdentity { peer, tls: true };
+                        .and_then(|c| c.first());
+                    let peer = leaf.and_then(|c| tls.peer_identity(c));
+                    // Kept only when verified and named, for `x-forwarded-client-cert`.
+                    let cert = leaf
+                        .filter(|_| peer.is_some())
+                        .map(|c| c.clone().into_owned());
+                    let conn = ConnIdentity {
+                        peer,
+                        cert,
+                        tls: true,
+                    };
                     serve_conn(TokioIo::new(stream), app, conn, remote, limits).await;
                 }
                 None => {
                     let conn = ConnIdentity {
                         peer: None,
+                        cert: None,
                         tls: false,
                     };
                     serve_conn(TokioIo::new(tcp), app, conn, remote, limits).await;
@@ -169,7 +181,10 @@ async fn handle_inner(
 ) -> Response<Body> {
     let (mut parts, incoming) = req.into_parts();
     // A client must never be able to assert an identity: drop every copy before anything else.
-    strip_asserted(&mut parts.headers, &app.identity_header);
+    strip_asserted(
+        &mut parts.headers,
+        &[&app.identity_header, &app.method_header],
+    );
 
     // Authenticate from the headers before reading the body: an unauthenticated client must
     // not make the sidecar hold its body (300 stalled bodies held 340 MB). Only an OAuth form
@@ -204,6 +219,10 @@ async fn handle_inner(
     }
     tracing::debug!(method = identity.method.as_str(), identity = %identity.name, path = parts.uri.path(), "authenticated");
     parts.headers.insert(app.identity_header.clone(), value);
+    parts.headers.insert(
+        app.method_header.clone(),
+        HeaderValue::from_static(identity.method.as_str()),
+    );
 
     if let Some(route) = route {
         let headers = parts
@@ -225,7 +244,7 @@ async fn handle_inner(
         .await;
     }
     match &app.proxy {
-        Some(p) if p.matches(parts.uri.path()) => p.forward(parts, body, remote, conn.tls).await,
+        Some(p) if p.matches(parts.uri.path()) => p.forward(parts, body, remote, conn).await,
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no route for {}", parts.uri.path()),
@@ -269,16 +288,16 @@ fn suspicious_path(path: &str) -> Option<&'static str> {
 }
 
 /// Headers only the sidecar may assert: the identity header and the forwarding headers.
-const FORWARDING: [&str; 2] = ["x-forwarded-for", "x-forwarded-proto"];
+const FORWARDING: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", xfcc::XFCC];
 
 /// Removes every client copy of a header the sidecar asserts, in any spelling an upstream
 /// could read as it: a CGI or WSGI app reads `X_Edgeway_Identity` as `HTTP_X_EDGEWAY_IDENTITY`,
 /// exactly as `X-Edgeway-Identity` (nginx drops all underscore headers by default; Envoy has
 /// `headers_with_underscores_action`).
-fn strip_asserted(headers: &mut http::HeaderMap, identity: &HeaderName) {
+fn strip_asserted(headers: &mut http::HeaderMap, ours: &[&HeaderName]) {
     let asserted = |name: &HeaderName| {
         let name = name.as_str().replace('_', "-");
-        name == identity.as_str() || FORWARDING.contains(&name.as_str())
+        ours.iter().any(|o| name == o.as_str()) || FORWARDING.contains(&name.as_str())
     };
     let doomed: Vec<HeaderName> = headers.keys().filter(|k| asserted(k)).cloned().collect();
     for name in doomed {

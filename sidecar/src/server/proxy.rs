@@ -10,7 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+use super::authn::ConnIdentity;
 use super::response::{error, Body};
+use super::xfcc;
 use crate::config::UpstreamConfig;
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
@@ -56,9 +58,39 @@ impl Proxy {
         mut parts: http::request::Parts,
         body: Bytes,
         remote: SocketAddr,
-        tls: bool,
+        conn: &ConnIdentity,
     ) -> Response<Body> {
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let tls = conn.tls;
+        let mut body = body;
+        let stripped;
+        let mut pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        if !self.config.forward_credentials {
+            // OAuth parameters are credentials too: off the query, off a form body.
+            if let Some((path, query)) = pq.split_once('?') {
+                let kept = without_oauth(query);
+                if kept.len() != query.len() {
+                    stripped = match kept {
+                        q if q.is_empty() => path.to_owned(),
+                        q => format!("{path}?{q}"),
+                    };
+                    pq = &stripped;
+                }
+            }
+            let form = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+            if form {
+                if let Ok(text) = std::str::from_utf8(&body) {
+                    let kept = without_oauth(text);
+                    if kept.len() != text.len() {
+                        body = Bytes::from(kept);
+                        parts.headers.remove(http::header::CONTENT_LENGTH);
+                    }
+                }
+            }
+        }
         let pq = if self.config.strip_prefix {
             let rest = &pq[self.config.prefix.len().min(pq.len())..];
             if rest.starts_with('/') {
@@ -98,6 +130,12 @@ impl Proxy {
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
+        if self.config.forward_client_cert {
+            let value = conn.cert.as_ref().and_then(xfcc::value);
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                parts.headers.insert(HeaderName::from_static(xfcc::XFCC), v);
+            }
+        }
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
         let req = Request::from_parts(parts, Full::new(body));
@@ -117,4 +155,13 @@ impl Proxy {
             Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"),
         }
     }
+}
+
+/// `a=1&oauth_signature=x&b=2` without its `oauth_*` pairs (RFC 5849 protocol parameters).
+fn without_oauth(pairs: &str) -> String {
+    pairs
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("oauth_"))
+        .collect::<Vec<_>>()
+        .join("&")
 }

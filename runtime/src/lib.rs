@@ -9,6 +9,7 @@
 //!   certificate policy (CA bundle or pinned peers), the peer identity, and hot reload.
 //! - [`http`]: what every HTTP listener applies: a connection cap, a header (and idle) deadline.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on a plain-HTTP listener.
+//! - [`watch`]: reloading mounted files (TLS material, credential files) without a restart.
 //! - [`ws`]: the tunnel's websocket on both ends (yawc, permessage-deflate, pings rationed).
 //!
 //! Nothing here knows about things, Lua or the AlwaysOn messages (that is `edgeway-protocol`).
@@ -20,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod tls;
+pub mod watch;
 pub mod ws;
 
 pub use config::ConfigError;

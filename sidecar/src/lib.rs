@@ -174,6 +174,7 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         }
     };
     let authn = Authenticator::from_config(&config.auth, metrics.clone())?;
+    let credentials = authn.credentials();
     let things = load_things(&config, &metrics).await?;
     let fleet = match &config.simulation {
         Some(sim) => Some(registry::SimFleet::new(sim::Fleet::new(sim)?)),
@@ -215,6 +216,9 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         .filter(|_| config.server.tls.as_ref().is_some_and(|t| t.watch))
     {
         tasks.push(t.spawn_watcher(rx.clone()));
+    }
+    if let Some(c) = credentials {
+        tasks.push(edgeway_runtime::watch::spawn(c, rx.clone()));
     }
     if let Some(sim) = registry.sim() {
         tasks.extend(start_simulation(sim, tunnel.clone(), rx.clone()));

@@ -53,6 +53,7 @@ pub struct Metrics {
     tls_handshakes: Family<KindLabel, Counter>,
     connections_refused: Counter,
     tls_reloads: Family<KindLabel, Counter>,
+    credential_reloads: Family<KindLabel, Counter>,
     lua_calls: HistogramFamily,
     lua_offloaded: Family<KindLabel, Counter>,
     cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
@@ -78,6 +79,7 @@ impl Metrics {
         let auth_failures = Family::<KindLabel, Counter>::default();
         let tls_handshakes = Family::<KindLabel, Counter>::default();
         let tls_reloads = Family::<KindLabel, Counter>::default();
+        let credential_reloads = Family::<KindLabel, Counter>::default();
         let lua_calls: HistogramFamily = Family::new_with_constructor(lua_histogram);
         let lua_offloaded = Family::<KindLabel, Counter>::default();
         let cert_not_after = Family::<CertLabel, Gauge<i64, AtomicI64>>::default();
@@ -106,6 +108,11 @@ impl Metrics {
             "tls_reloads",
             "TLS material reloads by result",
             tls_reloads.clone(),
+        );
+        registry.register(
+            "credential_reloads",
+            "Reloads of the basic users and OAuth consumers files by result",
+            credential_reloads.clone(),
         );
         registry.register(
             "lua_call_duration_seconds",
@@ -172,6 +179,7 @@ impl Metrics {
             tls_handshakes,
             connections_refused,
             tls_reloads,
+            credential_reloads,
             lua_calls,
             lua_offloaded,
             cert_not_after,
@@ -208,6 +216,13 @@ impl Metrics {
     /// Counts a TLS reload by result.
     pub fn tls_reload(&self, result: &'static str) {
         self.tls_reloads
+            .get_or_create(&KindLabel { kind: result })
+            .inc();
+    }
+
+    /// Counts a credential files reload by result.
+    pub fn credential_reload(&self, result: &'static str) {
+        self.credential_reloads
             .get_or_create(&KindLabel { kind: result })
             .inc();
     }

@@ -444,6 +444,80 @@ async fn upstream_learns_the_method_and_certificate_but_not_the_credentials() {
     s.sidecar.shutdown().await;
 }
 
+/// A request on an open connection, for its status.
+async fn status_on(c: &mut edgeway_testkit::client::Conn, auth: &str) -> u16 {
+    let r = c.get("/things", &[("authorization", auth)]).await.unwrap();
+    r.status.as_u16()
+}
+
+/// Issue 20 item 5: a changed users file (a rotated Secret) is in force within seconds, without
+/// a restart: the new user works, the removed one is refused, an open connection goes on; a
+/// broken file changes nothing.
+#[tokio::test]
+async fn rotated_basic_users_apply_without_a_restart() {
+    let s = setup("rotate", "X-Edgeway-Identity", None).await;
+    let addr = s.sidecar.server_addr;
+    let anon = client_config_with(s.pki.ca.roots(), None, rustls::ALL_VERSIONS);
+    let (alice, bob) = (basic("alice", "wonderland"), basic("bob", "builder"));
+    let mut open = edgeway_testkit::client::Conn::tls(addr, anon.clone())
+        .await
+        .unwrap();
+    assert_eq!(status_on(&mut open, &alice).await, 200);
+    // As the kubelet does: the new file is written beside and renamed over the old.
+    let users = s.pki.dir.join("users");
+    let swap = |text: &str| {
+        let tmp = s.pki.dir.join("users.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &users).unwrap();
+    };
+    swap("bob:builder\n");
+    let fresh = |auth: String| {
+        let anon = anon.clone();
+        async move {
+            request(
+                addr,
+                anon,
+                "GET",
+                "/things",
+                &[("authorization", &auth)],
+                "",
+            )
+            .await
+            .unwrap()
+            .status
+            .as_u16()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fresh(bob.clone()).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "bob never accepted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        fresh(alice.clone()).await,
+        401,
+        "the removed user is refused"
+    );
+    // The connection opened before the change is still served, under the new users.
+    assert_eq!(status_on(&mut open, &bob).await, 200);
+    assert_eq!(status_on(&mut open, &alice).await, 401);
+    // A file that does not parse is rejected; bob stays.
+    swap("bob\n");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(fresh(bob).await, 200);
+    let m = get(s.sidecar.admin_addr, "/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("edgeway_sidecar_credential_reloads_total{kind=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edgeway_sidecar_credential_reloads_total{kind=\"error\"} 1"),
+        "{text}"
+    );
+    s.sidecar.shutdown().await;
+}
+
 #[tokio::test]
 async fn admin_endpoints_report_health_readiness_and_metrics() {
     let s = setup("admin", "X-Edgeway-Identity", None).await;

@@ -287,7 +287,8 @@ fn hmac_sha1(base: &str, consumer_secret: &str, token_secret: &str) -> Vec<u8> {
 
 /// Verifies signed requests and remembers nonces to refuse replays.
 pub struct OAuthVerifier {
-    creds: OAuthCredentials,
+    /// Replaced whole when the consumers file changes; the nonce cache stays.
+    creds: std::sync::RwLock<std::sync::Arc<OAuthCredentials>>,
     window: Duration,
     nonce_capacity: usize,
     nonces: Mutex<NonceCache>,
@@ -330,15 +331,29 @@ impl OAuthVerifier {
     /// and remembering at most `nonce_capacity` unexpired nonces.
     pub fn new(creds: OAuthCredentials, window: Duration, nonce_capacity: usize) -> Self {
         OAuthVerifier {
-            creds,
+            creds: std::sync::RwLock::new(std::sync::Arc::new(creds)),
             window,
             nonce_capacity,
             nonces: Mutex::new(NonceCache::default()),
         }
     }
 
+    /// Puts new consumers and tokens in force (a changed consumers file); the nonce cache
+    /// stays, so no request can be replayed across the change.
+    pub fn replace_credentials(&self, creds: OAuthCredentials) {
+        *self
+            .creds
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(creds);
+    }
+
     /// Checks a signed request at time `now`; returns the consumer key.
     pub fn verify(&self, req: &OAuthRequest<'_>, now: SystemTime) -> Result<String, OAuthError> {
+        let creds = self
+            .creds
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let header = parse_authorization_header(req.authorization)?;
         let mut proto: HashMap<&str, &str> = HashMap::new();
         for (name, value) in &header {
@@ -372,8 +387,7 @@ impl OAuthVerifier {
         if ts.abs_diff(now) > window {
             return Err(OAuthError::TimestampOutOfWindow);
         }
-        let consumer_secret = self
-            .creds
+        let consumer_secret = creds
             .consumers
             .get(consumer_key)
             .ok_or(OAuthError::UnknownConsumer)?;
@@ -382,10 +396,7 @@ impl OAuthVerifier {
         let token_secret = if token.is_empty() {
             ""
         } else {
-            self.creds
-                .tokens
-                .get(token)
-                .ok_or(OAuthError::UnknownToken)?
+            creds.tokens.get(token).ok_or(OAuthError::UnknownToken)?
         };
 
         let mut params = header.clone();

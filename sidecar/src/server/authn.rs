@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::Semaphore;
 
@@ -10,11 +10,13 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::request::Parts;
 
 use crate::auth::basic::{www_authenticate, BasicUsers, Quick};
-use crate::auth::oauth::{OAuthCredentials, OAuthRequest, OAuthVerifier};
+use crate::auth::oauth::{OAuthRequest, OAuthVerifier};
 use crate::auth::{AuthMethod, Identity};
 use crate::config::{AuthConfig, AuthMethodName};
 use crate::metrics::Metrics;
 use edgeway_runtime::ConfigError;
+
+use super::credentials::CredentialFiles;
 
 /// What the connection itself proved before any request arrived.
 #[derive(Debug, Clone, Default)]
@@ -59,8 +61,11 @@ pub enum Refusal {
 /// Verifies requests against the configured methods; built once at start-up.
 pub struct Authenticator {
     methods: Vec<AuthMethodName>,
-    basic: Option<(Arc<BasicUsers>, String)>,
-    oauth: Option<(Arc<OAuthVerifier>, String)>,
+    /// The credential files in force, reloaded when they change.
+    creds: Arc<CredentialFiles>,
+    /// `WWW-Authenticate` challenges of basic and OAuth, when enabled.
+    basic_challenge: Option<String>,
+    oauth_challenge: Option<String>,
     metrics: Arc<Metrics>,
     hashing: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -69,58 +74,43 @@ pub struct Authenticator {
 impl Authenticator {
     /// Reads the credential files named by the config; errors name the field and file.
     pub fn from_config(auth: &AuthConfig, metrics: Arc<Metrics>) -> Result<Self, ConfigError> {
-        let basic = match &auth.basic {
-            Some(b) if auth.methods.contains(&AuthMethodName::Basic) => {
-                let text = read(&b.users_file, "auth.basic.usersFile")?;
-                let users = BasicUsers::parse(&text, &b.users_file.display().to_string())
-                    .map_err(|e| ConfigError::new("auth.basic.usersFile", e.to_string()))?;
-                Some((Arc::new(users), www_authenticate(&b.realm)))
-            }
-            _ => None,
-        };
-        let oauth = match &auth.oauth {
-            Some(o) if auth.methods.contains(&AuthMethodName::OAuth) => {
-                let text = read(&o.credentials_file, "auth.oauth.credentialsFile")?;
-                let creds =
-                    OAuthCredentials::parse(&text, &o.credentials_file.display().to_string())
-                        .map_err(|e| {
-                            ConfigError::new("auth.oauth.credentialsFile", e.to_string())
-                        })?;
-                let verifier = OAuthVerifier::new(
-                    creds,
-                    Duration::from_secs(o.timestamp_window_secs),
-                    o.nonce_cache_size,
-                );
-                let realm = auth.basic.as_ref().map_or("edgeway", |b| b.realm.as_str());
-                Some((Arc::new(verifier), format!("OAuth realm=\"{realm}\"")))
-            }
-            _ => None,
-        };
+        let creds = CredentialFiles::load(auth, metrics.clone())?;
+        let basic_challenge = creds
+            .users()
+            .map(|_| www_authenticate(auth.basic.as_ref().map_or("edgeway", |b| b.realm.as_str())));
+        let oauth_challenge = creds.oauth().map(|_| {
+            let realm = auth.basic.as_ref().map_or("edgeway", |b| b.realm.as_str());
+            format!("OAuth realm=\"{realm}\"")
+        });
         Ok(Self {
             methods: auth.methods.clone(),
-            basic,
-            oauth,
+            creds: Arc::new(creds),
+            basic_challenge,
+            oauth_challenge,
             metrics,
             hashing: Arc::new(Semaphore::new(hash_slots())),
             waiting: AtomicUsize::new(0),
         })
     }
 
+    /// The credential files, to watch for changes (`None` when no method reads any).
+    pub fn credentials(&self) -> Option<Arc<CredentialFiles>> {
+        self.creds.any().then(|| self.creds.clone())
+    }
+
     /// `WWW-Authenticate` challenges for a 401, one per challengeable method.
     pub fn challenges(&self) -> Vec<&str> {
         let mut v = Vec::new();
-        if let Some((_, c)) = &self.basic {
-            v.push(c.as_str());
-        }
-        if let Some((_, c)) = &self.oauth {
-            v.push(c.as_str());
-        }
+        v.extend(self.basic_challenge.as_deref());
+        v.extend(self.oauth_challenge.as_deref());
         v
     }
 
     /// Whether verifying this request needs its body (an OAuth form body is signed).
     pub fn needs_body(&self, parts: &Parts) -> bool {
-        self.oauth.is_some() && scheme_of(parts).eq_ignore_ascii_case("oauth") && is_form(parts)
+        self.creds.oauth().is_some()
+            && scheme_of(parts).eq_ignore_ascii_case("oauth")
+            && is_form(parts)
     }
 
     /// Checks a password hash on the blocking pool, at most [`hash_slots`] at once and
@@ -170,13 +160,13 @@ impl Authenticator {
             let outcome = match method {
                 AuthMethodName::Mtls => conn.peer.clone().map(|p| (AuthMethod::Mtls, Some(p))),
                 AuthMethodName::Basic if scheme.eq_ignore_ascii_case("basic") => {
-                    let Some((users, _)) = &self.basic else {
+                    let Some(users) = self.creds.users() else {
                         continue;
                     };
                     let header = authorization.unwrap_or("");
                     let name = match users.verify_quick(header) {
                         Quick::Decided(name) => name,
-                        Quick::NeedsHash => match self.hash_check(users, header).await {
+                        Quick::NeedsHash => match self.hash_check(&users, header).await {
                             Ok(name) => name,
                             Err(busy) => {
                                 self.metrics.auth_failure("busy");
@@ -187,7 +177,7 @@ impl Authenticator {
                     Some((AuthMethod::Basic, name))
                 }
                 AuthMethodName::OAuth if scheme.eq_ignore_ascii_case("oauth") => {
-                    let Some((verifier, _)) = &self.oauth else {
+                    let Some(verifier) = self.creds.oauth() else {
                         continue;
                     };
                     let name =
@@ -261,11 +251,6 @@ fn verify_oauth(
             None
         }
     }
-}
-
-fn read(path: &std::path::Path, field: &str) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))
 }
 
 #[cfg(test)]

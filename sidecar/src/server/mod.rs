@@ -2,6 +2,7 @@
 //! strip-identity → authenticate → set-identity → route (things API or upstream proxy).
 
 pub mod authn;
+pub mod credentials;
 pub mod proxy;
 pub mod response;
 pub mod things_api;

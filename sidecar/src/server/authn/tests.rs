@@ -47,7 +47,7 @@ async fn abandoned_waits_leave_the_queue() {
                     let parts = request("u:wrong");
                     // Gives up long before the queue drains, as a disconnecting client does.
                     let _ = tokio::time::timeout(
-                        Duration::from_millis(5),
+                        std::time::Duration::from_millis(5),
                         a.authenticate(&parts, &[], &conn),
                     )
                     .await;

@@ -315,6 +315,13 @@ pub struct GatewayServerSpec {
     #[serde(default = "default_identity_header")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"), length(max = 128))]
     pub identity_header: String,
+    /// Who may read and write properties, invoke services and fire events, by principal
+    /// (`mtls:<CN glob>`, `basic:<user glob>`, `oauth:<consumer glob>`) and thing, template and
+    /// name globs. None: every authenticated client may do everything; once there is a rule,
+    /// what no rule allows is refused with 403.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub authorization: Vec<edgeway_sidecar::auth::authz::Rule>,
     /// Header that tells the upstream app how the identity was verified (`mtls`, `basic`,
     /// `oauth`): a basic user `x` and a certificate `CN=x` are different principals.
     #[serde(default = "default_auth_method_header")]
@@ -692,6 +699,7 @@ impl Default for GatewayServerSpec {
             oauth: None,
             identity_header: default_identity_header(),
             auth_method_header: default_auth_method_header(),
+            authorization: Vec::new(),
             tls_secret_name: None,
             tls_secret_format: KeyFormat::Pem,
             tls_key_passphrase_secret: None,

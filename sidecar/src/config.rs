@@ -106,6 +106,10 @@ pub struct AuthConfig {
     /// `x` and a certificate `CN=x` are different principals. Client copies are removed.
     #[serde(default = "default_method_header")]
     pub method_header: String,
+    /// Who may read, write, invoke and fire on the things API; empty: every authenticated
+    /// principal may do everything. Once there is a rule, what no rule allows is denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization: Vec<crate::auth::authz::Rule>,
 }
 
 /// A client authentication method.
@@ -233,6 +237,7 @@ impl Default for AuthConfig {
             oauth: None,
             identity_header: default_identity_header(),
             method_header: default_method_header(),
+            authorization: Vec::new(),
         }
     }
 }
@@ -418,6 +423,32 @@ impl SidecarConfig {
                     field,
                     format!("{name:?} is not a valid HTTP header name"),
                 ));
+            }
+        }
+        for (i, rule) in auth.authorization.iter().enumerate() {
+            let field = format!("auth.authorization[{i}]");
+            if rule.name.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.name"),
+                    "must not be empty",
+                ));
+            }
+            if rule.actions.is_empty() || rule.principals.is_empty() {
+                return Err(ConfigError::new(
+                    field,
+                    "needs at least one principal and one action",
+                ));
+            }
+            for (j, p) in rule.principals.iter().enumerate() {
+                let ok = p.split_once(':').is_some_and(|(m, glob)| {
+                    matches!(m, "mtls" | "basic" | "oauth") && !glob.is_empty()
+                });
+                if !ok {
+                    return Err(ConfigError::new(
+                        format!("{field}.principals[{j}]"),
+                        format!("{p:?} must be mtls:<glob>, basic:<glob> or oauth:<glob>"),
+                    ));
+                }
             }
         }
         if auth

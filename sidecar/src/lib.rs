@@ -192,6 +192,7 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         metrics: metrics.clone(),
         identity_header,
         method_header,
+        authz: config.auth.authorization.clone(),
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: Duration::from_millis(config.server.body_timeout_ms),
     });

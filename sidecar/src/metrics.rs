@@ -54,6 +54,7 @@ pub struct Metrics {
     connections_refused: Counter,
     tls_reloads: Family<KindLabel, Counter>,
     credential_reloads: Family<KindLabel, Counter>,
+    authorization: Family<KindLabel, Counter>,
     lua_calls: HistogramFamily,
     lua_offloaded: Family<KindLabel, Counter>,
     cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
@@ -80,6 +81,7 @@ impl Metrics {
         let tls_handshakes = Family::<KindLabel, Counter>::default();
         let tls_reloads = Family::<KindLabel, Counter>::default();
         let credential_reloads = Family::<KindLabel, Counter>::default();
+        let authorization = Family::<KindLabel, Counter>::default();
         let lua_calls: HistogramFamily = Family::new_with_constructor(lua_histogram);
         let lua_offloaded = Family::<KindLabel, Counter>::default();
         let cert_not_after = Family::<CertLabel, Gauge<i64, AtomicI64>>::default();
@@ -108,6 +110,11 @@ impl Metrics {
             "tls_reloads",
             "TLS material reloads by result",
             tls_reloads.clone(),
+        );
+        registry.register(
+            "authorization_decisions",
+            "Things API requests decided by auth.authorization, by decision (allow, deny)",
+            authorization.clone(),
         );
         registry.register(
             "credential_reloads",
@@ -180,6 +187,7 @@ impl Metrics {
             connections_refused,
             tls_reloads,
             credential_reloads,
+            authorization,
             lua_calls,
             lua_offloaded,
             cert_not_after,
@@ -217,6 +225,13 @@ impl Metrics {
     pub fn tls_reload(&self, result: &'static str) {
         self.tls_reloads
             .get_or_create(&KindLabel { kind: result })
+            .inc();
+    }
+
+    /// Counts an authorization decision (`allow`, `deny`).
+    pub fn authorization(&self, decision: &'static str) {
+        self.authorization
+            .get_or_create(&KindLabel { kind: decision })
             .inc();
     }
 

@@ -460,3 +460,113 @@ async fn the_example_config_and_template_load() {
     let (_, v) = things.read_property("Pump2", "Label").await.unwrap();
     assert_eq!(v.value, "north basin");
 }
+
+/// Issue 20 item 4: rules say which principal may read, write and invoke what; once there is a
+/// rule, everything else is 403 with a JSON error naming the rule set, and decisions are counted.
+#[tokio::test]
+async fn authorization_rules_allow_by_principal_action_and_target_and_deny_the_rest() {
+    let pki = Pki::new("authz");
+    let lua = pki.dir.join("pump.lua");
+    std::fs::write(&lua, TEMPLATE).unwrap();
+    let users = pki.dir.join("users");
+    std::fs::write(&users, "alice:wonderland\ncontroller-7:pw\n").unwrap();
+    let text = format!(
+        "server:\n  listen: 127.0.0.1:0\n  tls:\n    cert: {}\n    key: {}\n    clientAuth: optional\n    clientCa: {}\n\
+         admin:\n  listen: 127.0.0.1:0\n\
+         auth:\n  methods: [mtls, basic]\n  basic:\n    usersFile: {}\n  authorization:\n\
+         \x20   - name: readers\n      principals: [\"basic:alice\"]\n      actions: [read]\n\
+         \x20   - name: operators\n      principals: [\"mtls:controller-*\"]\n      actions: [read, write, invoke]\n      things: [\"Pump*\"]\n      names: [\"Temperature\", \"Add\"]\n\
+         lua:\n  templates:\n    - name: pump\n      file: {}\n  things:\n    - name: Pump1\n      template: pump\n      scanRateMs: 60000\n",
+        pki.cert.display(),
+        pki.key.display(),
+        pki.ca_file.display(),
+        users.display(),
+        lua.display()
+    );
+    let sidecar = edgeway_sidecar::start(SidecarConfig::parse(&text, "t").unwrap())
+        .await
+        .unwrap();
+    let addr = sidecar.server_addr;
+    let mtls = |cn: &str| {
+        client_config_with(
+            pki.ca.roots(),
+            Some(&pki.ca.client(cn)),
+            rustls::ALL_VERSIONS,
+        )
+    };
+    let anon = client_config_with(pki.ca.roots(), None, rustls::ALL_VERSIONS);
+    let alice = edgeway_testkit::client::basic("alice", "wonderland");
+    let fake = edgeway_testkit::client::basic("controller-7", "pw");
+    let temp = "/Thingworx/Things/Pump1/Properties/Temperature";
+    let add = "/Thingworx/Things/Pump1/Services/Add";
+    let body = r#"{"Temperature": 30}"#;
+    let sum = r#"{"a": 1, "b": 2}"#;
+    let call = |cfg,
+                method: &'static str,
+                path: &'static str,
+                auth: Option<String>,
+                body: &'static str| async move {
+        let headers: Vec<(&str, &str)> = match &auth {
+            Some(a) => vec![("authorization", a.as_str())],
+            None => vec![],
+        };
+        let r = request(addr, cfg, method, path, &headers, body)
+            .await
+            .unwrap();
+        (r.status.as_u16(), r.json())
+    };
+    // The reader reads and does nothing else.
+    assert_eq!(
+        call(anon.clone(), "GET", temp, Some(alice.clone()), "")
+            .await
+            .0,
+        200
+    );
+    let (status, j) = call(anon.clone(), "PUT", temp, Some(alice.clone()), body).await;
+    assert_eq!(status, 403);
+    assert!(
+        j["error"].as_str().unwrap().contains("auth.authorization"),
+        "{j}"
+    );
+    assert_eq!(
+        call(anon.clone(), "POST", add, Some(alice), sum).await.0,
+        403
+    );
+    // The operator writes and invokes what its rule names, on its things only.
+    assert_eq!(
+        call(mtls("controller-7"), "PUT", temp, None, body).await.0,
+        200
+    );
+    assert_eq!(
+        call(mtls("controller-7"), "POST", add, None, sum).await.0,
+        200
+    );
+    let label = "/Thingworx/Things/Pump1/Properties/Label";
+    assert_eq!(
+        call(
+            mtls("controller-7"),
+            "PUT",
+            label,
+            None,
+            r#"{"Label": "x"}"#
+        )
+        .await
+        .0,
+        403
+    );
+    // A basic user named like the certificate is another principal; a device no rule names
+    // is refused everything.
+    assert_eq!(call(anon, "POST", add, Some(fake), sum).await.0, 403);
+    assert_eq!(call(mtls("scada"), "GET", temp, None, "").await.0, 403);
+    let m = get(sidecar.admin_addr, "/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("edgeway_sidecar_authorization_decisions_total{kind=\"allow\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edgeway_sidecar_authorization_decisions_total{kind=\"deny\"} 5"),
+        "{text}"
+    );
+    sidecar.shutdown().await;
+}

@@ -181,6 +181,7 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
     c.auth.methods = server.auth_methods.clone();
     c.auth.identity_header = server.identity_header.clone();
     c.auth.method_header = server.auth_method_header.clone();
+    c.auth.authorization = server.authorization.clone();
     c.auth.basic = server
         .auth_methods
         .contains(&AuthMethodName::Basic)

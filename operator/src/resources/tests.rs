@@ -624,3 +624,20 @@ fn an_anchor_for_the_platform_is_mounted_and_rendered() {
         ("platform.crt", "anchor.crt")
     );
 }
+
+#[test]
+fn authorization_rules_and_the_method_header_reach_the_sidecar_config() {
+    let gw = gateway(serde_json::json!({"server": {
+        "authMethodHeader": "X-Auth-Kind",
+        "authorization": [{"name": "ops", "principals": ["mtls:controller-*"],
+                           "actions": ["read", "invoke"], "things": ["Pump*"]}]}}));
+    let config = render(&gw.spec).unwrap();
+    assert_eq!(config.auth.method_header, "X-Auth-Kind");
+    let rule = &config.auth.authorization[0];
+    assert_eq!(rule.name, "ops");
+    assert_eq!(rule.things, ["Pump*"]);
+    let bad = gateway(serde_json::json!({"server": {
+        "authorization": [{"name": "x", "principals": ["admin"], "actions": ["read"]}]}}));
+    let e = render(&bad.spec).unwrap_err();
+    assert_eq!(e.field, "auth.authorization[0].principals[0]");
+}

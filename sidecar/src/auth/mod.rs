@@ -2,6 +2,7 @@
 //! (RFC 7617) and OAuth 1.0a HMAC-SHA1 (RFC 5849); mTLS identities are
 //! established by the TLS layer and only labelled here.
 
+pub mod authz;
 pub mod basic;
 pub mod oauth;
 

@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::authz::{self, Action};
+use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use authn::{Authenticator, ConnIdentity, Refusal};
@@ -45,6 +47,8 @@ pub struct App {
     pub identity_header: HeaderName,
     /// Header naming how the identity was verified (`auth.methodHeader`).
     pub method_header: HeaderName,
+    /// Who may do what on the things API (`auth.authorization`); empty: everyone.
+    pub authz: Vec<crate::auth::authz::Rule>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Time to receive an authenticated request's body.
@@ -226,6 +230,9 @@ async fn handle_inner(
     );
 
     if let Some(route) = route {
+        if let Some(denied) = authorize(app, &identity, &route, &parts.method) {
+            return denied;
+        }
         let headers = parts
             .headers
             .iter()
@@ -250,6 +257,67 @@ async fn handle_inner(
             StatusCode::NOT_FOUND,
             format!("no route for {}", parts.uri.path()),
         ),
+    }
+}
+
+/// Applies `auth.authorization` to a things API request: `None` to go on, or the 403.
+fn authorize(
+    app: &App,
+    identity: &Identity,
+    route: &Route,
+    method: &http::Method,
+) -> Option<Response<Body>> {
+    if app.authz.is_empty() {
+        return None;
+    }
+    let write = matches!(*method, http::Method::PUT | http::Method::POST);
+    let (action, thing, name) = match route {
+        Route::List => (Action::Read, None, None),
+        Route::Properties(t) | Route::Metadata(t) => {
+            let action = if write { Action::Write } else { Action::Read };
+            (action, Some(t.as_str()), None)
+        }
+        Route::Property(t, p) => {
+            let action = if write { Action::Write } else { Action::Read };
+            (action, Some(t.as_str()), Some(p.as_str()))
+        }
+        Route::Service(t, s) => (Action::Invoke, Some(t.as_str()), Some(s.as_str())),
+        Route::Event(t, e) => (Action::Fire, Some(t.as_str()), Some(e.as_str())),
+    };
+    let template = thing.and_then(|t| app.things.lua().describe(t).map(|i| i.template));
+    let req = authz::Request {
+        action,
+        thing,
+        template: template.as_deref(),
+        name,
+    };
+    match authz::decide(&app.authz, identity, req) {
+        authz::Decision::Open => None,
+        authz::Decision::Allowed(rule) => {
+            app.metrics.authorization("allow");
+            tracing::debug!(rule, identity = %identity.name, "allowed");
+            None
+        }
+        authz::Decision::Denied => {
+            app.metrics.authorization("deny");
+            tracing::info!(
+                identity = %identity.name,
+                method = identity.method.as_str(),
+                action = ?action,
+                thing = thing.unwrap_or("-"),
+                name = name.unwrap_or("-"),
+                "denied by auth.authorization"
+            );
+            Some(error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} {:?} may not {} this (no rule of auth.authorization allows it)",
+                    identity.method.as_str(),
+                    identity.name,
+                    format!("{action:?}").to_lowercase()
+                ),
+            ))
+        }
     }
 }
 

@@ -435,6 +435,15 @@ pub fn decide_ca(ca: &Ca, now: i64) -> CaDecision {
     }
 }
 
+/// During a rotation with an overlap: when the successor (`next`, published in the trust
+/// bundle since it was made) takes over signing — `overlap` seconds after its `not_before`, but
+/// a day before the current CA expires at the latest.
+pub fn promote_at(current: &Ca, next: &Ca, overlap: i64) -> i64 {
+    (next.not_before + overlap.max(0))
+        .min(current.not_after - 24 * HOUR)
+        .max(next.not_before)
+}
+
 /// The trust bundle: the current CA first, then every other CA of `previous` still valid at `now`
 /// (each once).
 pub fn trust_bundle(current: &Ca, previous: &str, now: i64) -> String {

@@ -95,6 +95,9 @@ pub struct Settings {
     pub cluster_domain: String,
     /// Lifetime of a namespace CA, seconds (rotated at 2/3).
     pub ca_lifetime: i64,
+    /// How long a rotated CA's successor is published in `ca.crt` before it signs, seconds:
+    /// devices that trust only the old CA keep verifying servers meanwhile. 0: at once.
+    pub ca_overlap: i64,
     /// Image prefixes a gateway may name (`spec.pod.image`, `spec.upstream.image`); empty:
     /// any. Whoever may create an EdgeGateway otherwise chooses what runs in its pods.
     pub allowed_images: Vec<String>,
@@ -106,6 +109,7 @@ impl Default for Settings {
             sidecar_image: format!("docker.io/edgeway/edgeway:{}", env!("CARGO_PKG_VERSION")),
             cluster_domain: "cluster.local".into(),
             ca_lifetime: 3650 * 24 * HOUR,
+            ca_overlap: 30 * 24 * HOUR,
             allowed_images: Vec::new(),
         }
     }

@@ -81,6 +81,10 @@ struct RunArgs {
     /// Lifetime of each namespace CA, in days (rotated at 2/3).
     #[arg(long, default_value_t = 3650)]
     ca_days: u32,
+    /// Days a rotated CA's successor is published in ca.crt before it signs server
+    /// certificates (devices that trust only the old CA keep working meanwhile); 0: at once.
+    #[arg(long, default_value_t = 30)]
+    ca_overlap_days: u32,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -182,6 +186,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         sidecar_image: args.sidecar_image,
         cluster_domain: args.cluster_domain,
         ca_lifetime: i64::from(args.ca_days) * 24 * 3600,
+        ca_overlap: i64::from(args.ca_overlap_days) * 24 * 3600,
         allowed_images: args.allowed_images,
     };
     let ctx = context::context(

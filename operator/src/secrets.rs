@@ -25,7 +25,7 @@ pub struct IssuingCa {
     pub ca: Ca,
     /// The trust bundle: current plus, during a rotation, the previous CA.
     pub bundle: String,
-    /// When the CA is due for rotation.
+    /// When the CA next needs attention: its rotation, or the end of a rotation's overlap.
     pub rotate_at: i64,
 }
 
@@ -53,7 +53,7 @@ pub async fn ensure_ca(
         None => {
             let ca = Ca::generate(&cn, now, ctx.settings.ca_lifetime)?;
             let bundle = certs::trust_bundle(&ca, "", now);
-            let secret = resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle);
+            let secret = resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle, None);
             match api.create(&pp, &secret).await {
                 Ok(_) => {
                     let note = format!("created CA Secret {ns}/{name}");
@@ -90,41 +90,103 @@ pub async fn ensure_ca(
     let key = secret_text(&existing, "tls.key").ok_or_else(|| bad("no tls.key".into()))?;
     let old_bundle = secret_text(&existing, "ca.crt").unwrap_or_default();
     let current = Ca::load(&cert, &key).map_err(|e| bad(e.to_string()))?;
-    let (ca, bundle) = match certs::decide_ca(&current, now) {
-        CaDecision::Keep { .. } => {
-            let bundle = certs::trust_bundle(&current, &old_bundle, now);
-            (current, bundle)
-        }
-        CaDecision::Rotate => {
-            let new = Ca::generate(&cn, now, ctx.settings.ca_lifetime)?;
+    let next = match (
+        secret_text(&existing, "next.crt"),
+        secret_text(&existing, "next.key"),
+    ) {
+        (Some(c), Some(k)) => Some(Ca::load(&c, &k).map_err(|e| bad(format!("next: {e}")))?),
+        _ => None,
+    };
+    let overlap = ctx.settings.ca_overlap;
+    // (signing CA, successor during the overlap, trust bundle, when to look again)
+    let (ca, next, bundle, act_at) = match next {
+        Some(n) if now >= certs::promote_at(&current, &n, overlap) => {
             let bundle =
-                certs::trust_bundle(&new, &format!("{old_bundle}\n{}", current.cert_pem), now);
+                certs::trust_bundle(&n, &format!("{old_bundle}\n{}", current.cert_pem), now);
             publish(
                 ctx,
                 gw,
                 EventType::Normal,
                 "CARotated",
                 format!(
-                    "rotated CA in Secret {ns}/{name}; the old CA stays in ca.crt until it expires"
+                    "the new CA in Secret {ns}/{name} signs from now on; the old CA stays in \
+                     ca.crt until it expires"
                 ),
             )
             .await;
-            (new, bundle)
+            let at = rotate_time(&n);
+            (n, None, bundle, at)
         }
+        Some(n) => {
+            let at = certs::promote_at(&current, &n, overlap);
+            let bundle =
+                certs::trust_bundle(&current, &format!("{old_bundle}\n{}", n.cert_pem), now);
+            (current, Some(n), bundle, at)
+        }
+        None => match certs::decide_ca(&current, now) {
+            CaDecision::Keep { rotate_at } => {
+                let bundle = certs::trust_bundle(&current, &old_bundle, now);
+                (current, None, bundle, rotate_at)
+            }
+            // No overlap asked for, or none left before the current CA expires: at once.
+            CaDecision::Rotate if now >= current.not_after - 24 * HOUR || overlap <= 0 => {
+                let new = Ca::generate(&cn, now, ctx.settings.ca_lifetime)?;
+                let bundle =
+                    certs::trust_bundle(&new, &format!("{old_bundle}\n{}", current.cert_pem), now);
+                publish(
+                    ctx,
+                    gw,
+                    EventType::Normal,
+                    "CARotated",
+                    format!(
+                        "rotated CA in Secret {ns}/{name}; the old CA stays in ca.crt until it expires"
+                    ),
+                )
+                .await;
+                let at = rotate_time(&new);
+                (new, None, bundle, at)
+            }
+            CaDecision::Rotate => {
+                // The successor is published first and signs only after the overlap, so devices
+                // that trust only the old CA keep verifying servers until they fetched ca.crt.
+                let n = Ca::generate(&cn, now, ctx.settings.ca_lifetime)?;
+                let at = certs::promote_at(&current, &n, overlap);
+                let bundle =
+                    certs::trust_bundle(&current, &format!("{old_bundle}\n{}", n.cert_pem), now);
+                publish(
+                    ctx,
+                    gw,
+                    EventType::Normal,
+                    "CARotationStarted",
+                    format!(
+                        "new CA published in ca.crt of Secret {ns}/{name}; server certificates \
+                         keep coming from the current CA for {} h more",
+                        (at - now) / HOUR
+                    ),
+                )
+                .await;
+                (current, Some(n), bundle, at)
+            }
+        },
     };
-    if ca.cert_pem != cert || bundle != old_bundle {
-        let mut secret = resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle);
+    let stored_next = secret_text(&existing, "next.crt");
+    let next_pem = next.as_ref().map(|n| n.cert_pem.clone());
+    if ca.cert_pem != cert || bundle != old_bundle || stored_next != next_pem {
+        let next_pair = next
+            .as_ref()
+            .map(|n| (n.cert_pem.as_str(), n.key_pem.as_str()));
+        let mut secret =
+            resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle, next_pair);
         secret.metadata.resource_version = existing.metadata.resource_version.clone();
         api.replace(name, &pp, &secret)
             .await
             .map_err(kube_err("replace", "Secret", name))?;
     }
-    let rotate_at = rotate_time(&ca);
     ctx.metrics.certificate(ns, "", which.label(), ca.not_after);
     Ok(IssuingCa {
         ca,
         bundle,
-        rotate_at,
+        rotate_at: act_at,
     })
 }
 

@@ -1141,6 +1141,84 @@ async fn referenced_config_maps_wake_the_gateway_and_script_edits_roll_out() {
     delete_namespace(&client, &ns).await;
 }
 
+/// Issue 20 item 6: a CA rotated with time to spare publishes its successor first (ca.crt and
+/// next.crt) and keeps signing server certificates itself, so devices that trust only the old
+/// CA keep verifying the gateway; once the overlap is over the successor signs and the server
+/// certificate is re-issued by it.
+#[tokio::test]
+async fn a_ca_rotation_publishes_the_successor_before_it_signs() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "caoverlap").await;
+    prerequisites(&client, &ns).await;
+    let gws: Api<EdgeGateway> = Api::namespaced(client.clone(), &ns);
+    create_gateway(&client, &ns, &gateway("gw", serde_json::json!({}))).await;
+    // Two of its three years gone: due for rotation, a year left.
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let year = 365 * 24 * 3600;
+    let old = Ca::generate("Edgeway CA old", now - 2 * year - 60, 3 * year).unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = edgeway_operator::resources::ca_secret(
+        NamespaceCa::Gateway,
+        &ns,
+        &old.cert_pem,
+        &old.key_pem,
+        &old.cert_pem,
+        None,
+    );
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("old CA");
+    reconcile(Arc::new(get(&gws, "gw").await), context(&client))
+        .await
+        .expect("reconcile");
+    let ca_secret = get(&secrets, "edgeway-ca").await;
+    assert_eq!(
+        text(&ca_secret, "tls.crt"),
+        old.cert_pem,
+        "the old CA still signs"
+    );
+    let next = Ca::load(&text(&ca_secret, "next.crt"), &text(&ca_secret, "next.key")).unwrap();
+    let bundle = certs::pem_certs(&text(&ca_secret, "ca.crt")).unwrap();
+    assert_eq!(bundle.len(), 2, "old and successor published");
+    assert_eq!(bundle[1], certs::pem_certs(&next.cert_pem).unwrap()[0]);
+    let server = get(&secrets, "gw-server-tls").await;
+    assert!(
+        old.signed(&text(&server, "tls.crt")),
+        "old-CA-only devices still verify"
+    );
+    // The overlap is over (a context with none): the successor takes over.
+    let settings = edgeway_operator::context::Settings {
+        sidecar_image: "edgeway/edgeway-sidecar:test".into(),
+        ca_overlap: 0,
+        ..Default::default()
+    };
+    let done = edgeway_operator::context::context(
+        client.clone(),
+        Arc::new(edgeway_operator::metrics::Metrics::new()),
+        settings,
+        Some("tests".into()),
+    );
+    reconcile(Arc::new(get(&gws, "gw").await), done)
+        .await
+        .expect("reconcile");
+    let ca_secret = get(&secrets, "edgeway-ca").await;
+    assert_eq!(
+        text(&ca_secret, "tls.crt"),
+        next.cert_pem,
+        "the successor signs"
+    );
+    assert!(ca_secret.data.as_ref().unwrap().get("next.crt").is_none());
+    let server = get(&secrets, "gw-server-tls").await;
+    assert!(
+        next.signed(&text(&server, "tls.crt")),
+        "re-issued by the new CA"
+    );
+    assert!(!old.signed(&text(&server, "tls.crt")));
+    delete_namespace(&client, &ns).await;
+}
+
 #[tokio::test]
 async fn an_expiring_ca_is_rotated_with_an_overlap_bundle_and_leaves_are_reissued() {
     let client = client().await;
@@ -1160,6 +1238,7 @@ async fn an_expiring_ca_is_rotated_with_an_overlap_bundle_and_leaves_are_reissue
         &old.cert_pem,
         &old.key_pem,
         &old.cert_pem,
+        None,
     );
     secrets
         .create(&PostParams::default(), &secret)

@@ -252,3 +252,83 @@ fn ca_round_trips_and_rotates_at_two_thirds_with_an_overlap_bundle() {
 fn rfc3339_formats_status_times() {
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
 }
+
+/// Issue 20 item 6: through a rotation with an overlap, a device that trusts only the old CA
+/// keeps verifying the server until the successor signs (both CAs are in ca.crt meanwhile, so
+/// devices can fetch the new one); after the promotion the server certificate is re-issued by
+/// the new CA, which a new-CA-only client verifies and an old-CA-only client no longer does.
+#[test]
+fn a_rotation_with_an_overlap_keeps_old_ca_clients_working_until_the_new_ca_signs() {
+    let old = ca();
+    let rotate_at = match decide_ca(&old, NOW) {
+        CaDecision::Keep { rotate_at } => rotate_at,
+        d => panic!("{d:?}"),
+    };
+    let next = Ca::generate("edgeway-ca ns", rotate_at, 3650 * DAY).unwrap();
+    let overlap = 30 * DAY;
+    let promote = promote_at(&old, &next, overlap);
+    assert_eq!(promote, next.not_before + overlap);
+    // During the overlap the bundle has both, and the old CA still signs the server's leaf.
+    let during = rotate_at + DAY;
+    let bundle = trust_bundle(&old, &next.cert_pem, during);
+    assert_eq!(pem_certs(&bundle).unwrap().len(), 2);
+    let issue = |ca: &Ca, now: i64| {
+        ca.issue(
+            "gw",
+            &names(),
+            Usage::Server,
+            KeyAlgorithm::EcdsaP256,
+            now,
+            90 * DAY,
+        )
+        .unwrap()
+    };
+    let leaf = issue(&old, during);
+    let leaf_der = pem_certs(&leaf.cert_pem).unwrap()[0].clone();
+    let old_der = pem_certs(&old.cert_pem).unwrap()[0].clone();
+    let new_der = pem_certs(&next.cert_pem).unwrap()[0].clone();
+    assert!(
+        verify_signed_by(&leaf_der, &old_der),
+        "an old-CA-only client verifies"
+    );
+    assert_eq!(
+        decide_leaf(
+            Some((&leaf.cert_pem, &leaf.key_pem)),
+            &old,
+            &names(),
+            Usage::Server,
+            lifetime(),
+            during
+        ),
+        LeafDecision::Keep {
+            renew_at: lifetime().renewal_time(during - 300, during + 90 * DAY)
+        }
+    );
+    // Promotion: the successor signs; the leaf from the old CA is replaced at once.
+    assert_eq!(
+        decide_leaf(
+            Some((&leaf.cert_pem, &leaf.key_pem)),
+            &next,
+            &names(),
+            Usage::Server,
+            lifetime(),
+            promote
+        ),
+        LeafDecision::Issue("IssuerChanged")
+    );
+    let renewed = issue(&next, promote);
+    let renewed_der = pem_certs(&renewed.cert_pem).unwrap()[0].clone();
+    assert!(
+        verify_signed_by(&renewed_der, &new_der),
+        "a new-CA-only client verifies"
+    );
+    assert!(
+        !verify_signed_by(&renewed_der, &old_der),
+        "an old-CA-only client no longer does"
+    );
+    // The promotion never waits past the old CA's last day.
+    assert_eq!(
+        promote_at(&old, &next, 100 * 365 * DAY),
+        old.not_after - DAY
+    );
+}

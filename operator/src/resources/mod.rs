@@ -194,7 +194,9 @@ pub fn tls_secret(
     }
 }
 
-/// A namespace CA Secret: `tls.crt`/`tls.key` of the current CA, `ca.crt` the trust bundle.
+/// A namespace CA Secret: `tls.crt`/`tls.key` of the current (signing) CA, `ca.crt` the trust
+/// bundle, and during a rotation's overlap `next.crt`/`next.key`, the successor already in
+/// `ca.crt` but not yet signing.
 ///
 /// It has no owner: it is a trust anchor of the namespace, shared by every gateway there and kept
 /// when gateways come and go (so re-created gateways are still trusted by devices and platform).
@@ -204,7 +206,17 @@ pub fn ca_secret(
     cert_pem: &str,
     key_pem: &str,
     bundle: &str,
+    next: Option<(&str, &str)>,
 ) -> Secret {
+    let mut data = BTreeMap::from([
+        ("tls.crt".into(), ByteString(cert_pem.as_bytes().to_vec())),
+        ("tls.key".into(), ByteString(key_pem.as_bytes().to_vec())),
+        ("ca.crt".into(), ByteString(bundle.as_bytes().to_vec())),
+    ]);
+    if let Some((cert, key)) = next {
+        data.insert("next.crt".into(), ByteString(cert.as_bytes().to_vec()));
+        data.insert("next.key".into(), ByteString(key.as_bytes().to_vec()));
+    }
     Secret {
         metadata: ObjectMeta {
             name: Some(which.secret_name().into()),
@@ -216,11 +228,7 @@ pub fn ca_secret(
             ..Default::default()
         },
         type_: Some("kubernetes.io/tls".into()),
-        data: Some(BTreeMap::from([
-            ("tls.crt".into(), ByteString(cert_pem.as_bytes().to_vec())),
-            ("tls.key".into(), ByteString(key_pem.as_bytes().to_vec())),
-            ("ca.crt".into(), ByteString(bundle.as_bytes().to_vec())),
-        ])),
+        data: Some(data),
         ..Default::default()
     }
 }

@@ -5,6 +5,7 @@
 //! The cluster comes from `e2e/run.sh` (local Debian-built cluster, or kind); this binary only
 //! needs a kubeconfig, a way to reach Services, and a helm command.
 
+mod access;
 mod cluster;
 mod http;
 mod reach;
@@ -109,12 +110,16 @@ async fn run(args: Args) -> Result<()> {
         suite.platform_restart()
     );
     scenario!(
+        "pinned device and authorization rules from the manifest",
+        suite.trust_and_access()
+    );
+    scenario!(
         "EdgeGateway deleted: owned objects removed",
         suite.delete_gateway()
     );
     scenario!("chart uninstalled cleanly", suite.uninstall());
     println!(
-        "e2e passed: 11 scenarios in {:.0}s",
+        "e2e passed: 12 scenarios in {:.0}s",
         start.elapsed().as_secs_f64()
     );
     Ok(())

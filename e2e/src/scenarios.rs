@@ -54,7 +54,7 @@ pub struct Suite {
     pub reach: Reach,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -318,7 +318,7 @@ impl Suite {
         Ok(())
     }
 
-    async fn gateway_tls(&self, client: Option<(String, String)>) -> Result<Tls> {
+    pub(crate) async fn gateway_tls(&self, client: Option<(String, String)>) -> Result<Tls> {
         Ok(Tls {
             ca_pem: secret_value(&self.client, GW_NS, "edgeway-ca", "ca.crt").await?,
             server_name: format!("pumps.{GW_NS}.svc"),

@@ -114,12 +114,16 @@ async fn run(args: Args) -> Result<()> {
         suite.trust_and_access()
     );
     scenario!(
+        "rotated basic-auth Secret applies without a restart",
+        suite.rotated_credentials()
+    );
+    scenario!(
         "EdgeGateway deleted: owned objects removed",
         suite.delete_gateway()
     );
     scenario!("chart uninstalled cleanly", suite.uninstall());
     println!(
-        "e2e passed: 12 scenarios in {:.0}s",
+        "e2e passed: 13 scenarios in {:.0}s",
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -468,7 +468,7 @@ impl Suite {
         Ok(())
     }
 
-    async fn pod_uids(&self, gateway: &str) -> Result<Vec<String>> {
+    pub(crate) async fn pod_uids(&self, gateway: &str) -> Result<Vec<String>> {
         let lp = ListParams::default().labels(&format!(
             "app.kubernetes.io/name=edgeway-gateway,app.kubernetes.io/instance={gateway}"
         ));

@@ -10,7 +10,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AuthMethod, Identity};
+use super::Identity;
 
 /// One rule: these principals may do these actions on these targets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -91,7 +91,7 @@ pub fn decide<'r>(rules: &'r [Rule], who: &Identity, req: Request<'_>) -> Decisi
 
 fn covers(rule: &Rule, who: &Identity, req: &Request<'_>) -> bool {
     let principal = rule.principals.iter().any(|p| match p.split_once(':') {
-        Some((method, pattern)) => method == method_name(who.method) && glob(pattern, &who.name),
+        Some((method, pattern)) => method == who.method.as_str() && glob(pattern, &who.name),
         None => false,
     });
     let any = |patterns: &[String], value: Option<&str>| {
@@ -105,10 +105,6 @@ fn covers(rule: &Rule, who: &Identity, req: &Request<'_>) -> bool {
             Some(n) => any(&rule.names, Some(n)),
             None => rule.names.is_empty(),
         }
-}
-
-fn method_name(m: AuthMethod) -> &'static str {
-    m.as_str()
 }
 
 /// `*` matches any run of characters (also none); everything else matches itself.
@@ -137,6 +133,7 @@ pub fn glob(pattern: &str, value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::AuthMethod;
     use super::*;
 
     fn who(method: AuthMethod, name: &str) -> Identity {

@@ -121,6 +121,11 @@ impl Things {
         self.things.get(thing).map(|t| t.info.clone())
     }
 
+    /// The template a thing was made from (no copy of its definitions, unlike `describe`).
+    pub fn template(&self, thing: &str) -> Option<&str> {
+        self.things.get(thing).map(|t| t.info.template.as_str())
+    }
+
     /// Sets where fired events go (the tunnel's outbox; once, at start).
     pub fn set_event_sink(&self, sink: EventSink) {
         let _ = self.events.set(sink);

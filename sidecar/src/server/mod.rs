@@ -284,11 +284,10 @@ fn authorize(
         Route::Service(t, s) => (Action::Invoke, Some(t.as_str()), Some(s.as_str())),
         Route::Event(t, e) => (Action::Fire, Some(t.as_str()), Some(e.as_str())),
     };
-    let template = thing.and_then(|t| app.things.lua().describe(t).map(|i| i.template));
     let req = authz::Request {
         action,
         thing,
-        template: template.as_deref(),
+        template: thing.and_then(|t| app.things.lua().template(t)),
         name,
     };
     match authz::decide(&app.authz, identity, req) {

@@ -1,11 +1,14 @@
 //! JSON <-> Lua value conversion with the LSR conventions (sequences are arrays, other tables
 //! objects). Only raw table access is used, so converting never runs script code (metamethods).
 
-use mlua::{Lua, Value};
+use mlua::Value;
 use serde_json::Value as Json;
 
 /// Nesting bound: deep or cyclic tables become an error instead of a stack overflow.
 const MAX_DEPTH: usize = 64;
+
+mod push;
+pub(crate) use push::{json_to_lua, pairs_to_lua, property_fields, raw_field};
 
 /// Values one conversion may copy. A table may hold the same subtable many times
 /// (`t = {t, t}` doubles per level), so the JSON can be exponentially bigger than the Lua
@@ -116,51 +119,6 @@ fn table_to_json(table: &mlua::Table, depth: usize, copied: &mut Copied) -> Resu
         map.insert(key, to_json(&v, depth + 1, copied)?);
     }
     Ok(Json::Object(map))
-}
-
-/// Converts JSON to a Lua value: null becomes nil, objects and arrays become tables.
-pub(crate) fn json_to_lua(lua: &Lua, value: &Json) -> mlua::Result<Value> {
-    to_lua(lua, value, 0)
-}
-
-fn to_lua(lua: &Lua, value: &Json, depth: usize) -> mlua::Result<Value> {
-    if depth > MAX_DEPTH {
-        return Err(mlua::Error::runtime(format!(
-            "JSON value nested deeper than {MAX_DEPTH} levels"
-        )));
-    }
-    Ok(match value {
-        Json::Null => Value::Nil,
-        Json::Bool(b) => Value::Boolean(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Integer(i),
-            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Value::String(lua.create_string(s)?),
-        Json::Array(items) => {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, to_lua(lua, item, depth + 1)?)?;
-            }
-            Value::Table(t)
-        }
-        Json::Object(map) => {
-            let t = lua.create_table_with_capacity(0, map.len())?;
-            for (k, v) in map {
-                t.raw_set(k.as_str(), to_lua(lua, v, depth + 1)?)?;
-            }
-            Value::Table(t)
-        }
-    })
-}
-
-/// Builds a Lua table of string pairs (service `headers` and `query`); later duplicates win.
-pub(crate) fn pairs_to_lua(lua: &Lua, pairs: &[(String, String)]) -> mlua::Result<mlua::Table> {
-    let t = lua.create_table_with_capacity(0, pairs.len())?;
-    for (k, v) in pairs {
-        t.raw_set(k.as_str(), v.as_str())?;
-    }
-    Ok(t)
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub(crate) fn inline_allowed() -> bool {
 pub(crate) struct Caller {
     thread: RefCell<Thread>,
     flags: Table,
+    /// The key `inline`, made once: set twice per call, a key made per set cost a protected
+    /// call each (mlua creates strings in one).
+    inline: mlua::String,
     /// Memory in use after the last full collection by `over_inline_memory`, and calls over
     /// the bound since.
     collected: Cell<(usize, u32)>,
@@ -52,6 +55,7 @@ impl Caller {
         let caller = Caller {
             thread: RefCell::new(new_thread(lua)?),
             flags: lua.create_table()?,
+            inline: lua.create_string("inline")?,
             collected: Cell::new((0, 0)),
             moved: Cell::new(false),
         };
@@ -93,7 +97,7 @@ impl Caller {
             step = self.resume_off_worker(lua, budget, on_worker, MultiValue::new(), false);
         }
         if on_worker {
-            let _ = self.flags.raw_set("inline", false);
+            let _ = self.flags.raw_set(&self.inline, false);
         }
         match step {
             Ok(Step::Finished(values)) => Ok(values),
@@ -114,7 +118,7 @@ impl Caller {
     ) -> mlua::Result<Step> {
         self.moved.set(true);
         let slice = budget.end_slice();
-        let step = self.flags.raw_set("inline", false).and_then(|()| {
+        let step = self.flags.raw_set(&self.inline, false).and_then(|()| {
             off_worker(on_worker, || {
                 resume(lua, &self.thread.borrow(), args, first)
             })
@@ -166,7 +170,7 @@ impl Caller {
             *self.thread.borrow_mut() = new_thread(lua)?;
             self.adopt(budget)?;
         }
-        self.flags.raw_set("inline", inline)
+        self.flags.raw_set(&self.inline, inline)
     }
 
     /// Publishes the current call thread to the sandbox (`flags.outer`) and the budget hook.

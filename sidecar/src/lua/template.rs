@@ -1,7 +1,7 @@
 //! Running an LSR template in a fresh VM: the LSR globals (`properties`, `serviceDefinitions`,
 //! `input{}`, `module()`, ...) and turning what the script defined into typed definitions.
 
-use super::convert::{json_to_lua, lua_to_json};
+use super::convert::{json_to_lua, lua_to_json, raw_field};
 use super::dialect::{lua51_escapes, Dialect};
 use super::events::{install_definitions, install_fire, install_server_fire, RecordedEvents};
 use super::links::{self, Link};
@@ -541,8 +541,8 @@ fn service_defs(
 }
 
 /// Looks up `services.name` at call time (scripts may replace functions).
-pub(crate) fn service_function(services: &Table, name: &str) -> Option<Function> {
-    match services.raw_get::<Value>(name) {
+pub(crate) fn service_function(lua: &Lua, services: &Table, name: &str) -> Option<Function> {
+    match raw_field(lua, services, name) {
         Ok(Value::Function(f)) => Some(f),
         _ => None,
     }

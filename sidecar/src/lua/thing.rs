@@ -1,7 +1,7 @@
 //! One thing: its VM, its property snapshot, and the blocking operations on them (service
 //! calls, task runs, writes), each followed by a read-back pass that applies the push rules.
 
-use super::convert::{json_to_lua, lua_to_json, pairs_to_lua};
+use super::convert::{json_to_lua, lua_to_json, pairs_to_lua, property_fields};
 use super::dialect;
 use super::links::Link;
 use super::offload::{Caller, SLICE};
@@ -338,7 +338,7 @@ impl Thing {
             let mut changed = serde_json::Map::new();
             let mut errors = Vec::new();
             for (def, old, _) in before.iter().filter(|(_, _, given)| *given) {
-                match read_lua_value(&vm.props, def, self.limits.max_result_bytes) {
+                match read_property(&vm.lua, &vm.props, def, self.limits.max_result_bytes).0 {
                     Ok(new) if !same(&new, old) => {
                         changed.insert(def.name.clone(), new);
                     }
@@ -406,7 +406,7 @@ impl Thing {
         let outcome = (|| {
             prepare(vm)?;
             prepared = true;
-            let f = service_function(&vm.services, service).ok_or_else(|| {
+            let f = service_function(&vm.lua, &vm.services, service).ok_or_else(|| {
                 mlua::Error::runtime(format!("services.{service} is no longer a function"))
             })?;
             let headers = pairs_to_lua(&vm.lua, headers)?;
@@ -475,7 +475,9 @@ impl Thing {
         let mut slots = lock(&self.slots);
         let mut errors = Vec::new();
         for (i, slot) in slots.iter_mut().enumerate() {
-            let value = match read_lua_value(&vm.props, &slot.def, self.limits.max_result_bytes) {
+            let (value, quality) =
+                read_property(&vm.lua, &vm.props, &slot.def, self.limits.max_result_bytes);
+            let value = match value {
                 Ok(v) => v,
                 Err(e) => {
                     let msg = bad_value(&self.name, &slot.def.name, &e);
@@ -489,7 +491,6 @@ impl Thing {
                     continue;
                 }
             };
-            let quality = read_lua_quality(&vm.props, &slot.def);
             let changed = !same(&value, &slot.current.value) || quality != slot.current.quality;
             if changed {
                 slot.current = PropertyValue {
@@ -543,30 +544,37 @@ fn beyond_threshold(new: &Json, last: &Json, threshold: f64) -> bool {
     }
 }
 
-/// Reads and coerces `properties[name].value`.
-fn read_lua_value(props: &Table, def: &PropertyDef, max_bytes: usize) -> Result<Json, String> {
-    let entry = match props.raw_get::<Value>(def.name.as_str()) {
-        Ok(Value::Table(t)) => t,
-        Ok(other) => return Err(format!("was replaced by a {}", other.type_name())),
-        Err(e) => return Err(message(&e)),
+/// A property as the script left it: its value, typed by its definition, and the quality
+/// the script gave it (`properties.X.quality`, e.g. `"BAD"`, as LSR handlers set it; `GOOD`
+/// when none). Raw access only, so no script code runs.
+fn read_property(
+    lua: &Lua,
+    props: &Table,
+    def: &PropertyDef,
+    max_bytes: usize,
+) -> (Result<Json, String>, Quality) {
+    let (entry, raw, quality) = match property_fields(lua, props, &def.name) {
+        Ok(fields) => fields,
+        Err(e) => return (Err(message(&e)), Quality::Good),
     };
-    let raw: Value = entry.raw_get("value").map_err(|e| message(&e))?;
-    let json = lua_to_json(&raw, max_bytes).map_err(|e| format!("has an invalid value: {e}"))?;
-    def.base_type
-        .coerce_json(&json)
-        .map_err(|e| format!("has a value of the wrong type: {e}"))
-}
-
-/// The quality a script gave a property (`properties.X.quality`, e.g. `"BAD"`, as LSR handlers
-/// set it); `GOOD` when it gives none. Raw access only, so no script code runs.
-fn read_lua_quality(props: &Table, def: &PropertyDef) -> Quality {
-    let Ok(Value::Table(entry)) = props.raw_get::<Value>(def.name.as_str()) else {
-        return Quality::Good;
-    };
-    match entry.raw_get::<Value>("quality") {
-        Ok(Value::String(q)) => Quality::parse(&q.to_string_lossy()),
+    let quality = match quality {
+        Value::String(q) => Quality::parse(&q.to_string_lossy()),
         _ => Quality::Good,
+    };
+    if !matches!(entry, Value::Table(_)) {
+        return (
+            Err(format!("was replaced by a {}", entry.type_name())),
+            quality,
+        );
     }
+    let value = lua_to_json(&raw, max_bytes)
+        .map_err(|e| format!("has an invalid value: {e}"))
+        .and_then(|json| {
+            def.base_type
+                .coerce_json(&json)
+                .map_err(|e| format!("has a value of the wrong type: {e}"))
+        });
+    (value, quality)
 }
 
 /// Stores `properties[name].value = value`, recreating the entry if the script removed it.

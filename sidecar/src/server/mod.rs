@@ -341,15 +341,29 @@ fn form_pairs(q: &str) -> Vec<(String, String)> {
 /// Matching prefixes on the raw text let `/app/../admin` and `/app/%2e%2e/admin` reach past
 /// the upstream's prefix.
 fn suspicious_path(path: &str) -> Option<&'static str> {
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+    // Byte scans without allocating: this runs on every request (lower-casing the path and
+    // decoding each segment into new strings was 1.8 % of a Lua service call's CPU).
+    let bytes = path.as_bytes();
+    let encoded = |code: &[u8]| bytes.windows(3).any(|w| w.eq_ignore_ascii_case(code));
+    if encoded(b"%2f") || encoded(b"%5c") || path.contains('\\') {
         return Some("encoded or backslash path separators are not accepted");
     }
+    // `.` or `..`, each dot possibly written `%2e` (either case).
     let dot = |seg: &str| {
-        let decoded = seg.replace("%2e", ".");
-        decoded == "." || decoded == ".."
+        let (mut rest, mut dots) = (seg.as_bytes(), 0);
+        while let Some(&first) = rest.first() {
+            rest = if first == b'.' {
+                &rest[1..]
+            } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+                &rest[3..]
+            } else {
+                return false;
+            };
+            dots += 1;
+        }
+        dots == 1 || dots == 2
     };
-    if lower.split('/').any(dot) {
+    if path.split('/').any(dot) {
         return Some("dot segments (. or ..) are not accepted in paths");
     }
     None

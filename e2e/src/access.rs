@@ -1,7 +1,8 @@
 //! Trust and access declared in the EdgeGateway, end to end (issue 20): a pinned device
 //! certificate and authorization rules patched into a running gateway reach its pods through
 //! the chart's operator and kubelet-mounted ConfigMaps; a rotated basic-auth Secret applies
-//! without a pod restart.
+//! without a pod restart; a CA rotation keeps devices that trust only the old CA verifying the
+//! gateway until the overlap ends.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,13 +10,14 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Result};
 use edgeway_operator::certs::Ca;
 use edgeway_operator::crd::EdgeGateway;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use edgeway_operator::resources::NamespaceCa;
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
 use crate::cluster::{apply, config_map, secret_value, wait_for};
-use crate::http::request;
+use crate::http::{request, Tls};
 use crate::scenarios::{now_ms, Suite, GW_NS};
 
 impl Suite {
@@ -130,6 +132,122 @@ impl Suite {
             "the gateway pods were replaced"
         );
         println!("    new password 200, old password 401, same pods");
+        Ok(())
+    }
+
+    /// Issue 20 item 6: the namespace CA is replaced by one two thirds through its life (a CA
+    /// brought from elsewhere, or one simply getting old). The operator publishes a successor
+    /// in `ca.crt` and keeps signing server certificates with the old CA, so a device that
+    /// trusts only the old CA keeps verifying the gateway and one that trusts only the
+    /// successor does not yet. Ending the overlap early (`operator.caOverlapDays=0`, as an admin
+    /// whose devices all fetched the new bundle would) makes the successor sign: the re-issued
+    /// server certificate verifies with it alone, and no longer with the old CA alone.
+    pub async fn ca_rotation(&self) -> Result<()> {
+        const DAY: i64 = 24 * 3600;
+        let now = now_ms() / 1000;
+        let cn = NamespaceCa::Gateway.common_name(GW_NS);
+        // 20 of its 22 days gone: due for rotation (at two thirds), two days left.
+        let old = Ca::generate(&cn, now - 20 * DAY, 22 * DAY)?;
+        let secrets = Api::<Secret>::namespaced(self.client.clone(), GW_NS);
+        let ca_secret = NamespaceCa::Gateway.secret_name();
+        secrets
+            .patch(
+                ca_secret,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {
+                    "tls.crt": old.cert_pem, "tls.key": old.key_pem, "ca.crt": old.cert_pem
+                }})),
+            )
+            .await?;
+        let next_pem = wait_for(
+            "the successor CA published beside the old one",
+            Duration::from_secs(180),
+            || async {
+                let signing = secret_value(&self.client, GW_NS, ca_secret, "tls.crt").await?;
+                let bundle = secret_value(&self.client, GW_NS, ca_secret, "ca.crt").await?;
+                let next = secret_value(&self.client, GW_NS, ca_secret, "next.crt").await;
+                match next {
+                    Ok(next) if signing == old.cert_pem && bundle.contains(next.trim()) => {
+                        ensure!(bundle.contains(old.cert_pem.trim()), "old CA not in ca.crt");
+                        Ok(Some(next))
+                    }
+                    Ok(_) => Err(anyhow!("tls.crt or ca.crt not as expected yet")),
+                    Err(e) => Err(e),
+                }
+            },
+        )
+        .await?;
+        let started = Api::<Event>::namespaced(self.client.clone(), GW_NS)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .any(|e| e.reason.as_deref() == Some("CARotationStarted"));
+        ensure!(started, "no CARotationStarted event");
+        let addr = self.reach.service(GW_NS, "pumps", 8443).await?;
+        let trusting = |ca_pem: &str| Tls {
+            ca_pem: ca_pem.to_owned(),
+            server_name: format!("pumps.{GW_NS}.svc"),
+            client: None,
+        };
+        let (old_only, next_only) = (trusting(&old.cert_pem), trusting(&next_pem));
+        let verifies = |tls: Tls| async move {
+            request(addr, Some(&tls), "GET", "/healthz", &[], None)
+                .await
+                .map(|_| ())
+        };
+        wait_for(
+            "the gateway presents a certificate from the old CA",
+            Duration::from_secs(240),
+            || async { verifies(old_only.clone()).await.map(Some) },
+        )
+        .await?;
+        ensure!(
+            verifies(next_only.clone()).await.is_err(),
+            "during the overlap the successor must not sign yet"
+        );
+        println!("    overlap: ca.crt has old + successor; old-CA-only device verifies");
+        self.helm(&[
+            "upgrade",
+            &self.s.release,
+            &self.s.repo.join("charts/edgeway").to_string_lossy(),
+            "-n",
+            &self.s.namespace,
+            "--reuse-values",
+            "--set",
+            "operator.caOverlapDays=0",
+            "--wait",
+            "--timeout",
+            "300s",
+        ])?;
+        wait_for(
+            "the successor signs",
+            Duration::from_secs(180),
+            || async {
+                let signing = secret_value(&self.client, GW_NS, ca_secret, "tls.crt").await?;
+                match signing.trim() == next_pem.trim() {
+                    true => Ok(Some(())),
+                    false => Err(anyhow!("tls.crt is still the old CA")),
+                }
+            },
+        )
+        .await?;
+        wait_for(
+            "the gateway presents a certificate from the successor",
+            Duration::from_secs(240),
+            || async { verifies(next_only.clone()).await.map(Some) },
+        )
+        .await?;
+        ensure!(
+            verifies(old_only.clone()).await.is_err(),
+            "after the overlap the old CA must not sign any more"
+        );
+        let bundle = secret_value(&self.client, GW_NS, ca_secret, "ca.crt").await?;
+        ensure!(
+            bundle.contains(old.cert_pem.trim()),
+            "the old CA stays in ca.crt until it expires"
+        );
+        println!("    promoted: successor-only device verifies, old-CA-only device refused");
         Ok(())
     }
 }

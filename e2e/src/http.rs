@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// TLS settings of a request: whom to trust, which name to verify, which certificate to show.
+#[derive(Clone)]
 pub struct Tls {
     /// PEM bundle the server's chain must end in.
     pub ca_pem: String,

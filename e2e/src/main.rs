@@ -118,12 +118,16 @@ async fn run(args: Args) -> Result<()> {
         suite.rotated_credentials()
     );
     scenario!(
+        "CA rotation: old-CA-only devices verify through the overlap",
+        suite.ca_rotation()
+    );
+    scenario!(
         "EdgeGateway deleted: owned objects removed",
         suite.delete_gateway()
     );
     scenario!("chart uninstalled cleanly", suite.uninstall());
     println!(
-        "e2e passed: 13 scenarios in {:.0}s",
+        "e2e passed: 14 scenarios in {:.0}s",
         start.elapsed().as_secs_f64()
     );
     Ok(())

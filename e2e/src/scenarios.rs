@@ -62,7 +62,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Suite {
-    fn helm(&self, args: &[&str]) -> Result<()> {
+    pub(crate) fn helm(&self, args: &[&str]) -> Result<()> {
         let (cmd, pre) = self.s.helm.split_first().context("empty --helm")?;
         let out = Command::new(cmd)
             .args(pre)

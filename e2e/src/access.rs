@@ -207,30 +207,14 @@ impl Suite {
             "during the overlap the successor must not sign yet"
         );
         println!("    overlap: ca.crt has old + successor; old-CA-only device verifies");
-        self.helm(&[
-            "upgrade",
-            &self.s.release,
-            &self.s.repo.join("charts/edgeway").to_string_lossy(),
-            "-n",
-            &self.s.namespace,
-            "--reuse-values",
-            "--set",
-            "operator.caOverlapDays=0",
-            "--wait",
-            "--timeout",
-            "300s",
-        ])?;
-        wait_for(
-            "the successor signs",
-            Duration::from_secs(180),
-            || async {
-                let signing = secret_value(&self.client, GW_NS, ca_secret, "tls.crt").await?;
-                match signing.trim() == next_pem.trim() {
-                    true => Ok(Some(())),
-                    false => Err(anyhow!("tls.crt is still the old CA")),
-                }
-            },
-        )
+        self.release("upgrade", &["--set-json", "operator.caOverlapDays=0"])?;
+        wait_for("the successor signs", Duration::from_secs(180), || async {
+            let signing = secret_value(&self.client, GW_NS, ca_secret, "tls.crt").await?;
+            match signing.trim() == next_pem.trim() {
+                true => Ok(Some(())),
+                false => Err(anyhow!("tls.crt is still the old CA")),
+            }
+        })
         .await?;
         wait_for(
             "the gateway presents a certificate from the successor",

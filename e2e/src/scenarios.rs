@@ -62,7 +62,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Suite {
-    pub(crate) fn helm(&self, args: &[&str]) -> Result<()> {
+    fn helm(&self, args: &[&str]) -> Result<()> {
         let (cmd, pre) = self.s.helm.split_first().context("empty --helm")?;
         let out = Command::new(cmd)
             .args(pre)
@@ -105,31 +105,29 @@ impl Suite {
 
     /// Installs the chart with the reference platform, waiting until it is ready.
     pub async fn install(&self) -> Result<()> {
-        let chart = self.s.repo.join("charts/edgeway");
-        let image = json!({"repository": self.s.image.0, "tag": self.s.image.1,
-                           "pullPolicy": "IfNotPresent"})
-        .to_string();
-        self.helm(&[
-            "install",
-            &self.s.release,
-            &chart.to_string_lossy(),
-            "-n",
-            &self.s.namespace,
-            "--create-namespace",
-            "--set-json",
-            &format!("image={image}"),
-            "--set-json",
-            "platform.enabled=true",
-            "--wait",
-            "--timeout",
-            "300s",
-        ])?;
+        self.release("install", &["--create-namespace"])?;
         let deploy = Api::<Deployment>::namespaced(self.client.clone(), &self.s.namespace)
             .get(&format!("{}-operator", self.s.release))
             .await?;
         let ready = deploy.status.and_then(|s| s.ready_replicas).unwrap_or(0);
         ensure!(ready >= 1, "operator Deployment has {ready} ready replicas");
         Ok(())
+    }
+
+    /// `helm install` or `upgrade` of the chart with the suite's values (the image under test,
+    /// the reference platform) and `extra` arguments, waiting until it is ready.
+    pub(crate) fn release(&self, verb: &str, extra: &[&str]) -> Result<()> {
+        let chart = self.s.repo.join("charts/edgeway");
+        let image = json!({"repository": self.s.image.0, "tag": self.s.image.1,
+                           "pullPolicy": "IfNotPresent"})
+        .to_string();
+        let image = format!("image={image}");
+        let chart = chart.to_string_lossy();
+        let mut args = vec![verb, &self.s.release, &chart, "-n", &self.s.namespace];
+        args.extend_from_slice(&["--set-json", &image, "--set-json", "platform.enabled=true"]);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--wait", "--timeout", "300s"]);
+        self.helm(&args)
     }
 
     /// `helm test`: the chart's own test pods pass.

@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod lexer;
 mod links;
+mod lsr_config;
 mod offload;
 mod pattern;
 mod sandbox;
@@ -27,6 +28,7 @@ mod tests;
 pub use dialect::Dialect;
 pub use edgeway_protocol::basetype::Quality;
 pub use error::{LuaError, ThingError};
+pub use lsr_config::read_lsr_config;
 pub use template::check as check_template;
 pub use things::{Ended, Observer, Things};
 

@@ -8,6 +8,7 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod crd_docs;
+pub mod import;
 pub mod leader;
 pub mod local;
 pub mod metrics;

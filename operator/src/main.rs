@@ -31,6 +31,9 @@ enum Command {
     /// Run EdgeGateway manifests on this machine without Kubernetes: issues certificates into a
     /// state directory, starts the reference platform and the gateways, shows a live view.
     Local(LocalArgs),
+    /// Convert an existing installation's configuration into manifests and a report.
+    #[command(subcommand)]
+    Import(ImportSource),
     /// Print the EdgeGateway CustomResourceDefinition as YAML.
     Crd {
         /// Include CEL validation rules (Kubernetes 1.25+ only; 1.20 refuses them).
@@ -40,6 +43,43 @@ enum Command {
         #[arg(long, conflicts_with = "cel")]
         markdown: bool,
     },
+}
+
+/// What `import` reads.
+#[derive(Subcommand, Debug)]
+enum ImportSource {
+    /// An Edge MicroServer `config.json`, with the Lua Script Resource's `config.lua` and
+    /// templates: writes an EdgeGateway, its ConfigMaps and Secrets, and `import-report.md`
+    /// (every input key: mapped, not needed, or not supported and what to do).
+    Ems(ImportArgs),
+}
+
+/// Options of `import ems`.
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The EMS `config.json` (JSON with comments).
+    config_json: std::path::PathBuf,
+    /// The LSR `config.lua`.
+    #[arg(long = "lua")]
+    config_lua: Option<std::path::PathBuf>,
+    /// Directory of the LSR templates (`<template>.lua`); `templates/` beside `config.lua`.
+    #[arg(long)]
+    templates: Option<std::path::PathBuf>,
+    /// Directory of the LSR's custom scripts (reported: they do not run in the sidecar).
+    #[arg(long)]
+    scripts: Option<std::path::PathBuf>,
+    /// Gateway name; from `auto_bind`'s gateway entry by default.
+    #[arg(long)]
+    name: Option<String>,
+    /// Namespace written into the manifests.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Output directory; must not exist or be empty.
+    #[arg(long, default_value = "edgeway-import")]
+    out: std::path::PathBuf,
+    /// Carry insecure settings (`certificates.validate: false`) over instead of refusing them.
+    #[arg(long)]
+    allow_insecure: bool,
 }
 
 /// Options of `local`.
@@ -133,6 +173,28 @@ async fn main() -> anyhow::Result<()> {
             if let Err(e) = edgeway_operator::local::run(opts).await {
                 eprintln!("edgeway-operator local: {e}");
                 std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::Import(ImportSource::Ems(args)) => {
+            use edgeway_operator::import;
+            let inputs = import::Inputs {
+                config_json: args.config_json,
+                config_lua: args.config_lua,
+                templates: args.templates,
+                scripts: args.scripts,
+                name: args.name,
+                namespace: args.namespace,
+                allow_insecure: args.allow_insecure,
+            };
+            let draft = import::import(&inputs)?;
+            let files = import::write(&draft, &args.out)?;
+            for f in &files {
+                println!("wrote {}", f.display());
+            }
+            let actions = draft.report.actions.len();
+            if actions > 0 {
+                println!("{actions} action(s) before applying: see import-report.md");
             }
             Ok(())
         }

@@ -1277,3 +1277,70 @@ async fn an_expiring_ca_is_rotated_with_an_overlap_bundle_and_leaves_are_reissue
     assert_eq!(get(&secrets, "edgeway-ca").await.resource_version(), rv);
     delete_namespace(&client, &ns).await;
 }
+
+/// Issue 21: what `import ems` writes for the complete fixture is accepted by the API server
+/// as `kubectl apply --dry-run=server` would send it (CRD schema, Secret and ConfigMap shapes).
+#[tokio::test]
+async fn imported_manifests_pass_a_server_side_dry_run() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "import").await;
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/complete");
+    let inputs = edgeway_operator::import::Inputs {
+        config_json: fixture.join("config.json"),
+        config_lua: Some(fixture.join("config.lua")),
+        namespace: Some(ns.clone()),
+        ..Default::default()
+    };
+    let draft = edgeway_operator::import::import(&inputs).expect("imports");
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let files = draft.files().expect("renders");
+    let mut kinds = Vec::new();
+    for (name, text) in files.iter().filter(|(n, _)| n.ends_with(".yaml")) {
+        for doc in text.split("\n---\n") {
+            let value: serde_json::Value =
+                serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+            match kind.as_str() {
+                "EdgeGateway" => {
+                    let gw: EdgeGateway = serde_json::from_value(value).unwrap();
+                    Api::<EdgeGateway>::namespaced(client.clone(), &ns)
+                        .create(&dry, &gw)
+                        .await
+                        .map(drop)
+                }
+                "ConfigMap" => {
+                    let cm: ConfigMap = serde_json::from_value(value).unwrap();
+                    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                        .create(&dry, &cm)
+                        .await
+                        .map(drop)
+                }
+                "Secret" => {
+                    let s: Secret = serde_json::from_value(value).unwrap();
+                    Api::<Secret>::namespaced(client.clone(), &ns)
+                        .create(&dry, &s)
+                        .await
+                        .map(drop)
+                }
+                other => panic!("{name}: unexpected kind {other}"),
+            }
+            .unwrap_or_else(|e| panic!("{name} {kind}: the API server refused it: {e}"));
+            kinds.push(kind);
+        }
+    }
+    assert_eq!(kinds.iter().filter(|k| *k == "EdgeGateway").count(), 1);
+    assert!(
+        kinds.iter().filter(|k| *k == "ConfigMap").count() >= 2,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().filter(|k| *k == "Secret").count() >= 3,
+        "{kinds:?}"
+    );
+    delete_namespace(&client, &ns).await;
+}

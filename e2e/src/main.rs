@@ -8,6 +8,7 @@
 mod access;
 mod cluster;
 mod http;
+mod import;
 mod reach;
 mod scenarios;
 
@@ -122,12 +123,16 @@ async fn run(args: Args) -> Result<()> {
         suite.ca_rotation()
     );
     scenario!(
+        "an imported EMS + LSR installation runs",
+        suite.imported_gateway()
+    );
+    scenario!(
         "EdgeGateway deleted: owned objects removed",
         suite.delete_gateway()
     );
     scenario!("chart uninstalled cleanly", suite.uninstall());
     println!(
-        "e2e passed: 14 scenarios in {:.0}s",
+        "e2e passed: 15 scenarios in {:.0}s",
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -80,7 +80,7 @@ impl Suite {
         Ok(())
     }
 
-    fn platform_name(&self) -> String {
+    pub(crate) fn platform_name(&self) -> String {
         format!("{}-platform", self.s.release)
     }
 
@@ -91,7 +91,7 @@ impl Suite {
         Ok((addr, vec![("authorization", format!("Bearer {token}"))]))
     }
 
-    async fn platform_get(&self, path: &str) -> Result<Value> {
+    pub(crate) async fn platform_get(&self, path: &str) -> Result<Value> {
         let (addr, auth) = self.platform().await?;
         let r = request(addr, None, "GET", path, &auth, None).await?;
         ensure!(

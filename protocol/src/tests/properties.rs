@@ -482,3 +482,22 @@ fn auth_and_bind_are_not_splittable() {
         Err(CodecError::ChunkSizeTooSmall { .. })
     ));
 }
+
+/// Found by `fuzz/run.sh` (alwayson_frames, 2026-12-07): a response whose data shape has a
+/// LOCATION aspect holding a NaN and denormals decodes, and re-encodes to the same bytes. The
+/// fuzz target first compared decoded messages with `==`, which NaN never satisfies; the
+/// property is byte equality, which this input keeps.
+#[test]
+fn a_fuzzed_response_with_a_nan_location_re_encodes_byte_exact() {
+    let hex = "01400000000400000009230000070000050106726573756c740001000a00000000020000000000000000\
+               00000000000100090000020000060000726573756cffffffff742c01000a0000000100000000000000\
+               00000000000000";
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let m = Message::decode(&bytes).expect("decodes");
+    let encoded = m.encode();
+    let again = Message::decode(&encoded).expect("re-decodes");
+    assert_eq!(again.encode(), encoded);
+}

@@ -12,7 +12,11 @@ use std::time::Instant;
 fn round_trips(m: &Message) {
     let bytes = m.encode();
     let again = Message::decode(&bytes).expect("an encoded message decodes");
-    assert_eq!(again.encode(), bytes, "encode(decode(encode(m))) == encode(m)");
+    assert_eq!(
+        again.encode(),
+        bytes,
+        "encode(decode(encode(m))) == encode(m)"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

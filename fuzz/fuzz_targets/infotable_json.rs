@@ -19,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let bytes = encode(&table);
     let back = InfoTable::from_bytes(&bytes).expect("an encoded table decodes");
-    assert_eq!(encode(&back), bytes, "JSON -> wire -> table -> wire is stable");
+    assert_eq!(
+        encode(&back),
+        bytes,
+        "JSON -> wire -> table -> wire is stable"
+    );
     assert_eq!(back.to_json(), table.to_json(), "and so is its JSON");
 });

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 fn verifier() -> &'static OAuthVerifier {
     static V: OnceLock<OAuthVerifier> = OnceLock::new();
     V.get_or_init(|| {
-        let creds = OAuthCredentials::parse("consumers:\n  - key: ck\n    secret: cs\n", "fuzz").unwrap();
+        let creds =
+            OAuthCredentials::parse("consumers:\n  - key: ck\n    secret: cs\n", "fuzz").unwrap();
         OAuthVerifier::new(creds, Duration::from_secs(300), 1024)
     })
 }
@@ -39,5 +40,8 @@ fuzz_target!(|data: &[u8]| {
         form_body: body,
     };
     // A signature over HMAC-SHA1 with a secret the input never sees cannot be forged.
-    assert!(verifier().verify(&req, SystemTime::now()).is_err(), "a fuzzed request verified");
+    assert!(
+        verifier().verify(&req, SystemTime::now()).is_err(),
+        "a fuzzed request verified"
+    );
 });

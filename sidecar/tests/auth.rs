@@ -221,6 +221,10 @@ async fn oauth_signed_requests_pass_and_forgeries_and_replays_do_not() {
     .await
     .unwrap();
     assert_eq!(r.status, 401);
+    // A forgery learns nothing: no reason beyond the plain challenge.
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(body.contains("authentication required"), "{body}");
+    assert!(!challenges(&r).contains("oauth_problem"));
 
     // A signature over different query parameters does not cover this request.
     let other = oauth_header(
@@ -244,7 +248,8 @@ async fn oauth_signed_requests_pass_and_forgeries_and_replays_do_not() {
     .unwrap();
     assert_eq!(r.status, 401);
 
-    // A timestamp far outside the window.
+    // A device whose clock is 10 minutes slow (issue 22): refused, with a reason it can act on
+    // (the acceptable timestamps, in the body and the OAuth challenge).
     let stale = oauth_header(
         "GET",
         "localhost",
@@ -252,12 +257,35 @@ async fn oauth_signed_requests_pass_and_forgeries_and_replays_do_not() {
         &query,
         "s3cr3t-consumer",
         "n-4",
-        ts - 3600,
+        ts - 600,
     );
     let r = request(addr, anon, "GET", path, &[("authorization", &stale)], "")
         .await
         .unwrap();
     assert_eq!(r.status, 401);
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(body.contains("check the client's clock"), "{body}");
+    let challenge = challenges(&r);
+    assert!(
+        challenge.contains("oauth_problem=\"timestamp_refused\""),
+        "{challenge}"
+    );
+    let range = challenge
+        .split("oauth_acceptable_timestamps=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("acceptable timestamps");
+    let (earliest, latest) = range.split_once('-').expect("a range");
+    let (earliest, latest): (u64, u64) = (earliest.parse().unwrap(), latest.parse().unwrap());
+    let now = ts;
+    assert!(
+        earliest <= now && now <= latest,
+        "{range} covers the server's now ({now})"
+    );
+    assert!(
+        earliest > ts - 600,
+        "and excludes the slow clock's timestamp"
+    );
     s.sidecar.shutdown().await;
 }
 
@@ -632,4 +660,14 @@ async fn paths_are_matched_by_segment_and_form_bodies_are_bounded() {
     .unwrap();
     assert_eq!(r.status, 413, "{:?}", r.body);
     s.sidecar.shutdown().await;
+}
+
+/// Every `WWW-Authenticate` value of a response, joined.
+fn challenges(r: &edgeway_testkit::client::Resp) -> String {
+    r.headers
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }

@@ -54,9 +54,15 @@ pub enum OAuthError {
     /// The access token is not configured.
     #[error("unknown OAuth token")]
     UnknownToken,
-    /// The timestamp is too far from the server clock.
-    #[error("oauth_timestamp outside the accepted window")]
-    TimestampOutOfWindow,
+    /// The timestamp is too far from the server clock; the server accepts `earliest..=latest`
+    /// now (Unix seconds), which a client with a wrong clock can act on.
+    #[error("oauth_timestamp outside the accepted window {earliest}-{latest}")]
+    TimestampOutOfWindow {
+        /// Earliest acceptable timestamp now.
+        earliest: u64,
+        /// Latest acceptable timestamp now.
+        latest: u64,
+    },
     /// This nonce was already used with the same consumer, token and timestamp.
     #[error("OAuth nonce replayed")]
     NonceReplayed,
@@ -385,7 +391,10 @@ impl OAuthVerifier {
             .as_secs();
         let window = self.window.as_secs();
         if ts.abs_diff(now) > window {
-            return Err(OAuthError::TimestampOutOfWindow);
+            return Err(OAuthError::TimestampOutOfWindow {
+                earliest: now.saturating_sub(window),
+                latest: now.saturating_add(window),
+            });
         }
         let consumer_secret = creds
             .consumers

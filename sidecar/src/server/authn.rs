@@ -10,7 +10,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::request::Parts;
 
 use crate::auth::basic::{www_authenticate, BasicUsers, Quick};
-use crate::auth::oauth::{OAuthRequest, OAuthVerifier};
+use crate::auth::oauth::{OAuthError, OAuthRequest, OAuthVerifier};
 use crate::auth::{AuthMethod, Identity};
 use crate::config::{AuthConfig, AuthMethodName};
 use crate::metrics::Metrics;
@@ -54,6 +54,16 @@ impl Drop for Waiting<'_> {
 pub enum Refusal {
     /// No method succeeded: 401.
     Unauthenticated,
+    /// No method succeeded and an OAuth signature carried a timestamp outside the window: 401
+    /// naming the acceptable timestamps (RFC 5849 leaves the reason to the server; this is the
+    /// OAuth Problem Reporting extension's `timestamp_refused`), so a device with a wrong clock
+    /// can tell. It reveals nothing else: the window is checked before the consumer is looked up.
+    TimestampRefused {
+        /// Earliest acceptable `oauth_timestamp` now, Unix seconds.
+        earliest: u64,
+        /// Latest acceptable one.
+        latest: u64,
+    },
     /// Too many password checks are waiting: 503, try again.
     Busy,
 }
@@ -156,6 +166,7 @@ impl Authenticator {
             .and_then(|v| v.to_str().ok());
         let scheme = scheme_of(parts);
         let mut attempted = false;
+        let mut timestamp_refused = None;
         for method in &self.methods {
             let outcome = match method {
                 AuthMethodName::Mtls => conn.peer.clone().map(|p| (AuthMethod::Mtls, Some(p))),
@@ -180,8 +191,17 @@ impl Authenticator {
                     let Some(verifier) = self.creds.oauth() else {
                         continue;
                     };
-                    let name =
+                    let verified =
                         verify_oauth(verifier, parts, body, conn, authorization.unwrap_or(""));
+                    let name = match verified {
+                        Ok(name) => Some(name),
+                        Err(OAuthError::TimestampOutOfWindow { earliest, latest }) => {
+                            timestamp_refused =
+                                Some(Refusal::TimestampRefused { earliest, latest });
+                            None
+                        }
+                        Err(_) => None,
+                    };
                     Some((AuthMethod::OAuth, name))
                 }
                 _ => None,
@@ -198,7 +218,7 @@ impl Authenticator {
         if !attempted {
             self.metrics.auth_failure("none");
         }
-        Err(Refusal::Unauthenticated)
+        Err(timestamp_refused.unwrap_or(Refusal::Unauthenticated))
     }
 }
 
@@ -221,19 +241,21 @@ fn is_form(parts: &Parts) -> bool {
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
 }
 
-/// Runs OAuth verification; the reason for a refusal is logged at debug, never returned.
+/// Runs OAuth verification; the reason for a refusal is logged at debug and returned for the
+/// caller to tell a clock problem apart (the only reason a client is told).
 fn verify_oauth(
     verifier: &OAuthVerifier,
     parts: &Parts,
     body: &[u8],
     conn: &ConnIdentity,
     authorization: &str,
-) -> Option<String> {
+) -> Result<String, OAuthError> {
     let host = parts
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .ok_or_else(|| OAuthError::Malformed("no Host header to sign".into()))?;
     let form = is_form(parts);
     let req = OAuthRequest {
         method: parts.method.as_str(),
@@ -244,13 +266,11 @@ fn verify_oauth(
         authorization,
         form_body: form.then_some(body),
     };
-    match verifier.verify(&req, SystemTime::now()) {
-        Ok(id) => Some(id),
-        Err(e) => {
-            tracing::debug!(reason = %e, "OAuth signature refused");
-            None
-        }
+    let verified = verifier.verify(&req, SystemTime::now());
+    if let Err(e) = &verified {
+        tracing::debug!(reason = %e, "OAuth signature refused");
     }
+    verified
 }
 
 #[cfg(test)]

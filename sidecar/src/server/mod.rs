@@ -207,6 +207,9 @@ async fn handle_inner(
     let identity = match app.authn.authenticate(&parts, &body, conn).await {
         Ok(identity) => identity,
         Err(Refusal::Unauthenticated) => return unauthorized(app),
+        Err(Refusal::TimestampRefused { earliest, latest }) => {
+            return timestamp_refused(app, earliest, latest)
+        }
         Err(Refusal::Busy) => return busy(),
     };
     let Ok(value) = HeaderValue::from_str(&identity.name) else {
@@ -418,6 +421,34 @@ fn busy() -> Response<Body> {
     );
     resp.headers_mut()
         .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// A 401 for a signature whose timestamp is outside the window: the body and the OAuth
+/// challenge (`oauth_problem`, `oauth_acceptable_timestamps`, as the OAuth Problem Reporting
+/// extension words them) say which timestamps the server accepts, so the client can fix its
+/// clock instead of retrying blindly.
+fn timestamp_refused(app: &App, earliest: u64, latest: u64) -> Response<Body> {
+    let mut resp = error(
+        StatusCode::UNAUTHORIZED,
+        format!(
+            "oauth_timestamp is outside the window the server accepts now \
+             ({earliest}-{latest}, Unix seconds): check the client's clock"
+        ),
+    );
+    for c in app.authn.challenges() {
+        let c = if c.starts_with("OAuth") {
+            format!(
+                "{c}, oauth_problem=\"timestamp_refused\", \
+                 oauth_acceptable_timestamps=\"{earliest}-{latest}\""
+            )
+        } else {
+            c.to_owned()
+        };
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
+        }
+    }
     resp
 }
 

@@ -125,11 +125,17 @@ fn rfc5849_example_verifies_and_rejects_tampering() {
     let v = verifier(RFC_CREDS);
     assert_eq!(
         v.verify(&good, at(RFC_TS + 301)),
-        Err(OAuthError::TimestampOutOfWindow)
+        Err(OAuthError::TimestampOutOfWindow {
+            earliest: RFC_TS + 1,
+            latest: RFC_TS + 601
+        })
     );
     assert_eq!(
         v.verify(&good, at(RFC_TS - 301)),
-        Err(OAuthError::TimestampOutOfWindow)
+        Err(OAuthError::TimestampOutOfWindow {
+            earliest: RFC_TS - 601,
+            latest: RFC_TS - 1
+        })
     );
     assert!(v.verify(&good, at(RFC_TS + 300)).is_ok());
 
@@ -354,8 +360,8 @@ fn a_nonce_is_remembered_while_its_timestamp_is_accepted() {
     assert!(v.verify(&req, at(t + 300)).is_ok());
     assert_eq!(v.verify(&req, at(t + 300)), Err(OAuthError::NonceReplayed));
     // A second later the timestamp itself is refused, so forgetting the nonce is safe.
-    assert_eq!(
+    assert!(matches!(
         v.verify(&req, at(t + 301)),
-        Err(OAuthError::TimestampOutOfWindow)
-    );
+        Err(OAuthError::TimestampOutOfWindow { .. })
+    ));
 }

@@ -489,7 +489,8 @@ fn auth_and_bind_are_not_splittable() {
 /// property is byte equality, which this input keeps.
 #[test]
 fn a_fuzzed_response_with_a_nan_location_re_encodes_byte_exact() {
-    let hex = "01400000000400000009230000070000050106726573756c740001000a00000000020000000000000000\
+    let hex =
+        "01400000000400000009230000070000050106726573756c740001000a00000000020000000000000000\
                00000000000100090000020000060000726573756cffffffff742c01000a0000000100000000000000\
                00000000000000";
     let bytes: Vec<u8> = (0..hex.len())

@@ -57,13 +57,26 @@ pub async fn install_crd(client: &Client) {
     let path = crd_file();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let crd: serde_json::Value = serde_saphyr::from_str(&text).expect("CRD YAML");
-    api.patch(
-        "edgegateways.edgeway.io",
-        &PatchParams::apply("edgeway-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply CRD");
+    // Every cluster test applies the CRD at once; etcd 3.4 under that burst has answered one of
+    // them with `500 rpc error: unexpected EOF` (CI, 2026-12-07). A server error is retried a
+    // few times; anything else, or a fifth failure, fails the test.
+    for attempt in 1.. {
+        let applied = api
+            .patch(
+                "edgegateways.edgeway.io",
+                &PatchParams::apply("edgeway-tests").force(),
+                &Patch::Apply(&crd),
+            )
+            .await;
+        match applied {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code >= 500 && attempt < 5 => {
+                eprintln!("apply CRD: {} (attempt {attempt}), retrying", s.message);
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => panic!("apply CRD: {e}"),
+        }
+    }
     let established = await_condition(
         api,
         "edgegateways.edgeway.io",

@@ -429,33 +429,33 @@ fn busy() -> Response<Body> {
 /// extension words them) say which timestamps the server accepts, so the client can fix its
 /// clock instead of retrying blindly.
 fn timestamp_refused(app: &App, earliest: u64, latest: u64) -> Response<Body> {
-    let mut resp = error(
-        StatusCode::UNAUTHORIZED,
+    unauthorized_with(
+        app,
         format!(
             "oauth_timestamp is outside the window the server accepts now \
              ({earliest}-{latest}, Unix seconds): check the client's clock"
         ),
-    );
-    for c in app.authn.challenges() {
-        let c = if c.starts_with("OAuth") {
-            format!(
-                "{c}, oauth_problem=\"timestamp_refused\", \
-                 oauth_acceptable_timestamps=\"{earliest}-{latest}\""
-            )
-        } else {
-            c.to_owned()
-        };
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            resp.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
-        }
-    }
-    resp
+        Some(format!(
+            "oauth_problem=\"timestamp_refused\", \
+             oauth_acceptable_timestamps=\"{earliest}-{latest}\""
+        )),
+    )
 }
 
 fn unauthorized(app: &App) -> Response<Body> {
-    let mut resp = error(StatusCode::UNAUTHORIZED, "authentication required");
+    unauthorized_with(app, "authentication required".into(), None)
+}
+
+/// A 401 with every configured scheme's challenge; `oauth_extra` is appended to the OAuth one
+/// (RFC 5849 problem reporting) so a client can act on the reason.
+fn unauthorized_with(app: &App, message: String, oauth_extra: Option<String>) -> Response<Body> {
+    let mut resp = error(StatusCode::UNAUTHORIZED, message);
     for c in app.authn.challenges() {
-        if let Ok(v) = HeaderValue::from_str(c) {
+        let c = match &oauth_extra {
+            Some(extra) if c.starts_with("OAuth") => format!("{c}, {extra}"),
+            _ => c.to_owned(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
         }
     }

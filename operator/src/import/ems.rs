@@ -106,8 +106,7 @@ pub fn map(d: &mut Draft, path: &Path, text: &str, config: &Value) -> Result<(),
                 .add(FILE, key, Mapped("the path of `spec.platform.url`".into())),
             "appKey" => {
                 let v = src.str(key, value)?;
-                let name = d.secret("app-key", "appKey", v, "appKey");
-                d.set("platform.appKey", json!({"name": name, "key": "appKey"}));
+                let name = d.secret(("app-key", "appKey"), v, "appKey", "platform.appKey");
                 d.report.add(
                     FILE,
                     key,
@@ -147,7 +146,7 @@ pub fn map(d: &mut Draft, path: &Path, text: &str, config: &Value) -> Result<(),
                 Unsupported(
                 "the EMS file repository and transfers are not implemented; serve files from an upstream app behind the sidecar (`spec.upstream`)".into())
             }),
-            other => d.report.add(FILE, other, unknown()),
+            other => d.report.add(FILE, other, Fate::unknown(FILE)),
         }
     }
     if root.get("ws_servers").is_none() {
@@ -158,21 +157,14 @@ pub fn map(d: &mut Draft, path: &Path, text: &str, config: &Value) -> Result<(),
         ));
     }
     if root.get("appKey").is_none() {
-        let name = d.secret("app-key", "appKey", "AES:", "appKey");
+        let name = d.secret(("app-key", "appKey"), "AES:", "appKey", "platform.appKey");
         d.report.actions.pop();
         d.report.actions.push(format!(
             "`config.json` has no `appKey` (the EMS may keep it in a file): create Secret `{name}` key `appKey`."
         ));
-        d.set("platform.appKey", json!({"name": name, "key": "appKey"}));
     }
     platform_trust_fallback(d);
     Ok(())
-}
-
-fn unknown() -> Fate {
-    Unsupported(
-        "not a key this importer knows (nor, as far as its sources say, the EMS); not used".into(),
-    )
 }
 
 /// Reports every key of a group (recursively) with one fate.
@@ -215,7 +207,7 @@ fn ws_servers(
                 "host" => host = Some(src.str(&key, v)?.to_owned()),
                 "port" => port = src.num(&key, v)?,
                 _ => {
-                    d.report.add(FILE, key, unknown());
+                    d.report.add(FILE, key, Fate::unknown(FILE));
                     continue;
                 }
             }
@@ -267,8 +259,7 @@ fn http_server(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), Import
                 Mapped("Secret `<gateway>-server-tls` key `tls.key` (`spec.server.tlsSecretName`)".into())
             }
             "passphrase" => {
-                let name = d.secret("server-key-passphrase", "passphrase", src.str(&key_path, v)?, &key_path);
-                d.set("server.tlsKeyPassphraseSecret", json!({"name": name, "key": "passphrase"}));
+                let name = d.secret(("server-key-passphrase", "passphrase"), src.str(&key_path, v)?, &key_path, "server.tlsKeyPassphraseSecret");
                 Mapped(format!("Secret `{name}` key `passphrase` (`spec.server.tlsKeyPassphraseSecret`)"))
             }
             "authenticate" => {
@@ -290,7 +281,7 @@ fn http_server(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), Import
             "ports_to_try" => NotNeeded("a pod's port is its own; nothing else takes it".into()),
             "max_clients" => NotNeeded("the sidecar limits concurrent connections itself (sidecar `server.maxConnections`)".into()),
             "use_default_certificate" => NotNeeded("every gateway gets its own server certificate from the namespace CA".into()),
-            _ => unknown(),
+            _ => Fate::unknown(FILE),
         };
         d.report.add(FILE, key_path, fate);
     }
@@ -310,10 +301,11 @@ fn http_server(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), Import
         }
         (Some(u), Some(p)) => {
             let line = hash_user(&u, &p).map_err(|e| src.err("http_server.password", e))?;
-            let name = d.secret("basic-users", "users", &line, "http_server.user/password");
-            d.set(
+            d.secret(
+                ("basic-users", "users"),
+                &line,
+                "http_server.user/password",
                 "server.basicAuth.usersSecret",
-                json!({"name": name, "key": "users"}),
             );
         }
         (Some(_), None) | (None, Some(_)) => {
@@ -459,7 +451,7 @@ fn ws_connection(
             "connect_timeout" | "connect_retry_interval" | "max_connect_delay" | "connect_retries" => NotNeeded("reconnects back off exponentially with jitter, forever (sidecar `tunnel.timing`)".into()),
             "max_threads" => NotNeeded("the sidecar is asynchronous; no thread pool to size".into()),
             "socket_read_timeout" | "frame_read_timeout" | "ssl_read_timeout" => NotNeeded("dead connections are found by the keep-alive (`spec.platform.keepAlive`)".into()),
-            _ => unknown(),
+            _ => Fate::unknown(FILE),
         };
         d.report.add(FILE, key, fate);
     }
@@ -480,7 +472,7 @@ fn proxy(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), ImportError>
         let fate = match k.as_str() {
             "host" | "port" => Mapped("`spec.platform.proxy.address` (`host:port`)".into()),
             "user" | "password" => Mapped("Secret `<gateway>-proxy` key `credentials` (`user:password`, `spec.platform.proxy.credentialsSecret`)".into()),
-            _ => unknown(),
+            _ => Fate::unknown(FILE),
         };
         d.report.add(FILE, key, fate);
     }
@@ -495,10 +487,11 @@ fn proxy(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), ImportError>
             } else {
                 format!("{u}:{p}")
             };
-            let name = d.secret("proxy", "credentials", &value, "proxy.password");
-            d.set(
+            d.secret(
+                ("proxy", "credentials"),
+                &value,
+                "proxy.password",
                 "platform.proxy.credentialsSecret",
-                json!({"name": name, "key": "credentials"}),
             );
         }
     }
@@ -535,7 +528,7 @@ fn offline(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), ImportErro
                 );
                 Mapped("`spec.platform.offlineQueue.persistence.size` (bytes → Mi)".into())
             }
-            _ => unknown(),
+            _ => Fate::unknown(FILE),
         };
         d.report.add(FILE, key, fate);
     }
@@ -587,15 +580,14 @@ fn certificates(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), Impor
                 Mapped("Secret `<gateway>-platform-client` (`spec.platform.clientCertificate.secretName`, `secretFormat`)".into())
             }
             "key_passphrase" => {
-                let name = d.secret("platform-key-passphrase", "passphrase", src.str(&key, v)?, &key);
-                d.set("platform.clientCertificate.keyPassphraseSecret", json!({"name": name, "key": "passphrase"}));
+                let name = d.secret(("platform-key-passphrase", "passphrase"), src.str(&key, v)?, &key, "platform.clientCertificate.keyPassphraseSecret");
                 Mapped(format!("Secret `{name}` key `passphrase` (`spec.platform.clientCertificate.keyPassphraseSecret`)"))
             }
             "validation_criteria" => {
                 criteria(d, src, v)?;
                 continue;
             }
-            _ => unknown(),
+            _ => Fate::unknown(FILE),
         };
         d.report.add(FILE, key, fate);
     }
@@ -707,7 +699,7 @@ fn criteria(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), ImportErr
                     Mapped(format!("`spec.platform.serverVerification.criteria.{t}`"))
                 }
             }
-            None => unknown(),
+            None => Fate::unknown(FILE),
         };
         d.report.add(FILE, key, fate);
     }
@@ -733,7 +725,7 @@ fn auto_bind(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), ImportEr
                 "name" => NotNeeded("the gateway binds every Lua thing it runs (`spec.lua.things`) itself; a thing bound here without one is a remote thing of another resource server".into()),
                 "gateway" => Mapped("marks the `spec.platform.gatewayName` entry".into()),
                 "host" | "port" | "path" | "protocol" | "timeout" | "user" | "password" => NotNeeded("the sidecar is the thing's resource server itself; no address or credentials to reach it".into()),
-                _ => unknown(),
+                _ => Fate::unknown(FILE),
             };
             d.report.add(FILE, key, fate);
         }

@@ -111,7 +111,7 @@ pub fn map(
                     .into(),
             ),
             (k, _) if k.starts_with("script_resource_") => script_resource(k),
-            _ => Unsupported("not a config.lua setting this importer knows; not used".into()),
+            _ => Fate::unknown(FILE),
         };
         d.report.add(FILE, at, fate);
     }
@@ -156,6 +156,6 @@ fn script_resource(key: &str) -> Fate {
             NotNeeded("the gateway's server certificate (issued, or from `http_server`) serves the Lua things too".into()),
         "script_resource_authenticate" | "script_resource_userid" | "script_resource_password" =>
             NotNeeded("the gateway's server authenticates every request (`spec.server.authMethods`); the LSR's own login is gone".into()),
-        _ => Unsupported("not a config.lua setting this importer knows; not used".into()),
+        _ => Fate::unknown(FILE),
     }
 }

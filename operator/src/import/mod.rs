@@ -120,11 +120,18 @@ impl Draft {
         Some(at)
     }
 
-    /// Puts `value` into Secret `<gateway>-<suffix>` under `key` and returns the Secret's name.
-    /// An EMS-encrypted value (`AES:...`) cannot be decrypted: the user is told the command
-    /// that creates the Secret with the plaintext instead.
-    pub fn secret(&mut self, suffix: &str, key: &str, value: &str, source: &str) -> String {
+    /// Puts `value` into Secret `<gateway>-<suffix>` under `key`, points `spec.<field>` at it
+    /// and returns the Secret's name. An EMS-encrypted value (`AES:...`) cannot be decrypted:
+    /// the user is told the command that creates the Secret with the plaintext instead.
+    pub fn secret(
+        &mut self,
+        (suffix, key): (&str, &str),
+        value: &str,
+        source: &str,
+        field: &str,
+    ) -> String {
         let name = format!("{}-{suffix}", self.name);
+        self.set(field, json!({"name": name, "key": key}));
         if value.starts_with("AES:") {
             self.commands.push(format!(
                 "kubectl create secret generic {name}{} --from-literal={key}=<plaintext of {source}>",
@@ -262,15 +269,14 @@ pub fn import(inputs: &Inputs) -> Result<Draft, ImportError> {
             inputs.scripts.as_deref(),
         )?;
     }
-    let gateway: crate::crd::EdgeGateway =
-        serde_json::from_value(draft.gateway()).map_err(|e| {
-            ImportError::file(
-                &inputs.config_json,
-                format!("the mapped gateway is not valid: {e}"),
-            )
-        })?;
-    drop(gateway);
-    if let Err(problems) = crate::local::schema::check(&draft.gateway()) {
+    let gateway = draft.gateway();
+    serde_json::from_value::<crate::crd::EdgeGateway>(gateway.clone()).map_err(|e| {
+        ImportError::file(
+            &inputs.config_json,
+            format!("the mapped gateway is not valid: {e}"),
+        )
+    })?;
+    if let Err(problems) = crate::local::schema::check(&gateway) {
         return Err(ImportError::file(
             &inputs.config_json,
             format!(

@@ -13,6 +13,15 @@ pub enum Fate {
     Unsupported(String),
 }
 
+impl Fate {
+    /// A key this importer does not know, in `file` (`config.json`, `config.lua`).
+    pub fn unknown(file: &str) -> Self {
+        Self::Unsupported(format!(
+            "not a {file} key this importer knows (nor, as far as its sources say, the EMS); not used"
+        ))
+    }
+}
+
 /// One key of one input file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use edgeway_runtime::tls::{ClientAuthMode, PinMode};
 use edgeway_sidecar::config::AuthMethodName;
-use edgeway_sidecar::tunnel::outbox::OverflowPolicy;
+use edgeway_sidecar::tunnel::config::OverflowPolicy;
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
 };

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::outbox::OverflowPolicy;
 use edgeway_runtime::ConfigError;
 
 /// Connection to the platform over the AlwaysOn websocket.
@@ -140,6 +139,19 @@ pub struct TunnelTiming {
     pub backoff_max_ms: u64,
     /// Random delay before the first connect, so a restarted fleet does not stampede.
     pub startup_jitter_ms: u64,
+}
+
+/// What to do when the outbox is full.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum OverflowPolicy {
+    /// Drop the oldest unacknowledged update to make room (fresh data matters most).
+    #[default]
+    DropOldest,
+    /// Refuse the new update (history matters most).
+    DropNewest,
 }
 
 /// The offline queue.

@@ -87,9 +87,9 @@ impl Tunnel {
         let connectors = Connector::all(&config)?;
         let q = &config.queue;
         let outbox = match &q.dir {
-            Some(dir) => Outbox::open(dir, q.capacity, q.overflow)
+            Some(dir) => Outbox::open(dir, q)
                 .map_err(|e| ConfigError::new("tunnel.queue.dir", e.to_string()))?,
-            None => Outbox::in_memory(q.capacity, q.overflow),
+            None => Outbox::in_memory(q),
         };
         metrics.tunnel_queue(outbox.len(), outbox.dropped());
         let shared = Arc::new(Shared {

@@ -15,20 +15,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::config::{OverflowPolicy, QueueConfig};
 use edgeway_protocol::basetype::{BaseType, Quality};
-
-/// What to do when the outbox is full.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "camelCase")]
-pub enum OverflowPolicy {
-    /// Drop the oldest unacknowledged update to make room (fresh data matters most).
-    #[default]
-    DropOldest,
-    /// Refuse the new update (history matters most).
-    DropNewest,
-}
 
 /// One property update waiting for the platform's acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,11 +91,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An in-memory outbox holding at most `capacity` updates.
-    pub fn in_memory(capacity: usize, policy: OverflowPolicy) -> Self {
+    /// An in-memory outbox bounded as `config` says (its `dir` is not used).
+    pub fn in_memory(config: &QueueConfig) -> Self {
         Self {
-            capacity: capacity.max(1),
-            policy,
+            capacity: config.capacity.max(1),
+            policy: config.overflow,
             items: BTreeMap::new(),
             cursor: 0,
             next_seq: 1,
@@ -117,7 +105,7 @@ impl Outbox {
     }
 
     /// Opens (or creates) a persisted outbox in `dir`, reloading what was not acknowledged.
-    pub fn open(dir: &Path, capacity: usize, policy: OverflowPolicy) -> Result<Self, OutboxError> {
+    pub fn open(dir: &Path, config: &QueueConfig) -> Result<Self, OutboxError> {
         let err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| OutboxError { path, source }
@@ -125,7 +113,7 @@ impl Outbox {
         std::fs::create_dir_all(dir).map_err(err(dir))?;
         let watermark = read_watermark(&dir.join("acked")).map_err(err(&dir.join("acked")))?;
         let log_path = dir.join("queue.log");
-        let mut out = Self::in_memory(capacity, policy);
+        let mut out = Self::in_memory(config);
         if log_path.exists() {
             let f = File::open(&log_path).map_err(err(&log_path))?;
             for line in BufReader::new(f).lines() {

@@ -1,5 +1,13 @@
 use super::*;
 
+fn bounded(capacity: usize, overflow: OverflowPolicy) -> QueueConfig {
+    QueueConfig {
+        capacity,
+        overflow,
+        ..QueueConfig::default()
+    }
+}
+
 fn up(thing: &str, i: i64) -> Update {
     Update {
         thing: thing.into(),
@@ -24,7 +32,7 @@ fn temp(name: &str) -> PathBuf {
 
 #[test]
 fn unacked_updates_are_resent_in_order_after_rewind() {
-    let mut o = Outbox::in_memory(10, OverflowPolicy::DropOldest);
+    let mut o = Outbox::in_memory(&bounded(10, OverflowPolicy::DropOldest));
     for i in 0..5 {
         o.push(up("a", i));
     }
@@ -40,7 +48,7 @@ fn unacked_updates_are_resent_in_order_after_rewind() {
 
 #[test]
 fn groups_stop_at_the_thing_limit_and_keep_order() {
-    let mut o = Outbox::in_memory(100, OverflowPolicy::DropOldest);
+    let mut o = Outbox::in_memory(&bounded(100, OverflowPolicy::DropOldest));
     for (i, t) in ["a", "b", "a", "c", "b", "a"].iter().enumerate() {
         o.push(up(t, i as i64));
     }
@@ -59,14 +67,14 @@ fn groups_stop_at_the_thing_limit_and_keep_order() {
 
 #[test]
 fn overflow_policies_drop_and_count() {
-    let mut o = Outbox::in_memory(3, OverflowPolicy::DropOldest);
+    let mut o = Outbox::in_memory(&bounded(3, OverflowPolicy::DropOldest));
     for i in 0..5 {
         o.push(up("a", i));
     }
     assert_eq!(o.dropped(), 2);
     assert_eq!(values(&o.next_batch(10)), vec![2, 3, 4]);
 
-    let mut o = Outbox::in_memory(3, OverflowPolicy::DropNewest);
+    let mut o = Outbox::in_memory(&bounded(3, OverflowPolicy::DropNewest));
     for i in 0..5 {
         o.push(up("a", i));
     }
@@ -78,7 +86,7 @@ fn overflow_policies_drop_and_count() {
 fn persisted_outbox_survives_restart_without_losing_or_repeating() {
     let dir = temp("restart");
     {
-        let mut o = Outbox::open(&dir, 100, OverflowPolicy::DropOldest).unwrap();
+        let mut o = Outbox::open(&dir, &bounded(100, OverflowPolicy::DropOldest)).unwrap();
         for i in 0..6 {
             o.push(up("a", i));
         }
@@ -86,7 +94,7 @@ fn persisted_outbox_survives_restart_without_losing_or_repeating() {
         o.ack(b.iter().map(|(s, _)| *s));
         o.flush().unwrap();
     }
-    let mut o = Outbox::open(&dir, 100, OverflowPolicy::DropOldest).unwrap();
+    let mut o = Outbox::open(&dir, &bounded(100, OverflowPolicy::DropOldest)).unwrap();
     assert_eq!(values(&o.next_batch(100)), vec![2, 3, 4, 5]);
     // Sequence numbers keep growing across restarts, so acks never collide.
     o.push(up("a", 6));
@@ -100,7 +108,7 @@ fn persisted_outbox_survives_restart_without_losing_or_repeating() {
 fn torn_last_line_is_ignored_and_compaction_keeps_the_rest() {
     let dir = temp("torn");
     {
-        let mut o = Outbox::open(&dir, 5000, OverflowPolicy::DropOldest).unwrap();
+        let mut o = Outbox::open(&dir, &bounded(5000, OverflowPolicy::DropOldest)).unwrap();
         for i in 0..2000 {
             o.push(up("a", i));
         }
@@ -115,7 +123,7 @@ fn torn_last_line_is_ignored_and_compaction_keeps_the_rest() {
     drop(f);
     let lines = std::fs::read_to_string(&log).unwrap().lines().count();
     assert!(lines < 200, "log was not compacted: {lines} lines");
-    let mut o = Outbox::open(&dir, 5000, OverflowPolicy::DropOldest).unwrap();
+    let mut o = Outbox::open(&dir, &bounded(5000, OverflowPolicy::DropOldest)).unwrap();
     let rest = values(&o.next_batch(10_000));
     assert_eq!(rest, (1900..2000).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&dir);
@@ -125,13 +133,13 @@ fn torn_last_line_is_ignored_and_compaction_keeps_the_rest() {
 fn reload_over_capacity_applies_the_policy() {
     let dir = temp("shrink");
     {
-        let mut o = Outbox::open(&dir, 10, OverflowPolicy::DropOldest).unwrap();
+        let mut o = Outbox::open(&dir, &bounded(10, OverflowPolicy::DropOldest)).unwrap();
         for i in 0..10 {
             o.push(up("a", i));
         }
         o.flush().unwrap();
     }
-    let mut o = Outbox::open(&dir, 4, OverflowPolicy::DropOldest).unwrap();
+    let mut o = Outbox::open(&dir, &bounded(4, OverflowPolicy::DropOldest)).unwrap();
     assert_eq!(values(&o.next_batch(10)), vec![6, 7, 8, 9]);
     assert_eq!(o.dropped(), 6);
     let _ = std::fs::remove_dir_all(&dir);

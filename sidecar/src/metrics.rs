@@ -64,6 +64,11 @@ pub struct Metrics {
     tunnel_updates: Family<KindLabel, Counter>,
     tunnel_queue_depth: Gauge<i64, AtomicI64>,
     tunnel_queue_dropped: Counter,
+    tunnel_queue_bytes: Gauge<i64, AtomicI64>,
+    tunnel_queue_write_failing: Gauge<i64, AtomicI64>,
+    tunnel_queue_write_errors: Counter,
+    /// Last absolute write-error count seen.
+    write_errors_seen: AtomicU64,
     /// Last absolute drop count seen, to turn the outbox's total into counter increments.
     dropped_seen: AtomicU64,
 }
@@ -141,6 +146,9 @@ impl Metrics {
         let tunnel_updates = Family::<KindLabel, Counter>::default();
         let tunnel_queue_depth = Gauge::<i64, AtomicI64>::default();
         let tunnel_queue_dropped = Counter::default();
+        let tunnel_queue_bytes = Gauge::<i64, AtomicI64>::default();
+        let tunnel_queue_write_failing = Gauge::<i64, AtomicI64>::default();
+        let tunnel_queue_write_errors = Counter::default();
         registry.register(
             "tunnel_up",
             "1 while the platform tunnel is established",
@@ -172,7 +180,27 @@ impl Metrics {
             "Updates dropped by the offline queue's overflow policy",
             tunnel_queue_dropped.clone(),
         );
+        registry.register_with_unit(
+            "tunnel_queue",
+            "Bytes of the updates waiting for acknowledgement, as records in the queue's log (0 unless persisted or tunnel.queue.maxBytes is set)",
+            prometheus_client::registry::Unit::Bytes,
+            tunnel_queue_bytes.clone(),
+        );
+        registry.register(
+            "tunnel_queue_write_failing",
+            "1 while the persisted queue cannot be written (volume full?): updates are held in memory; the operator reads it for the gateway's QueuePersisted condition",
+            tunnel_queue_write_failing.clone(),
+        );
+        registry.register(
+            "tunnel_queue_write_errors",
+            "Failed writes of the persisted queue",
+            tunnel_queue_write_errors.clone(),
+        );
         Self {
+            tunnel_queue_bytes,
+            tunnel_queue_write_failing,
+            tunnel_queue_write_errors,
+            write_errors_seen: AtomicU64::new(0),
             tunnel_up,
             tunnel_connect_failing,
             tunnel_disconnects,
@@ -318,12 +346,23 @@ impl Metrics {
         self.tunnel_update("lagged", n);
     }
 
-    /// Records the queue depth and the outbox's total of dropped updates.
-    pub fn tunnel_queue(&self, depth: usize, dropped_total: u64) {
-        self.tunnel_queue_depth.set(depth as i64);
-        let seen = self.dropped_seen.swap(dropped_total, Ordering::Relaxed);
-        if dropped_total > seen {
-            self.tunnel_queue_dropped.inc_by(dropped_total - seen);
+    /// Records the queue's depth, bytes and persistence state, turning the outbox's totals
+    /// (drops, write errors) into counter increments.
+    pub fn tunnel_queue(&self, stats: &crate::tunnel::outbox::QueueStats) {
+        self.tunnel_queue_depth.set(stats.len as i64);
+        self.tunnel_queue_bytes.set(stats.bytes as i64);
+        self.tunnel_queue_write_failing
+            .set(i64::from(stats.write_failing));
+        let seen = self.dropped_seen.swap(stats.dropped, Ordering::Relaxed);
+        if stats.dropped > seen {
+            self.tunnel_queue_dropped.inc_by(stats.dropped - seen);
+        }
+        let seen = self
+            .write_errors_seen
+            .swap(stats.write_errors, Ordering::Relaxed);
+        if stats.write_errors > seen {
+            self.tunnel_queue_write_errors
+                .inc_by(stats.write_errors - seen);
         }
     }
 }

@@ -154,17 +154,44 @@ pub enum OverflowPolicy {
     DropNewest,
 }
 
+/// When the persisted queue's records reach the disk itself, not only the kernel. Every push
+/// and acknowledgement is written to the kernel at once, so a crashed or killed process loses
+/// nothing whatever the policy; the policy is about power loss and kernel crashes.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum FsyncPolicy {
+    /// `fdatasync` after every batch of pushes and every acknowledgement.
+    Always,
+    /// `fdatasync` at most every `fsyncIntervalMs` while something was written.
+    #[default]
+    Interval,
+    /// Leave it to the kernel's writeback (about 30 s on Linux).
+    Never,
+}
+
 /// The offline queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct QueueConfig {
     /// Most updates kept while unacknowledged.
     pub capacity: usize,
+    /// Most bytes the queued updates may take, counted as their records in the queue's log
+    /// (one JSON line each, ~100-200 bytes for a number); only `capacity` bounds the queue
+    /// when absent. Persisted, the log file stays within twice this and a compaction's copy
+    /// within once more. The EMS's default store (64 KiB) is `65536`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
     /// What is dropped when full.
     pub overflow: OverflowPolicy,
     /// Directory to persist the queue in, so a restart loses nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
+    /// When the persisted queue reaches the disk itself.
+    pub fsync: FsyncPolicy,
+    /// With `fsync: interval`, the longest a written record waits for its sync.
+    pub fsync_interval_ms: u64,
 }
 
 fn default_true() -> bool {
@@ -204,8 +231,11 @@ impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             capacity: 100_000,
+            max_bytes: None,
             overflow: OverflowPolicy::DropOldest,
             dir: None,
+            fsync: FsyncPolicy::Interval,
+            fsync_interval_ms: 1000,
         }
     }
 }
@@ -300,6 +330,18 @@ impl TunnelConfig {
             return Err(ConfigError::new(
                 "tunnel.queue.capacity",
                 "must be positive",
+            ));
+        }
+        if self.queue.max_bytes.is_some_and(|b| b < 1024) {
+            return Err(ConfigError::new(
+                "tunnel.queue.maxBytes",
+                "must be at least 1024: a single update's record can take a few hundred bytes",
+            ));
+        }
+        if self.queue.fsync_interval_ms == 0 {
+            return Err(ConfigError::new(
+                "tunnel.queue.fsyncIntervalMs",
+                "must be positive (use fsync: always to sync every write)",
             ));
         }
         if self.chunk_size < 1024 {

@@ -91,7 +91,9 @@ impl Tunnel {
                 .map_err(|e| ConfigError::new("tunnel.queue.dir", e.to_string()))?,
             None => Outbox::in_memory(q),
         };
-        metrics.tunnel_queue(outbox.len(), outbox.dropped());
+        metrics.tunnel_queue(&outbox.stats());
+        let persisted = q.dir.is_some();
+        let tick = Duration::from_millis(q.fsync_interval_ms.min(1000));
         let shared = Arc::new(Shared {
             config,
             app_key,
@@ -106,10 +108,17 @@ impl Tunnel {
             shared: shared.clone(),
         };
         let mut tasks = vec![tokio::spawn(reconnect_loop(
-            shared,
+            shared.clone(),
             connectors,
             shutdown.clone(),
         ))];
+        if persisted {
+            tasks.push(tokio::spawn(flush_periodically(
+                shared,
+                tick,
+                shutdown.clone(),
+            )));
+        }
         let sink = tunnel.clone();
         registry.set_event_sink(Box::new(move |e| {
             sink.push(Update {
@@ -142,7 +151,9 @@ impl Tunnel {
             for u in updates {
                 o.push(u);
             }
-            self.shared.metrics.tunnel_queue(o.len(), o.dropped());
+            // To the kernel before the producer goes on (a failing volume was logged once).
+            let _ = o.flush();
+            self.shared.metrics.tunnel_queue(&o.stats());
         }
         self.shared.wake.notify_one();
     }
@@ -154,15 +165,42 @@ impl Tunnel {
 
     /// Updates waiting for acknowledgement, and updates dropped by the overflow policy.
     pub fn queue_state(&self) -> (usize, u64) {
-        let o = self.shared.outbox_mut();
-        (o.len(), o.dropped())
+        let s = self.queue_stats();
+        (s.len, s.dropped)
+    }
+
+    /// The offline queue's counts and its persistence's state.
+    pub fn queue_stats(&self) -> outbox::QueueStats {
+        self.shared.outbox_mut().stats()
     }
 
     /// Writes the offline queue to disk (called at shutdown).
     pub fn flush(&self) {
-        if let Err(e) = self.shared.outbox_mut().flush() {
-            tracing::error!(error = %e, "offline queue flush failed");
+        let mut o = self.shared.outbox_mut();
+        if let Err(e) = o.flush() {
+            tracing::error!(
+                error = %e,
+                queued = o.len(),
+                "offline queue not written at shutdown: the updates it holds are lost"
+            );
         }
+    }
+}
+
+/// Flushes the persisted queue on a timer, so the `interval` fsync policy holds while nothing
+/// new is pushed and a full volume is retried while the tunnel is down.
+async fn flush_periodically(
+    shared: Arc<Shared>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if sleep_or_shutdown(every, &mut shutdown).await {
+            return;
+        }
+        let mut o = shared.outbox_mut();
+        let _ = o.flush();
+        shared.metrics.tunnel_queue(&o.stats());
     }
 }
 

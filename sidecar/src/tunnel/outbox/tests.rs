@@ -1,4 +1,7 @@
 use super::*;
+use crate::tunnel::config::FsyncPolicy;
+use std::fs::OpenOptions;
+use std::io::Write;
 
 fn bounded(capacity: usize, overflow: OverflowPolicy) -> QueueConfig {
     QueueConfig {
@@ -108,11 +111,11 @@ fn persisted_outbox_survives_restart_without_losing_or_repeating() {
 fn torn_last_line_is_ignored_and_compaction_keeps_the_rest() {
     let dir = temp("torn");
     {
-        let mut o = Outbox::open(&dir, &bounded(5000, OverflowPolicy::DropOldest)).unwrap();
-        for i in 0..2000 {
+        let mut o = Outbox::open(&dir, &bounded(50_000, OverflowPolicy::DropOldest)).unwrap();
+        for i in 0..30_000 {
             o.push(up("a", i));
         }
-        let b = o.next_batch(1900);
+        let b = o.next_batch(29_900);
         o.flush().unwrap();
         o.ack(b.iter().map(|(s, _)| *s));
         o.flush().unwrap();
@@ -123,9 +126,9 @@ fn torn_last_line_is_ignored_and_compaction_keeps_the_rest() {
     drop(f);
     let lines = std::fs::read_to_string(&log).unwrap().lines().count();
     assert!(lines < 200, "log was not compacted: {lines} lines");
-    let mut o = Outbox::open(&dir, &bounded(5000, OverflowPolicy::DropOldest)).unwrap();
-    let rest = values(&o.next_batch(10_000));
-    assert_eq!(rest, (1900..2000).collect::<Vec<_>>());
+    let mut o = Outbox::open(&dir, &bounded(50_000, OverflowPolicy::DropOldest)).unwrap();
+    let rest = values(&o.next_batch(50_000));
+    assert_eq!(rest, (29_900..30_000).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -143,4 +146,152 @@ fn reload_over_capacity_applies_the_policy() {
     assert_eq!(values(&o.next_batch(10)), vec![6, 7, 8, 9]);
     assert_eq!(o.dropped(), 6);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn log_bytes(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join("queue.log")).unwrap().len()
+}
+
+#[test]
+fn out_of_order_acks_are_not_resent_after_a_restart() {
+    // Requests for different things are answered in any order: a watermark alone would resend
+    // what was acknowledged above the oldest unanswered update.
+    let dir = temp("ooo");
+    {
+        let mut o = Outbox::open(&dir, &bounded(100, OverflowPolicy::DropOldest)).unwrap();
+        for i in 0..6 {
+            o.push(up("a", i));
+        }
+        let b = o.next_batch(6);
+        // Only the acks, no flush: ack itself reaches the kernel.
+        o.ack([b[1].0, b[3].0, b[5].0]);
+        std::mem::forget(o);
+    }
+    let mut o = Outbox::open(&dir, &bounded(100, OverflowPolicy::DropOldest)).unwrap();
+    assert_eq!(values(&o.next_batch(100)), vec![0, 2, 4]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pushes_reach_the_file_at_flush_without_a_clean_stop() {
+    let dir = temp("killed");
+    {
+        let mut o = Outbox::open(&dir, &bounded(100, OverflowPolicy::DropOldest)).unwrap();
+        for i in 0..3 {
+            o.push(up("a", i));
+        }
+        o.flush().unwrap();
+        // As SIGKILL would: no destructor runs.
+        std::mem::forget(o);
+    }
+    let mut o = Outbox::open(&dir, &bounded(100, OverflowPolicy::DropOldest)).unwrap();
+    assert_eq!(values(&o.next_batch(100)), vec![0, 1, 2]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn byte_bound_evicts_oldest_or_refuses_newest() {
+    let one = Outbox::in_memory(&QueueConfig {
+        max_bytes: Some(1 << 20),
+        ..QueueConfig::default()
+    })
+    .record_bytes(1, &up("a", 1));
+    assert!((60..200).contains(&one), "a record of {one} bytes");
+    for (policy, kept) in [
+        (OverflowPolicy::DropOldest, vec![6, 7, 8, 9]),
+        (OverflowPolicy::DropNewest, vec![0, 1, 2, 3]),
+    ] {
+        let mut o = Outbox::in_memory(&QueueConfig {
+            max_bytes: Some(4 * one + one / 2),
+            overflow: policy,
+            ..QueueConfig::default()
+        });
+        for i in 0..10 {
+            o.push(up("a", i));
+        }
+        assert_eq!(values(&o.next_batch(100)), kept, "{policy:?}");
+        let s = o.stats();
+        assert_eq!((s.len, s.dropped), (4, 6));
+        assert!(s.bytes <= 4 * one + one / 2);
+    }
+    // An update larger than the whole queue is dropped, not kept over the bound.
+    let mut o = Outbox::in_memory(&QueueConfig {
+        max_bytes: Some(1024),
+        ..QueueConfig::default()
+    });
+    let mut big = up("a", 1);
+    big.value = serde_json::json!("x".repeat(2000));
+    assert!(!o.push(big));
+    assert_eq!((o.len(), o.dropped()), (0, 1));
+}
+
+#[test]
+fn offline_overflow_compacts_the_log_within_the_byte_bound() {
+    // The EMS's default store: 64 KiB. Offline for 20,000 updates (~2.5 MB of records), the
+    // file must stay within twice the bound, and the newest updates must all be there.
+    let dir = temp("offline-compact");
+    let config = QueueConfig {
+        max_bytes: Some(64 << 10),
+        ..QueueConfig::default()
+    };
+    let mut o = Outbox::open(&dir, &config).unwrap();
+    let mut largest = 0;
+    for i in 0..20_000 {
+        o.push(up("a", i));
+        if i % 100 == 0 {
+            o.flush().unwrap();
+            largest = largest.max(log_bytes(&dir));
+        }
+    }
+    o.flush().unwrap();
+    assert!(largest <= 2 * (64 << 10), "log grew to {largest} bytes");
+    let kept = o.len();
+    assert!(o.stats().bytes <= 64 << 10);
+    drop(o);
+    let mut o = Outbox::open(&dir, &config).unwrap();
+    let back = values(&o.next_batch(100_000));
+    assert_eq!(back.len(), kept);
+    assert_eq!(back, ((20_000 - kept as i64)..20_000).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_legacy_watermark_log_is_read_and_converted() {
+    let dir = temp("legacy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut log = String::new();
+    for s in 1..=5 {
+        log.push_str(&String::from_utf8(record_line(s, &up("a", s as i64))).unwrap());
+    }
+    std::fs::write(dir.join("queue.log"), log).unwrap();
+    std::fs::write(dir.join("acked"), "3").unwrap();
+    let mut o = Outbox::open(&dir, &bounded(100, OverflowPolicy::DropOldest)).unwrap();
+    assert_eq!(values(&o.next_batch(100)), vec![4, 5]);
+    assert!(!dir.join("acked").exists());
+    o.push(up("a", 6));
+    assert!(o.next_batch(1)[0].0 > 5);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_fsync_policy_keeps_everything_across_reopen() {
+    for fsync in [FsyncPolicy::Always, FsyncPolicy::Interval, FsyncPolicy::Never] {
+        let dir = temp(&format!("fsync-{fsync:?}"));
+        let config = QueueConfig {
+            fsync,
+            fsync_interval_ms: 1,
+            ..QueueConfig::default()
+        };
+        let mut o = Outbox::open(&dir, &config).unwrap();
+        for i in 0..50 {
+            o.push(up("a", i));
+            o.flush().unwrap();
+        }
+        let b = o.next_batch(10);
+        o.ack(b.iter().map(|(s, _)| *s));
+        std::mem::forget(o);
+        let mut o = Outbox::open(&dir, &config).unwrap();
+        assert_eq!(values(&o.next_batch(100)), (10..50).collect::<Vec<_>>(), "{fsync:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -275,7 +275,11 @@ fn a_legacy_watermark_log_is_read_and_converted() {
 
 #[test]
 fn every_fsync_policy_keeps_everything_across_reopen() {
-    for fsync in [FsyncPolicy::Always, FsyncPolicy::Interval, FsyncPolicy::Never] {
+    for fsync in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval,
+        FsyncPolicy::Never,
+    ] {
         let dir = temp(&format!("fsync-{fsync:?}"));
         let config = QueueConfig {
             fsync,
@@ -291,7 +295,11 @@ fn every_fsync_policy_keeps_everything_across_reopen() {
         o.ack(b.iter().map(|(s, _)| *s));
         std::mem::forget(o);
         let mut o = Outbox::open(&dir, &config).unwrap();
-        assert_eq!(values(&o.next_batch(100)), (10..50).collect::<Vec<_>>(), "{fsync:?}");
+        assert_eq!(
+            values(&o.next_batch(100)),
+            (10..50).collect::<Vec<_>>(),
+            "{fsync:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -273,6 +273,7 @@ async fn running(
         answered: answers.len(),
         ready: ready_pods.len(),
         proxy_failing: answers.iter().filter(|p| !p.up && p.proxy_failing).count(),
+        queue_write_failing: answers.iter().filter(|p| p.queue_write_failing).count(),
     });
     let sim: u32 = ready
         .iter()

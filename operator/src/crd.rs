@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use edgeway_runtime::tls::{ClientAuthMode, PinMode};
 use edgeway_sidecar::config::AuthMethodName;
-use edgeway_sidecar::tunnel::config::OverflowPolicy;
+use edgeway_sidecar::tunnel::config::{FsyncPolicy, OverflowPolicy};
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
 };
@@ -250,12 +250,29 @@ pub struct OfflineQueueSpec {
     #[serde(default = "default_queue_size")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub size: u32,
+    /// Most bytes the queued messages may take (each counted as its record in the queue's
+    /// log, ~100-200 bytes for a number). Persisted, the queue needs up to three times this on
+    /// its volume (the log, its dead lines, a compaction's copy); the default is a quarter of
+    /// `persistence.size`. In memory and absent, only `size` bounds the queue. An EMS's
+    /// `offline_msg_store` of 64 KiB is `65536`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024))]
+    pub max_bytes: Option<u64>,
     /// What is dropped when the queue is full.
     #[serde(default)]
     pub overflow: OverflowPolicy,
     /// Keep the queue on a PersistentVolumeClaim per pod; in memory when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<PersistenceSpec>,
+    /// When a persisted queue's writes reach the disk itself: `always` (every batch; survives
+    /// power loss), `interval` (every `fsyncIntervalMs`), `never` (the kernel's writeback).
+    /// A killed container loses nothing with any of them.
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    /// With `fsync: interval`, the longest a write waits for its sync.
+    #[serde(default = "default_fsync_interval_ms")]
+    #[schemars(range(min = 10, max = 60_000))]
+    pub fsync_interval_ms: u32,
 }
 
 /// A PersistentVolumeClaim per pod for the offline queue.
@@ -721,8 +738,11 @@ impl Default for OfflineQueueSpec {
     fn default() -> Self {
         Self {
             size: default_queue_size(),
+            max_bytes: None,
             overflow: OverflowPolicy::default(),
             persistence: None,
+            fsync: FsyncPolicy::default(),
+            fsync_interval_ms: default_fsync_interval_ms(),
         }
     }
 }
@@ -773,6 +793,10 @@ fn default_devices_per_pod() -> u32 {
 fn default_ca_key() -> String {
     "ca.crt".into()
 }
+fn default_fsync_interval_ms() -> u32 {
+    1000
+}
+
 fn default_queue_size() -> u32 {
     10_000
 }

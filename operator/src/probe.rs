@@ -1,7 +1,8 @@
 //! Asking a gateway pod whether its tunnel is up: its admin port's `edgeway_sidecar_tunnel_up`
-//! gauge, and whether its last connect failed at the HTTP proxy
-//! (`edgeway_sidecar_tunnel_connect_failing{stage="proxy"}`), read over plain HTTP from the pod
-//! IP (the kubelet probes the same port).
+//! gauge, whether its last connect failed at the HTTP proxy
+//! (`edgeway_sidecar_tunnel_connect_failing{stage="proxy"}`) and whether its persisted queue
+//! cannot be written (`edgeway_sidecar_tunnel_queue_write_failing`), read over plain HTTP from
+//! the pod IP (the kubelet probes the same port).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use hyper_util::rt::TokioIo;
 const GAUGE: &str = "edgeway_sidecar_tunnel_up";
 /// Set to 1 by the sidecar while its last connect attempt failed at the proxy.
 const PROXY_FAILING: &str = "edgeway_sidecar_tunnel_connect_failing{stage=\"proxy\"}";
+/// Set to 1 by the sidecar while its persisted queue cannot be written.
+const QUEUE_WRITE_FAILING: &str = "edgeway_sidecar_tunnel_queue_write_failing";
 
 /// What one pod reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub struct Probe {
     pub up: bool,
     /// Its last connect attempt could not reach (or was refused by) the HTTP proxy.
     pub proxy_failing: bool,
+    /// Its persisted offline queue cannot be written (volume full?).
+    pub queue_write_failing: bool,
 }
 
 /// Most of a pod's metrics page the operator reads: the sidecar's is a few KiB, and a tenant's
@@ -72,6 +77,7 @@ pub fn parse(text: &str) -> Option<Probe> {
     Some(Probe {
         up: value(GAUGE)? >= 1.0,
         proxy_failing: value(PROXY_FAILING).is_some_and(|v| v >= 1.0),
+        queue_write_failing: value(QUEUE_WRITE_FAILING).is_some_and(|v| v >= 1.0),
     })
 }
 

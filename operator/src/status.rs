@@ -15,6 +15,9 @@ pub const CERTIFICATES_READY: &str = "CertificatesReady";
 pub const CONFIG_VALID: &str = "ConfigValid";
 /// Condition type: the gateway's tunnel is connected to the platform.
 pub const CONNECTED: &str = "Connected";
+/// Condition type: no pod's offline queue fails to be written (a full volume holds updates in
+/// memory only).
+pub const QUEUE_WRITABLE: &str = "QueueWritable";
 
 /// A problem found while reconciling: a `PascalCase` reason and a human message (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +72,8 @@ pub struct Tunnels {
     pub ready: usize,
     /// Pods whose tunnel is down because their last connect failed at the HTTP proxy.
     pub proxy_failing: usize,
+    /// Pods whose persisted offline queue cannot be written.
+    pub queue_write_failing: usize,
 }
 
 /// Builds the status for `obs`, keeping transition times from `previous` where unchanged.
@@ -175,6 +180,29 @@ pub fn build(
             ),
         ),
     };
+    let queue = match obs.connected {
+        None => cond(
+            QUEUE_WRITABLE,
+            None,
+            "NotReported",
+            "no ready pod answered on its admin port".into(),
+        ),
+        Some(t) if t.queue_write_failing > 0 => cond(
+            QUEUE_WRITABLE,
+            Some(false),
+            "QueueWriteFailing",
+            format!(
+                "{}/{} pods cannot write their offline queue (is the volume full?): updates are held in memory, and lost if the pod restarts before the volume takes them again",
+                t.queue_write_failing, t.answered
+            ),
+        ),
+        Some(t) => cond(
+            QUEUE_WRITABLE,
+            Some(true),
+            "Writable",
+            format!("{}/{} pods write their offline queue", t.answered, t.answered),
+        ),
+    };
     let running = if obs.config.is_none() {
         obs.devices_running
     } else {
@@ -182,7 +210,7 @@ pub fn build(
     };
     EdgeGatewayStatus {
         observed_generation: obs.generation,
-        conditions: vec![ready, certs, config, connected],
+        conditions: vec![ready, certs, config, connected, queue],
         replicas: obs.replicas,
         ready_replicas: obs.ready_replicas,
         devices_desired: obs.devices_desired,

@@ -84,6 +84,17 @@ pub fn spec(gw: &EdgeGateway) -> Result<SidecarConfig, Problem> {
             }
         }
     }
+    let q = &s.platform.offline_queue;
+    if let (Some(max), Some(p)) = (q.max_bytes, &q.persistence) {
+        let size = crate::resources::config::quantity_bytes(&p.size).unwrap_or(0);
+        if max.saturating_mul(3) > size {
+            return Err(invalid(format!(
+                "spec.platform.offlineQueue.maxBytes: {max} needs up to 3 × that on the volume \
+                 (the log, its dead lines, a compaction's copy), more than persistence.size {}",
+                p.size
+            )));
+        }
+    }
     for (i, t) in s.lua.things.iter().enumerate() {
         if !s.lua.templates.iter().any(|tp| tp.name == t.template) {
             return Err(invalid(format!(

@@ -245,8 +245,10 @@ fn the_complete_fixture_maps_to_a_valid_gateway() {
             .persistence
             .as_ref()
             .map(|x| x.size.as_str()),
-        Some("100Mi")
+        Some("300Mi")
     );
+    // The EMS's bound carries over in bytes; the volume holds three times it.
+    assert_eq!(p.offline_queue.max_bytes, Some(104_857_600));
     let criteria = serde_json::to_value(&p.server_verification.criteria).unwrap();
     assert_eq!(criteria["subject"]["organizationalUnit"], "IoT");
     assert_eq!(criteria["issuer"]["commonName"], "ThingWorx Platform CA");

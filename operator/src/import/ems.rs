@@ -521,12 +521,17 @@ fn offline(d: &mut Draft, src: &Src<'_>, value: &Value) -> Result<(), ImportErro
                 )
             }
             "max_size" | "max_file_storage" => {
-                let bytes = src.num(&key, v)?;
+                // The EMS's bound is the store directory's bytes (default 65535); ours counts
+                // the queued records and needs three times that on the volume.
+                let bytes = src.num(&key, v)?.max(1024);
+                d.set("platform.offlineQueue.maxBytes", json!(bytes));
                 d.set(
                     "platform.offlineQueue.persistence.size",
-                    json!(format!("{}Mi", bytes.div_ceil(1 << 20).max(1))),
+                    json!(format!("{}Mi", (3 * bytes).div_ceil(1 << 20).max(1))),
                 );
-                Mapped("`spec.platform.offlineQueue.persistence.size` (bytes → Mi)".into())
+                Mapped(format!(
+                    "`spec.platform.offlineQueue.maxBytes: {bytes}`, and `persistence.size` three times that (the log, its dead lines, a compaction's copy)"
+                ))
             }
             _ => Fate::unknown(FILE),
         };

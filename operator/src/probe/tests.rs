@@ -3,7 +3,13 @@ use super::*;
 #[test]
 fn reads_the_gauge_and_ignores_look_alikes() {
     let text = "# HELP edgeway_sidecar_tunnel_up x\nedgeway_sidecar_tunnel_up_other 1\nedgeway_sidecar_tunnel_up 1\n";
-    let up = |up, proxy_failing| Some(Probe { up, proxy_failing });
+    let up = |up, proxy_failing| {
+        Some(Probe {
+            up,
+            proxy_failing,
+            queue_write_failing: false,
+        })
+    };
     assert_eq!(parse(text), up(true, false));
     assert_eq!(parse("edgeway_sidecar_tunnel_up 0\n"), up(false, false));
     assert_eq!(parse("nothing here\n"), None);
@@ -18,7 +24,8 @@ fn reads_a_failing_proxy() {
         parse(text),
         Some(Probe {
             up: false,
-            proxy_failing: true
+            proxy_failing: true,
+            queue_write_failing: false,
         })
     );
     let text = text.replace("\"proxy\"} 1", "\"proxy\"} 0");
@@ -26,7 +33,18 @@ fn reads_a_failing_proxy() {
         parse(&text),
         Some(Probe {
             up: false,
-            proxy_failing: false
+            proxy_failing: false,
+            queue_write_failing: false,
         })
     );
+}
+
+#[test]
+fn reads_a_failing_queue_volume() {
+    let text = "edgeway_sidecar_tunnel_up 1\n\
+        edgeway_sidecar_tunnel_queue_write_failing 1\n\
+        edgeway_sidecar_tunnel_queue_write_errors_total 3\n";
+    assert!(parse(text).unwrap().queue_write_failing);
+    let text = text.replace("failing 1", "failing 0");
+    assert!(!parse(&text).unwrap().queue_write_failing);
 }

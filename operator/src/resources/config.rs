@@ -302,14 +302,42 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
     });
     t.timing.keep_alive_ms = u64::from(p.keep_alive.interval_seconds) * 1000;
     t.timing.keep_alive_timeout_ms = u64::from(p.keep_alive.timeout_seconds) * 1000;
-    t.queue.capacity = p.offline_queue.size as usize;
-    t.queue.overflow = p.offline_queue.overflow;
-    t.queue.dir = p
-        .offline_queue
-        .persistence
-        .as_ref()
-        .map(|_| PathBuf::from(QUEUE_DIR));
+    let q = &p.offline_queue;
+    t.queue.capacity = q.size as usize;
+    t.queue.overflow = q.overflow;
+    t.queue.dir = q.persistence.as_ref().map(|_| PathBuf::from(QUEUE_DIR));
+    t.queue.max_bytes = q.max_bytes.or_else(|| {
+        // The log, its dead lines and a compaction's copy each stay within maxBytes.
+        let p = q.persistence.as_ref()?;
+        quantity_bytes(&p.size).map(|b| b / 4)
+    });
+    t.queue.fsync = q.fsync;
+    t.queue.fsync_interval_ms = u64::from(q.fsync_interval_ms);
     Ok(t)
+}
+
+/// Bytes of a Kubernetes quantity as the CRD's pattern allows (`512Mi`, `1.5G`, `1000`).
+pub fn quantity_bytes(q: &str) -> Option<u64> {
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let factor: u64 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "Ei" => 1 << 60,
+        _ => return None,
+    };
+    let n: f64 = number.parse().ok()?;
+    (n.is_finite() && n >= 0.0).then_some((n * factor as f64) as u64)
 }
 
 /// The whole fleet (no shard), converted and checked with the sidecar's own types and rules.

@@ -246,6 +246,52 @@ fn persisted_queue_gets_a_claim_template() {
 }
 
 #[test]
+fn the_queue_byte_bound_defaults_to_a_quarter_of_its_volume() {
+    use edgeway_sidecar::tunnel::config::FsyncPolicy;
+    let queue = |q: serde_json::Value| {
+        let gw = gateway(serde_json::json!({"platform": {"offlineQueue": q}}));
+        render(&gw.spec).unwrap().tunnel.unwrap().queue
+    };
+    let q = queue(serde_json::json!({"persistence": {"size": "1Gi"}}));
+    assert_eq!(q.max_bytes, Some(256 << 20));
+    assert_eq!(
+        (q.fsync, q.fsync_interval_ms),
+        (FsyncPolicy::Interval, 1000)
+    );
+    let q = queue(serde_json::json!({"maxBytes": 65536, "fsync": "always",
+                                     "persistence": {"size": "1Mi"}}));
+    assert_eq!((q.max_bytes, q.fsync), (Some(65536), FsyncPolicy::Always));
+    // In memory, only the count bounds it unless asked.
+    assert_eq!(queue(serde_json::json!({})).max_bytes, None);
+    for (text, bytes) in [
+        ("512Mi", 512 << 20),
+        ("1.5G", 1_500_000_000),
+        ("1000", 1000),
+        ("2Ki", 2048),
+    ] {
+        assert_eq!(super::config::quantity_bytes(text), Some(bytes), "{text}");
+    }
+    assert_eq!(super::config::quantity_bytes("1Zi"), None);
+}
+
+#[test]
+fn a_byte_bound_the_volume_cannot_hold_is_refused_naming_the_field() {
+    let gw = gateway(serde_json::json!({"platform": {"offlineQueue": {
+        "maxBytes": 1 << 20, "persistence": {"size": "2Mi"}
+    }}}));
+    let p = crate::validate::spec(&gw).unwrap_err();
+    assert!(
+        p.message.contains("spec.platform.offlineQueue.maxBytes") && p.message.contains("2Mi"),
+        "{}",
+        p.message
+    );
+    let gw = gateway(serde_json::json!({"platform": {"offlineQueue": {
+        "maxBytes": 1 << 20, "persistence": {"size": "3Mi"}
+    }}}));
+    crate::validate::spec(&gw).unwrap();
+}
+
+#[test]
 fn a_proxy_is_rendered_and_its_credentials_mounted() {
     let gw = gateway(serde_json::json!({"platform": {"proxy": {
         "address": "squid.corp:3128",

@@ -27,6 +27,7 @@ fn connected_reflects_what_ready_pods_report() {
             answered,
             ready,
             proxy_failing: 0,
+            queue_write_failing: 0,
         }),
         ..obs()
     };
@@ -100,4 +101,40 @@ fn invalid_config_is_reported_with_reason_and_message() {
     assert!(c.message.contains("scripts"));
     assert_eq!(condition(Some(&s), READY).unwrap().reason, "ConfigInvalid");
     assert_eq!(s.devices_running, 0);
+}
+
+#[test]
+fn a_failing_queue_volume_is_a_condition_of_its_own() {
+    let with = |failing| Observed {
+        connected: Some(Tunnels {
+            up: 2,
+            answered: 2,
+            ready: 2,
+            proxy_failing: 0,
+            queue_write_failing: failing,
+        }),
+        ..obs()
+    };
+    let s = build(None, &with(0), &t(1));
+    let c = condition(Some(&s), QUEUE_WRITABLE).unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Writable"));
+    let s = build(Some(&s), &with(1), &t(2));
+    let c = condition(Some(&s), QUEUE_WRITABLE).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "QueueWriteFailing")
+    );
+    assert!(
+        c.message.contains("1/2") && c.message.contains("volume"),
+        "{}",
+        c.message
+    );
+    assert_eq!(c.last_transition_time, t(2));
+    // The tunnel is up all along: the two are told apart.
+    assert_eq!(condition(Some(&s), CONNECTED).unwrap().status, "True");
+    let s = build(None, &obs(), &t(3));
+    assert_eq!(
+        condition(Some(&s), QUEUE_WRITABLE).unwrap().status,
+        "Unknown"
+    );
 }

@@ -131,6 +131,31 @@ fn properties_with_different_intervals_keep_their_own_rate() {
 }
 
 #[test]
+fn intervals_shorter_than_the_driver_tick_lose_nothing() {
+    // 10 ms updates ticked every 20 ms (the driver's period): each tick carries two intervals.
+    let mut f = Fleet::new(&cfg(json!({
+        "count": 10,
+        "properties": [{"name": "n", "baseType": "INTEGER", "intervalMs": 10,
+                        "generator": {"kind": "counter", "start": 0, "step": 1}}]
+    })))
+    .unwrap();
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); 10];
+    for t in (0..=2_000).step_by(20) {
+        f.tick(t, &mut |u| values[u.device as usize].push(u.value));
+    }
+    for (d, v) in values.iter().enumerate() {
+        // Device d is due at k * 10 + d ms: 201 updates in 0..=2000 for d = 0, 200 for the rest.
+        assert_eq!(v.len(), if d == 0 { 201 } else { 200 }, "device {d}");
+        assert!(v.windows(2).all(|w| w[1] == w[0] + 1.0), "device {d}");
+    }
+    let skipped = f
+        .stats()
+        .updates_skipped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(skipped, 0);
+}
+
+#[test]
 fn a_stalled_driver_catches_up_with_one_late_update_per_device() {
     let mut f = example(1000, None, 1);
     let mut n = 0;

@@ -198,8 +198,8 @@ impl<'a> Session<'a> {
                         // KEEP_ALIVE message (docs/protocol.md, "Transport"). Any frame back
                         // (the pong included) counts as life.
                         let payload = edgeway_protocol::ping_payload().to_vec();
-                        if let Err(e) = self.ws.send(Frame::ping(payload)).await {
-                            return SessionError::Ws(e.to_string());
+                        if let Err(e) = self.write(Frame::ping(payload), true).await {
+                            return e;
                         }
                     }
                     self.reasm.expire(Instant::now());
@@ -506,19 +506,52 @@ impl<'a> Session<'a> {
     /// Queues encoded frames on the websocket without flushing.
     async fn feed_frames(&mut self, frames: Vec<Vec<u8>>) -> Result<(), SessionError> {
         for f in frames {
-            self.ws
-                .feed(Frame::binary(f))
-                .await
-                .map_err(|e| SessionError::Ws(e.to_string()))?;
+            self.write(Frame::binary(f), false).await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), SessionError> {
-        self.ws
-            .flush()
-            .await
-            .map_err(|e| SessionError::Ws(e.to_string()))
+        let deadline = self.write_deadline();
+        match tokio::time::timeout_at(deadline, self.ws.flush()).await {
+            Ok(r) => r.map_err(|e| SessionError::Ws(e.to_string())),
+            Err(_) => Err(self.stalled()),
+        }
+    }
+
+    /// Feeds (or sends, with `flush`) one frame within the write deadline.
+    async fn write(&mut self, frame: Frame, flush: bool) -> Result<(), SessionError> {
+        let deadline = self.write_deadline();
+        let io = async {
+            if flush {
+                self.ws.send(frame).await
+            } else {
+                self.ws.feed(frame).await
+            }
+        };
+        match tokio::time::timeout_at(deadline, io).await {
+            Ok(r) => r.map_err(|e| SessionError::Ws(e.to_string())),
+            Err(_) => Err(self.stalled()),
+        }
+    }
+
+    /// The latest a write may complete: the keep-alive deadline counted from the platform's
+    /// last frame, and at least the pong timeout from now. A write blocked past it means a
+    /// path that takes nothing and says nothing — a half-open tunnel. The keep-alive timer
+    /// cannot run while a write waits: the fault suite's blackholed link held one for minutes
+    /// (a full socket buffer) before writes had this bound.
+    fn write_deadline(&self) -> tokio::time::Instant {
+        let t = &self.shared.config.timing;
+        let timeout = Duration::from_millis(t.keep_alive_timeout_ms);
+        let silent_for = self.last_rx + Duration::from_millis(t.keep_alive_ms) + timeout;
+        tokio::time::Instant::from_std(silent_for.max(Instant::now() + timeout))
+    }
+
+    fn stalled(&self) -> SessionError {
+        let t = &self.shared.config.timing;
+        SessionError::KeepAlive(Duration::from_millis(
+            t.keep_alive_ms + t.keep_alive_timeout_ms,
+        ))
     }
 }
 

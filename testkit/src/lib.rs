@@ -6,12 +6,14 @@
 //! - [`client`]: a small HTTP/1.1 client over plain TCP or TLS ([`client::Conn`], [`client::Resp`]).
 //! - [`platform`]: the files and config text of a test platform (app keys, server PKI).
 //! - [`upstream`]: an upstream application that echoes what it received, for proxy tests.
+//! - [`delay`]: a TCP proxy that adds latency each way (this kernel has no `tc netem`).
 //! - here: [`temp_dir`], [`eventually`] and [`poll_until`].
 //!
 //! Fixtures that belong to one crate (a platform started with a test config, a websocket
 //! edge, a kube client) stay in that crate's `tests/common/mod.rs` and build on these.
 
 pub mod client;
+pub mod delay;
 pub mod pki;
 pub mod platform;
 pub mod upstream;

@@ -77,6 +77,21 @@ impl Ca {
         self.sign(p, key)
     }
 
+    /// A server certificate for localhost / 127.0.0.1 and `ips` (a platform in a network
+    /// namespace the test made).
+    pub fn server_for_ips(&self, ips: &[std::net::IpAddr]) -> Leaf {
+        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        for ip in ips {
+            p.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        p.distinguished_name
+            .push(DnType::CommonName, "edgeway-test-server");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(p, KeyPair::generate().unwrap())
+    }
+
     /// A client certificate whose CN is `cn`.
     pub fn client(&self, cn: &str) -> Leaf {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();

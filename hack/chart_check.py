@@ -108,6 +108,10 @@ def offline(chart_dir, outdir):
 
 def check_objects(case, vals, objs):
     image_digest = (vals.get("image") or {}).get("digest")
+    replicas = (vals.get("operator") or {}).get("replicas", 1)
+    budgets = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    if (replicas > 1) != bool(budgets):
+        problem(f"{case}: {replicas} operator replica(s) but {len(budgets)} PodDisruptionBudget(s)")
     for o in objs:
         kind, name = o["kind"], o["metadata"]["name"]
         labels = o["metadata"].get("labels") or {}
@@ -158,6 +162,10 @@ def check_objects(case, vals, objs):
             if c["livenessProbe"]["httpGet"]["path"] != "/healthz" or \
                     c["readinessProbe"]["httpGet"]["path"] != "/readyz":
                 problem(f"{case}: operator probes")
+        if kind == "PodDisruptionBudget" and name.endswith("-operator"):
+            sel = o["spec"]["selector"]["matchLabels"]
+            if sel.get("app.kubernetes.io/component") != "operator":
+                problem(f"{case}: {kind}/{name} does not select the operator: {sel}")
         if kind in ("ClusterRole", "Role"):
             for rule in o.get("rules", []):
                 if "*" in rule.get("verbs", []) or "*" in rule.get("resources", []):

@@ -101,6 +101,9 @@ pub struct Settings {
     /// Image prefixes a gateway may name (`spec.pod.image`, `spec.upstream.image`); empty:
     /// any. Whoever may create an EdgeGateway otherwise chooses what runs in its pods.
     pub allowed_images: Vec<String>,
+    /// The PodDisruptionBudget API the cluster serves (`policy/v1`, or `policy/v1beta1` on
+    /// 1.20), found at start; `None`: no budgets are made.
+    pub disruption_api: Option<kube::api::ApiResource>,
 }
 
 impl Default for Settings {
@@ -111,6 +114,7 @@ impl Default for Settings {
             ca_lifetime: 3650 * 24 * HOUR,
             ca_overlap: 30 * 24 * HOUR,
             allowed_images: Vec::new(),
+            disruption_api: None,
         }
     }
 }

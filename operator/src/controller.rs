@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -22,6 +22,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::certs::{self, HOUR};
 use crate::context::{apply, kube_err, now, publish, Context, Error};
 use crate::crd::{CertificateStatus, EdgeGateway};
+use crate::resources::disruption::{self, Budget};
 use crate::resources::{self, config, workload, Names, NamespaceCa, FIELD_MANAGER, MANAGED_BY};
 use crate::status::{self, Observed, Problem};
 use crate::validate;
@@ -111,7 +112,9 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
                 .image
                 .clone()
                 .unwrap_or_else(|| ctx.settings.sidecar_image.clone());
-            Some(apply(&sts_api, &workload::statefulset(&gw, &names, &image, &hash)).await?)
+            let sts = apply(&sts_api, &workload::statefulset(&gw, &names, &image, &hash)).await?;
+            disruption_budget(&ctx, &gw, &names, &ns).await?;
+            Some(sts)
         }
         _ => sts_api
             .get_opt(&names.statefulset())
@@ -307,6 +310,56 @@ pub fn error_policy(gw: Arc<EdgeGateway>, error: &Error, ctx: Arc<Context>) -> A
     ctx.metrics.error(error.metric_reason());
     tracing::warn!(gateway = %gw.name_any(), namespace = ?gw.namespace(), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
+}
+
+/// The PodDisruptionBudget API the cluster serves: `policy/v1`, else `policy/v1beta1`
+/// (Kubernetes 1.20), else none (logged: gateways then get no budgets).
+pub async fn disruption_api(client: &Client) -> Option<kube::api::ApiResource> {
+    for version in ["v1", "v1beta1"] {
+        let served = client
+            .list_api_group_resources(&format!("policy/{version}"))
+            .await
+            .is_ok_and(|l| l.resources.iter().any(|r| r.name == "poddisruptionbudgets"));
+        if served {
+            return Some(kube::api::ApiResource {
+                group: "policy".into(),
+                version: version.into(),
+                api_version: format!("policy/{version}"),
+                kind: "PodDisruptionBudget".into(),
+                plural: "poddisruptionbudgets".into(),
+            });
+        }
+    }
+    tracing::warn!("the cluster serves no PodDisruptionBudget API: gateways get no budgets");
+    None
+}
+
+/// Applies or leaves the gateway's PodDisruptionBudget ([`disruption::decide`]).
+async fn disruption_budget(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    names: &Names,
+    ns: &str,
+) -> Result<(), Error> {
+    let Some(ar) = &ctx.settings.disruption_api else {
+        return Ok(());
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, ar);
+    let name = &names.gateway;
+    match disruption::decide(gw) {
+        Budget::Apply(max) => {
+            let obj = disruption::object(gw, names, ar, &max);
+            api.patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .map_err(kube_err("apply", "PodDisruptionBudget", name))?;
+        }
+        Budget::Leave => {}
+    }
+    Ok(())
 }
 
 /// Runs the controller for the given namespaces (all when empty) until `shutdown` resolves.

@@ -642,6 +642,38 @@ pub struct PodSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
+    /// The PodDisruptionBudget of the gateway's pods.
+    #[serde(default)]
+    pub disruption_budget: DisruptionBudgetSpec,
+}
+
+/// A PodDisruptionBudget for a gateway's pods: a node drain (a voluntary disruption) takes at
+/// most `maxUnavailable` of them down at once.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudgetSpec {
+    /// Make one: `true`; `false` (one made before then allows every disruption:
+    /// `maxUnavailable: 100%`); absent: when the gateway has two pods or more (one pod alone
+    /// cannot stay up through a drain anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Pods a drain may take down at once.
+    #[serde(default = "default_max_unavailable")]
+    #[schemars(range(min = 1))]
+    pub max_unavailable: i32,
+}
+
+impl Default for DisruptionBudgetSpec {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            max_unavailable: default_max_unavailable(),
+        }
+    }
+}
+
+fn default_max_unavailable() -> i32 {
+    1
 }
 
 /// Observed state of a gateway.

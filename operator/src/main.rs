@@ -250,6 +250,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ca_lifetime: i64::from(args.ca_days) * 24 * 3600,
         ca_overlap: i64::from(args.ca_overlap_days) * 24 * 3600,
         allowed_images: args.allowed_images,
+        disruption_api: controller::disruption_api(&client).await,
     };
     let ctx = context::context(
         client.clone(),

@@ -115,6 +115,11 @@ app.kubernetes.io/component: {{ .component }}
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, create, patch]
+# PodDisruptionBudgets (policy/v1, or v1beta1 on 1.20): applied per gateway from two pods up
+# (one turned off allows every disruption instead of being deleted).
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [create, patch]
 # Pods: listed to count ready simulation shards.
 - apiGroups: [""]
   resources: [pods]

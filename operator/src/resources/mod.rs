@@ -1,9 +1,11 @@
 //! Pure builders of a gateway's children: names, labels, Secrets, ConfigMap and Services.
 //!
-//! The sidecar config is rendered in [`config`], the StatefulSet in [`workload`]. Nothing here
-//! talks to Kubernetes, so every object can be checked in unit tests.
+//! The sidecar config is rendered in [`config`], the StatefulSet in [`workload`], the
+//! PodDisruptionBudget in [`disruption`]. Nothing here talks to Kubernetes, so every object can
+//! be checked in unit tests.
 
 pub mod config;
+pub mod disruption;
 pub mod workload;
 
 use std::collections::BTreeMap;

@@ -292,6 +292,54 @@ fn a_byte_bound_the_volume_cannot_hold_is_refused_naming_the_field() {
 }
 
 #[test]
+fn disruption_budgets_from_two_pods_up_or_as_asked() {
+    use super::disruption::{decide, object, Budget};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let budget = |pod: serde_json::Value| decide(&gateway(serde_json::json!({ "pod": pod })));
+    assert_eq!(budget(serde_json::json!({})), Budget::Leave, "one pod");
+    assert_eq!(
+        budget(serde_json::json!({"replicas": 3})),
+        Budget::Apply(IntOrString::Int(1))
+    );
+    assert_eq!(
+        budget(serde_json::json!({"replicas": 3, "disruptionBudget": {"maxUnavailable": 2}})),
+        Budget::Apply(IntOrString::Int(2))
+    );
+    assert_eq!(
+        budget(serde_json::json!({"disruptionBudget": {"enabled": true}})),
+        Budget::Apply(IntOrString::Int(1))
+    );
+    // Off: every disruption allowed, not deleted (the operator has no delete right).
+    assert_eq!(
+        budget(serde_json::json!({"replicas": 3, "disruptionBudget": {"enabled": false}})),
+        Budget::Apply(IntOrString::String("100%".into()))
+    );
+    let sim = decide(&simulated());
+    assert!(
+        matches!(sim, Budget::Apply(_)),
+        "a simulation over several pods: {sim:?}"
+    );
+
+    let gw = gateway(serde_json::json!({"pod": {"replicas": 3}}));
+    let ar = kube::api::ApiResource {
+        group: "policy".into(),
+        version: "v1beta1".into(),
+        api_version: "policy/v1beta1".into(),
+        kind: "PodDisruptionBudget".into(),
+        plural: "poddisruptionbudgets".into(),
+    };
+    let o = serde_json::to_value(object(&gw, &names(), &ar, &IntOrString::Int(1))).unwrap();
+    assert_eq!(o["apiVersion"], "policy/v1beta1");
+    assert_eq!(o["kind"], "PodDisruptionBudget");
+    assert_eq!(o["spec"]["maxUnavailable"], 1);
+    // It selects exactly the StatefulSet's pods, and goes with the gateway.
+    let sts = statefulset(&gw, &names(), "img", "h");
+    let pods = serde_json::to_value(sts.spec.unwrap().selector.match_labels).unwrap();
+    assert_eq!(o["spec"]["selector"]["matchLabels"], pods);
+    assert_eq!(o["metadata"]["ownerReferences"][0]["kind"], "EdgeGateway");
+}
+
+#[test]
 fn a_proxy_is_rendered_and_its_credentials_mounted() {
     let gw = gateway(serde_json::json!({"platform": {"proxy": {
         "address": "squid.corp:3128",

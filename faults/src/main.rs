@@ -7,12 +7,15 @@
 //! - [`net`]: the namespace, its veth pair and its iptables rules.
 //! - [`procs`]: the platform and sidecar processes, their configs, metrics and stores.
 //! - [`check`]: the audit of stored counter values (pure).
+//! - [`cluster`]: a Kubernetes 1.20 control plane and operator processes, for the operator's
+//!   faults.
 //! - [`scenarios`]: one file per fault.
 //!
 //! Needs root (namespaces, iptables, tmpfs). Prints one line per scenario and a table at the
 //! end (the figures in docs/reliability.md come from it); exits non-zero if any failed.
 
 mod check;
+mod cluster;
 mod net;
 mod procs;
 mod scenarios;
@@ -37,6 +40,9 @@ struct Args {
     /// The sidecar binary.
     #[arg(long, default_value = "target/debug/edgeway-sidecar")]
     sidecar: PathBuf,
+    /// The operator binary.
+    #[arg(long, default_value = "target/debug/edgeway-operator")]
+    operator: PathBuf,
     /// Run only these scenarios (by name).
     #[arg(long)]
     only: Vec<String>,
@@ -45,13 +51,15 @@ struct Args {
     dir: PathBuf,
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 8] = [
     "half_open",
     "loss",
     "latency",
     "platform_kill",
     "sidecar_kill",
     "full_volume",
+    "apiserver_restart",
+    "leader_kill",
 ];
 
 async fn scenario(name: &str, ctx: &Ctx) -> Result<Outcome> {
@@ -62,6 +70,8 @@ async fn scenario(name: &str, ctx: &Ctx) -> Result<Outcome> {
         "platform_kill" => scenarios::platform_kill::run(ctx).await,
         "sidecar_kill" => scenarios::sidecar_kill::run(ctx).await,
         "full_volume" => scenarios::full_volume::run(ctx).await,
+        "apiserver_restart" => scenarios::apiserver_restart::run(ctx).await,
+        "leader_kill" => scenarios::leader_kill::run(ctx).await,
         other => anyhow::bail!("no scenario {other:?} (known: {SCENARIOS:?})"),
     }
 }
@@ -99,6 +109,7 @@ async fn run(args: Args) -> Result<bool> {
     let bins = Binaries {
         platform: std::fs::canonicalize(&args.platform)?,
         sidecar: std::fs::canonicalize(&args.sidecar)?,
+        operator: std::fs::canonicalize(&args.operator)?,
     };
     let _ = std::fs::remove_dir_all(&args.dir);
     let lab = net::Lab::create()?;
@@ -151,12 +162,14 @@ fn row(name: &str, secs: u64, o: &Outcome) -> String {
         d.map(|d| format!("{:.2}s", d.as_secs_f64()))
             .unwrap_or("-".into())
     };
+    let a =
+        |f: fn(&check::Audit) -> usize| o.audit.as_ref().map_or("-".into(), |x| f(x).to_string());
     format!(
         "| {name} | passed ({secs}s) | {} | {} | {} | {} | {} | {} | {} | {} |",
         o.fault,
-        o.audit.stored,
-        o.audit.lost,
-        o.audit.duplicates,
+        a(|x| x.stored),
+        a(|x| x.lost),
+        a(|x| x.duplicates),
         o.resends_dropped,
         t(o.detect),
         t(o.recover),

@@ -25,6 +25,8 @@ pub struct Binaries {
     pub platform: PathBuf,
     /// `edgeway-sidecar`.
     pub sidecar: PathBuf,
+    /// `edgeway-operator`.
+    pub operator: PathBuf,
 }
 
 /// The files both ends share: PKI, app keys, users.

@@ -87,7 +87,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         .await?;
     Ok(Outcome {
         fault: "queue volume (tmpfs 256 KiB) full while the platform is away, then grown".into(),
-        audit: a,
+        audit: Some(a),
         resends_dropped: platform.stats().await?.1,
         detect: Some(filled),
         recover: Some(recover),

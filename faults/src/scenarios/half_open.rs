@@ -43,7 +43,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let (_, dropped) = platform.stats().await?;
     Ok(Outcome {
         fault: "all packets dropped both ways for the keep-alive deadline + 3 s".into(),
-        audit: a,
+        audit: Some(a),
         resends_dropped: dropped,
         detect: Some(detect),
         recover: Some(recover),

@@ -38,7 +38,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let (_, dropped) = platform.stats().await?;
     Ok(Outcome {
         fault: format!("{} ms added each way for 20 s", DELAY.as_millis()),
-        audit: a,
+        audit: Some(a),
         resends_dropped: dropped,
         detect: None,
         recover: None,

@@ -35,7 +35,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let (_, dropped) = platform.stats().await?;
     Ok(Outcome {
         fault: format!("10 % of packets dropped each way for {}s", WINDOW.as_secs()),
-        audit: a,
+        audit: Some(a),
         resends_dropped: dropped,
         detect: None,
         recover: None,

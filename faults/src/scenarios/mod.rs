@@ -2,9 +2,11 @@
 //! and audits the platform's store; it fails (with the reason) when anything was lost or
 //! repeated, or recovery did not happen.
 
+pub mod apiserver_restart;
 pub mod full_volume;
 pub mod half_open;
 pub mod latency;
+pub mod leader_kill;
 pub mod loss;
 pub mod platform_kill;
 pub mod sidecar_kill;
@@ -51,8 +53,8 @@ impl Ctx {
 pub struct Outcome {
     /// The fault, in a few words.
     pub fault: String,
-    /// Every device's stored values, audited together.
-    pub audit: Audit,
+    /// Every device's stored values, audited together (faults of the tunnel).
+    pub audit: Option<Audit>,
     /// Resends the platform recognised and dropped.
     pub resends_dropped: u64,
     /// From the fault to the sidecar noticing it, where that is measured.

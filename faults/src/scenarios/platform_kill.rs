@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     );
     Ok(Outcome {
         fault: "platform SIGKILL with batches in flight, a new one at the same address".into(),
-        audit: total,
+        audit: Some(total),
         resends_dropped: 0,
         detect: None,
         recover: Some(recover),

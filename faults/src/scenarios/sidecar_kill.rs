@@ -117,7 +117,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     );
     Ok(Outcome {
         fault: "sidecar SIGKILL mid-stream, restarted on its persisted queue".into(),
-        audit: total,
+        audit: Some(total),
         resends_dropped: resent_stored as u64,
         detect: None,
         recover: Some(recover),

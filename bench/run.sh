@@ -643,6 +643,23 @@ scenario_fleet() {
   done
 }
 
+# ---------------------------------------------------------------- scenario 6: outbox fsync
+# The persisted queue's cost per fsync policy, on the disk under bench/work (docs/performance.md
+# "Persisted queue"); printed as a table, RESULTS.md untouched.
+scenario_outbox() {
+  log "scenario 6: persisted queue per fsync policy"
+  local cmd=("$BIN/edgeway-bench" outbox --dir "$W/outbox" --rounds "${BENCH_ROUNDS:-5}")
+  cmdlog "$(printf '%q ' "${cmd[@]}")"
+  local j; j=$("${cmd[@]}")
+  cmdlog "  -> $j"
+  echo "| case | updates/s (median of $(jget "$j" rounds)) | min – max | vs in memory |"
+  echo "|---|---|---|---|"
+  python3 -c 'import json,sys
+j = json.loads(sys.argv[1])
+for c in j["cases"]:
+    print("| {} | {:,.0f} | {:,.0f} – {:,.0f} | {:.2f}× |".format(c["case"], c["median_updates_per_s"], c["min"], c["max"], c["vs_memory"]))' "$j"
+}
+
 # ---------------------------------------------------------------- scenario 5: operator scale
 # A fresh Kubernetes 1.20 control plane per size (e2e/cluster/apiserver.sh), the release
 # edgeway-operator, N EdgeGateways; then the operator is stopped and a plain client writes the
@@ -722,7 +739,7 @@ scenario_operator() {
 mkdir -p "$W" "$RES"
 : > "$W/commands.txt"
 PEERS=0                # any scenario besides operator needs nginx, wrk, certificates, RESULTS.md
-for s in "${SCENARIOS[@]}"; do [ "$s" = operator ] || PEERS=1; done
+for s in "${SCENARIOS[@]}"; do [ "$s" = operator ] || [ "$s" = outbox ] || PEERS=1; done
 if [ "$PEERS" = 1 ]; then install_deps; build; certs; else build_bench; fi
 NPROC=$(nproc)
 : > "$OUT.tmp"
@@ -734,7 +751,8 @@ for s in "${SCENARIOS[@]}"; do
     tunnel) scenario_tunnel ;;
     fleet) scenario_fleet ;;
     operator) scenario_operator ;;
-    *) echo "unknown scenario $s (all|https|lua|tunnel|fleet|smoke|operator)" >&2; exit 2 ;;
+    outbox) scenario_outbox ;;
+    *) echo "unknown scenario $s (all|https|lua|tunnel|fleet|smoke|operator|outbox)" >&2; exit 2 ;;
   esac
 done
 [ "$PEERS" = 1 ] || { rm -f "$OUT.tmp"; exit 0; }   # operator alone: RESULTS.md stays as it is

@@ -10,11 +10,13 @@
 //!   stored them; throughput, or latency at a fixed rate.
 //! - `ws-ceiling`: the same TLS websocket stack (tokio-tungstenite over tokio-rustls) echoing the
 //!   tunnel's own frames, without the AlwaysOn codec, outbox or registry.
+//! - `outbox`: the persisted queue's cost per fsync policy against the in-memory queue.
 //! - `operator-crd`, `operator-scale`, `operator-floor`: `edgeway-operator run` making the
 //!   objects of N EdgeGateways on a local API server, and a plain client writing the same objects.
 
 mod load;
 mod operator;
+mod outbox;
 mod tunnel;
 mod util;
 mod ws;
@@ -39,6 +41,8 @@ enum Cmd {
     Tunnel(tunnel::Args),
     /// Raw TLS websocket echo of tunnel-sized frames: the ceiling of the stack.
     WsCeiling(ws::Args),
+    /// The persisted queue's cost per fsync policy (interleaved rounds, medians).
+    Outbox(outbox::Args),
     /// Install the EdgeGateway CRD and wait until it is Established.
     OperatorCrd(operator::CrdArgs),
     /// Time N EdgeGateways until the running operator has made all their objects.
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().cmd {
         Cmd::Load(a) => load::run(a),
+        Cmd::Outbox(a) => outbox::run(a),
         Cmd::Tunnel(a) => tunnel::run(a),
         Cmd::WsCeiling(a) => ws::run(a),
         Cmd::OperatorCrd(a) => operator::crd(a),

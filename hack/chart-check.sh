@@ -126,6 +126,10 @@ for n in "$ns" edgeway-a edgeway-b; do k create namespace "$n" >/dev/null; done
 for f in "$work"/rendered/*.yaml; do
     case_name=$(basename "$f" .yaml)
     [ -s "$f" ] || continue
+    # The offline render targets a current cluster (policy/v1 PodDisruptionBudget); this 1.20
+    # server has only policy/v1beta1, with the same fields. (On a real install the chart picks
+    # the version the cluster serves: the upgrade step below installs the v1beta1 budget.)
+    sed -i '/^apiVersion: policy\/v1$/{N;s/^apiVersion: policy\/v1\nkind: PodDisruptionBudget$/apiVersion: policy\/v1beta1\nkind: PodDisruptionBudget/}' "$f"
     if out=$(kubectl --kubeconfig "$KUBECONFIG" apply --server-side --dry-run=server \
             --field-manager=chart-check -f "$f" 2>&1); then
         echo "  $case_name: $(echo "$out" | grep -c 'serverside-applied\|created\|configured') objects accepted"

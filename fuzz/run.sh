@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 mode=${1:-smoke}
-TARGETS=(alwayson_frames infotable_json basic_header oauth_request sidecar_config gateway_render lua_template ems_import)
+TARGETS=(alwayson_frames infotable_json basic_header oauth_request sidecar_config gateway_render lua_template ems_import ws_inflate)
 log() { echo "[fuzz $(date -u +%H:%M:%S)] $*"; }
 
 rustup toolchain list | grep -q '^nightly' || { log "needs the nightly toolchain (rustup toolchain install nightly)"; exit 1; }
@@ -41,6 +41,18 @@ put("infotable_json", "number", json.dumps({"dataShape": {"fieldDefinitions": {"
 put("infotable_json", "mixed", json.dumps({"dataShape": {"fieldDefinitions": {"s": {"name": "s", "baseType": "STRING"}, "l": {"name": "l", "baseType": "LOCATION"}, "d": {"name": "d", "baseType": "DATETIME"}}}, "rows": [{"s": "x", "l": {"latitude": 1, "longitude": 2, "elevation": 3}, "d": 1700000000000}]}).encode())
 put("basic_header", "good", b"Basic dTpw")
 put("basic_header", "bad", b"Basic YWRtaW46c2VjcmV")
+import zlib
+def deflated(data):  # raw deflate, sync-flushed, the 00 00 ff ff tail removed (RFC 7692)
+    c = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+def frame(flags, payload):  # ws_inflate's frame encoding: flags, length / 4, payload
+    payload = payload[:1020]
+    payload += bytes(-len(payload) % 4)
+    return bytes([flags, len(payload) // 4]) + payload
+put("ws_inflate", "compressed", b"\0" + frame(0xc2, deflated(b"hello " * 40)))
+put("ws_inflate", "plain", b"\0" + frame(0x82, b"abcd" * 8))
+put("ws_inflate", "fragmented", b"\0" + frame(0x42, deflated(b"x" * 500)[:8]) + frame(0x80, deflated(b"x" * 500)[8:]))
+put("ws_inflate", "bomb", b"\0" + frame(0xc2, deflated(bytes(1 << 20))))
 put("oauth_request", "rfc", b'OAuth realm="x", oauth_consumer_key="ck", oauth_nonce="n", oauth_signature="s%3D", oauth_signature_method="HMAC-SHA1", oauth_timestamp="1700000000", oauth_version="1.0"\na=1&b=2\nc=3')
 PY
   seed sidecar_config "$root"/examples/sidecar/*.yaml

@@ -326,6 +326,31 @@ async fn an_inflation_bomb_is_cut_at_the_message_limit() {
 }
 
 #[tokio::test]
+async fn a_fragmented_compressed_message_is_held_to_the_bound_too() {
+    // Found by the ws_inflate fuzz target: reassembly was bounded by twice the message limit.
+    let s = Setup::new("deflate-fragments");
+    let p = s.start("websocket:\n  maxMessageBytes: 65536\n").await;
+    let mut edge = Raw::open(p.alwayson_addr, s.client(), Some("permessage-deflate")).await;
+    let mut rx = Reassembler::default();
+    edge.auth(&mut rx, true).await;
+    // 100,000 bytes (over 65,536, under twice it) in two compressed fragments.
+    let whole = deflate(&vec![7u8; 100_000]);
+    let (a, b) = whole.split_at(whole.len() / 2);
+    let mut first = frame(OP_BINARY, true, a);
+    first[0] &= 0x7f; // not FIN
+    let mut tail = frame(0x0, false, b);
+    tail[0] |= 0x80;
+    edge.tls.write_all(&first).await.unwrap();
+    edge.tls.write_all(&tail).await.unwrap();
+    let mut code = None;
+    while let Some(f) = edge.next().await {
+        code = code.or(f.close_code());
+    }
+    assert_eq!(code, Some(1009), "closed as too big");
+    p.shutdown().await;
+}
+
+#[tokio::test]
 async fn edges_that_offer_nothing_get_no_compression() {
     let s = Setup::new("deflate-none");
     let p = s.start("").await;

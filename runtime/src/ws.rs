@@ -43,17 +43,18 @@ pub enum End {
 
 /// yawc's options for one tunnel end.
 ///
-/// `max_message` bounds every incoming message, compressed or inflated (yawc checks the
-/// inflated size as it inflates, so a bomb stops at the bound with close code 1009).
+/// `max_message` bounds every incoming message, compressed or inflated, whole or reassembled
+/// from fragments (yawc checks the inflated size as it inflates, so a bomb stops at the bound
+/// with close code 1009). Both of yawc's limits are the bound: its default read buffer for
+/// reassembly is twice the frame limit, and the `ws_inflate` fuzz target found a fragmented
+/// compressed message of 69,331 bytes passing a 65,536 bound that way.
 /// With `compression`, the client offers permessage-deflate and the server accepts it; the
 /// server asks for `server_no_context_takeover` so it holds no compressor between messages
 /// for each of thousands of edges. Level 1: AlwaysOn messages are small and latency matters.
 pub fn options(end: End, max_message: usize, compression: bool) -> Options {
     // yawc's bounds are exclusive.
     let limit = max_message + 1;
-    let o = Options::default()
-        .with_limits(limit, 2 * limit)
-        .with_no_delay();
+    let o = Options::default().with_limits(limit, limit).with_no_delay();
     if !compression {
         return o.without_compression();
     }

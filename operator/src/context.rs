@@ -1,6 +1,6 @@
-//! What every step of a reconcile shares, at the bottom of the operator's module graph: the
-//! [`Error`] type, the [`Settings`], the [`Context`] handed to each reconcile, and the two ways a
-//! step writes to the cluster (server-side [`apply`] by one field manager, and Events via
+//! What every step of a reconcile shares, near the bottom of the operator's module graph (only
+//! [`crate::error`] is below it): the [`Settings`], the [`Context`] handed to each reconcile, and
+//! the two ways a step writes to the cluster (server-side [`apply`] by one field manager, and Events via
 //! [`publish`]). `controller`, `secrets` and `references` build on it; it imports none of them.
 
 use std::sync::Arc;
@@ -12,79 +12,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::certs::{self, HOUR};
+use crate::certs::HOUR;
 use crate::crd::EdgeGateway;
+use crate::error::{kube_err, Error};
 use crate::metrics::Metrics;
 use crate::resources::FIELD_MANAGER;
 use crate::status::Problem;
-
-/// Why a reconcile failed (retried by [`crate::controller::error_policy`]).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("{action} {kind} {name}: {source}")]
-    Kube {
-        /// get, apply, create, replace.
-        action: &'static str,
-        /// Object kind.
-        kind: &'static str,
-        /// Object name.
-        name: String,
-        /// The client error.
-        #[source]
-        source: kube::Error,
-    },
-    /// Certificate material could not be made.
-    #[error("certificate: {0}")]
-    Cert(#[from] certs::CertError),
-    /// A namespace CA Secret exists but cannot be used.
-    #[error("Secret {namespace}/{secret} is unusable ({reason}); delete it to have a new CA made")]
-    BadCa {
-        /// The Secret.
-        secret: &'static str,
-        /// Namespace.
-        namespace: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Basic-auth credentials could not be generated.
-    #[error("generating basic-auth credentials: {0}")]
-    Credentials(String),
-    /// The rendered config could not be serialized.
-    #[error("serializing the sidecar config: {0}")]
-    Yaml(#[from] serde_saphyr::SerializeError),
-    /// The gateway has no namespace (it is a namespaced resource, so never in practice).
-    #[error("gateway has no namespace")]
-    NoNamespace,
-}
-
-impl Error {
-    /// Short label for the errors metric.
-    pub fn metric_reason(&self) -> &'static str {
-        match self {
-            Error::Kube { .. } => "kube",
-            Error::Cert(_) => "certificate",
-            Error::BadCa { .. } => "ca",
-            Error::Credentials(_) => "credentials",
-            Error::Yaml(_) => "render",
-            Error::NoNamespace => "input",
-        }
-    }
-}
-
-pub(crate) fn kube_err(
-    action: &'static str,
-    kind: &'static str,
-    name: &str,
-) -> impl FnOnce(kube::Error) -> Error {
-    let name = name.to_owned();
-    move |source| Error::Kube {
-        action,
-        kind,
-        name,
-        source,
-    }
-}
 
 /// Operator-wide settings (from the command line).
 #[derive(Debug, Clone)]

@@ -20,8 +20,9 @@ use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::certs::{self, HOUR};
-use crate::context::{apply, kube_err, now, publish, Context, Error};
+use crate::context::{apply, now, publish, Context};
 use crate::crd::{CertificateStatus, EdgeGateway};
+use crate::error::{kube_err, Error};
 use crate::resources::disruption::{self, Budget};
 use crate::resources::{self, config, workload, Names, NamespaceCa, FIELD_MANAGER, MANAGED_BY};
 use crate::status::{self, Observed, Problem};

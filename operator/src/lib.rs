@@ -8,6 +8,7 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod crd_docs;
+pub mod error;
 pub mod import;
 pub mod leader;
 pub mod local;
@@ -20,7 +21,8 @@ pub mod status;
 pub mod triggers;
 pub mod validate;
 
-pub use context::{Context, Error, Settings};
+pub use context::{Context, Settings};
+pub use error::Error;
 
 use kube::CustomResourceExt;
 

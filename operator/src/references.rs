@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
-use crate::context::{kube_err, Error};
 use crate::crd::{EdgeGateway, FileSource};
+use crate::error::{kube_err, Error};
 use crate::status::Problem;
 
 /// Checks that every referenced Secret/ConfigMap key exists; returns the Lua sources by template.

@@ -8,8 +8,9 @@ use kube::runtime::events::EventType;
 use kube::Api;
 
 use crate::certs::{self, Ca, CaDecision, LeafDecision, Lifetime, Usage, HOUR};
-use crate::context::{apply, kube_err, publish, publish_about, Context, Error};
+use crate::context::{apply, publish, publish_about, Context};
 use crate::crd::{CertificateStatus, EdgeGateway, KeyFormat, SecretKeyRef};
+use crate::error::{kube_err, Error};
 use crate::resources::{self, Names, NamespaceCa, FIELD_MANAGER};
 use crate::status::Problem;
 

@@ -1,20 +1,17 @@
 //! What every step of a reconcile shares, near the bottom of the operator's module graph (only
-//! [`crate::error`] is below it): the [`Settings`], the [`Context`] handed to each reconcile, and
-//! the two ways a step writes to the cluster (server-side [`apply`] by one field manager, and Events via
-//! [`publish`]). `controller`, `secrets` and `references` build on it; it imports none of them.
+//! [`crate::error`] and [`crate::children`] are below it): the [`Settings`], the [`Context`]
+//! handed to each reconcile, and Events via [`publish`] (children are written through
+//! [`Children`]). `controller`, `secrets` and `references` build on it; it imports none of them.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use kube::{Client, Resource, ResourceExt};
 
 use crate::certs::HOUR;
+use crate::children::Children;
 use crate::crd::EdgeGateway;
-use crate::error::{kube_err, Error};
 use crate::metrics::Metrics;
 use crate::resources::FIELD_MANAGER;
 use crate::status::Problem;
@@ -62,34 +59,14 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: Settings,
+    /// What the operator knows of its children: skips no-op applies and re-reads.
+    pub children: Arc<Children>,
     /// Last Lua check per gateway (`ns/name`): fingerprint of scripts and things, and its result.
     pub lua_checks: std::sync::Mutex<std::collections::HashMap<String, (String, Option<Problem>)>>,
 }
 
 pub(crate) fn now() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
-}
-
-pub(crate) async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
-where
-    K: Resource + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let name = obj.meta().name.clone().unwrap_or_default();
-    let kind: &'static str = match K::kind(&Default::default()).as_ref() {
-        "Secret" => "Secret",
-        "ConfigMap" => "ConfigMap",
-        "Service" => "Service",
-        "StatefulSet" => "StatefulSet",
-        _ => "object",
-    };
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .map_err(kube_err("apply", kind, &name))
 }
 
 pub(crate) async fn publish(
@@ -141,11 +118,13 @@ pub fn context(
         controller: FIELD_MANAGER.into(),
         instance,
     };
+    let saved = metrics.api_calls_saved.clone();
     Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         metrics,
         settings,
+        children: Arc::new(Children::new(saved)),
         lua_checks: Default::default(),
     })
 }

@@ -20,7 +20,7 @@ use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::certs::{self, HOUR};
-use crate::context::{apply, now, publish, Context};
+use crate::context::{now, publish, Context};
 use crate::crd::{CertificateStatus, EdgeGateway};
 use crate::error::{kube_err, Error};
 use crate::resources::disruption::{self, Budget};
@@ -68,13 +68,42 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         problem = checked_lua(&ctx, &gw, &lua_sources).await;
     }
 
-    // 2. Certificates (independent of the config: pods keep serving while it is fixed).
-    let gateway_ca = secrets::ensure_ca(&ctx, &gw, &ns, NamespaceCa::Gateway, now).await?;
-    let tunnel_ca = secrets::ensure_ca(&ctx, &gw, &ns, NamespaceCa::Tunnel, now).await?;
+    // 2. Children in three rounds of concurrent calls (each call waits on the API server, not
+    //    on the others): the CAs, Services and ConfigMap; then the leaf certificates and
+    //    credentials the CAs sign; then the StatefulSet whose pods mount all of them. A config
+    //    that is not valid leaves the last good ConfigMap and StatefulSet; certificates and
+    //    Services are independent of it, so pods keep serving while it is fixed.
+    let valid = match (&problem, rendered) {
+        (None, Some(rendered)) => {
+            let files = config::config_files(&gw.spec, &names, &rendered)?;
+            let hash = resources::config_hash(&files, &lua_sources);
+            Some((resources::config_map(&gw, &names, files), hash))
+        }
+        _ => None,
+    };
+    let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let cm_api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let (headless, service) = (
+        resources::headless_service(&gw, &names),
+        resources::service(&gw, &names),
+    );
+    let (gateway_ca, tunnel_ca, (), (), ()) = futures::try_join!(
+        secrets::ensure_ca(&ctx, &gw, &ns, NamespaceCa::Gateway, now),
+        secrets::ensure_ca(&ctx, &gw, &ns, NamespaceCa::Tunnel, now),
+        ctx.children.apply(&svc_api, &headless),
+        ctx.children.apply(&svc_api, &service),
+        async {
+            match &valid {
+                Some((cm, _)) => ctx.children.apply(&cm_api, cm).await,
+                None => Ok(()),
+            }
+        },
+    )?;
     next = next.min(gateway_ca.rotate_at).min(tunnel_ca.rotate_at);
-    let mut certificates =
-        secrets::ensure_certificates(&ctx, &gw, &names, &gateway_ca, &tunnel_ca, now, &mut next)
-            .await?;
+    let (mut certificates, ()) = futures::try_join!(
+        secrets::ensure_certificates(&ctx, &gw, &names, &gateway_ca, &tunnel_ca, now, &mut next),
+        secrets::ensure_basic_credentials(&ctx, &gw, &names),
+    )?;
     if let Ok(list) = certificates.as_mut() {
         for (i, (which, issuing)) in [
             (NamespaceCa::Gateway, &gateway_ca),
@@ -94,41 +123,31 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
             );
         }
     }
-    secrets::ensure_basic_credentials(&ctx, &gw, &names).await?;
-
-    // 3. Services always; config and pods only from a valid config (else the last good stays).
-    let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    apply(&svc_api, &resources::headless_service(&gw, &names)).await?;
-    apply(&svc_api, &resources::service(&gw, &names)).await?;
-    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let sts = match (&problem, rendered) {
-        (None, Some(rendered)) => {
-            let files = config::config_files(&gw.spec, &names, &rendered)?;
-            let hash = resources::config_hash(&files, &lua_sources);
-            let cm_api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-            apply(&cm_api, &resources::config_map(&gw, &names, files)).await?;
-            let image = gw
-                .spec
-                .pod
-                .image
-                .clone()
-                .unwrap_or_else(|| ctx.settings.sidecar_image.clone());
-            let sts = apply(&sts_api, &workload::statefulset(&gw, &names, &image, &hash)).await?;
-            disruption_budget(&ctx, &gw, &names, &ns).await?;
-            Some(sts)
-        }
-        _ => sts_api
-            .get_opt(&names.statefulset())
-            .await
-            .map_err(kube_err("get", "StatefulSet", &names.statefulset()))?,
-    };
+    if let Some((_, hash)) = &valid {
+        let image = gw
+            .spec
+            .pod
+            .image
+            .clone()
+            .unwrap_or_else(|| ctx.settings.sidecar_image.clone());
+        let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+        let sts = workload::statefulset(&gw, &names, &image, hash);
+        futures::try_join!(
+            ctx.children.apply(&sts_api, &sts),
+            disruption_budget(&ctx, &gw, &names, &ns),
+        )?;
+    }
 
     // 4. Status, written only when it changed.
-    let ready_replicas = sts
-        .as_ref()
-        .and_then(|s| s.status.as_ref())
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    let ready_replicas = match ctx.children.ready_replicas(&ns, &names.statefulset()) {
+        Some(ready) => ready,
+        None => Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&names.statefulset())
+            .await
+            .map_err(kube_err("get", "StatefulSet", &names.statefulset()))?
+            .and_then(|s| s.status?.ready_replicas)
+            .unwrap_or(0),
+    };
     // Only ready pods count, so with none ready there is nothing to list: listing pods on every
     // reconcile made the API server read every pod of the namespace from etcd per gateway
     // (O(gateways²); 1,000 gateways drove kube-apiserver 1.20 out of memory). The StatefulSet's
@@ -376,8 +395,9 @@ pub async fn run(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
-    let children =
+    let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    let known = &ctx.children;
     let runs = scopes.into_iter().map(|ns| {
         let (store, writer) = reflector::store();
         // A bounded number of reconciles at once: with 1,000 gateways all of them ran together
@@ -401,14 +421,47 @@ pub async fn run(
             triggers::referrers(&store, &s, references::secrets)
         };
         let everything = watcher::Config::default;
+        // Owned children wake their gateway; their watches also keep what `Children` knows
+        // (metadata only, except the StatefulSets' ready pods).
+        let scope = || ns.clone();
         controller
-            .owns_stream(triggers::statefulsets(
-                api::<StatefulSet>(&client, &ns),
-                children.clone(),
-            ))
-            .owns(api::<Secret>(&client, &ns), children.clone())
-            .owns(api::<ConfigMap>(&client, &ns), children.clone())
-            .owns(api::<Service>(&client, &ns), children.clone())
+            .owns_stream(triggers::statefulsets(known.track::<StatefulSet, _>(
+                scope(),
+                watcher(api::<StatefulSet>(&client, &ns), owned.clone()),
+            )))
+            .owns_stream(
+                known
+                    .track::<Secret, _>(
+                        scope(),
+                        watcher(
+                            api::<PartialObjectMeta<Secret>>(&client, &ns),
+                            owned.clone(),
+                        ),
+                    )
+                    .touched_objects(),
+            )
+            .owns_stream(
+                known
+                    .track::<ConfigMap, _>(
+                        scope(),
+                        watcher(
+                            api::<PartialObjectMeta<ConfigMap>>(&client, &ns),
+                            owned.clone(),
+                        ),
+                    )
+                    .touched_objects(),
+            )
+            .owns_stream(
+                known
+                    .track::<Service, _>(
+                        scope(),
+                        watcher(
+                            api::<PartialObjectMeta<Service>>(&client, &ns),
+                            owned.clone(),
+                        ),
+                    )
+                    .touched_objects(),
+            )
             .watches_stream(
                 watcher(
                     api::<PartialObjectMeta<ConfigMap>>(&client, &ns),

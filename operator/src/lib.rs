@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod children;
 pub mod context;
 pub mod controller;
 pub mod crd;

@@ -36,6 +36,13 @@ pub struct CertLabels {
     pub certificate: String,
 }
 
+/// Label of API calls the operator did not need to make.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SavedLabels {
+    /// `apply` (the same object again, child unchanged) or `get` (answered from memory).
+    pub call: &'static str,
+}
+
 /// Every metric the operator exports, and the readiness flag.
 pub struct Metrics {
     registry: Registry,
@@ -49,6 +56,8 @@ pub struct Metrics {
     pub cert_expiry: Family<CertLabels, Gauge>,
     /// Certificates issued or renewed.
     pub certs_issued: Counter,
+    /// API calls skipped because the child was known unchanged ([`crate::children`]).
+    pub api_calls_saved: Family<SavedLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -67,6 +76,7 @@ impl Metrics {
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
         let cert_expiry = Family::<CertLabels, Gauge>::default();
         let certs_issued = Counter::default();
+        let api_calls_saved = Family::<SavedLabels, Counter>::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -88,6 +98,11 @@ impl Metrics {
             "Certificates issued or renewed",
             certs_issued.clone(),
         );
+        registry.register(
+            "api_calls_saved",
+            "API calls not made: applies of unchanged children, reads answered from memory",
+            api_calls_saved.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -95,6 +110,7 @@ impl Metrics {
             duration,
             cert_expiry,
             certs_issued,
+            api_calls_saved,
             ready: AtomicBool::new(false),
         }
     }

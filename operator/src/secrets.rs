@@ -8,7 +8,7 @@ use kube::runtime::events::EventType;
 use kube::Api;
 
 use crate::certs::{self, Ca, CaDecision, LeafDecision, Lifetime, Usage, HOUR};
-use crate::context::{apply, publish, publish_about, Context};
+use crate::context::{publish, publish_about, Context};
 use crate::crd::{CertificateStatus, EdgeGateway, KeyFormat, SecretKeyRef};
 use crate::error::{kube_err, Error};
 use crate::resources::{self, Names, NamespaceCa, FIELD_MANAGER};
@@ -45,10 +45,7 @@ pub async fn ensure_ca(
         ..Default::default()
     };
     let cn = which.common_name(ns);
-    let found = api
-        .get_opt(name)
-        .await
-        .map_err(kube_err("get", "Secret", name))?;
+    let found = ctx.children.secret(&api, ns, name).await?;
     let existing = match found {
         Some(existing) => existing,
         None => {
@@ -56,7 +53,8 @@ pub async fn ensure_ca(
             let bundle = certs::trust_bundle(&ca, "", now);
             let secret = resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle, None);
             match api.create(&pp, &secret).await {
-                Ok(_) => {
+                Ok(created) => {
+                    ctx.children.saw_secret(&created);
                     let note = format!("created CA Secret {ns}/{name}");
                     publish_about(ctx, gw, EventType::Normal, "CACreated", note, Some(name)).await;
                     let rotate_at = rotate_time(&ca);
@@ -67,10 +65,14 @@ pub async fn ensure_ca(
                     });
                 }
                 // Another reconcile in this namespace made it first: use that one.
-                Err(kube::Error::Api(e)) if e.code == 409 => api
-                    .get(name)
-                    .await
-                    .map_err(kube_err("get", "Secret", name))?,
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    let made = api
+                        .get(name)
+                        .await
+                        .map_err(kube_err("get", "Secret", name))?;
+                    ctx.children.saw_secret(&made);
+                    made
+                }
                 Err(source) => {
                     return Err(Error::Kube {
                         action: "create",
@@ -179,9 +181,11 @@ pub async fn ensure_ca(
         let mut secret =
             resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle, next_pair);
         secret.metadata.resource_version = existing.metadata.resource_version.clone();
-        api.replace(name, &pp, &secret)
+        let replaced = api
+            .replace(name, &pp, &secret)
             .await
             .map_err(kube_err("replace", "Secret", name))?;
+        ctx.children.saw_secret(&replaced);
     }
     ctx.metrics.certificate(ns, "", which.label(), ca.not_after);
     Ok(IssuingCa {
@@ -217,7 +221,6 @@ pub async fn ensure_certificates(
             .renew_before_hours
             .map(|h| i64::from(h) * HOUR),
     };
-    let mut out = Vec::new();
     let leaves = [
         (
             "server",
@@ -254,28 +257,41 @@ pub async fn ensure_certificates(
             tunnel_ca,
         ),
     ];
-    for (label, given, issued_name, cn, dns, usage, issuer) in leaves {
-        let status = match given {
-            Some(tls) => match user_certificate(ctx, &names.namespace, &tls).await? {
-                Ok(s) => s,
-                Err(p) => return Ok(Err(p)),
-            },
-            None => {
-                let leaf = IssueRequest {
-                    label,
-                    secret: issued_name,
-                    common_name: cn,
-                    dns,
-                    usage,
-                    lifetime,
-                };
-                let (s, renew_at) =
-                    ensure_leaf(ctx, gw, names, &issuer.ca, &issuer.bundle, &leaf, now).await?;
-                *next = (*next).min(renew_at);
-                s
+    // Both leaves at once: each is a read and an apply the other does not wait for.
+    let made = futures::future::try_join_all(leaves.into_iter().map(
+        |(label, given, issued_name, cn, dns, usage, issuer)| async move {
+            match given {
+                Some(tls) => Ok(user_certificate(ctx, &names.namespace, &tls)
+                    .await?
+                    .map(|s| (s, None))),
+                None => {
+                    let leaf = IssueRequest {
+                        label,
+                        secret: issued_name,
+                        common_name: cn,
+                        dns,
+                        usage,
+                        lifetime,
+                    };
+                    let (s, renew_at) =
+                        ensure_leaf(ctx, gw, names, &issuer.ca, &issuer.bundle, &leaf, now).await?;
+                    Ok::<_, Error>(Ok((s, Some(renew_at))))
+                }
             }
-        };
-        out.push(status);
+        },
+    ))
+    .await?;
+    let mut out = Vec::new();
+    for leaf in made {
+        match leaf {
+            Ok((status, renew_at)) => {
+                if let Some(at) = renew_at {
+                    *next = (*next).min(at);
+                }
+                out.push(status);
+            }
+            Err(p) => return Ok(Err(p)),
+        }
     }
     for s in &out {
         if let Ok(t) = s.not_after.parse::<k8s_openapi::jiff::Timestamp>() {
@@ -306,10 +322,10 @@ async fn ensure_leaf(
     now: i64,
 ) -> Result<(CertificateStatus, i64), Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let existing =
-        api.get_opt(&req.secret)
-            .await
-            .map_err(kube_err("get", "Secret", &req.secret))?;
+    let existing = ctx
+        .children
+        .secret(&api, &names.namespace, &req.secret)
+        .await?;
     let pair = existing
         .as_ref()
         .and_then(|s| Some((secret_text(s, "tls.crt")?, secret_text(s, "tls.key")?)));
@@ -361,11 +377,12 @@ async fn ensure_leaf(
     };
     let info = certs::inspect(&cert)?;
     let renew_at = req.lifetime.renewal_time(info.not_before, info.not_after);
-    apply(
-        &api,
-        &resources::tls_secret(gw, names, req.secret.clone(), &cert, &key, bundle),
-    )
-    .await?;
+    ctx.children
+        .apply(
+            &api,
+            &resources::tls_secret(gw, names, req.secret.clone(), &cert, &key, bundle),
+        )
+        .await?;
     Ok((
         CertificateStatus {
             name: req.label.into(),
@@ -485,10 +502,7 @@ pub async fn ensure_basic_credentials(
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let name = names.basic_auth();
-    let existing = api
-        .get_opt(&name)
-        .await
-        .map_err(kube_err("get", "Secret", &name))?;
+    let existing = ctx.children.secret(&api, &names.namespace, &name).await?;
     let kept = existing.as_ref().and_then(|s| {
         Some((
             secret_text(s, "password")?,
@@ -513,10 +527,11 @@ pub async fn ensure_basic_credentials(
             pair
         }
     };
-    apply(
-        &api,
-        &resources::basic_auth_secret(gw, names, &password, &users),
-    )
-    .await?;
+    ctx.children
+        .apply(
+            &api,
+            &resources::basic_auth_secret(gw, names, &password, &users),
+        )
+        .await?;
     Ok(())
 }

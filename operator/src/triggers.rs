@@ -31,17 +31,10 @@ fn statefulset_revision(s: &StatefulSet) -> (Option<i64>, i32) {
     (s.metadata.generation, ready.unwrap_or(0))
 }
 
-/// Owned StatefulSets that were created, deleted, re-specified or changed their ready pods.
+/// Owned StatefulSets (from a watch's events) that were created, deleted, re-specified or
+/// changed their ready pods. Deletions always pass (kube's generation predicate can swallow
+/// them), so a deleted StatefulSet is recreated at once.
 pub fn statefulsets(
-    api: Api<StatefulSet>,
-    config: watcher::Config,
-) -> impl Stream<Item = Result<StatefulSet, watcher::Error>> + Send {
-    statefulset_changes(watcher(api, config))
-}
-
-/// The filter of [`statefulsets`] over any watch event stream. Deletions always pass (kube's
-/// generation predicate can swallow them), so a deleted StatefulSet is recreated at once.
-fn statefulset_changes(
     events: impl Stream<Item = Result<watcher::Event<StatefulSet>, watcher::Error>> + Send,
 ) -> impl Stream<Item = Result<StatefulSet, watcher::Error>> + Send {
     let mut seen: HashMap<String, (Option<i64>, i32)> = HashMap::new();

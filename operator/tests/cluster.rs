@@ -667,6 +667,104 @@ async fn status_churn_wakes_nothing_but_ready_pods_and_a_deleted_statefulset_do(
     delete_namespace(&client, &ns).await;
 }
 
+/// API calls the running controller saved (`call`: apply or get).
+fn saved(ctl: &Running, call: &'static str) -> u64 {
+    ctl.ctx
+        .metrics
+        .api_calls_saved
+        .get_or_create(&edgeway_operator::metrics::SavedLabels { call })
+        .get()
+}
+
+#[tokio::test]
+async fn a_settled_gateway_reconciles_from_memory_and_edits_by_others_are_undone() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "memory").await;
+    prerequisites(&client, &ns).await;
+    let ctl = run_controller(&client, &ns);
+    create_gateway(&client, &ns, &gateway("gw", serde_json::json!({}))).await;
+    wait_statefulset(&client, &ns, "gw").await;
+    let quiet = settled(&ctl).await;
+    let (applies, gets) = (saved(&ctl, "apply"), saved(&ctl, "get"));
+
+    // Wake the gateway with a change the watches have caught up with (a ready pod): its
+    // Services, ConfigMap and three Secrets are known unchanged, so none is applied or read.
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let ready = serde_json::json!({"status": {"readyReplicas": 1}});
+    sts_api
+        .patch_status("gw", &PatchParams::default(), &Patch::Merge(&ready))
+        .await
+        .expect("patch readyReplicas");
+    let woken = settled(&ctl).await;
+    assert!(woken > quiet, "the ready pod started no reconcile");
+    assert!(
+        saved(&ctl, "apply") >= applies + 6,
+        "applies saved {applies} -> {}",
+        saved(&ctl, "apply")
+    );
+    assert!(
+        saved(&ctl, "get") >= gets + 5,
+        "reads saved {gets} -> {}",
+        saved(&ctl, "get")
+    );
+
+    // Someone else edits the ConfigMap and deletes a Service: both are put back, because the
+    // watch shows versions the operator did not write.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = maps
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|c| c.name_any().starts_with("gw"))
+        .expect("the gateway's ConfigMap");
+    let name = cm.name_any();
+    let key = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.keys().next().cloned())
+        .expect("a file");
+    let original = cm.data.as_ref().unwrap()[&key].clone();
+    let edit = serde_json::json!({"data": {key.clone(): "edited by hand"}});
+    maps.patch(&name, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .expect("edit ConfigMap");
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let svc = svcs
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .expect("a Service");
+    svcs.delete(&svc.name_any(), &DeleteParams::background())
+        .await
+        .expect("delete Service");
+    wait_for("the ConfigMap restored", T, || {
+        let (maps, name, key, original) =
+            (maps.clone(), name.clone(), key.clone(), original.clone());
+        async move {
+            let cm = maps.get_opt(&name).await.ok().flatten();
+            cm.and_then(|c| c.data)
+                .is_some_and(|d| d.get(&key) == Some(&original))
+        }
+    })
+    .await;
+    wait_for("the Service recreated", T, || {
+        let (svcs, old) = (svcs.clone(), svc.clone());
+        async move {
+            let now = svcs.get_opt(&old.name_any()).await.ok().flatten();
+            now.is_some_and(|s| s.uid() != old.uid())
+        }
+    })
+    .await;
+    ctl.stop().await;
+    delete_namespace(&client, &ns).await;
+}
+
 async fn child_meta(
     client: &Client,
     ns: &str,

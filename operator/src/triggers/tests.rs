@@ -22,9 +22,9 @@ fn sts(uid: &str, generation: i64, ready: i32, rv: &str) -> StatefulSet {
     }
 }
 
-/// Runs [`statefulset_changes`] over recorded watch events; the resourceVersions let through.
+/// Runs [`statefulsets`] over recorded watch events; the resourceVersions let through.
 async fn passed(events: Vec<watcher::Event<StatefulSet>>) -> Vec<String> {
-    statefulset_changes(stream::iter(events.into_iter().map(Ok)))
+    statefulsets(stream::iter(events.into_iter().map(Ok)))
         .map(|s| s.map(|s| s.metadata.resource_version.unwrap_or_default()))
         .collect::<Vec<_>>()
         .await

@@ -7,8 +7,9 @@
 //! child it remembers that version, a hash of what it applied and, for its own Secrets, what it
 //! read. While the watch still shows that version nobody changed the child, so:
 //! - an apply of the same object again is skipped (it would change nothing);
-//! - a read of one of the operator's own Secrets is answered from memory;
-//! - a Secret the (fully listed) watch has never seen and the operator never wrote is absent.
+//! - a read of a Secret or ConfigMap (the operator's own, or one a gateway references; both
+//!   kinds are watched in full, as metadata, for the references) is answered from memory;
+//! - one the (fully listed) watch has never seen and the operator never wrote is absent.
 //!
 //! Anything else — a version the watch has not caught up with, a child edited or deleted by
 //! someone else — goes to the API server, so the worst a stale watch costs is a request.
@@ -61,11 +62,26 @@ struct Watch {
 
 /// What the operator last wrote or read of one child.
 struct Known {
+    /// Empty: read and found absent.
     version: String,
     /// Hash of the last applied object (0: never applied by this process).
     applied: u64,
-    /// The object as read, kept only for the operator's own Secrets.
+    /// The object, kept for children the operator reads (see [`Children::remember`]).
     object: Option<Arc<dyn Any + Send + Sync>>,
+    /// The operator reads this child (so it keeps the object when it writes it).
+    read: bool,
+}
+
+impl Known {
+    /// Read and found absent.
+    fn absent() -> Self {
+        Self {
+            version: String::new(),
+            applied: 0,
+            object: None,
+            read: true,
+        }
+    }
 }
 
 /// A child kind the operator applies or reads.
@@ -81,9 +97,6 @@ pub trait Child:
 {
     /// Kind name, as in error messages.
     const KIND: &'static str;
-    /// Whether the object itself is remembered (the operator's own Secrets, which it reads
-    /// back; everything else it only writes, and keeping it would cost memory per gateway).
-    const KEEP: bool = false;
     /// The version a watch of this kind shows.
     fn live(&self) -> Live {
         Live {
@@ -95,7 +108,6 @@ pub trait Child:
 
 impl Child for Secret {
     const KIND: &'static str = "Secret";
-    const KEEP: bool = true;
 }
 
 impl Child for k8s_openapi::api::core::v1::ConfigMap {
@@ -234,15 +246,19 @@ impl Children {
     }
 
     /// Remembers `obj` as just written (`applied`: hash of what was applied) or read (`None`).
+    /// The object itself is kept when read, or when written and read before (the operator's
+    /// own Secrets): what the operator only writes is not kept, as it would cost memory per
+    /// gateway for nothing.
     fn remember<C: Child>(&self, obj: &C, applied: Option<u64>) {
         let key = (C::KIND, obj.namespace().unwrap_or_default(), obj.name_any());
         let version = Child::live(obj).version;
-        let object = C::KEEP.then(|| {
+        let mut known = lock(&self.known);
+        let read = applied.is_none() || known.get(&key).is_some_and(|k| k.read);
+        let object = read.then(|| {
             let mut copy = obj.clone();
             copy.meta_mut().managed_fields = None;
             Arc::new(copy) as Arc<dyn Any + Send + Sync>
         });
-        let mut known = lock(&self.known);
         // A read of the version the operator itself wrote still holds what it applied.
         let applied = applied.unwrap_or_else(|| {
             known
@@ -256,6 +272,7 @@ impl Children {
                 version,
                 applied,
                 object,
+                read,
             },
         );
     }
@@ -286,26 +303,33 @@ impl Children {
         Ok(())
     }
 
-    /// Reads one of the operator's own Secrets (labelled as its children, so the watch sees
-    /// it): from memory while unchanged, `None` without asking when the listed watch has never
-    /// seen it and the operator never wrote it.
-    pub async fn secret(
+    /// Reads a ConfigMap or Secret whose every change the watches see (the operator's own, or
+    /// one a gateway references): from memory while unchanged, `None` without asking when the
+    /// listed watch has never seen it and the operator never wrote it.
+    pub async fn get<C: Child>(
         &self,
-        api: &Api<Secret>,
+        api: &Api<C>,
         ns: &str,
         name: &str,
-    ) -> Result<Option<Secret>, Error> {
-        let live = self.live::<Secret>(ns, name);
+    ) -> Result<Option<C>, Error> {
+        let live = self.live::<C>(ns, name);
         {
-            let known = lock(&self.known);
-            match known.get(&(Secret::KIND, ns.to_owned(), name.to_owned())) {
+            let mut known = lock(&self.known);
+            let key = (C::KIND, ns.to_owned(), name.to_owned());
+            match known.get(&key) {
                 Some(k) if unchanged(k, &live) => {
-                    if let Some(s) = k.object.as_ref().and_then(|o| o.downcast_ref::<Secret>()) {
+                    if let Some(o) = k.object.as_ref().and_then(|o| o.downcast_ref::<C>()) {
                         self.saved("get");
-                        return Ok(Some(s.clone()));
+                        return Ok(Some(o.clone()));
                     }
                 }
+                // Never seen by the listed watch, never written here: absent.
                 None if matches!(live, Some(None)) => {
+                    self.saved("get");
+                    known.insert(key, Known::absent());
+                    return Ok(None);
+                }
+                Some(k) if k.version.is_empty() && matches!(live, Some(None)) => {
                     self.saved("get");
                     return Ok(None);
                 }
@@ -315,16 +339,20 @@ impl Children {
         let found = api
             .get_opt(name)
             .await
-            .map_err(kube_err("get", "Secret", name))?;
-        if let Some(s) = &found {
-            self.saw_secret(s);
+            .map_err(kube_err("get", C::KIND, name))?;
+        match &found {
+            Some(o) => self.remember(o, None),
+            None => {
+                lock(&self.known)
+                    .insert((C::KIND, ns.to_owned(), name.to_owned()), Known::absent());
+            }
         }
         Ok(found)
     }
 
-    /// Remembers a Secret the operator just read, created or replaced.
-    pub fn saw_secret(&self, s: &Secret) {
-        self.remember(s, None);
+    /// Remembers a child the operator just read, created or replaced (not applied).
+    pub fn saw<C: Child>(&self, obj: &C) {
+        self.remember(obj, None);
     }
 
     /// A StatefulSet's ready pods as its listed watch last saw them (0 if absent); `None`

@@ -11,7 +11,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::certs::HOUR;
 use crate::children::Children;
-use crate::crd::EdgeGateway;
+use crate::crd::{EdgeGateway, EdgeGatewayStatus};
 use crate::metrics::Metrics;
 use crate::resources::FIELD_MANAGER;
 use crate::status::Problem;
@@ -61,8 +61,52 @@ pub struct Context {
     pub settings: Settings,
     /// What the operator knows of its children: skips no-op applies and re-reads.
     pub children: Arc<Children>,
+    /// The status last written per gateway ([`Context::recent_status`]).
+    written_status: std::sync::Mutex<WrittenStatus>,
     /// Last Lua check per gateway (`ns/name`): fingerprint of scripts and things, and its result.
     pub lua_checks: std::sync::Mutex<std::collections::HashMap<String, (String, Option<Problem>)>>,
+}
+
+/// How long a written status stands in for the one the watch shows: the gateway watch delivers
+/// the operator's own status write some milliseconds later, and a reconcile started meanwhile
+/// (its children's events queue one) saw the old status and wrote the same again — 827 extra
+/// writes for 1,000 gateways (`bench/run.sh operator`, API server request counts).
+const STATUS_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Statuses written in the last [`STATUS_WINDOW`], by gateway UID.
+#[derive(Default)]
+struct WrittenStatus {
+    by_uid: std::collections::HashMap<String, (std::time::Instant, EdgeGatewayStatus)>,
+    /// Size at which old entries are next dropped (doubles, so dropping is amortized O(1)).
+    prune_at: usize,
+}
+
+impl Context {
+    /// The status this process wrote for `gw` within the last few seconds, else the gateway's
+    /// own: the newest the operator can know.
+    pub fn recent_status(&self, gw: &EdgeGateway) -> Option<EdgeGatewayStatus> {
+        let uid = gw.uid().unwrap_or_default();
+        let written = self.written_status.lock().ok().and_then(|w| {
+            w.by_uid
+                .get(&uid)
+                .filter(|(at, _)| at.elapsed() < STATUS_WINDOW)
+                .map(|(_, s)| s.clone())
+        });
+        written.or_else(|| gw.status.clone())
+    }
+
+    /// Records a status just written for `gw`.
+    pub fn wrote_status(&self, gw: &EdgeGateway, status: EdgeGatewayStatus) {
+        let Ok(mut w) = self.written_status.lock() else {
+            return;
+        };
+        if w.by_uid.len() >= w.prune_at {
+            w.by_uid.retain(|_, (at, _)| at.elapsed() < STATUS_WINDOW);
+            w.prune_at = (w.by_uid.len() * 2).max(64);
+        }
+        let uid = gw.uid().unwrap_or_default();
+        w.by_uid.insert(uid, (std::time::Instant::now(), status));
+    }
 }
 
 pub(crate) fn now() -> i64 {
@@ -125,6 +169,7 @@ pub fn context(
         metrics,
         settings,
         children: Arc::new(Children::new(saved)),
+        written_status: Default::default(),
         lua_checks: Default::default(),
     })
 }

@@ -21,7 +21,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::certs::{self, HOUR};
 use crate::context::{now, publish, Context};
-use crate::crd::{CertificateStatus, EdgeGateway};
+use crate::crd::{CertificateStatus, EdgeGateway, EdgeGatewayStatus};
 use crate::error::{kube_err, Error};
 use crate::resources::disruption::{self, Budget};
 use crate::resources::{self, config, workload, Names, NamespaceCa, FIELD_MANAGER, MANAGED_BY};
@@ -59,7 +59,7 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         }
     };
     if problem.is_none() {
-        match references::check(&ctx.client, &ns, &gw).await? {
+        match references::check(&ctx.client, &ctx.children, &ns, &gw).await? {
             Ok(sources) => lua_sources = sources,
             Err(p) => problem = Some(p),
         }
@@ -168,13 +168,14 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         connected,
         endpoint: names.endpoint(gw.spec.server.port),
     };
+    let previous = ctx.recent_status(&gw);
     let new_status = status::build(
-        gw.status.as_ref(),
+        previous.as_ref(),
         &observed,
         &Time(k8s_openapi::jiff::Timestamp::now()),
     );
-    if gw.status.as_ref() != Some(&new_status) {
-        report_config_change(&ctx, &gw, &problem).await;
+    if previous.as_ref() != Some(&new_status) {
+        report_config_change(&ctx, &gw, previous.as_ref(), &problem).await;
         let api: Api<EdgeGateway> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = serde_json::json!({
             "apiVersion": "edgeway.io/v1alpha1",
@@ -188,6 +189,7 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         )
         .await
         .map_err(kube_err("apply status of", "EdgeGateway", &gw.name_any()))?;
+        ctx.wrote_status(&gw, new_status);
     }
     let wait = if problem.is_some() || observed.certificates.is_err() {
         RETRY
@@ -316,9 +318,14 @@ async fn running(
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Publishes an event when `ConfigValid` changes to false (or its message changes).
-async fn report_config_change(ctx: &Context, gw: &EdgeGateway, problem: &Option<Problem>) {
+async fn report_config_change(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    previous: Option<&EdgeGatewayStatus>,
+    problem: &Option<Problem>,
+) {
     let Some(p) = problem else { return };
-    let prev = status::condition(gw.status.as_ref(), status::CONFIG_VALID);
+    let prev = status::condition(previous, status::CONFIG_VALID);
     if prev.is_some_and(|c| c.status == "False" && c.message == p.message) {
         return;
     }
@@ -409,48 +416,27 @@ pub async fn run(
         .with_config(
             kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
         );
-        // Referenced ConfigMaps/Secrets wake the gateways that name them (a fixed reference, an
-        // edited Lua script, a cert-manager Secret appearing). Metadata is all that takes.
+        // A ConfigMap or Secret wakes the gateway that owns it and those that reference it (a
+        // fixed reference, an edited Lua script, a cert-manager Secret appearing): one watch of
+        // each kind, metadata only, which also keeps what `Children` knows of them.
         let by_config_map = {
             let store = store.clone();
             move |cm: PartialObjectMeta<ConfigMap>| {
-                triggers::referrers(&store, &cm, references::config_maps)
+                triggers::owner_and_referrers(&store, &cm, references::config_maps)
             }
         };
         let by_secret = move |s: PartialObjectMeta<Secret>| {
-            triggers::referrers(&store, &s, references::secrets)
+            triggers::owner_and_referrers(&store, &s, references::secrets)
         };
         let everything = watcher::Config::default;
-        // Owned children wake their gateway; their watches also keep what `Children` knows
-        // (metadata only, except the StatefulSets' ready pods).
+        // Owned StatefulSets and Services wake their gateway; their watches also keep what
+        // `Children` knows (metadata only, except the StatefulSets' ready pods).
         let scope = || ns.clone();
         controller
             .owns_stream(triggers::statefulsets(known.track::<StatefulSet, _>(
                 scope(),
                 watcher(api::<StatefulSet>(&client, &ns), owned.clone()),
             )))
-            .owns_stream(
-                known
-                    .track::<Secret, _>(
-                        scope(),
-                        watcher(
-                            api::<PartialObjectMeta<Secret>>(&client, &ns),
-                            owned.clone(),
-                        ),
-                    )
-                    .touched_objects(),
-            )
-            .owns_stream(
-                known
-                    .track::<ConfigMap, _>(
-                        scope(),
-                        watcher(
-                            api::<PartialObjectMeta<ConfigMap>>(&client, &ns),
-                            owned.clone(),
-                        ),
-                    )
-                    .touched_objects(),
-            )
             .owns_stream(
                 known
                     .track::<Service, _>(
@@ -463,15 +449,23 @@ pub async fn run(
                     .touched_objects(),
             )
             .watches_stream(
-                watcher(
-                    api::<PartialObjectMeta<ConfigMap>>(&client, &ns),
-                    everything(),
-                )
-                .touched_objects(),
+                known
+                    .track::<ConfigMap, _>(
+                        scope(),
+                        watcher(
+                            api::<PartialObjectMeta<ConfigMap>>(&client, &ns),
+                            everything(),
+                        ),
+                    )
+                    .touched_objects(),
                 by_config_map,
             )
             .watches_stream(
-                watcher(api::<PartialObjectMeta<Secret>>(&client, &ns), everything())
+                known
+                    .track::<Secret, _>(
+                        scope(),
+                        watcher(api::<PartialObjectMeta<Secret>>(&client, &ns), everything()),
+                    )
                     .touched_objects(),
                 by_secret,
             )

@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
+use crate::children::Children;
+
 use crate::crd::{EdgeGateway, FileSource};
-use crate::error::{kube_err, Error};
+use crate::error::Error;
 use crate::status::Problem;
 
 /// Checks that every referenced Secret/ConfigMap key exists; returns the Lua sources by template.
 pub async fn check(
     client: &Client,
+    known: &Children,
     ns: &str,
     gw: &EdgeGateway,
 ) -> Result<Result<BTreeMap<String, String>, Problem>, Error> {
@@ -79,7 +82,7 @@ pub async fn check(
         match (&src.secret_name, &src.config_map_name) {
             (Some(n), _) => secret_keys.push((field, n, &src.key)),
             (None, Some(n)) => {
-                if let Err(p) = config_map_key(&maps, ns, field, n, &src.key).await? {
+                if let Err(p) = config_map_key(known, &maps, ns, field, n, &src.key).await? {
                     return Ok(Err(p));
                 }
             }
@@ -87,10 +90,7 @@ pub async fn check(
         }
     }
     for (field, name, key) in secret_keys {
-        let found = secrets
-            .get_opt(name)
-            .await
-            .map_err(kube_err("get", "Secret", name))?;
+        let found = known.get(&secrets, ns, name).await?;
         let msg = match found {
             None => format!("{field}: Secret {ns}/{name} not found"),
             Some(sec) if sec.data.as_ref().is_some_and(|d| d.contains_key(key)) => continue,
@@ -101,7 +101,7 @@ pub async fn check(
     let mut lua = BTreeMap::new();
     for (i, t) in s.lua.templates.iter().enumerate() {
         let field = format!("spec.lua.templates[{i}]");
-        match config_map_key(&maps, ns, &field, &t.config_map, &t.key).await? {
+        match config_map_key(known, &maps, ns, &field, &t.config_map, &t.key).await? {
             Ok(text) => {
                 lua.insert(t.name.clone(), text);
             }
@@ -112,16 +112,14 @@ pub async fn check(
 }
 
 async fn config_map_key(
+    known: &Children,
     maps: &Api<ConfigMap>,
     ns: &str,
     field: &str,
     name: &str,
     key: &str,
 ) -> Result<Result<String, Problem>, Error> {
-    let cm = maps
-        .get_opt(name)
-        .await
-        .map_err(kube_err("get", "ConfigMap", name))?;
+    let cm = known.get(maps, ns, name).await?;
     Ok(match cm {
         None => Err(Problem::new(
             "ReferenceNotFound",

@@ -45,7 +45,7 @@ pub async fn ensure_ca(
         ..Default::default()
     };
     let cn = which.common_name(ns);
-    let found = ctx.children.secret(&api, ns, name).await?;
+    let found = ctx.children.get(&api, ns, name).await?;
     let existing = match found {
         Some(existing) => existing,
         None => {
@@ -54,7 +54,7 @@ pub async fn ensure_ca(
             let secret = resources::ca_secret(which, ns, &ca.cert_pem, &ca.key_pem, &bundle, None);
             match api.create(&pp, &secret).await {
                 Ok(created) => {
-                    ctx.children.saw_secret(&created);
+                    ctx.children.saw(&created);
                     let note = format!("created CA Secret {ns}/{name}");
                     publish_about(ctx, gw, EventType::Normal, "CACreated", note, Some(name)).await;
                     let rotate_at = rotate_time(&ca);
@@ -70,7 +70,7 @@ pub async fn ensure_ca(
                         .get(name)
                         .await
                         .map_err(kube_err("get", "Secret", name))?;
-                    ctx.children.saw_secret(&made);
+                    ctx.children.saw(&made);
                     made
                 }
                 Err(source) => {
@@ -185,7 +185,7 @@ pub async fn ensure_ca(
             .replace(name, &pp, &secret)
             .await
             .map_err(kube_err("replace", "Secret", name))?;
-        ctx.children.saw_secret(&replaced);
+        ctx.children.saw(&replaced);
     }
     ctx.metrics.certificate(ns, "", which.label(), ca.not_after);
     Ok(IssuingCa {
@@ -324,7 +324,7 @@ async fn ensure_leaf(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let existing = ctx
         .children
-        .secret(&api, &names.namespace, &req.secret)
+        .get(&api, &names.namespace, &req.secret)
         .await?;
     let pair = existing
         .as_ref()
@@ -502,7 +502,7 @@ pub async fn ensure_basic_credentials(
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let name = names.basic_auth();
-    let existing = ctx.children.secret(&api, &names.namespace, &name).await?;
+    let existing = ctx.children.get(&api, &names.namespace, &name).await?;
     let kept = existing.as_ref().and_then(|s| {
         Some((
             secret_text(s, "password")?,

@@ -61,8 +61,31 @@ pub fn statefulsets(
     })
 }
 
+/// The gateway that controls `obj` (its owner reference), and those in its namespace whose
+/// `names` include `obj`'s name.
+pub fn owner_and_referrers<K: Resource>(
+    store: &Store<EdgeGateway>,
+    obj: &K,
+    names: fn(&EdgeGateway) -> Vec<String>,
+) -> Vec<ObjectRef<EdgeGateway>> {
+    let ns = obj.meta().namespace.as_deref().unwrap_or_default();
+    let mut gateways = referrers(store, obj, names);
+    let owners = obj.owner_references().iter().filter(|o| {
+        o.controller == Some(true)
+            && o.kind == "EdgeGateway"
+            && o.api_version.starts_with("edgeway.io/")
+    });
+    for o in owners {
+        let owner = ObjectRef::new(&o.name).within(ns);
+        if !gateways.contains(&owner) {
+            gateways.push(owner);
+        }
+    }
+    gateways
+}
+
 /// Gateways in `obj`'s namespace whose `names` include `obj`'s name.
-pub fn referrers<K: Resource>(
+fn referrers<K: Resource>(
     store: &Store<EdgeGateway>,
     obj: &K,
     names: fn(&EdgeGateway) -> Vec<String>,

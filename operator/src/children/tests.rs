@@ -109,23 +109,23 @@ async fn own_secrets_are_read_from_memory_and_absence_is_trusted_only_once_liste
     let c = children();
     let api: Api<Secret> = Api::namespaced(dead_client(), "ns");
     // No listed watch: a read asks the API server.
-    assert!(c.secret(&api, "ns", "s").await.is_err());
+    assert!(c.get(&api, "ns", "s").await.is_err());
     // A watch mid-list is not listed yet.
     watch::<Secret>(&c, vec![Event::Init]);
-    assert!(c.secret(&api, "ns", "s").await.is_err());
+    assert!(c.get(&api, "ns", "s").await.is_err());
     watch::<Secret>(&c, vec![Event::InitDone]);
-    assert!(matches!(c.secret(&api, "ns", "s").await, Ok(None)));
+    assert!(matches!(c.get(&api, "ns", "s").await, Ok(None)));
     // Written by the operator at version 3, seen by the watch: answered from memory.
-    c.saw_secret(&secret("s", "3"));
+    c.saw(&secret("s", "3"));
     watch(&c, vec![Event::Apply(secret("s", "3"))]);
-    let read = c.secret(&api, "ns", "s").await.expect("from memory");
+    let read = c.get(&api, "ns", "s").await.expect("from memory");
     assert_eq!(read.and_then(|s| s.resource_version()), Some("3".into()));
     // Changed by someone else: asked again.
     watch(&c, vec![Event::Apply(secret("s", "4"))]);
-    assert!(c.secret(&api, "ns", "s").await.is_err());
+    assert!(c.get(&api, "ns", "s").await.is_err());
     // The watch has a Secret the operator never read: asked.
     watch(&c, vec![Event::Apply(secret("other", "9"))]);
-    assert!(c.secret(&api, "ns", "other").await.is_err());
+    assert!(c.get(&api, "ns", "other").await.is_err());
     assert_eq!(saved(&c, "get"), 2);
 }
 
@@ -134,10 +134,10 @@ fn a_read_of_the_version_the_operator_applied_keeps_what_it_applied() {
     let c = children();
     let s = secret("s", "5");
     c.remember(&s, Some(42));
-    c.saw_secret(&s);
+    c.saw(&s);
     let key = ("Secret", "ns".to_owned(), "s".to_owned());
     assert_eq!(c.known.lock().unwrap()[&key].applied, 42);
-    c.saw_secret(&secret("s", "6"));
+    c.saw(&secret("s", "6"));
     assert_eq!(c.known.lock().unwrap()[&key].applied, 0);
 }
 
@@ -180,4 +180,23 @@ fn a_relist_replaces_what_the_watch_had_and_statefulsets_carry_their_ready_pods(
     assert_eq!(c.ready_replicas("other", "a"), None);
     // Another namespace has no listed watch here.
     assert_eq!(c.live::<StatefulSet>("other", "a"), None);
+}
+
+#[tokio::test]
+async fn a_secret_read_absent_then_written_is_read_back_from_memory() {
+    let c = children();
+    let api: Api<Secret> = Api::namespaced(dead_client(), "ns");
+    listed::<Secret>(&c, vec![]);
+    assert!(matches!(c.get(&api, "ns", "s").await, Ok(None)));
+    assert!(matches!(c.get(&api, "ns", "s").await, Ok(None)), "still absent");
+    // The operator applies it (the answer carries version 3); the watch catches up.
+    c.remember(&secret("s", "3"), Some(7));
+    watch(&c, vec![Event::Apply(secret("s", "3"))]);
+    let read = c.get(&api, "ns", "s").await.expect("from memory");
+    assert_eq!(read.and_then(|s| s.resource_version()), Some("3".into()));
+    // A ConfigMap the operator only applies is not kept, so a read of it asks.
+    let maps: Api<ConfigMap> = Api::namespaced(dead_client(), "ns");
+    c.remember(&config_map("cm", "4", "a"), Some(9));
+    watch(&c, vec![Event::Apply(config_map("cm", "4", "a"))]);
+    assert!(c.get(&maps, "ns", "cm").await.is_err());
 }

@@ -51,3 +51,69 @@ async fn status_churn_is_dropped_but_ready_pods_spec_and_deletion_pass() {
     .await;
     assert_eq!(got, ["1", "4", "5", "6", "7", "8"]);
 }
+
+#[test]
+fn a_config_map_wakes_its_owner_and_its_referrers_once_each() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let gateway = |name: &str, ca: &str| {
+        let mut gw: EdgeGateway = serde_json::from_value(serde_json::json!({
+            "apiVersion": "edgeway.io/v1alpha1", "kind": "EdgeGateway",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"platform": {
+                "url": "wss://p:443/Thingworx/WS", "gatewayName": name,
+                "appKey": {"name": "k", "key": "appKey"},
+                "serverVerification": {"ca": {"configMapName": ca, "key": "ca.crt"}}}}
+        }))
+        .expect("gateway");
+        gw.metadata.uid = Some(format!("uid-{name}"));
+        gw
+    };
+    let (store, mut writer) = reflector::store::<EdgeGateway>();
+    for gw in [
+        gateway("a", "shared"),
+        gateway("b", "shared"),
+        gateway("c", "other"),
+    ] {
+        writer.apply_watcher_event(&watcher::Event::Apply(gw));
+    }
+    let owner = |kind: &str, name: &str, controller: bool| OwnerReference {
+        api_version: "edgeway.io/v1alpha1".into(),
+        kind: kind.into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        controller: Some(controller),
+        ..Default::default()
+    };
+    let cm = |name: &str, owners: Vec<OwnerReference>| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            owner_references: Some(owners),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let woken = |obj: &ConfigMap| {
+        let mut names: Vec<String> =
+            owner_and_referrers(&store, obj, crate::references::config_maps)
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+        names.sort();
+        names
+    };
+    // Referenced by a and b, owned by a: a once.
+    assert_eq!(
+        woken(&cm("shared", vec![owner("EdgeGateway", "a", true)])),
+        ["a", "b"]
+    );
+    // Owned by c (its config), referenced by nobody.
+    assert_eq!(
+        woken(&cm("c-config", vec![owner("EdgeGateway", "c", true)])),
+        ["c"]
+    );
+    // Not a controller reference, or another kind: nobody.
+    assert!(woken(&cm("x", vec![owner("EdgeGateway", "a", false)])).is_empty());
+    assert!(woken(&cm("y", vec![owner("Deployment", "a", true)])).is_empty());
+}

@@ -113,6 +113,42 @@ pub(crate) fn now() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
+/// What one reconcile made (certificates issued, credentials generated), published as one
+/// Event when it is done: an Event per item made three per new gateway, a fifth of the API
+/// server's writes for 1,000 gateways (`bench/run.sh operator`).
+#[derive(Default)]
+pub struct Made(std::sync::Mutex<Vec<(&'static str, String, String)>>);
+
+impl Made {
+    /// Records one item: the Event reason it would have alone, what was made, and its Secret.
+    pub(crate) fn add(&self, reason: &'static str, note: String, secret: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((reason, note, secret.to_owned()));
+        }
+    }
+
+    /// Publishes what was made: one item as its own Event, several as one whose reason is
+    /// theirs when they share it, else `Provisioned`.
+    pub(crate) async fn publish(self, ctx: &Context, gw: &EdgeGateway) {
+        let items = self.0.into_inner().unwrap_or_default();
+        let Some((first, _, _)) = items.first() else {
+            return;
+        };
+        let reason = if items.iter().all(|(r, _, _)| r == first) {
+            *first
+        } else {
+            "Provisioned"
+        };
+        let secret = (items.len() == 1).then(|| items[0].2.clone());
+        let note = items
+            .into_iter()
+            .map(|(_, n, _)| n)
+            .collect::<Vec<_>>()
+            .join("; ");
+        publish_about(ctx, gw, EventType::Normal, reason, note, secret.as_deref()).await;
+    }
+}
+
 pub(crate) async fn publish(
     ctx: &Context,
     gw: &EdgeGateway,

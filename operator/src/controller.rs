@@ -20,7 +20,7 @@ use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::certs::{self, HOUR};
-use crate::context::{now, publish, Context};
+use crate::context::{now, publish, Context, Made};
 use crate::crd::{CertificateStatus, EdgeGateway, EdgeGatewayStatus};
 use crate::error::{kube_err, Error};
 use crate::resources::disruption::{self, Budget};
@@ -100,10 +100,20 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         },
     )?;
     next = next.min(gateway_ca.rotate_at).min(tunnel_ca.rotate_at);
+    let made = Made::default();
     let (mut certificates, ()) = futures::try_join!(
-        secrets::ensure_certificates(&ctx, &gw, &names, &gateway_ca, &tunnel_ca, now, &mut next),
-        secrets::ensure_basic_credentials(&ctx, &gw, &names),
+        secrets::ensure_certificates(
+            &ctx,
+            &gw,
+            &names,
+            (&gateway_ca, &tunnel_ca),
+            now,
+            &mut next,
+            &made
+        ),
+        secrets::ensure_basic_credentials(&ctx, &gw, &names, &made),
     )?;
+    made.publish(&ctx, &gw).await;
     if let Ok(list) = certificates.as_mut() {
         for (i, (which, issuing)) in [
             (NamespaceCa::Gateway, &gateway_ca),

@@ -8,7 +8,7 @@ use kube::runtime::events::EventType;
 use kube::Api;
 
 use crate::certs::{self, Ca, CaDecision, LeafDecision, Lifetime, Usage, HOUR};
-use crate::context::{publish, publish_about, Context};
+use crate::context::{publish, publish_about, Context, Made};
 use crate::crd::{CertificateStatus, EdgeGateway, KeyFormat, SecretKeyRef};
 use crate::error::{kube_err, Error};
 use crate::resources::{self, Names, NamespaceCa, FIELD_MANAGER};
@@ -208,10 +208,10 @@ pub async fn ensure_certificates(
     ctx: &Context,
     gw: &EdgeGateway,
     names: &Names,
-    gateway_ca: &IssuingCa,
-    tunnel_ca: &IssuingCa,
+    (gateway_ca, tunnel_ca): (&IssuingCa, &IssuingCa),
     now: i64,
     next: &mut i64,
+    made: &Made,
 ) -> Result<Result<Vec<CertificateStatus>, Problem>, Error> {
     let spec = &gw.spec;
     let lifetime = Lifetime {
@@ -274,7 +274,7 @@ pub async fn ensure_certificates(
                         lifetime,
                     };
                     let (s, renew_at) =
-                        ensure_leaf(ctx, gw, names, &issuer.ca, &issuer.bundle, &leaf, now).await?;
+                        ensure_leaf(ctx, gw, names, issuer, &leaf, now, made).await?;
                     Ok::<_, Error>(Ok((s, Some(renew_at))))
                 }
             }
@@ -316,11 +316,12 @@ async fn ensure_leaf(
     ctx: &Context,
     gw: &EdgeGateway,
     names: &Names,
-    ca: &Ca,
-    bundle: &str,
+    issuer: &IssuingCa,
     req: &IssueRequest,
     now: i64,
+    made: &Made,
 ) -> Result<(CertificateStatus, i64), Error> {
+    let (ca, bundle) = (&issuer.ca, issuer.bundle.as_str());
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let existing = ctx
         .children
@@ -358,10 +359,7 @@ async fn ensure_leaf(
             } else {
                 ("CertificateRenewed", "renewed")
             };
-            publish_about(
-                ctx,
-                gw,
-                EventType::Normal,
+            made.add(
                 reason,
                 format!(
                     "{verb} {} certificate in Secret {} ({why}), valid until {}",
@@ -369,9 +367,8 @@ async fn ensure_leaf(
                     req.secret,
                     certs::rfc3339(issued.not_after)
                 ),
-                Some(&req.secret),
-            )
-            .await;
+                &req.secret,
+            );
             (issued.cert_pem, issued.key_pem)
         }
     };
@@ -487,6 +484,7 @@ pub async fn ensure_basic_credentials(
     ctx: &Context,
     gw: &EdgeGateway,
     names: &Names,
+    made: &Made,
 ) -> Result<(), Error> {
     let server = &gw.spec.server;
     let wanted = server
@@ -514,16 +512,13 @@ pub async fn ensure_basic_credentials(
         None => {
             let pair = resources::generate_basic_credentials()
                 .map_err(|e| Error::Credentials(e.to_string()))?;
-            publish(
-                ctx,
-                gw,
-                EventType::Normal,
+            made.add(
                 "CredentialsGenerated",
                 format!(
                     "generated basic-auth credentials in Secret {name} (keys username, password)"
                 ),
-            )
-            .await;
+                &name,
+            );
             pair
         }
     };

@@ -223,6 +223,26 @@ async fn gateway_yields_certificates_config_statefulset_services_and_becomes_rea
     .await;
     let sts = wait_statefulset(&client, &ns, "gw").await;
 
+    // What the first reconcile made is one Event naming each item.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let made: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some("gw"))
+        .filter(|e| e.reason.as_deref() == Some("Provisioned"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    for item in [
+        "issued server certificate in Secret gw-server-tls",
+        "issued client certificate in Secret gw-client-tls",
+        "generated basic-auth credentials in Secret",
+    ] {
+        assert!(made[0].contains(item), "{item} in {}", made[0]);
+    }
     // Certificates: the server cert chains to the namespace CA and names the Service.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let ca_secret = get(&secrets, "edgeway-ca").await;

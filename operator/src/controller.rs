@@ -419,9 +419,10 @@ pub async fn run(
         let (store, writer) = reflector::store();
         // A bounded number of reconciles at once: with 1,000 gateways all of them ran together
         // (about 17 API calls each), which only made each slower and the operator bigger.
+        let referrers = Arc::new(triggers::Referrers::default());
         let controller = Controller::for_stream(
-            triggers::gateways(api::<EdgeGateway>(&client, &ns), writer),
-            store.clone(),
+            triggers::gateways(api::<EdgeGateway>(&client, &ns), writer, referrers.clone()),
+            store,
         )
         .with_config(
             kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
@@ -430,13 +431,13 @@ pub async fn run(
         // fixed reference, an edited Lua script, a cert-manager Secret appearing): one watch of
         // each kind, metadata only, which also keeps what `Children` knows of them.
         let by_config_map = {
-            let store = store.clone();
+            let referrers = referrers.clone();
             move |cm: PartialObjectMeta<ConfigMap>| {
-                triggers::owner_and_referrers(&store, &cm, references::config_maps)
+                referrers.owner_and_referrers(triggers::Referenced::ConfigMap, &cm)
             }
         };
         let by_secret = move |s: PartialObjectMeta<Secret>| {
-            triggers::owner_and_referrers(&store, &s, references::secrets)
+            referrers.owner_and_referrers(triggers::Referenced::Secret, &s)
         };
         let everything = watcher::Config::default;
         // Owned StatefulSets and Services wake their gateway; their watches also keep what

@@ -188,7 +188,10 @@ async fn a_secret_read_absent_then_written_is_read_back_from_memory() {
     let api: Api<Secret> = Api::namespaced(dead_client(), "ns");
     listed::<Secret>(&c, vec![]);
     assert!(matches!(c.get(&api, "ns", "s").await, Ok(None)));
-    assert!(matches!(c.get(&api, "ns", "s").await, Ok(None)), "still absent");
+    assert!(
+        matches!(c.get(&api, "ns", "s").await, Ok(None)),
+        "still absent"
+    );
     // The operator applies it (the answer carries version 3); the watch catches up.
     c.remember(&secret("s", "3"), Some(7));
     watch(&c, vec![Event::Apply(secret("s", "3"))]);

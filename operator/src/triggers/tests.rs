@@ -69,14 +69,16 @@ fn a_config_map_wakes_its_owner_and_its_referrers_once_each() {
         gw.metadata.uid = Some(format!("uid-{name}"));
         gw
     };
-    let (store, mut writer) = reflector::store::<EdgeGateway>();
+    let referrers = Referrers::default();
+    referrers.observe(&watcher::Event::Init);
     for gw in [
         gateway("a", "shared"),
         gateway("b", "shared"),
         gateway("c", "other"),
     ] {
-        writer.apply_watcher_event(&watcher::Event::Apply(gw));
+        referrers.observe(&watcher::Event::InitApply(gw));
     }
+    referrers.observe(&watcher::Event::InitDone);
     let owner = |kind: &str, name: &str, controller: bool| OwnerReference {
         api_version: "edgeway.io/v1alpha1".into(),
         kind: kind.into(),
@@ -95,11 +97,11 @@ fn a_config_map_wakes_its_owner_and_its_referrers_once_each() {
         ..Default::default()
     };
     let woken = |obj: &ConfigMap| {
-        let mut names: Vec<String> =
-            owner_and_referrers(&store, obj, crate::references::config_maps)
-                .into_iter()
-                .map(|r| r.name)
-                .collect();
+        let mut names: Vec<String> = referrers
+            .owner_and_referrers(Referenced::ConfigMap, obj)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         names.sort();
         names
     };
@@ -116,4 +118,18 @@ fn a_config_map_wakes_its_owner_and_its_referrers_once_each() {
     // Not a controller reference, or another kind: nobody.
     assert!(woken(&cm("x", vec![owner("EdgeGateway", "a", false)])).is_empty());
     assert!(woken(&cm("y", vec![owner("Deployment", "a", true)])).is_empty());
+    // A Secret of the same name is not the ConfigMap.
+    assert!(referrers
+        .owner_and_referrers(Referenced::Secret, &cm("shared", vec![]))
+        .is_empty());
+    // b now names another ConfigMap; a is deleted; a re-list without c forgets c.
+    referrers.observe(&watcher::Event::Apply(gateway("b", "moved")));
+    referrers.observe(&watcher::Event::Delete(gateway("a", "shared")));
+    assert!(woken(&cm("shared", vec![])).is_empty());
+    assert_eq!(woken(&cm("moved", vec![])), ["b"]);
+    referrers.observe(&watcher::Event::Init);
+    referrers.observe(&watcher::Event::InitApply(gateway("b", "moved")));
+    referrers.observe(&watcher::Event::InitDone);
+    assert!(woken(&cm("other", vec![])).is_empty());
+    assert_eq!(woken(&cm("moved", vec![])), ["b"]);
 }

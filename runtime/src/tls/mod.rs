@@ -264,6 +264,12 @@ pub fn build_server_config(tls: &TlsConfig, prefix: &str) -> Result<ServerMateri
             format!("does not match {} or is unsupported: {e}", f("cert")),
         )
     })?;
+    // Resumption by stateless tickets (encrypted under a key that rustls rotates every 6 h):
+    // rustls' default keeps sessions in a 256-entry memory cache, which a fleet of devices
+    // reconnecting cycles through long before any of them comes back. A resumed TLS 1.3
+    // handshake still does ECDHE (forward secrecy) but no certificate or signature.
+    config.ticketer = rustls::crypto::ring::Ticketer::new()
+        .map_err(|e| ConfigError::new(prefix, format!("session tickets: {e}")))?;
     // HTTP/1.0 too: rustls refuses a handshake whose ALPN offer matches none of these, and
     // small device clients offer only `http/1.0` (hyper serves it).
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];

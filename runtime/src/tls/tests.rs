@@ -150,3 +150,78 @@ fn a_server_config_is_built_from_one_pkcs12_bundle() {
     assert!(m.not_after > 0);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Runs one in-memory handshake to its end (and the tickets after it); whether it resumed.
+fn handshake(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>) -> bool {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut c = rustls::ClientConnection::new(client.clone(), name).unwrap();
+    let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+    loop {
+        let mut moved = false;
+        let mut buf = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut buf).unwrap();
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            moved = true;
+            s.read_tls(&mut rd).unwrap();
+            s.process_new_packets().unwrap();
+        }
+        let mut buf = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut buf).unwrap();
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            moved = true;
+            c.read_tls(&mut rd).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(!c.is_handshaking() && !s.is_handshaking());
+    c.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
+#[test]
+fn sessions_resume_from_tickets_however_many_other_clients_came_between() {
+    let d = dir("tickets");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(d.join("c.pem"), cert.pem()).unwrap();
+    std::fs::write(d.join("k.pem"), key.serialize_pem()).unwrap();
+    let tls: TlsConfig = serde_json::from_value(serde_json::json!({
+        "cert": d.join("c.pem"), "key": d.join("k.pem"), "clientAuth": "off"
+    }))
+    .unwrap();
+    let server = build_server_config(&tls, "server.tls").unwrap().config;
+    let client = || {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    };
+    let device = client();
+    assert!(!handshake(&device, &server), "the first handshake is full");
+    assert!(handshake(&device, &server), "the second resumes");
+    // 300 other devices connect (rustls' default session cache holds 256).
+    for _ in 0..300 {
+        assert!(!handshake(&client(), &server));
+    }
+    assert!(
+        handshake(&device, &server),
+        "still resumes after 300 others"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks of Edgeway against peers on this machine; writes bench/results/RESULTS.md.
 #
-#   bash bench/run.sh [all|https|lua|tunnel|fleet|smoke|operator] ...
+#   bash bench/run.sh [all|https|handshake|lua|tunnel|fleet|smoke|operator|outbox] ...
 #
 # Not tests and not run in CI (`smoke` is a seconds-long run of every scenario that only checks
 # the plumbing). Needs root for apt-get (nginx, libnginx-mod-http-lua, lua-cjson, wrk, openssl,
 # python3). Everything listens on 127.0.0.1; every process started here is stopped by its pid.
 # Knobs: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32),
-# BENCH_PORT_BASE (19440), CARGO_BUILD_JOBS (1).
+# BENCH_PORT_BASE (19440), CARGO_BUILD_JOBS (1), BENCH_PAIRS (5): every sidecar/nginx and
+# operator/floor ratio is the median of that many interleaved pairs, with its min–max.
 # `operator` (not part of `all`: minutes per size, a Kubernetes control plane per size) writes
 # bench/results/operator-scale.md instead; BENCH_OPERATOR_SIZES (default "100 1000"),
 # BENCH_FLOOR_CONCURRENCY (default 32).
@@ -30,12 +31,12 @@ CLIENT_CPU=1           # the load generator is pinned here
 SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(all)
 if [ "${SCENARIOS[0]}" = smoke ]; then
-  DUR=1; WARM=1; CONNS=4; SMOKE=1; SCENARIOS=(https lua tunnel fleet)
+  DUR=1; WARM=1; CONNS=4; SMOKE=1; SCENARIOS=(https handshake lua tunnel fleet)
   OUT=$RES/RESULTS-smoke.md   # never overwrites the real results
 else
   SMOKE=0
 fi
-[ "${SCENARIOS[0]}" = all ] && SCENARIOS=(https lua tunnel fleet)
+[ "${SCENARIOS[0]}" = all ] && SCENARIOS=(https handshake lua tunnel fleet)
 
 PIDS=()
 CLUSTERS=()            # control planes started by the operator scenario (stopped by their pids)
@@ -230,6 +231,24 @@ serviceDefinitions.Add(
 services.Add = function(me, headers, query, data)
     return 200, data.a + data.b
 end
+-- LSR style: a data shape, and a service answering an InfoTable of it.
+dataShapes.Reading(
+    { name = "Temp", baseType = "NUMBER" },
+    { name = "Amps", baseType = "NUMBER" },
+    { name = "Status", baseType = "STRING", aspects = { defaultValue = "ok" } }
+)
+serviceDefinitions.Read(
+    output { baseType = "INFOTABLE", description = "a reading", aspects = { dataShape = "Reading" } },
+    input { name = "a", baseType = "NUMBER", description = "temperature" },
+    input { name = "b", baseType = "NUMBER", description = "current" },
+    description { "Returns one reading" }
+)
+services.Read = function(me, headers, query, data)
+    local it = tw_infotable.createInfoTable(DataShape.Reading:clone())
+    local ok, err = it:addRow({ Temp = data.a, Amps = data.b })
+    if not ok then return 400, err end
+    return 200, it
+end
 EOF
 }
 
@@ -313,6 +332,7 @@ http {
     ssl_certificate $W/certs/server.crt;
     ssl_certificate_key $W/certs/server.key;
     ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_tickets on;
     $mtls_lines
     default_type application/json;
     location = /things {
@@ -329,6 +349,22 @@ http {
             name = "p", baseType = "NUMBER", description = "", ordinal = 0,
             aspects = {} } } },
           rows = { { p = P } } }))
+      }
+    }
+    # The LSR-style InfoTable service: the data shape and a row with the default filled in.
+    location = /Thingworx/Things/T/Services/Read {
+      $auth_lines
+      content_by_lua_block {
+        ngx.req.read_body()
+        local data = cjson.decode(ngx.req.get_body_data() or "{}")
+        ngx.header["Content-Type"] = "application/json"
+        ngx.print(cjson.encode({
+          dataShape = { fieldDefinitions = {
+            Temp = { name = "Temp", baseType = "NUMBER", description = "", ordinal = 1, aspects = {} },
+            Amps = { name = "Amps", baseType = "NUMBER", description = "", ordinal = 2, aspects = {} },
+            Status = { name = "Status", baseType = "STRING", description = "", ordinal = 3,
+                       aspects = { defaultValue = "ok" } } } },
+          rows = { { Temp = data.a, Amps = data.b, Status = "ok" } } }))
       }
     }
     location = /Thingworx/Things/T/Services/Add {
@@ -360,6 +396,60 @@ EOF
 
 stop_servers() { local p; for p in "${SERVER_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && stop_pid "$p" || true; done; SERVER_PIDS=(); }
 
+# ---------------------------------------------------------------- A/B pairs
+# One case, sidecar (A) against nginx (B), run as BENCH_PAIRS interleaved pairs (A, B, A, B,
+# ...; each run on a freshly started server): on this shared VM one run per side has read
+# 1.67x and then 0.74x for the same case minutes apart. The row gives medians, the ratio's
+# median with its min–max, and a verdict: "ahead" only when the whole range is above 1.0x.
+ab() { # label mode(basic|mtls) kind(wrk|bench) args... (@PORT@ = the server's port)
+  local label=$1 mode=$2 kind=$3; shift 3
+  local pairs=${BENCH_PAIRS:-5} p side port a args res=()
+  [ "$SMOKE" = 1 ] && pairs=1
+  for ((p = 1; p <= pairs; p++)); do
+    for side in sidecar nginx; do
+      "start_$side" "$mode"
+      if [ "$side" = sidecar ]; then port=$SIDECAR_PORT; else port=$NGINX_PORT; fi
+      args=(); for a in "$@"; do args+=("${a//@PORT@/$port}"); done
+      run_load "$kind" "${args[@]}"
+      res+=("$side $RUN_CPU $RUN_JSON")
+      stop_servers
+    done
+  done
+  md "$(python3 - "$label" "${res[@]}" <<'PY'
+import json, statistics, sys
+label, runs = sys.argv[1], sys.argv[2:]
+side = {"sidecar": [], "nginx": []}
+for r in runs:
+    name, cpu, j = r.split(" ", 2)
+    try:
+        j = json.loads(j)
+        side[name].append((float(j["rps"]), float(j["p99_ms"]), float(cpu), j))
+    except (ValueError, KeyError):
+        side[name].append(None)
+pairs = [(a, b) for a, b in zip(side["sidecar"], side["nginx"]) if a and b and a[0] and b[0] and b[1]]
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+rng = lambda xs: f"{med(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})" if xs else "n/a"
+tp = [a[0] / b[0] for a, b in pairs]
+p99 = [a[1] / b[1] for a, b in pairs]
+def col(k, i):
+    xs = [x[i] for x in side[k] if x]
+    return med(xs) if xs else float("nan")
+verdict = "n/a" if not tp else "ahead" if min(tp) > 1 else "behind" if max(tp) < 1 else "level (range spans 1.0)"
+extra = ""
+res = [x[3].get("resumed") for x in side["sidecar"] + side["nginx"] if x and "resumed" in x[3]]
+if res and any(res):
+    hs = [x[3]["handshakes"] for x in side["sidecar"] + side["nginx"] if x]
+    extra = f" ({sum(res):,} of {sum(hs):,} handshakes resumed)"
+print(f"| {label}{extra} | {len(pairs)} | {col('sidecar', 0):,.0f} | {col('sidecar', 1)} | {col('sidecar', 2):.0f} % | "
+      f"{col('nginx', 0):,.0f} | {col('nginx', 1)} | {col('nginx', 2):.0f} % | **{rng(tp)}** | {rng(p99)} | {verdict} |")
+PY
+)"
+}
+ab_header() {
+  md "| case | pairs | sidecar req/s | sidecar p99 ms | sidecar CPU | nginx req/s | nginx p99 ms | nginx CPU | req/s ratio sidecar/nginx, median (min–max) | p99 ratio | verdict |"
+  md "|---|---|---|---|---|---|---|---|---|---|---|"
+}
+
 # ---------------------------------------------------------------- scenario 1: HTTPS
 BASIC="Authorization: Basic $(printf 'u:p' | base64)"
 row3() { # label sidecar-json sidecar-cpu nginx-json nginx-cpu
@@ -375,39 +465,40 @@ scenario_https() {
   curl -fsS --cacert "$W/certs/ca.crt" -u u:p "https://localhost:$SIDECAR_PORT/things" > "$W/things.json"
   local proto_s proto_n
   proto_s=$(echo | openssl s_client -connect 127.0.0.1:$SIDECAR_PORT -servername localhost 2>/dev/null | grep -E '^(New|Server Temp Key)' | tr '\n' ' ')
-  local s_a_wrk s_a_cpu s_a_b s_a_bcpu s_c s_c_cpu n_a_wrk n_a_cpu n_a_b n_a_bcpu n_c n_c_cpu
-  run_load wrk "https://127.0.0.1:$SIDECAR_PORT/things" -H "$BASIC"; s_a_wrk=$RUN_JSON; s_a_cpu=$RUN_CPU
-  run_load bench --addr 127.0.0.1:$SIDECAR_PORT --path /things --header "$BASIC"; s_a_b=$RUN_JSON; s_a_bcpu=$RUN_CPU
-  run_load wrk "https://127.0.0.1:$SIDECAR_PORT/things" -H "$BASIC" -H "Connection: close"; s_c=$RUN_JSON; s_c_cpu=$RUN_CPU
   stop_servers
-  start_sidecar mtls
-  local s_b s_b_cpu n_b n_b_cpu
-  run_load bench --addr 127.0.0.1:$SIDECAR_PORT --path /things --cert "$W/certs/client.crt" --key "$W/certs/client.key"; s_b=$RUN_JSON; s_b_cpu=$RUN_CPU
-  stop_servers
-
   start_nginx basic
   proto_n=$(echo | openssl s_client -connect 127.0.0.1:$NGINX_PORT -servername localhost 2>/dev/null | grep -E '^(New|Server Temp Key)' | tr '\n' ' ')
-  run_load wrk "https://127.0.0.1:$NGINX_PORT/things" -H "$BASIC"; n_a_wrk=$RUN_JSON; n_a_cpu=$RUN_CPU
-  run_load bench --addr 127.0.0.1:$NGINX_PORT --path /things --header "$BASIC"; n_a_b=$RUN_JSON; n_a_bcpu=$RUN_CPU
-  run_load wrk "https://127.0.0.1:$NGINX_PORT/things" -H "$BASIC" -H "Connection: close"; n_c=$RUN_JSON; n_c_cpu=$RUN_CPU
   stop_servers
-  start_nginx mtls
-  run_load bench --addr 127.0.0.1:$NGINX_PORT --path /things --cert "$W/certs/client.crt" --key "$W/certs/client.key"; n_b=$RUN_JSON; n_b_cpu=$RUN_CPU
-  stop_servers
-
   md ""
   md "## 1. HTTPS resource server: edgeway-sidecar vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
   md ""
   md "Both servers pinned to CPU $SERVER_CPU (\`taskset -c $SERVER_CPU\`; nginx \`worker_processes 1\`, the sidecar's tokio runtime then has one worker), load generator pinned to CPU $CLIENT_CPU, $CONNS connections, ${DUR} s measured after ${WARM} s warm-up. Same ECDSA P-256 server certificate (openssl, CA-signed). \`GET /things\`: nginx returns the sidecar's own response body (\`return 200\`). Basic auth: the same user with a **plaintext \`{PLAIN}\` password** on both sides. Negotiated: sidecar \`$proto_s\`, nginx \`$proto_n\`."
   md ""
-  md "| case | sidecar req/s | sidecar p50 / p99 ms | sidecar CPU | nginx req/s | nginx p50 / p99 ms | nginx CPU | throughput ratio sidecar/nginx | p99 ratio sidecar/nginx |"
-  md "|---|---|---|---|---|---|---|---|---|"
-  row3 "(a) keep-alive, basic auth (wrk)" "$s_a_wrk" "$s_a_cpu" "$n_a_wrk" "$n_a_cpu"
-  row3 "(a) keep-alive, basic auth (edgeway-bench load)" "$s_a_b" "$s_a_bcpu" "$n_a_b" "$n_a_bcpu"
-  row3 "(b) keep-alive, mTLS required (edgeway-bench load)" "$s_b" "$s_b_cpu" "$n_b" "$n_b_cpu"
-  row3 "(c) new TLS 1.3 handshake per request, basic auth (wrk, Connection: close)" "$s_c" "$s_c_cpu" "$n_c" "$n_c_cpu"
+  ab_header
+  ab "(a) keep-alive, basic auth (wrk)" basic wrk "https://127.0.0.1:@PORT@/things" -H "$BASIC"
+  ab "(a) keep-alive, basic auth (edgeway-bench load)" basic bench --addr "127.0.0.1:@PORT@" --path /things --header "$BASIC"
+  ab "(b) keep-alive, mTLS required (edgeway-bench load)" mtls bench --addr "127.0.0.1:@PORT@" --path /things --cert "$W/certs/client.crt" --key "$W/certs/client.key"
+  ab "(c) new TLS 1.3 handshake per request, basic auth (wrk, Connection: close)" basic wrk "https://127.0.0.1:@PORT@/things" -H "$BASIC" -H "Connection: close"
   md ""
-  md "CPU is the server's user+system time over the run, in % of one core (nginx: master + worker). Latencies are client-side; wrk's are per request after connect, edgeway-bench's include a reconnect when one happens. Errors/non-2xx: sidecar $(jget "$s_a_wrk" errors)/$(jget "$s_a_wrk" non2xx), $(jget "$s_b" errors)/$(jget "$s_b" non2xx), $(jget "$s_c" errors)/$(jget "$s_c" non2xx); nginx $(jget "$n_a_wrk" errors)/$(jget "$n_a_wrk" non2xx), $(jget "$n_b" errors)/$(jget "$n_b" non2xx), $(jget "$n_c" errors)/$(jget "$n_c" non2xx) ((a) wrk, (b), (c))."
+  md "CPU is the server's user+system time over the run, in % of one core (nginx: master + worker), median of the runs. Latencies are client-side; wrk's are per request after connect, edgeway-bench's include a reconnect when one happens."
+}
+
+# ---------------------------------------------------------------- scenario 1b: handshakes
+# New connections only: what the server spends per TLS handshake, full and resumed. The client
+# (edgeway-bench load, one core) does not verify the server's signature: with its two ECDSA
+# verifications per handshake it, not the server, was the limit (wrk: 65 % of the sidecar's
+# core used). Both servers issue stateless session tickets (rustls Ticketer / nginx
+# ssl_session_tickets), so a resumed handshake needs no server-side session store.
+scenario_handshake() {
+  log "scenario 1b: TLS handshakes vs nginx"
+  md ""
+  md "## 1b. New TLS handshakes: edgeway-sidecar vs nginx"
+  md ""
+  md "Same pinning and certificate as scenario 1; every request a new TCP connection with \`Connection: close\` and basic auth; client \`edgeway-bench load --close --no-verify\` ($CONNS connections) — it skips the server-signature checks so that the server, not the client, is the limit. Resumed: \`--resume\`, TLS 1.3 session tickets (PSK with ECDHE)."
+  md ""
+  ab_header
+  ab "full handshake (ECDHE + ECDSA P-256 signature)" basic bench --addr "127.0.0.1:@PORT@" --path /things --header "$BASIC" --close --no-verify
+  ab "resumed handshake (session ticket)" basic bench --addr "127.0.0.1:@PORT@" --path /things --header "$BASIC" --close --resume --no-verify
 }
 
 # ---------------------------------------------------------------- scenario 2: Lua
@@ -419,36 +510,32 @@ wrk.method = "POST"
 wrk.body = '{"a": 2, "b": 3}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
-  local prop=/Thingworx/Things/T/Properties/p svc=/Thingworx/Things/T/Services/Add
-  local s_p s_pc s_s s_sc n_p n_pc n_s n_sc
-  start_sidecar basic
-  curl -fsS --cacert "$W/certs/ca.crt" -u u:p "https://localhost:$SIDECAR_PORT$prop" > "$W/sidecar-prop.json"
-  curl -fsS --cacert "$W/certs/ca.crt" -u u:p -H 'Content-Type: application/json' -d '{"a": 2, "b": 3}' "https://localhost:$SIDECAR_PORT$svc" > "$W/sidecar-svc.json"
-  run_load wrk "https://127.0.0.1:$SIDECAR_PORT$prop" -H "$BASIC"; s_p=$RUN_JSON; s_pc=$RUN_CPU
-  run_load wrk "https://127.0.0.1:$SIDECAR_PORT$svc" -H "$BASIC" -s "$W/post.lua"; s_s=$RUN_JSON; s_sc=$RUN_CPU
-  stop_servers
-  start_nginx basic
-  curl -fsS --cacert "$W/certs/ca.crt" -u u:p "https://localhost:$NGINX_PORT$prop" > "$W/nginx-prop.json"
-  curl -fsS --cacert "$W/certs/ca.crt" -u u:p -H 'Content-Type: application/json' -d '{"a": 2, "b": 3}' "https://localhost:$NGINX_PORT$svc" > "$W/nginx-svc.json"
-  run_load wrk "https://127.0.0.1:$NGINX_PORT$prop" -H "$BASIC"; n_p=$RUN_JSON; n_pc=$RUN_CPU
-  run_load wrk "https://127.0.0.1:$NGINX_PORT$svc" -H "$BASIC" -s "$W/post.lua"; n_s=$RUN_JSON; n_sc=$RUN_CPU
-  stop_servers
+  local prop=/Thingworx/Things/T/Properties/p svc=/Thingworx/Things/T/Services/Add read=/Thingworx/Things/T/Services/Read side port
+  for side in sidecar nginx; do
+    "start_$side" basic
+    if [ "$side" = sidecar ]; then port=$SIDECAR_PORT; else port=$NGINX_PORT; fi
+    curl -fsS --cacert "$W/certs/ca.crt" -u u:p "https://localhost:$port$prop" > "$W/$side-prop.json"
+    curl -fsS --cacert "$W/certs/ca.crt" -u u:p -H 'Content-Type: application/json' -d '{"a": 2, "b": 3}' "https://localhost:$port$svc" > "$W/$side-svc.json"
+    curl -fsS --cacert "$W/certs/ca.crt" -u u:p -H 'Content-Type: application/json' -d '{"a": 2, "b": 3}' "https://localhost:$port$read" > "$W/$side-read.json"
+    stop_servers
+  done
   md ""
   md "## 2. Lua things: edgeway-sidecar vs nginx + lua-nginx-module (LuaJIT, lua-cjson)"
   md ""
-  md "Same pinning, TLS, keep-alive and basic auth as scenario 1 (wrk, $CONNS connections). Sidecar: a Lua thing \`T\` (template \`bench/work/lua/bench.lua\`: property \`p\` NUMBER, service \`Add(a, b)\` returning \`a + b\`). nginx: \`content_by_lua_block\` handlers building the same InfoTable with cjson per request (the service decodes the JSON body, adds, encodes). Responses (JSON key order may differ):"
+  md "Same pinning, TLS, keep-alive and basic auth as scenario 1 (wrk, $CONNS connections). Sidecar: a Lua thing \`T\` (LSR-style template \`bench/work/lua/bench.lua\`: property \`p\` NUMBER, service \`Add(a, b)\` returning \`a + b\`, service \`Read(a, b)\` returning an InfoTable of the data shape \`Reading\` built with \`tw_infotable.createInfoTable(DataShape.Reading:clone())\` and \`addRow\`, the default of \`Status\` filled in). nginx: \`content_by_lua_block\` handlers building the same InfoTables with cjson per request (the services decode the JSON body). Responses (JSON key order may differ):"
   md ""
-  md "- sidecar property: \`$(cat "$W/sidecar-prop.json")\`"
-  md "- nginx property: \`$(cat "$W/nginx-prop.json")\`"
-  md "- sidecar service: \`$(cat "$W/sidecar-svc.json")\`"
-  md "- nginx service: \`$(cat "$W/nginx-svc.json")\`"
+  for side in sidecar nginx; do
+    md "- $side property: \`$(cat "$W/$side-prop.json")\`"
+    md "- $side \`Add\`: \`$(cat "$W/$side-svc.json")\`"
+    md "- $side \`Read\`: \`$(cat "$W/$side-read.json")\`"
+  done
   md ""
-  md "| case | sidecar req/s | sidecar p50 / p99 ms | sidecar CPU | nginx+lua req/s | nginx p50 / p99 ms | nginx CPU | throughput ratio sidecar/nginx | p99 ratio sidecar/nginx |"
-  md "|---|---|---|---|---|---|---|---|---|"
-  row3 "GET property \`T.p\`" "$s_p" "$s_pc" "$n_p" "$n_pc"
-  row3 "POST service \`T.Add\` \`{\"a\":2,\"b\":3}\`" "$s_s" "$s_sc" "$n_s" "$n_sc"
+  ab_header
+  ab "GET property \`T.p\`" basic wrk "https://127.0.0.1:@PORT@$prop" -H "$BASIC"
+  ab "POST service \`T.Add\` \`{\"a\":2,\"b\":3}\`" basic wrk "https://127.0.0.1:@PORT@$svc" -H "$BASIC" -s "$W/post.lua"
+  ab "POST LSR-style service \`T.Read\` (InfoTable of a data shape)" basic wrk "https://127.0.0.1:@PORT@$read" -H "$BASIC" -s "$W/post.lua"
   md ""
-  md "The sidecar's property read is served from the thing's value snapshot (no Lua VM entry, see docs/lua.md); its service call enters the thing's VM behind the thing's async mutex and runs inline on the async worker (moving off it only past a 100 µs slice; see docs/lua.md, Execution model). nginx runs both in the worker's LuaJIT VM."
+  md "The sidecar's property read is served from the thing's value snapshot (no Lua VM entry, see docs/lua.md); its service calls enter the thing's VM behind the thing's async mutex and run inline on the async worker (moving off it only past a 100 µs slice; see docs/lua.md, Execution model). nginx runs them in the worker's LuaJIT VM."
 }
 
 # ---------------------------------------------------------------- scenario 3: tunnel
@@ -667,64 +754,100 @@ for c in j["cases"]:
 OPMD=$RES/operator-scale.md
 scenario_operator() {
   log "scenario 5: operator scale"
-  local sizes conc=${BENCH_FLOOR_CONCURRENCY:-32}
+  local sizes conc=${BENCH_FLOOR_CONCURRENCY:-32} pairs=${BENCH_PAIRS:-5}
   read -r -a sizes <<< "${BENCH_OPERATOR_SIZES:-100 1000}"
-  [ "$SMOKE" = 1 ] && sizes=(10)
+  [ "$SMOKE" = 1 ] && { sizes=(10); pairs=1; }
   log "building edgeway-operator (release, main workspace)"
   (cd "$ROOT" && cargo build --release --locked -q -p edgeway-operator --bin edgeway-operator)
   local op=$CARGO_TARGET_DIR/release/edgeway-operator
   bash "$ROOT/e2e/cluster/build.sh" --control-plane-only >&2
   "$op" crd > "$W/operator-crd.yaml"
-  local mport=$((PORT + 40)) rows=() n
+  local mport=$((PORT + 40)) rows=() n p
+  # A pair is the operator (A) then the floor (B) on one fresh control plane; pairs repeat, so
+  # a ratio is reported as the median of the pairs with its range, never from one run.
   for n in "${sizes[@]}"; do
-    local d=$W/cluster-$n
-    rm -rf "$d"; mkdir -p "$d"
-    cmdlog "bash e2e/cluster/apiserver.sh start $d"
-    CLUSTERS+=("$d")
-    bash "$ROOT/e2e/cluster/apiserver.sh" start "$d" >&2
-    local kc=$d/kubeconfig
-    local crd=("$BIN/edgeway-bench" operator-crd --kubeconfig "$kc" --file "$W/operator-crd.yaml")
-    cmdlog "$(printf '%q ' "${crd[@]}")"
-    "${crd[@]}" >&2
-    local run=("$op" run --metrics-addr "127.0.0.1:$mport" --leader-elect=false)
-    cmdlog "KUBECONFIG=$kc $(printf '%q ' "${run[@]}")"
-    KUBECONFIG=$kc "${run[@]}" > "$W/operator-$n.log" 2>&1 &
-    local opid=$!; PIDS+=("$opid")
-    wait_http "http://127.0.0.1:$mport/readyz" 60
-    local sc=("$BIN/edgeway-bench" operator-scale --kubeconfig "$kc" --gateways "$n" --operator-pid "$opid")
-    cmdlog "$(printf '%q ' "${sc[@]}")"
-    local j f m
-    j=$(timeout 1800 "${sc[@]}" 2> "$W/operator-scale-$n.err") || j="{\"error\": \"$(grep -m1 -E '^Error' "$W/operator-scale-$n.err" | tr -d '"')\"}"
-    cmdlog "  -> $j"
-    curl -fsS "http://127.0.0.1:$mport/metrics" > "$W/operator-metrics-$n.txt" || true
-    m=$(awk '/^edgeway_operator_reconciles_total /{r=$2} /^edgeway_operator_certificates_issued_total /{c=$2} /^edgeway_operator_reconcile_errors_total/{e+=$2} END{printf "%s %s %s", r+0, c+0, e+0}' "$W/operator-metrics-$n.txt")
-    cmdlog "  -> operator /metrics: reconciles certificates_issued errors = $m"
-    stop_pid "$opid"
-    local fl=("$BIN/edgeway-bench" operator-floor --kubeconfig "$kc" --gateways "$n" --concurrency "$conc")
-    cmdlog "$(printf '%q ' "${fl[@]}")"
-    f=$(timeout 1800 "${fl[@]}" 2> "$W/operator-floor-$n.err") || f="{\"error\": \"$(grep -m1 -E '^Error' "$W/operator-floor-$n.err" | tr -d '"')\"}"
-    cmdlog "  -> $f"
-    cmdlog "bash e2e/cluster/apiserver.sh stop $d"
-    bash "$ROOT/e2e/cluster/apiserver.sh" stop "$d" >&2
-    CLUSTERS=()
-    rows+=("$n|$j|$f|$m")
+    for ((p = 1; p <= pairs; p++)); do
+      log "operator scale: $n gateways, pair $p of $pairs"
+      local d=$W/cluster-$n-$p
+      rm -rf "$d"; mkdir -p "$d"
+      cmdlog "bash e2e/cluster/apiserver.sh start $d"
+      CLUSTERS+=("$d")
+      bash "$ROOT/e2e/cluster/apiserver.sh" start "$d" >&2
+      local kc=$d/kubeconfig cp_pids
+      read -r -a cp_pids <<< "$(awk '{print $2}' "$d/pids" | tr '\n' ' ')"
+      local crd=("$BIN/edgeway-bench" operator-crd --kubeconfig "$kc" --file "$W/operator-crd.yaml")
+      cmdlog "$(printf '%q ' "${crd[@]}")"
+      "${crd[@]}" >&2
+      local run=("$op" run --metrics-addr "127.0.0.1:$mport" --leader-elect=false)
+      cmdlog "KUBECONFIG=$kc $(printf '%q ' "${run[@]}")"
+      KUBECONFIG=$kc "${run[@]}" > "$W/operator-$n-$p.log" 2>&1 &
+      local opid=$!; PIDS+=("$opid")
+      wait_http "http://127.0.0.1:$mport/readyz" 60
+      local sc=("$BIN/edgeway-bench" operator-scale --kubeconfig "$kc" --gateways "$n" --operator-pid "$opid")
+      cmdlog "$(printf '%q ' "${sc[@]}")"
+      local j f m c0 c1 c2
+      c0=$(cpu_ticks "${cp_pids[@]}")
+      j=$(timeout 1800 "${sc[@]}" 2> "$W/operator-scale-$n-$p.err") || j="{\"error\": \"$(grep -m1 -E '^Error' "$W/operator-scale-$n-$p.err" | tr -d '"')\"}"
+      c1=$(cpu_ticks "${cp_pids[@]}")
+      local api_mib
+      api_mib=$(awk '/^VmHWM:/ {printf "%.0f", $2/1024}' "/proc/${cp_pids[1]}/status" 2>/dev/null || echo n/a)
+      cmdlog "  -> $j"
+      cmdlog "  -> kube-apiserver peak RSS after the operator side: $api_mib MiB"
+      curl -fsS "http://127.0.0.1:$mport/metrics" > "$W/operator-metrics-$n-$p.txt" || true
+      m=$(awk '/^edgeway_operator_reconciles_total /{r=$2} /^edgeway_operator_certificates_issued_total /{c=$2} /^edgeway_operator_reconcile_errors_total/{e+=$2} /^edgeway_operator_api_calls_saved_total/{s+=$2} END{printf "%s %s %s %s", r+0, c+0, e+0, s+0}' "$W/operator-metrics-$n-$p.txt")
+      cmdlog "  -> operator /metrics: reconciles certificates_issued errors api_calls_saved = $m"
+      stop_pid "$opid"
+      local fl=("$BIN/edgeway-bench" operator-floor --kubeconfig "$kc" --gateways "$n" --concurrency "$conc")
+      cmdlog "$(printf '%q ' "${fl[@]}")"
+      c1=$(cpu_ticks "${cp_pids[@]}")
+      f=$(timeout 1800 "${fl[@]}" 2> "$W/operator-floor-$n-$p.err") || f="{\"error\": \"$(grep -m1 -E '^Error' "$W/operator-floor-$n-$p.err" | tr -d '"')\"}"
+      c2=$(cpu_ticks "${cp_pids[@]}")
+      cmdlog "  -> $f"
+      cmdlog "  -> control plane CPU ticks: operator side $((c1 - c0)), floor side $((c2 - c1))"
+      cmdlog "bash e2e/cluster/apiserver.sh stop $d"
+      bash "$ROOT/e2e/cluster/apiserver.sh" stop "$d" >&2
+      CLUSTERS=()
+      rows+=("$n|$p|$j|$f|$m|$((c1 - c0))|$((c2 - c1))|$api_mib")
+    done
   done
-  local r t fs rec
+  local r t fs rec saved cpa cpb api_mib
   {
     echo "# Operator scale"
     echo
-    echo "Generated by \`bash bench/run.sh operator\` on $(date -u '+%Y-%m-%d %H:%M UTC') (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', with uncommitted changes')), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), \`nproc\` = $(nproc), $(free -h | awk '/^Mem:/ {print $2}'), load average before $LOAD_BEFORE. API server, etcd, controller manager, operator and bench share these cores."
+    echo "Generated by \`bash bench/run.sh operator\` on $(date -u '+%Y-%m-%d %H:%M UTC') (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', with uncommitted changes')), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), \`nproc\` = $(nproc), $(free -h | awk '/^Mem:/ {print $2}'), load average before $LOAD_BEFORE. API server, etcd, controller manager, operator and bench share these cores. $pairs pairs per size (operator, then floor, on a fresh control plane each)."
     echo
-    echo "| gateways | operator: all objects (s) | floor (s) | ratio operator/floor | objects created | certs/s | operator RSS peak (MiB) | operator CPU (s) | all statuses (s) | per gateway p50 / p99 (s) | reconciles | floor 429 retries |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| gateways | pair | operator: all objects (s) | floor (s) | ratio operator/floor | objects created | certs/s | operator RSS peak (MiB) | operator CPU (s) | control plane CPU, operator / floor side (s) | kube-apiserver RSS peak, operator side (MiB) | all statuses (s) | per gateway p50 / p99 (s) | reconciles | API calls saved | floor 429 retries |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    : > "$W/operator-ratios.txt"
     for r in "${rows[@]}"; do
-      IFS='|' read -r n j f m <<< "$r"
-      read -r rec _ _ <<< "$m"
+      IFS='|' read -r n p j f m cpa cpb api_mib <<< "$r"
+      read -r rec _ _ saved <<< "$m"
       t=$(jget "$j" all_objects_s); fs=$(jget "$f" floor_s)
-      echo "| $(fmt_int "$n") | $t | $fs | $(ratio "$t" "$fs") | $(jget "$j" objects) | $(jget "$j" certs_per_s) | $(python3 -c "print(round($(jget "$j" operator_hwm_kib)/1024, 1))" 2>/dev/null || echo n/a) | $(jget "$j" operator_cpu_s) | $(jget "$j" all_status_s) | $(python3 -c "print($(jget "$j" gateway_to_children_p50_ms)/1000, '/', $(jget "$j" gateway_to_children_p99_ms)/1000)" 2>/dev/null || echo n/a) | $rec | $(jget "$f" retries_429) |"
+      echo "$n $(ratio "$t" "$fs") $t $fs" >> "$W/operator-ratios.txt"
+      echo "| $(fmt_int "$n") | $p | $t | $fs | $(ratio "$t" "$fs") | $(jget "$j" objects) | $(jget "$j" certs_per_s) | $(python3 -c "print(round($(jget "$j" operator_hwm_kib)/1024, 1))" 2>/dev/null || echo n/a) | $(jget "$j" operator_cpu_s) | $(python3 -c "print($cpa/100, '/', $cpb/100)") | $api_mib | $(jget "$j" all_status_s) | $(python3 -c "print($(jget "$j" gateway_to_children_p50_ms)/1000, '/', $(jget "$j" gateway_to_children_p99_ms)/1000)" 2>/dev/null || echo n/a) | $rec | $saved | $(jget "$f" retries_429) |"
     done
     echo
-    echo "Objects: per gateway 3 Secrets (server and client certificate, basic-auth), 1 ConfigMap, 2 Services, 1 StatefulSet, plus the namespace CA Secret. Operator time: from the first EdgeGateway create (the bench creates them 32 at a time) to the last of these objects seen by the bench's watches. Floor: the same objects (captured from the operator's first 3 gateways, renamed, same sizes) plus the EdgeGateways themselves, server-side applied by one client, $conc gateways at a time, each gateway's objects in sequence."
+    echo "Summary (median of the pairs, min–max in brackets):"
+    echo
+    python3 - "$W/operator-ratios.txt" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    n, r, t, f = line.split()
+    try:
+        rows.setdefault(int(n), []).append((float(r), float(t), float(f)))
+    except ValueError:
+        rows.setdefault(int(n), [])
+for n, v in rows.items():
+    if not v:
+        print(f"- {n:,} gateways: no complete pair")
+        continue
+    col = lambda i: [x[i] for x in v]
+    fmt = lambda xs, d: f"{statistics.median(xs):.{d}f} ({min(xs):.{d}f}–{max(xs):.{d}f})"
+    print(f"- {n:,} gateways, {len(v)} pairs: operator/floor **{fmt(col(0), 2)}**, operator {fmt(col(1), 1)} s, floor {fmt(col(2), 1)} s")
+PY
+    echo
+    echo "Objects: per gateway 3 Secrets (server and client certificate, basic-auth), 1 ConfigMap, 2 Services, 1 StatefulSet, plus the namespace CA Secret. Operator time: from the first EdgeGateway create (the bench creates them 32 at a time) to the last of these objects seen by the bench's watches. Floor: the same objects (captured from the operator's first 3 gateways, renamed, same sizes) plus the EdgeGateways themselves, server-side applied by one client, $conc gateways at a time, each gateway's objects in sequence. Control plane CPU: etcd, kube-apiserver and kube-controller-manager, while each side ran."
     echo
     echo "## Commands"
     echo
@@ -747,12 +870,13 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for s in "${SCENARIOS[@]}"; do
   case $s in
     https) scenario_https ;;
+    handshake) scenario_handshake ;;
     lua) scenario_lua ;;
     tunnel) scenario_tunnel ;;
     fleet) scenario_fleet ;;
     operator) scenario_operator ;;
     outbox) scenario_outbox ;;
-    *) echo "unknown scenario $s (all|https|lua|tunnel|fleet|smoke|operator|outbox)" >&2; exit 2 ;;
+    *) echo "unknown scenario $s (all|https|handshake|lua|tunnel|fleet|smoke|operator|outbox)" >&2; exit 2 ;;
   esac
 done
 [ "$PEERS" = 1 ] || { rm -f "$OUT.tmp"; exit 0; }   # operator alone: RESULTS.md stays as it is

@@ -1,6 +1,8 @@
 //! HTTP/1.1 over TLS load generator: `connections` concurrent clients for `duration` seconds on a
 //! current-thread runtime (pin it to one core with `taskset`). Keep-alive by default; `--close`
-//! opens a new TCP + full TLS handshake (resumption disabled) for every request.
+//! opens a new TCP connection and TLS handshake for every request: a full one, or with
+//! `--resume` one resumed from the server's last session ticket. `--no-verify` spares the
+//! client the server's signature checks when the server's handshakes are what is measured.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +48,12 @@ pub struct Args {
     /// A new connection (full TLS handshake) per request.
     #[arg(long)]
     close: bool,
+    /// With --close: resume TLS sessions (tickets) instead of full handshakes.
+    #[arg(long, requires = "close")]
+    resume: bool,
+    /// Do not verify the server's certificate and handshake signature.
+    #[arg(long)]
+    no_verify: bool,
     /// CA bundle the server certificate must chain to.
     #[arg(long)]
     ca: PathBuf,
@@ -65,6 +73,10 @@ struct Stats {
     ok: u64,
     non2xx: u64,
     errors: u64,
+    /// Measured handshakes that resumed a session.
+    resumed: u64,
+    /// Measured handshakes.
+    handshakes: u64,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -76,7 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 async fn run_async(a: Args) -> anyhow::Result<()> {
     let cert = a.cert.as_deref().zip(a.key.as_deref());
-    let tls = TlsConnector::from(client_config(&a.ca, cert, false)?);
+    let tls = TlsConnector::from(client_config(&a.ca, cert, a.resume, !a.no_verify)?);
     let name = ServerName::try_from(a.server_name.clone())?;
     let a = Arc::new(a);
     let start = Instant::now();
@@ -94,6 +106,8 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
         ok: 0,
         non2xx: 0,
         errors: 0,
+        resumed: 0,
+        handshakes: 0,
     };
     for t in tasks {
         let s = t.await?;
@@ -101,13 +115,22 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
         all.ok += s.ok;
         all.non2xx += s.non2xx;
         all.errors += s.errors;
+        all.resumed += s.resumed;
+        all.handshakes += s.handshakes;
     }
     all.lat_us.sort_unstable();
     let secs = a.duration as f64;
     let out = serde_json::json!({
         "tool": "edgeway-bench load",
         "connections": a.connections,
-        "mode": if a.close { "new TLS connection per request" } else { "keep-alive" },
+        "mode": match (a.close, a.resume) {
+            (false, _) => "keep-alive",
+            (true, false) => "new TLS connection per request",
+            (true, true) => "new TLS connection per request, session resumed",
+        },
+        "handshakes": all.handshakes,
+        "resumed": all.resumed,
+        "verify": !a.no_verify,
         "mtls": a.cert.is_some(),
         "seconds": secs,
         "requests": all.ok,
@@ -127,19 +150,21 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+/// Connects; also says whether the TLS session was resumed.
 async fn connect(
     a: &Args,
     tls: &TlsConnector,
     name: &ServerName<'static>,
-) -> anyhow::Result<Sender> {
+) -> anyhow::Result<(Sender, bool)> {
     let tcp = TcpStream::connect(a.addr).await.context("tcp connect")?;
     tcp.set_nodelay(true)?;
     let stream = tls.connect(name.clone(), tcp).await.context("tls")?;
+    let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(sender)
+    Ok((sender, resumed))
 }
 
 fn request(a: &Args) -> anyhow::Result<http::Request<Full<Bytes>>> {
@@ -176,6 +201,8 @@ async fn client(
         ok: 0,
         non2xx: 0,
         errors: 0,
+        resumed: 0,
+        handshakes: 0,
     };
     let mut sender: Option<Sender> = None;
     while Instant::now() < end {
@@ -184,7 +211,14 @@ async fn client(
         let result = async {
             let mut tx = match sender.take() {
                 Some(tx) if !a.close && !tx.is_closed() => tx,
-                _ => connect(&a, &tls, &name).await?,
+                _ => {
+                    let (tx, resumed) = connect(&a, &tls, &name).await?;
+                    if measuring {
+                        s.handshakes += 1;
+                        s.resumed += u64::from(resumed);
+                    }
+                    tx
+                }
             };
             tx.ready().await?;
             let resp = tx.send_request(request(&a)?).await?;

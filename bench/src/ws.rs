@@ -114,7 +114,7 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
 
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let tls = TlsConnector::from(client_config(&certs.join("ca.crt"), None, true)?)
+    let tls = TlsConnector::from(client_config(&certs.join("ca.crt"), None, true, true)?)
         .connect(ServerName::try_from("localhost")?, tcp)
         .await?;
     let url = format!("wss://localhost:{}/Thingworx/WS", addr.port());

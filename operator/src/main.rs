@@ -149,6 +149,12 @@ struct RunArgs {
     allowed_images: Vec<String>,
 }
 
+/// mimalloc rather than glibc's malloc: with glibc the operator's RSS was 8× its live heap
+/// (heaptrack, 1,000 gateways: 42 MiB peak heap, 331 MiB RSS), freed watch and apply
+/// buffers staying in fragmented arenas; at 10,000 gateways 2.5 GiB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -51,6 +51,16 @@ pub struct Live {
     pub ready: i32,
 }
 
+impl Live {
+    /// A child whose every change matters: its resourceVersion.
+    fn of_meta(meta: &kube::api::ObjectMeta) -> Self {
+        Self {
+            version: meta.resource_version.clone().unwrap_or_default(),
+            ready: 0,
+        }
+    }
+}
+
 /// One kind's watch in one scope (a namespace, or all of them).
 #[derive(Default)]
 struct Watch {
@@ -100,10 +110,7 @@ pub trait Child:
     const KIND: &'static str;
     /// The version a watch of this kind shows.
     fn live(&self) -> Live {
-        Live {
-            version: self.resource_version().unwrap_or_default(),
-            ready: 0,
-        }
+        Live::of_meta(self.meta())
     }
 }
 
@@ -146,10 +153,7 @@ impl<C: Child> Watched<C> for C {
 
 impl<C: Child> Watched<C> for PartialObjectMeta<C> {
     fn live(&self) -> Live {
-        Live {
-            version: self.metadata.resource_version.clone().unwrap_or_default(),
-            ready: 0,
-        }
+        Live::of_meta(&self.metadata)
     }
 }
 
@@ -314,27 +318,23 @@ impl Children {
         name: &str,
     ) -> Result<Option<C>, Error> {
         let live = self.live::<C>(ns, name);
+        let key = (C::KIND, ns.to_owned(), name.to_owned());
         {
             let mut known = lock(&self.known);
-            let key = (C::KIND, ns.to_owned(), name.to_owned());
-            match known.get(&key) {
-                Some(k) if unchanged(k, &live) => {
-                    if let Some(o) = k.object.as_ref().and_then(|o| o.downcast_ref::<C>()) {
-                        self.saved("get");
-                        return Ok(Some(o.clone()));
-                    }
-                }
-                // Never seen by the listed watch, never written here: absent.
-                None if matches!(live, Some(None)) => {
-                    self.saved("get");
-                    known.insert(key, Known::absent());
-                    return Ok(None);
-                }
-                Some(k) if k.version.is_empty() && matches!(live, Some(None)) => {
-                    self.saved("get");
-                    return Ok(None);
-                }
-                _ => {}
+            let k = known.get(&key);
+            let kept = k
+                .filter(|k| unchanged(k, &live))
+                .and_then(|k| k.object.as_ref()?.downcast_ref::<C>());
+            if let Some(o) = kept {
+                self.saved("get");
+                return Ok(Some(o.clone()));
+            }
+            // The listed watch does not have it, and what the operator knows (if anything) is
+            // that it was absent: absent, without asking.
+            if matches!(live, Some(None)) && k.is_none_or(|k| k.version.is_empty()) {
+                self.saved("get");
+                known.insert(key, Known::absent());
+                return Ok(None);
             }
         }
         let found = api
@@ -344,8 +344,7 @@ impl Children {
         match &found {
             Some(o) => self.remember(o, None),
             None => {
-                lock(&self.known)
-                    .insert((C::KIND, ns.to_owned(), name.to_owned()), Known::absent());
+                lock(&self.known).insert(key, Known::absent());
             }
         }
         Ok(found)

@@ -19,17 +19,21 @@ use crate::crd::EdgeGateway;
 use crate::references;
 
 /// Gateways whose spec changed (new generation), kept in `writer`'s store for the reconciles
-/// and in `referrers`' index.
+/// and in `referrers`' index. The store keeps them without their managedFields, which nothing
+/// here reads (heaptrack, 3,000 gateways: the store was 53 MiB of a 107 MiB peak heap with
+/// them, 17 MiB without; peak RSS for 10,000 gateways 432 → 311 MiB).
 pub fn gateways(
     api: Api<EdgeGateway>,
     writer: reflector::store::Writer<EdgeGateway>,
     referrers: Arc<Referrers>,
 ) -> impl Stream<Item = Result<EdgeGateway, watcher::Error>> + Send {
-    let events = watcher(api, watcher::Config::default()).inspect(move |e| {
-        if let Ok(e) = e {
-            referrers.observe(e);
-        }
-    });
+    let events = watcher(api, watcher::Config::default())
+        .modify(|gw| gw.managed_fields_mut().clear())
+        .inspect(move |e| {
+            if let Ok(e) = e {
+                referrers.observe(e);
+            }
+        });
     reflector(writer, events)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default())

@@ -24,6 +24,11 @@ struct Cli {
 /// waited for it and SIGTERM was ignored for 25 s and more.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 
+/// mimalloc rather than glibc's malloc: glibc's malloc and free were ~15 % of the CPU of a Lua
+/// service call returning an InfoTable (perf, `bench/run.sh lua`); see docs/performance.md §2.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -104,7 +104,7 @@ pub(crate) fn install_lsr(lua: &Lua, spec: &ThingSpec, limits: &LuaLimits) -> ml
     let max = limits.max_result_bytes;
     let json = lua.create_table()?;
     let encode = lua.create_function(move |lua, v: Value| {
-        lua_to_json(&v, max)
+        lua_to_json(lua, &v, max)
             .map(|j| j.to_string())
             .map_err(|e| mlua::Error::runtime(format!("{} json.encode: {e}", caller_location(lua))))
     })?;

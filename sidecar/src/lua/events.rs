@@ -80,7 +80,7 @@ pub(crate) fn install_fire(
                 .cloned()
                 .ok_or_else(|| fail("not defined in eventDefinitions".to_owned()))?;
             let data = match data {
-                Some(t) => lua_to_json(&Value::Table(t), max_bytes).map_err(fail)?,
+                Some(t) => lua_to_json(lua, &Value::Table(t), max_bytes).map_err(fail)?,
                 None => Json::Object(Default::default()),
             };
             let data = checked(&def, data).map_err(fail)?;
@@ -120,7 +120,7 @@ pub(crate) fn install_server_fire(
         };
         let thing: String = me.raw_get("name")?;
         let data = match data {
-            Some(t) => lua_to_json(&Value::Table(t), max_bytes).map_err(fail)?,
+            Some(t) => lua_to_json(lua, &Value::Table(t), max_bytes).map_err(fail)?,
             None => Json::Object(Default::default()),
         };
         let data = match data {

@@ -60,7 +60,7 @@ pub fn read_lsr_config(path: &Path, source: &[u8]) -> Result<Map<String, Json>, 
                 ))
             }
         };
-        let json = lua_to_json(&v, LIMITS.max_result_bytes)
+        let json = lua_to_json(&lua, &v, LIMITS.max_result_bytes)
             .map_err(|e| format!("{shown}: scripts.{key}: {e}"))?;
         out.insert(key, json);
     }

@@ -470,7 +470,7 @@ fn property_defs(
                 .map_err(|e| fail(message(&e)))?;
             default
         } else {
-            let json = lua_to_json(&raw, limits.max_result_bytes)
+            let json = lua_to_json(lua, &raw, limits.max_result_bytes)
                 .map_err(|e| fail(format!("value: {e}")))?;
             base_type
                 .coerce_json(&json)

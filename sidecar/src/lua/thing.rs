@@ -424,7 +424,7 @@ impl Thing {
             return Err(e);
         }
         let result = match outcome {
-            Ok(values) => service_result(def, values, self.limits.max_result_bytes)?,
+            Ok(values) => service_result(&vm.lua, def, values, self.limits.max_result_bytes)?,
             Err(e) => return Err(ThingError::Script(message(&e))),
         };
         readback.map(|()| result)
@@ -567,7 +567,7 @@ fn read_property(
             quality,
         );
     }
-    let value = lua_to_json(&raw, max_bytes)
+    let value = lua_to_json(lua, &raw, max_bytes)
         .map_err(|e| format!("has an invalid value: {e}"))
         .and_then(|json| {
             def.base_type
@@ -596,6 +596,7 @@ fn set_lua_value(lua: &Lua, props: &Table, def: &PropertyDef, value: &Json) -> m
 
 /// Interprets a service's return values: `status[, value]`, nothing meaning `200, nil`.
 fn service_result(
+    lua: &Lua,
     def: &ServiceDef,
     values: MultiValue,
     max_bytes: usize,
@@ -623,7 +624,7 @@ fn service_result(
                 "returned invalid status {status} (expected 100..=599)"
             ))
         })?;
-    let mut json = lua_to_json(&value, max_bytes)
+    let mut json = lua_to_json(lua, &value, max_bytes)
         .map_err(|e| bad(format!("returned an unconvertible value: {e}")))?;
     if (200..300).contains(&status) && !json.is_null() {
         if let Some(out) = &def.output {

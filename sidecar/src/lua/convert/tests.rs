@@ -10,14 +10,14 @@ fn shared_subtables_are_counted_each_time_they_are_copied() {
         .load("local t = {} for _ = 1, 40 do t = { t, t } end return t")
         .eval()
         .expect("script runs");
-    let err = to_json_within(&shared, 10_000, 1 << 20).unwrap_err();
+    let err = to_json_within(&lua, &shared, 10_000, 1 << 20).unwrap_err();
     assert!(err.contains("over 10000 values"), "{err}");
     // Below the bounds, the same kind of value converts.
     let small: Value = lua
         .load("local t = {} for _ = 1, 3 do t = { t, t } end return t")
         .eval()
         .expect("script runs");
-    let json = to_json_within(&small, 10_000, 1 << 20).expect("converts");
+    let json = to_json_within(&lua, &small, 10_000, 1 << 20).expect("converts");
     assert_eq!(json.to_string(), "[[[{},{}],[{},{}]],[[{},{}],[{},{}]]]");
 }
 
@@ -30,14 +30,14 @@ fn encoded_size_is_bounded() {
         .load("local s, t = string.rep('x', 1 << 20), {} for i = 1, 250 do t[i] = s end return t")
         .eval()
         .expect("script runs");
-    let err = lua_to_json(&shared, 8 << 20).unwrap_err();
+    let err = lua_to_json(&lua, &shared, 8 << 20).unwrap_err();
     assert!(err.contains("8388608 bytes encoded"), "{err}");
     // The same shape within the bound converts, and its text is within the estimate.
     let few: Value = lua
         .load("local s, t = string.rep('x', 1 << 20), {} for i = 1, 7 do t[i] = s end return t")
         .eval()
         .expect("script runs");
-    let json = lua_to_json(&few, 8 << 20).expect("converts");
+    let json = lua_to_json(&lua, &few, 8 << 20).expect("converts");
     assert!(json.to_string().len() <= 8 << 20);
 }
 
@@ -52,7 +52,7 @@ fn json_round_trips_through_lua() {
         "empty": {}
     });
     let value = json_to_lua(&lua, &json).expect("builds");
-    let back = lua_to_json(&value, 1 << 20).expect("converts");
+    let back = lua_to_json(&lua, &value, 1 << 20).expect("converts");
     let mut expected = json.clone();
     expected.as_object_mut().unwrap().remove("n");
     assert_eq!(back, expected);
@@ -138,4 +138,63 @@ fn property_fields_read_raw() {
         raw_field(&lua, &props, "q").expect("reads"),
         Value::Integer(5)
     );
+}
+
+/// The table walk through the C API: metamethods never run (a `__pairs`, `__index` or `__len`
+/// that would raise is ignored), keys of every convertible type become names, `json.null`
+/// is null, and unconvertible values and keys are errors naming their type; the 65th level of
+/// nesting is refused as it is for JSON → Lua.
+#[test]
+fn tables_convert_raw_and_unconvertible_parts_are_named() {
+    let lua = Lua::new();
+    lua.globals()
+        .set("null", Value::NULL)
+        .expect("sets the global");
+    let t: Value = lua
+        .load(
+            "local boom = function() error('a metamethod ran') end
+             local t = setmetatable({ 1, 2, 3 }, { __pairs = boom, __index = boom, __len = boom })
+             return { seq = t, [7] = 'int', [2.5] = 'float', [true] = 'bool', n = null,
+                      nested = { a = { b = 'c' } }, empty = {} }",
+        )
+        .eval()
+        .expect("script runs");
+    let json = lua_to_json(&lua, &t, 1 << 20).expect("converts");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "seq": [1, 2, 3], "7": "int", "2.5": "float", "true": "bool", "n": null,
+            "nested": {"a": {"b": "c"}}, "empty": {}
+        })
+    );
+    for (script, named) in [
+        ("return { f = print }", "a function cannot be converted"),
+        ("return { [print] = 1 }", "a table with a function key"),
+        (
+            "return { { coroutine.create(print) } }",
+            "a thread cannot be converted",
+        ),
+        ("return { x = 0/0 }", "cannot be represented in JSON"),
+    ] {
+        let v: Value = lua.load(script).eval().expect("script runs");
+        let err = lua_to_json(&lua, &v, 1 << 20).unwrap_err();
+        assert!(err.contains(named), "{script}: {err}");
+    }
+    let deep = |levels: usize| -> Value {
+        lua.load(format!(
+            "local t = 1 for _ = 1, {levels} do t = {{ t }} end return t"
+        ))
+        .eval()
+        .expect("script runs")
+    };
+    lua_to_json(&lua, &deep(MAX_DEPTH), 1 << 20).expect("64 levels");
+    let err = lua_to_json(&lua, &deep(MAX_DEPTH + 1), 1 << 20).unwrap_err();
+    assert!(err.contains("nested deeper than 64"), "{err}");
+    // A cycle is the same error, not a stack overflow.
+    let cyclic: Value = lua
+        .load("local t = {} t.self = t return t")
+        .eval()
+        .expect("script runs");
+    let err = lua_to_json(&lua, &cyclic, 1 << 20).unwrap_err();
+    assert!(err.contains("nested deeper than 64"), "{err}");
 }

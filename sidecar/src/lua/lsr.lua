@@ -93,11 +93,16 @@ local function field(def, ordinal, where)
   }
 end
 
+local getmetatable = getmetatable
 local function copy(v)
   if type(v) ~= "table" then return v end
   local out = {}
   for k, x in pairs(v) do out[k] = copy(x) end
-  return setmetatable(out, getmetatable(v))
+  -- Most copied tables (a shape's fields and aspects, rows) have none: skip the sandbox's
+  -- `setmetatable` check for them.
+  local mt = getmetatable(v)
+  if mt == nil then return out end
+  return setmetatable(out, mt)
 end
 
 -- A shape, or nil and why.

@@ -162,6 +162,22 @@ fn unchanged(known: &Known, live: &Option<Option<Live>>) -> bool {
     matches!(live, Some(Some(l)) if l.version == known.version)
 }
 
+/// What is kept of a child for reads, and what [`Children::get`] returns whether it asked or
+/// not: the data, and of the metadata only who it is and its version (a replace sends that
+/// back). Without labels, owners and managed fields here the operator's peak RSS for 10,000
+/// gateways went from 311 to 282 MiB.
+fn kept<C: Child>(mut obj: C) -> C {
+    let meta = obj.meta_mut();
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        ..ObjectMeta::default()
+    };
+    obj
+}
+
 /// The operator's memory of its children (see the module doc).
 pub struct Children {
     watches: Mutex<HashMap<(&'static str, Option<String>), Watch>>,
@@ -259,21 +275,7 @@ impl Children {
         let version = Child::live(obj).version;
         let mut known = lock(&self.known);
         let read = applied.is_none() || known.get(&key).is_some_and(|k| k.read);
-        let object = read.then(|| {
-            let mut copy = obj.clone();
-            // Readers use a kept child's data and of its metadata only who it is and its
-            // version (a replace sends that back). Without labels, owners and managed fields
-            // here the operator's peak RSS for 10,000 gateways went from 311 to 282 MiB.
-            let meta = copy.meta_mut();
-            *meta = ObjectMeta {
-                name: meta.name.take(),
-                namespace: meta.namespace.take(),
-                uid: meta.uid.take(),
-                resource_version: meta.resource_version.take(),
-                ..ObjectMeta::default()
-            };
-            Arc::new(copy) as Arc<dyn Any + Send + Sync>
-        });
+        let object = read.then(|| Arc::new(kept(obj.clone())) as Arc<dyn Any + Send + Sync>);
         // A read of the version the operator itself wrote still holds what it applied.
         let applied = applied.unwrap_or_else(|| {
             known
@@ -320,7 +322,8 @@ impl Children {
 
     /// Reads a ConfigMap or Secret whose every change the watches see (the operator's own, or
     /// one a gateway references): from memory while unchanged, `None` without asking when the
-    /// listed watch has never seen it and the operator never wrote it.
+    /// listed watch has never seen it and the operator never wrote it. Either way the object
+    /// carries only its identity, version and data (see [`kept`]).
     pub async fn get<C: Child>(
         &self,
         api: &Api<C>,
@@ -357,7 +360,7 @@ impl Children {
                 lock(&self.known).insert(key, Known::absent());
             }
         }
-        Ok(found)
+        Ok(found.map(kept))
     }
 
     /// Remembers a child the operator just read, created or replaced (not applied).

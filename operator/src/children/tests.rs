@@ -203,3 +203,37 @@ async fn a_secret_read_absent_then_written_is_read_back_from_memory() {
     watch(&c, vec![Event::Apply(config_map("cm", "4", "a"))]);
     assert!(c.get(&maps, "ns", "cm").await.is_err());
 }
+
+/// What a read returns from memory is the child's identity, version and data: its labels,
+/// owners and managed fields are not kept (the memory of 10,000 gateways' Secrets).
+#[tokio::test]
+async fn a_read_from_memory_returns_identity_version_and_data_only() {
+    let c = children();
+    let api: Api<Secret> = Api::namespaced(dead_client(), "ns");
+    let mut s = secret("s", "7");
+    s.metadata.uid = Some("u-1".into());
+    s.metadata.labels = Some(BTreeMap::from([("app".into(), "x".into())]));
+    s.metadata.owner_references = Some(vec![Default::default()]);
+    s.metadata.managed_fields = Some(vec![Default::default()]);
+    c.saw(&s);
+    listed(&c, vec![secret("s", "7")]);
+    let read = c
+        .get(&api, "ns", "s")
+        .await
+        .expect("from memory")
+        .expect("present");
+    assert_eq!(saved(&c, "get"), 1);
+    assert_eq!(read.string_data, s.string_data, "data kept");
+    assert_eq!(
+        (
+            read.metadata.name.as_deref(),
+            read.metadata.namespace.as_deref()
+        ),
+        (Some("s"), Some("ns"))
+    );
+    assert_eq!(read.metadata.uid.as_deref(), Some("u-1"));
+    assert_eq!(read.metadata.resource_version.as_deref(), Some("7"));
+    assert_eq!(read.metadata.labels, None);
+    assert_eq!(read.metadata.owner_references, None);
+    assert_eq!(read.metadata.managed_fields, None);
+}

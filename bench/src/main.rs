@@ -51,6 +51,11 @@ enum Cmd {
     OperatorFloor(operator::FloorArgs),
 }
 
+/// The allocator the shipped binaries use (the tunnel and fleet scenarios run the sidecar and
+/// the platform in this process).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().cmd {

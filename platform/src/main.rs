@@ -49,6 +49,10 @@ async fn terminated() {
     }
 }
 
+/// mimalloc, as the sidecar and the operator: one allocator for the three binaries.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();

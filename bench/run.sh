@@ -7,7 +7,8 @@
 # the plumbing). Needs root for apt-get (nginx, libnginx-mod-http-lua, lua-cjson, wrk, openssl,
 # python3). Everything listens on 127.0.0.1; every process started here is stopped by its pid.
 # Knobs: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32),
-# BENCH_PORT_BASE (19440), CARGO_BUILD_JOBS (1), BENCH_PAIRS (5): every sidecar/nginx and
+# BENCH_PORT_BASE (19440), CARGO_BUILD_JOBS (1), BENCH_FLEET_SIZES (fleet devices, default
+# "1000 10000 100000"), BENCH_PAIRS (5): every sidecar/nginx and
 # operator/floor ratio is the median of that many interleaved pairs, with its min–max.
 # `operator` (not part of `all`: minutes per size, a Kubernetes control plane per size) writes
 # bench/results/operator-scale.md instead; BENCH_OPERATOR_SIZES (default "100 1000"),
@@ -661,6 +662,7 @@ tls:
 auth:
   appKeysFile: $W/app-keys
 historySize: 10
+maxThingsPerSession: 1100000   # the fleet scenario's 1,000,000 devices (BENCH_FLEET_SIZES)
 rest:
   listen: 127.0.0.1:$PREST_PORT
 admin:
@@ -705,7 +707,8 @@ print($rss, round(($c1-$c0)/el,1), round(($s1-$s0)/el), round(($p1-$p0)/el,1), '
 }
 scenario_fleet() {
   log "scenario 4: simulated fleet scale"
-  local sizes=(1000 10000 100000)
+  local sizes
+  read -r -a sizes <<< "${BENCH_FLEET_SIZES:-1000 10000 100000}"
   [ "$SMOKE" = 1 ] && sizes=(1000)
   md ""
   md "## 4. Simulated fleet scale (\`edgeway-sidecar\` process, one NUMBER property per device, 1 update/device/s)"

@@ -41,21 +41,31 @@ unsafe fn to_json(
     depth: usize,
     copied: &mut Copied,
 ) -> Result<Json, String> {
-    let scalar = match ffi::lua_type(state, idx) {
-        ffi::LUA_TTABLE => return table(state, idx, depth, copied),
+    if ffi::lua_type(state, idx) == ffi::LUA_TTABLE {
+        return table(state, idx, depth, copied);
+    }
+    scalar_to_json(scalar_at(state, idx), depth, copied)
+}
+
+/// The value at `idx` as a [`Scalar`]: the one rule for which Lua types convert, and how, for
+/// values and keys alike. A table is `Other("table")`: callers walk tables themselves.
+///
+/// # Safety
+/// `idx` is a valid absolute index on `state`'s stack. A string is read in place (no
+/// allocation, no conversion); its bytes live while it stays on the stack.
+unsafe fn scalar_at<'a>(state: *mut ffi::lua_State, idx: c_int) -> Scalar<'a> {
+    match ffi::lua_type(state, idx) {
         ffi::LUA_TNIL => Scalar::Nil,
         ffi::LUA_TBOOLEAN => Scalar::Bool(ffi::lua_toboolean(state, idx) != 0),
         ffi::LUA_TNUMBER if ffi::lua_isinteger(state, idx) != 0 => {
             Scalar::Int(ffi::lua_tointegerx(state, idx, std::ptr::null_mut()))
         }
         ffi::LUA_TNUMBER => Scalar::Float(ffi::lua_tonumberx(state, idx, std::ptr::null_mut())),
-        // A string converts in place without allocating; the bytes live while it is on the stack.
         ffi::LUA_TSTRING => Scalar::Str(string_at(state, idx)),
         // `json.null` (mlua's `Value::NULL`) is the light userdata NULL.
         ffi::LUA_TLIGHTUSERDATA if ffi::lua_touserdata(state, idx).is_null() => Scalar::Nil,
         t => Scalar::Other(type_name(state, t)),
-    };
-    scalar_to_json(scalar, depth, copied)
+    }
 }
 
 /// A table: an array when its keys are exactly `1..=#t` (and it is not empty), else an object.
@@ -109,19 +119,18 @@ unsafe fn table(
 /// An object key: strings as they are, numbers and booleans as text.
 ///
 /// # Safety
-/// `idx` is a valid absolute index on `state`'s stack. Only a string is read as text: reading
-/// a number key as one would change the key in place and break `lua_next`.
+/// `idx` is a valid absolute index on `state`'s stack. [`scalar_at`] reads a number key as a
+/// number, never as text, which would change the key in place and break `lua_next`.
 unsafe fn key_text(state: *mut ffi::lua_State, idx: c_int) -> Result<String, String> {
-    match ffi::lua_type(state, idx) {
-        ffi::LUA_TSTRING => Ok(String::from_utf8_lossy(string_at(state, idx)).into_owned()),
-        ffi::LUA_TNUMBER if ffi::lua_isinteger(state, idx) != 0 => {
-            Ok(ffi::lua_tointegerx(state, idx, std::ptr::null_mut()).to_string())
-        }
-        ffi::LUA_TNUMBER => Ok(ffi::lua_tonumberx(state, idx, std::ptr::null_mut()).to_string()),
-        ffi::LUA_TBOOLEAN => Ok((ffi::lua_toboolean(state, idx) != 0).to_string()),
-        t => Err(format!(
-            "a table with a {} key cannot be converted to JSON",
-            type_name(state, t)
+    match scalar_at(state, idx) {
+        Scalar::Str(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Scalar::Int(i) => Ok(i.to_string()),
+        Scalar::Float(f) => Ok(f.to_string()),
+        Scalar::Bool(b) => Ok(b.to_string()),
+        // A nil key cannot exist; the light userdata `json.null` can.
+        Scalar::Nil => Err("a table with a json.null key cannot be converted to JSON".into()),
+        Scalar::Other(name) => Err(format!(
+            "a table with a {name} key cannot be converted to JSON"
         )),
     }
 }

@@ -28,7 +28,7 @@ pub fn gateways(
     referrers: Arc<Referrers>,
 ) -> impl Stream<Item = Result<EdgeGateway, watcher::Error>> + Send {
     let events = watcher(api, watcher::Config::default())
-        .modify(|gw| gw.managed_fields_mut().clear())
+        .modify(|gw| gw.metadata.managed_fields = None)
         .inspect(move |e| {
             if let Ok(e) = e {
                 referrers.observe(e);

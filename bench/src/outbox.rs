@@ -1,7 +1,7 @@
 //! `outbox`: what persisting the tunnel's queue costs, per fsync policy. Updates are pushed in
-//! batches as the simulation's driver pushes them (one `flush` per batch, as
-//! `Tunnel::push_many` does), and each batch is acknowledged after the next one is pushed (an
-//! acknowledgement line per answered request burst). Cases run interleaved (memory, never,
+//! batches as the simulation's driver pushes them (one `flush` per batch, as `Queue::push_many`
+//! does), and each batch is acknowledged after the next one is pushed (an acknowledgement line
+//! per answered request burst). Cases run interleaved (memory, never,
 //! interval, always, memory, ...) so the disk's moods fall on every case alike; each figure is
 //! the median of the rounds with its range.
 

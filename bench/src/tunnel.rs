@@ -2,7 +2,7 @@
 //! sidecar (`edgeway_sidecar::start`) whose tunnel connects to it over TLS on 127.0.0.1.
 //!
 //! Sources of updates:
-//! - `push`: the bench calls `Tunnel::push_many` itself, round-robin over `--things` things
+//! - `push`: the bench pushes into the tunnel's queue itself, round-robin over `--things` things
 //!   (the sidecar's simulated devices, configured with a one-day interval so they are bound but
 //!   silent); the outbox is kept below half its capacity so nothing is dropped;
 //! - `fleet`: the sidecar's own simulated fleet generates the updates (`--things` devices, one
@@ -30,7 +30,7 @@ pub struct Args {
     /// Directory with ca.crt, server.crt, server.key (ECDSA P-256, from run.sh).
     #[arg(long)]
     certs: PathBuf,
-    /// `push` (Tunnel::push_many from the bench) or `fleet` (the sidecar's simulated fleet).
+    /// `push` (the bench pushes into the tunnel's queue) or `fleet` (the sidecar's simulated fleet).
     #[arg(long, default_value = "push")]
     source: String,
     /// Distinct things the updates are spread over (push), or fleet devices.
@@ -209,7 +209,7 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
             if rate == 0 {
                 while !stop.load(Ordering::Relaxed) {
                     if tunnel.queue_state().0 < 50_000 {
-                        tunnel.push_many(make(1000, None));
+                        tunnel.queue().push_many(make(1000, None));
                     } else {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
@@ -224,7 +224,7 @@ async fn run_async(a: Args) -> anyhow::Result<()> {
                     tick.tick().await;
                     let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
                     if due > sent {
-                        tunnel.push_many(make(due - sent, Some(rel_us())));
+                        tunnel.queue().push_many(make(due - sent, Some(rel_us())));
                         sent = due;
                     }
                 }

@@ -11,6 +11,7 @@ pub mod registry;
 pub mod server;
 pub mod sim;
 pub mod tunnel;
+pub mod uplink;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,15 +90,16 @@ impl Running {
             aborts.iter().for_each(|a| a.abort());
         }
         if let Some(t) = &self.tunnel {
-            t.flush();
+            t.queue().flush();
         }
     }
 }
 
-/// Ticks the fleet and forwards its updates to the tunnel (or just lets them update state).
+/// Ticks the fleet and forwards its updates to the platform's queue (or just lets them update
+/// state).
 fn start_simulation(
     sim: &registry::SimFleet,
-    tunnel: Option<tunnel::Tunnel>,
+    queue: Option<uplink::Queue>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sim::Update>>(64);
@@ -115,8 +117,8 @@ fn start_simulation(
                 b = rx.recv() => match b { Some(b) => b, None => return },
                 _ = shutdown.changed() => return,
             };
-            let Some(t) = &tunnel else { continue };
-            t.push_many(
+            let Some(q) = &queue else { continue };
+            q.push_many(
                 batch
                     .iter()
                     .flat_map(|u| {
@@ -222,7 +224,11 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         tasks.push(edgeway_runtime::watch::spawn(c, rx.clone()));
     }
     if let Some(sim) = registry.sim() {
-        tasks.extend(start_simulation(sim, tunnel.clone(), rx.clone()));
+        tasks.extend(start_simulation(
+            sim,
+            tunnel.as_ref().map(|t| t.queue().clone()),
+            rx.clone(),
+        ));
     }
     let handshake_timeout = Duration::from_millis(config.server.handshake_timeout_ms);
     tasks.push(tokio::spawn(server::serve(

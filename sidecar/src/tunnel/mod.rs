@@ -9,20 +9,20 @@ pub mod proxy;
 pub mod session;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use rand::RngExt;
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::uplink::{self, Queue};
 use config::TunnelConfig;
 use connect::Connector;
-use edgeway_protocol::basetype::{BaseType, Quality};
 use edgeway_runtime::ConfigError;
-use outbox::{Outbox, Update};
+use outbox::Outbox;
 use session::{Session, SessionError};
 
 /// State shared by the reconnect loop, its sessions and the producers of updates.
@@ -31,9 +31,7 @@ pub struct Shared {
     app_key: String,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    outbox: Mutex<Outbox>,
-    /// Signalled when updates are queued, so an idle session sends them at once.
-    wake: Notify,
+    queue: Queue,
     request_ids: AtomicU32,
     connected: AtomicBool,
 }
@@ -50,7 +48,7 @@ impl Shared {
     }
 
     fn outbox_mut(&self) -> MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+        self.queue.lock()
     }
 }
 
@@ -85,22 +83,18 @@ impl Tunnel {
             ));
         }
         let connectors = Connector::all(&config)?;
-        let q = &config.queue;
-        let outbox = match &q.dir {
-            Some(dir) => Outbox::open(dir, q)
-                .map_err(|e| ConfigError::new("tunnel.queue.dir", e.to_string()))?,
-            None => Outbox::in_memory(q),
-        };
-        metrics.tunnel_queue(&outbox.stats());
-        let persisted = q.dir.is_some();
-        let tick = Duration::from_millis(q.fsync_interval_ms.min(1000));
+        let queue = Queue::open(&config.queue, "tunnel.queue", metrics.clone())?;
+        let flush_every = config
+            .queue
+            .dir
+            .is_some()
+            .then(|| Duration::from_millis(config.queue.fsync_interval_ms.min(1000)));
         let shared = Arc::new(Shared {
             config,
             app_key,
             registry: registry.clone(),
             metrics,
-            outbox: Mutex::new(outbox),
-            wake: Notify::new(),
+            queue: queue.clone(),
             request_ids: AtomicU32::new(1),
             connected: AtomicBool::new(false),
         });
@@ -108,54 +102,20 @@ impl Tunnel {
             shared: shared.clone(),
         };
         let mut tasks = vec![tokio::spawn(reconnect_loop(
-            shared.clone(),
+            shared,
             connectors,
             shutdown.clone(),
         ))];
-        if persisted {
-            tasks.push(tokio::spawn(flush_periodically(
-                shared,
-                tick,
-                shutdown.clone(),
-            )));
+        if let Some(every) = flush_every {
+            tasks.push(queue.spawn_flusher(every, shutdown.clone()));
         }
-        let sink = tunnel.clone();
-        registry.set_event_sink(Box::new(move |e| {
-            sink.push(Update {
-                thing: e.thing.into(),
-                property: e.event.into(),
-                base_type: BaseType::Infotable,
-                value: serde_json::Value::Object(e.data),
-                time_ms: e.time_ms,
-                quality: Quality::Good,
-                event: true,
-            });
-        }));
-        tasks.push(tokio::spawn(collect_lua_changes(
-            tunnel.clone(),
-            registry.lua().subscribe(),
-            shutdown,
-        )));
+        tasks.push(uplink::feed(&queue, &registry, shutdown));
         Ok((tunnel, tasks))
     }
 
-    /// Queues an update for the platform (store-and-forward).
-    pub fn push(&self, update: Update) {
-        self.push_many(std::iter::once(update));
-    }
-
-    /// Queues many updates under one lock.
-    pub fn push_many(&self, updates: impl IntoIterator<Item = Update>) {
-        {
-            let mut o = self.shared.outbox_mut();
-            for u in updates {
-                o.push(u);
-            }
-            // To the kernel before the producer goes on (a failing volume was logged once).
-            let _ = o.flush();
-            self.shared.metrics.tunnel_queue(&o.stats());
-        }
-        self.shared.wake.notify_one();
+    /// The queue of updates this tunnel sends (push into it to send).
+    pub fn queue(&self) -> &Queue {
+        &self.shared.queue
     }
 
     /// Whether a session is established now.
@@ -165,42 +125,8 @@ impl Tunnel {
 
     /// Updates waiting for acknowledgement, and updates dropped by the overflow policy.
     pub fn queue_state(&self) -> (usize, u64) {
-        let s = self.queue_stats();
+        let s = self.shared.queue.stats();
         (s.len, s.dropped)
-    }
-
-    /// The offline queue's counts and its persistence's state.
-    pub fn queue_stats(&self) -> outbox::QueueStats {
-        self.shared.outbox_mut().stats()
-    }
-
-    /// Writes the offline queue to disk (called at shutdown).
-    pub fn flush(&self) {
-        let mut o = self.shared.outbox_mut();
-        if let Err(e) = o.flush() {
-            tracing::error!(
-                error = %e,
-                queued = o.len(),
-                "offline queue not written at shutdown: the updates it holds are lost"
-            );
-        }
-    }
-}
-
-/// Flushes the persisted queue on a timer, so the `interval` fsync policy holds while nothing
-/// new is pushed and a full volume is retried while the tunnel is down.
-async fn flush_periodically(
-    shared: Arc<Shared>,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        if sleep_or_shutdown(every, &mut shutdown).await {
-            return;
-        }
-        let mut o = shared.outbox_mut();
-        let _ = o.flush();
-        shared.metrics.tunnel_queue(&o.stats());
     }
 }
 
@@ -284,40 +210,5 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) ->
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.changed() => true,
-    }
-}
-
-/// Feeds Lua property changes (already filtered by their push rules) into the outbox.
-async fn collect_lua_changes(
-    tunnel: Tunnel,
-    mut changes: broadcast::Receiver<crate::lua::PropertyChange>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let change = tokio::select! {
-            c = changes.recv() => c,
-            _ = shutdown.changed() => return,
-        };
-        match change {
-            Ok(c) => {
-                tunnel.push(Update {
-                    thing: c.thing,
-                    property: c.property,
-                    base_type: c.base_type,
-                    value: c.value.value,
-                    time_ms: c.value.time_ms,
-                    quality: c.value.quality,
-                    event: false,
-                });
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "Lua change feed lagged; updates lost before queueing"
-                );
-                tunnel.shared.metrics.tunnel_lagged(n);
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
     }
 }

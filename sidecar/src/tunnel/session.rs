@@ -186,7 +186,7 @@ impl<'a> Session<'a> {
                         self.to_subscribe.push_back(thing);
                     }
                 }
-                _ = self.shared.wake.notified(), if window_open => {}
+                _ = self.shared.queue.pushed(), if window_open => {}
                 _ = tick.tick() => {
                     let idle = self.last_rx.elapsed();
                     if idle >= ka_deadline {

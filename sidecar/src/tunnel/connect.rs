@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::config::TunnelConfig;
+use super::config::{ClientCert, ServerVerification, TunnelConfig};
 use edgeway_runtime::tls::PinMode;
 use edgeway_runtime::tls::{
     anchor::AnchorVerifier, criteria::CriteriaVerifier, insecure::AnyServerCert, load_cert_chain,
@@ -117,7 +117,11 @@ impl Connector {
             .to_owned();
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let tls = if secure {
-            Some(TlsConnector::from(Arc::new(client_config(cfg)?)))
+            Some(TlsConnector::from(Arc::new(client_config(
+                &cfg.server,
+                cfg.client_cert.as_ref(),
+                "tunnel",
+            )?)))
         } else {
             None
         };
@@ -136,7 +140,11 @@ impl Connector {
     fn current_tls(&self) -> Option<TlsConnector> {
         let mut guard = self.tls.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_some() {
-            match client_config(&self.config) {
+            match client_config(
+                &self.config.server,
+                self.config.client_cert.as_ref(),
+                "tunnel",
+            ) {
                 Ok(cfg) => *guard = Some(TlsConnector::from(Arc::new(cfg))),
                 Err(e) => {
                     tracing::error!(error = %e, "tunnel TLS files rejected; keeping the previous ones")
@@ -246,22 +254,29 @@ impl Connector {
     }
 }
 
-/// The rustls client config: CA, pinned or (explicitly) no verification; optional client cert.
-fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError> {
+/// The rustls client config for a platform connection: CA, anchor, pinned or (explicitly) no
+/// verification; optional client cert. `section` (`tunnel`, `mqtt`) prefixes the field paths
+/// errors name.
+pub fn client_config(
+    server: &ServerVerification,
+    client_cert: Option<&ClientCert>,
+    section: &str,
+) -> Result<rustls::ClientConfig, ConfigError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(|e| ConfigError::new("tunnel", e.to_string()))?;
-    let v = &cfg.server;
+        .map_err(|e| ConfigError::new(section, e.to_string()))?;
+    let field = |f: &str| format!("{section}.{f}");
+    let v = server;
     let builder = if let Some(ca) = &v.ca {
-        let roots = load_roots(ca, "tunnel.server.ca")?;
+        let roots = load_roots(ca, &field("server.ca"))?;
         match &v.criteria {
             None => builder.with_root_certificates(roots),
             Some(criteria) => {
                 let chain =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
-                        .map_err(|e| ConfigError::new("tunnel.server.ca", e.to_string()))?;
+                        .map_err(|e| ConfigError::new(field("server.ca"), e.to_string()))?;
                 let verifier = CriteriaVerifier::new(chain, criteria.clone());
                 builder
                     .dangerous()
@@ -269,10 +284,10 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
             }
         }
     } else if let Some(anchor) = &v.anchor {
-        let roots = load_roots(anchor, "tunnel.server.anchor")?;
+        let roots = load_roots(anchor, &field("server.anchor"))?;
         let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
-            .map_err(|e| ConfigError::new("tunnel.server.anchor", e.to_string()))?;
+            .map_err(|e| ConfigError::new(field("server.anchor"), e.to_string()))?;
         let anchored = Arc::new(AnchorVerifier::new(chain));
         let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &v.criteria {
             None => anchored,
@@ -282,9 +297,9 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
             .dangerous()
             .with_custom_certificate_verifier(verifier)
     } else if let Some(pin) = &v.pinned {
-        let certs = load_certs(pin, "tunnel.server.pinned")?;
+        let certs = load_certs(pin, &field("server.pinned"))?;
         let pinned = PinnedVerifier::new(&certs, PinMode::Certificate, true, provider.clone())
-            .map_err(|e| ConfigError::new("tunnel.server.pinned", e.to_string()))?;
+            .map_err(|e| ConfigError::new(field("server.pinned"), e.to_string()))?;
         let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &v.criteria {
             None => Arc::new(pinned),
             Some(criteria) => Arc::new(CriteriaVerifier::new(Arc::new(pinned), criteria.clone())),
@@ -297,21 +312,21 @@ fn client_config(cfg: &TunnelConfig) -> Result<rustls::ClientConfig, ConfigError
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(provider)))
     };
-    match &cfg.client_cert {
+    match client_cert {
         Some(c) => {
             let certs = load_cert_chain(
                 &c.cert,
-                "tunnel.clientCert.cert",
+                &field("clientCert.cert"),
                 c.key_passphrase_file.as_deref(),
             )?;
             let key = load_key(
                 &c.key,
-                "tunnel.clientCert.key",
+                &field("clientCert.key"),
                 c.key_passphrase_file.as_deref(),
             )?;
             builder.with_client_auth_cert(certs, key).map_err(|e| {
                 ConfigError::new(
-                    "tunnel.clientCert.key",
+                    field("clientCert.key"),
                     format!("does not match the cert: {e}"),
                 )
             })

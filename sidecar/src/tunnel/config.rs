@@ -280,31 +280,7 @@ impl TunnelConfig {
                 ));
             }
         }
-        let v = &self.server;
-        let modes = usize::from(v.ca.is_some())
-            + usize::from(v.pinned.is_some())
-            + usize::from(v.anchor.is_some())
-            + usize::from(v.insecure_skip_verify);
-        if secure && modes != 1 {
-            return Err(ConfigError::new(
-                "tunnel.server",
-                "set exactly one of ca, pinned, anchor or insecureSkipVerify",
-            ));
-        }
-        if let Some(c) = &v.criteria {
-            if c.is_empty() {
-                return Err(ConfigError::new(
-                    "tunnel.server.criteria",
-                    "names no field (set subject or issuer commonName, organization or organizationalUnit)",
-                ));
-            }
-            if v.insecure_skip_verify || !secure {
-                return Err(ConfigError::new(
-                    "tunnel.server.criteria",
-                    "needs ca, pinned or anchor: an unverified certificate's names prove nothing",
-                ));
-            }
-        }
+        self.server.validate_at("tunnel.server", secure)?;
         let t = &self.timing;
         for (name, v) in [
             ("stageTimeoutMs", t.stage_timeout_ms),
@@ -326,24 +302,7 @@ impl TunnelConfig {
                 "must not be below backoffInitialMs",
             ));
         }
-        if self.queue.capacity == 0 {
-            return Err(ConfigError::new(
-                "tunnel.queue.capacity",
-                "must be positive",
-            ));
-        }
-        if self.queue.max_bytes.is_some_and(|b| b < 1024) {
-            return Err(ConfigError::new(
-                "tunnel.queue.maxBytes",
-                "must be at least 1024: a single update's record can take a few hundred bytes",
-            ));
-        }
-        if self.queue.fsync_interval_ms == 0 {
-            return Err(ConfigError::new(
-                "tunnel.queue.fsyncIntervalMs",
-                "must be positive (use fsync: always to sync every write)",
-            ));
-        }
+        self.queue.validate_at("tunnel.queue")?;
         if self.chunk_size < 1024 {
             return Err(ConfigError::new(
                 "tunnel.chunkSize",
@@ -354,6 +313,62 @@ impl TunnelConfig {
             return Err(ConfigError::new(
                 "tunnel",
                 "batchRows, maxInFlight and maxInFlightBytes must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ServerVerification {
+    /// Checks the section at `field` for a connection that is `secure` (TLS) or not.
+    pub fn validate_at(&self, field: &str, secure: bool) -> Result<(), ConfigError> {
+        let modes = usize::from(self.ca.is_some())
+            + usize::from(self.pinned.is_some())
+            + usize::from(self.anchor.is_some())
+            + usize::from(self.insecure_skip_verify);
+        if secure && modes != 1 {
+            return Err(ConfigError::new(
+                field,
+                "set exactly one of ca, pinned, anchor or insecureSkipVerify",
+            ));
+        }
+        if let Some(c) = &self.criteria {
+            if c.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.criteria"),
+                    "names no field (set subject or issuer commonName, organization or organizationalUnit)",
+                ));
+            }
+            if self.insecure_skip_verify || !secure {
+                return Err(ConfigError::new(
+                    format!("{field}.criteria"),
+                    "needs ca, pinned or anchor: an unverified certificate's names prove nothing",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueueConfig {
+    /// Checks the section at `field`.
+    pub fn validate_at(&self, field: &str) -> Result<(), ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::new(
+                format!("{field}.capacity"),
+                "must be positive",
+            ));
+        }
+        if self.max_bytes.is_some_and(|b| b < 1024) {
+            return Err(ConfigError::new(
+                format!("{field}.maxBytes"),
+                "must be at least 1024: a single update's record can take a few hundred bytes",
+            ));
+        }
+        if self.fsync_interval_ms == 0 {
+            return Err(ConfigError::new(
+                format!("{field}.fsyncIntervalMs"),
+                "must be positive (use fsync: always to sync every write)",
             ));
         }
         Ok(())

@@ -14,6 +14,7 @@ use edgeway_runtime::tls::{ClientAuthMode, TlsConfig};
 use edgeway_runtime::ConfigError;
 
 use crate::lua::LuaLimits;
+use crate::mqtt::config::MqttConfig;
 use crate::sim::SimulationConfig;
 use crate::tunnel::config::TunnelConfig;
 
@@ -35,6 +36,9 @@ pub struct SidecarConfig {
     /// The persistent connection to the platform (absent: the gateway serves locally only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<TunnelConfig>,
+    /// An MQTT broker as the platform, instead of `tunnel` (docs/mqtt.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttConfig>,
     /// Optional reverse proxy to an app in the same pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamConfig>,
@@ -350,6 +354,15 @@ impl SidecarConfig {
         self.validate_lua()?;
         if let Some(t) = &self.tunnel {
             t.validate()?;
+        }
+        if let Some(m) = &self.mqtt {
+            if self.tunnel.is_some() {
+                return Err(ConfigError::new(
+                    "mqtt",
+                    "a gateway has one platform: set tunnel (AlwaysOn) or mqtt, not both",
+                ));
+            }
+            m.validate()?;
         }
         if let Some(sim) = &self.simulation {
             sim.validate_at("simulation")?;

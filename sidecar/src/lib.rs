@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod lua;
 pub mod metrics;
+pub mod mqtt;
 pub mod registry;
 pub mod server;
 pub mod sim;
@@ -66,6 +67,8 @@ pub struct Running {
     pub tls: Option<Arc<ReloadingServerConfig>>,
     /// The platform tunnel, when configured.
     pub tunnel: Option<tunnel::Tunnel>,
+    /// The MQTT connector, when configured instead.
+    pub mqtt: Option<mqtt::Mqtt>,
     ready: Arc<admin::Readiness>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -74,12 +77,21 @@ pub struct Running {
 }
 
 impl Running {
+    /// The platform's queue of updates, whichever protocol carries it.
+    pub fn queue(&self) -> Option<&uplink::Queue> {
+        self.tunnel
+            .as_ref()
+            .map(|t| t.queue())
+            .or(self.mqtt.as_ref().map(|m| m.queue()))
+    }
+
     /// Stops accepting, marks not-ready and waits for the listeners to end.
     pub async fn shutdown(self) {
         self.ready.set(false);
         let _ = self.shutdown.send(true);
         self.thing_tasks.iter().for_each(|t| t.abort());
-        // Give the tasks a moment to finish cleanly (the tunnel closes its socket), then stop
+        let queue = self.queue().cloned();
+        // Give the tasks a moment to finish cleanly (the platform connection closes its socket), then stop
         // whatever is left.
         let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
         let all = futures_util::future::join_all(self.tasks);
@@ -89,8 +101,8 @@ impl Running {
         {
             aborts.iter().for_each(|a| a.abort());
         }
-        if let Some(t) = &self.tunnel {
-            t.queue().flush();
+        if let Some(q) = queue {
+            q.flush();
         }
     }
 }
@@ -214,6 +226,15 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         }
         None => None,
     };
+    let mqtt = match &config.mqtt {
+        Some(m) => {
+            let (mqtt, handles) =
+                mqtt::Mqtt::start(m.clone(), registry.clone(), metrics.clone(), rx.clone())?;
+            tasks.extend(handles);
+            Some(mqtt)
+        }
+        None => None,
+    };
     if let Some(t) = tls
         .as_ref()
         .filter(|_| config.server.tls.as_ref().is_some_and(|t| t.watch))
@@ -224,11 +245,11 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         tasks.push(edgeway_runtime::watch::spawn(c, rx.clone()));
     }
     if let Some(sim) = registry.sim() {
-        tasks.extend(start_simulation(
-            sim,
-            tunnel.as_ref().map(|t| t.queue().clone()),
-            rx.clone(),
-        ));
+        let queue = tunnel
+            .as_ref()
+            .map(|t| t.queue())
+            .or(mqtt.as_ref().map(|m| m.queue()));
+        tasks.extend(start_simulation(sim, queue.cloned(), rx.clone()));
     }
     let handshake_timeout = Duration::from_millis(config.server.handshake_timeout_ms);
     tasks.push(tokio::spawn(server::serve(
@@ -254,6 +275,7 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
         metrics,
         tls,
         tunnel,
+        mqtt,
         ready,
         shutdown,
         tasks,

@@ -1,0 +1,366 @@
+//! The MQTT platform connector: the gateway's updates published to a broker with QoS 1, a
+//! PUBACK being the platform's acknowledgement, through the same acknowledged queue as the
+//! AlwaysOn tunnel ([`crate::uplink`]). Nothing leaves the queue before its PUBACK, so a broker
+//! restart or outage loses nothing within the queue's bound.
+//!
+//! The client is `rumqttc` (maintained by Bytebeam, MQTT 3.1.1 and 5, tokio, rustls with our
+//! own `ClientConfig`, websockets); we drive its event loop ourselves. Its own retransmission
+//! is switched off in effect: after a lost connection the in-flight and pending publishes it
+//! kept are discarded and the queue is rewound, so the queue is the only source of what is
+//! resent and the PUBACK ↔ queue-entry mapping stays exact (`Flight`).
+//!
+//! Layout: `config` (the `mqtt` section), `topics` (topic names and payloads per preset).
+
+pub mod config;
+pub mod topics;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::RngExt;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
+    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::uplink::{self, Queue};
+use config::MqttConfig;
+use edgeway_runtime::ConfigError;
+use topics::Layout;
+
+/// Largest packet accepted from the broker: this slice subscribes to nothing, so anything
+/// large is hostile or a mistake, and a bound keeps one socket from taking memory.
+const MAX_INCOMING_PACKET: usize = 64 * 1024;
+/// Largest packet sent: an event's data table can be sizeable.
+const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
+
+/// Handle to the running connector.
+#[derive(Clone)]
+pub struct Mqtt {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    layout: Layout,
+    connected: AtomicBool,
+    flight: Mutex<Flight>,
+    /// Signalled when publishes were acknowledged or a connection came up: room to send.
+    room: Notify,
+    max_in_flight: usize,
+}
+
+/// Which queue entry each publish carries, in the order they were handed to the client.
+///
+/// The client numbers a publish (its packet id) when it takes it from its request channel, in
+/// channel order, and reports that as `Outgoing::Publish(pkid)`; `order` holds the sequence
+/// numbers (None: the birth message) of publishes not yet numbered, `by_pkid` of those numbered
+/// and waiting for their PUBACK. Both are only changed under this lock, together with handing
+/// publishes to the client, so they match the channel exactly.
+#[derive(Default)]
+struct Flight {
+    /// A connection is up; the feeder may hand publishes to the client.
+    live: bool,
+    order: VecDeque<Option<u64>>,
+    by_pkid: HashMap<u16, Option<u64>>,
+}
+
+impl Shared {
+    fn flight(&self) -> MutexGuard<'_, Flight> {
+        self.flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Mqtt {
+    /// Reads the password and certificate files, opens the queue and starts connecting.
+    pub fn start(
+        config: MqttConfig,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Mqtt, Vec<JoinHandle<()>>), ConfigError> {
+        config.validate()?;
+        let options = options(&config)?;
+        let queue = Queue::open(&config.queue, "mqtt.queue", metrics.clone())?;
+        let max_in_flight = usize::from(config.max_in_flight);
+        // Room for every publish the feeder may hand over plus the birth and the goodbye, so
+        // handing over never waits (it happens under the `Flight` lock).
+        let (client, eventloop) = AsyncClient::new(options, max_in_flight * 2 + 4);
+        let shared = Arc::new(Shared {
+            queue: queue.clone(),
+            metrics,
+            layout: Layout::new(&config.topics, &config.gateway),
+            connected: AtomicBool::new(false),
+            flight: Mutex::new(Flight::default()),
+            room: Notify::new(),
+            max_in_flight,
+        });
+        let mut tasks = vec![
+            tokio::spawn(drive(
+                shared.clone(),
+                client.clone(),
+                eventloop,
+                config.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(feed(shared.clone(), client, shutdown.clone())),
+        ];
+        if config.queue.dir.is_some() {
+            let every = Duration::from_millis(config.queue.fsync_interval_ms.min(1000));
+            tasks.push(queue.spawn_flusher(every, shutdown.clone()));
+        }
+        tasks.push(uplink::feed(&queue, &registry, shutdown));
+        Ok((Mqtt { shared }, tasks))
+    }
+
+    /// The queue of updates this connector publishes (push into it to publish).
+    pub fn queue(&self) -> &Queue {
+        &self.shared.queue
+    }
+
+    /// Whether the broker accepted the connection and it is up now.
+    pub fn connected(&self) -> bool {
+        self.shared.connected.load(Ordering::SeqCst)
+    }
+}
+
+/// The client's options from the config: endpoint, TLS, credentials, last will.
+fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
+    let endpoint = config.endpoint()?;
+    let host = endpoint.websocket.clone().unwrap_or(endpoint.host.clone());
+    let mut o = MqttOptions::new(config.client_id.clone(), host, endpoint.port);
+    o.set_keep_alive(Duration::from_secs(config.keep_alive_secs))
+        .set_clean_session(!config.persistent_session)
+        .set_inflight(config.max_in_flight)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
+        .set_last_will(LastWill::new(
+            Layout::new(&config.topics, &config.gateway).state_topic(),
+            Layout::state_payload(false),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let Some(user) = &config.username {
+        let password = match &config.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ConfigError::new(
+                        "mqtt.passwordFile",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            None => String::new(),
+        };
+        o.set_credentials(user.clone(), password);
+    }
+    if endpoint.tls {
+        let tls = crate::tunnel::connect::client_config(
+            &config.server,
+            config.client_cert.as_ref(),
+            "mqtt",
+        )?;
+        let tls = TlsConfiguration::Rustls(Arc::new(tls));
+        o.set_transport(if endpoint.websocket.is_some() {
+            Transport::Wss(tls)
+        } else {
+            Transport::Tls(tls)
+        });
+    } else if endpoint.websocket.is_some() {
+        o.set_transport(Transport::Ws);
+    }
+    Ok(o)
+}
+
+/// Drives the client's event loop: connection state, packet ids, PUBACKs; reconnects with
+/// capped exponential backoff and full jitter.
+async fn drive(
+    shared: Arc<Shared>,
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    config: MqttConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut attempt: u32 = 0;
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = shutdown.changed() => {
+                goodbye(&shared, &client, &mut eventloop).await;
+                return;
+            }
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                attempt = 0;
+                up(&shared, &client);
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut f = shared.flight();
+                if let Some(seq) = f.order.pop_front() {
+                    f.by_pkid.insert(pkid, seq);
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                let seq = shared.flight().by_pkid.remove(&ack.pkid).flatten();
+                if let Some(seq) = seq {
+                    let mut q = shared.queue.lock();
+                    q.ack([seq]);
+                    shared.metrics.tunnel_acked(1);
+                    shared.metrics.tunnel_queue(&q.stats());
+                }
+                shared.room.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                down(&shared, &mut eventloop);
+                let reason = reason(&e);
+                shared.metrics.tunnel_disconnect(reason);
+                let base = config
+                    .backoff_initial_ms
+                    .saturating_mul(1u64 << attempt.min(20))
+                    .min(config.backoff_max_ms);
+                let delay = rand::rng().random_range(base / 2..=base);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(url = %config.url, reason, error = %e, retry_in_ms = delay, "mqtt connection down");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// A connection came up: everything unacknowledged is sent again, after the birth message.
+fn up(shared: &Shared, client: &AsyncClient) {
+    let mut f = shared.flight();
+    f.order.clear();
+    f.by_pkid.clear();
+    shared.queue.lock().rewind();
+    f.order.push_back(None);
+    let birth = client.try_publish(
+        shared.layout.state_topic(),
+        QoS::AtLeastOnce,
+        true,
+        Layout::state_payload(true),
+    );
+    if birth.is_err() {
+        f.order.pop_back();
+    }
+    f.live = true;
+    drop(f);
+    shared.connected.store(true, Ordering::SeqCst);
+    shared.metrics.tunnel_connected(true);
+    shared.room.notify_one();
+    tracing::info!("mqtt connection up: the broker accepted the session");
+}
+
+/// A connection was lost: what the client kept for resending is discarded (the rewound queue
+/// resends it), and the feeder stops until the next connection.
+fn down(shared: &Shared, eventloop: &mut EventLoop) {
+    let mut f = shared.flight();
+    f.live = false;
+    f.order.clear();
+    f.by_pkid.clear();
+    // Moves the in-flight publishes and whatever still waits in the request channel into
+    // `pending`, which is then dropped; the lock keeps the feeder from adding more meanwhile.
+    eventloop.clean();
+    eventloop.pending.clear();
+    drop(f);
+    shared.connected.store(false, Ordering::SeqCst);
+    shared.metrics.tunnel_connected(false);
+}
+
+/// At shutdown: says `{"online": false}` (a clean DISCONNECT does not fire the last will) and
+/// disconnects, within 2 s.
+async fn goodbye(shared: &Shared, client: &AsyncClient, eventloop: &mut EventLoop) {
+    if !shared.connected.load(Ordering::SeqCst) {
+        return;
+    }
+    shared.flight().live = false;
+    let _ = client.try_publish(
+        shared.layout.state_topic(),
+        QoS::AtLeastOnce,
+        true,
+        Layout::state_payload(false),
+    );
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// Hands unsent queue entries to the client while a connection is up and fewer than
+/// `maxInFlight` wait for their PUBACK.
+async fn feed(shared: Arc<Shared>, client: AsyncClient, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shared.queue.pushed() => {}
+            _ = shared.room.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        let mut f = shared.flight();
+        if !f.live {
+            continue;
+        }
+        let waiting = f.order.len() + f.by_pkid.len();
+        let room = shared.max_in_flight.saturating_sub(waiting);
+        if room == 0 {
+            continue;
+        }
+        let batch = shared.queue.lock().next_batch(room);
+        let mut sent = 0u64;
+        for (seq, u) in batch {
+            let (topic, payload) = shared.layout.update(&u);
+            f.order.push_back(Some(seq));
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .is_err()
+            {
+                // Only when the event loop is gone (shutdown): the entry stays queued.
+                f.order.pop_back();
+                return;
+            }
+            sent += 1;
+        }
+        drop(f);
+        shared.metrics.tunnel_sent(sent);
+        // More may wait than fitted: look again once the client has room.
+        if shared.queue.lock().has_unsent() {
+            shared.room.notify_one();
+        }
+    }
+}
+
+/// The disconnect reason label (metrics) of a connection error.
+fn reason(e: &ConnectionError) -> &'static str {
+    match e {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => "unauthorized",
+        ConnectionError::ConnectionRefused(_) => "refused",
+        ConnectionError::Tls(_) => "tls",
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => "timeout",
+        ConnectionError::MqttState(_) => "protocol",
+        _ => "connection",
+    }
+}
+
+#[cfg(test)]
+mod tests;

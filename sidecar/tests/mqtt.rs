@@ -1,0 +1,350 @@
+//! A real sidecar publishing to a real Mosquitto (Debian's `mosquitto`, started by the test on
+//! 127.0.0.1 with TLS and websockets-over-TLS listeners and a password file), read back by
+//! Mosquitto's own `mosquitto_sub`: properties and the retained birth message, a broker restart
+//! with nothing lost, wrong credentials refused.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use edgeway_protocol::basetype::{BaseType, Quality};
+use edgeway_sidecar::config::SidecarConfig;
+use edgeway_sidecar::tunnel::outbox::Update;
+use edgeway_testkit::client::get;
+use edgeway_testkit::pki::Pki;
+
+const USER: &str = "gateway";
+const PASSWORD: &str = "s3cret-pw";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for<F, Fut>(what: &str, secs: u64, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    edgeway_testkit::eventually(what, Duration::from_secs(secs), f).await
+}
+
+/// A Mosquitto broker with a TLS listener and a websockets-over-TLS listener; killed on drop.
+struct Broker {
+    child: Option<Child>,
+    conf: PathBuf,
+    tls_port: u16,
+    ws_port: u16,
+}
+
+impl Broker {
+    fn start(pki: &Pki, dir: &Path) -> Broker {
+        let passwd = dir.join("passwd");
+        let status = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args([USER, PASSWORD])
+            .status()
+            .expect("mosquitto_passwd (Debian package mosquitto) is installed");
+        assert!(status.success());
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let (tls_port, ws_port) = (free_port(), free_port());
+        let tls = format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\n",
+            pki.ca_file.display(),
+            pki.cert.display(),
+            pki.key.display()
+        );
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root\nper_listener_settings false\nallow_anonymous false\n\
+                 password_file {}\nmax_queued_messages 100000\npersistence true\npersistence_location {}/\n\
+                 log_dest stderr\n\
+                 listener {tls_port} 127.0.0.1\n{tls}\
+                 listener {ws_port} 127.0.0.1\nprotocol websockets\n{tls}",
+                passwd.display(),
+                data.display(),
+            ),
+        )
+        .unwrap();
+        let mut broker = Broker {
+            child: None,
+            conf,
+            tls_port,
+            ws_port,
+        };
+        broker.run();
+        broker
+    }
+
+    /// Starts the broker process (again) and waits until it accepts connections.
+    fn run(&mut self) {
+        let log = std::fs::File::create(self.conf.with_extension("log")).unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto (Debian package mosquitto) is installed");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "mosquitto did not listen; see {}",
+            self.conf.with_extension("log").display()
+        );
+    }
+
+    /// Stops the broker the way a restart does (SIGTERM: it saves its persistent state).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `mosquitto_sub` with a persistent session at QoS 1, its `topic payload` lines collected.
+struct Subscriber {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Subscriber {
+    fn start(pki: &Pki, port: u16, topic: &str) -> Subscriber {
+        let mut child = Command::new("mosquitto_sub")
+            .args(["-h", "localhost", "-p", &port.to_string()])
+            .arg("--cafile")
+            .arg(&pki.ca_file)
+            .args([
+                "-u", USER, "-P", PASSWORD, "-q", "1", "-c", "-i", "test-sub",
+            ])
+            .args(["-t", topic, "-v"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub (Debian package mosquitto-clients) is installed");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Subscriber { child, lines }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Payloads (JSON) received on `topic`.
+    fn payloads(&self, topic: &str) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix(topic)?.strip_prefix(' '))
+            .map(|p| serde_json::from_str(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sidecar whose platform is the broker at `url`; `extra` goes at the top level.
+fn sidecar_config(pki: &Pki, dir: &Path, url: &str, password: &str, extra: &str) -> SidecarConfig {
+    let users = dir.join("users");
+    std::fs::write(&users, "t:t\n").unwrap();
+    let pw = dir.join("mqtt-password");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  plaintext: true\n\
+         auth:\n  methods: [basic]\n  basic:\n    usersFile: {}\n\
+         admin:\n  listen: 127.0.0.1:0\n\
+         mqtt:\n  url: {url}\n  clientId: gw-test-0\n  gateway: gw-test\n  username: {USER}\n  passwordFile: {}\n\
+         \x20 server:\n    ca: {}\n  backoffInitialMs: 50\n  backoffMaxMs: 200\n\
+         {extra}",
+        users.display(),
+        pw.display(),
+        pki.ca_file.display(),
+    );
+    SidecarConfig::parse(&yaml, "test").unwrap()
+}
+
+fn value(thing: &str, n: i64) -> Update {
+    Update {
+        thing: thing.into(),
+        property: "n".into(),
+        base_type: BaseType::Integer,
+        value: serde_json::json!(n),
+        time_ms: 1_700_000_000_000 + n,
+        quality: Quality::Good,
+        event: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_properties_and_the_birth_message_reach_the_broker_over_tls_and_websockets() {
+    let pki = Pki::new("mqtt-tls-ws");
+    let broker = Broker::start(&pki, &pki.dir);
+    let sub = Subscriber::start(&pki, broker.tls_port, "edgeway/#");
+    // Each sidecar simulates its own devices (name prefix per transport).
+    let sim = |prefix: &str| {
+        format!(
+            "simulation:\n  namePrefix: {prefix}-\n  count: 3\n  properties:\n    - name: n\n      \
+             baseType: INTEGER\n      intervalMs: 50\n      generator: {{ kind: counter, start: 0, step: 1 }}\n"
+        )
+    };
+    for (url, prefix) in [
+        (format!("mqtts://localhost:{}", broker.tls_port), "tls"),
+        (format!("wss://localhost:{}/mqtt", broker.ws_port), "ws"),
+    ] {
+        let thing = format!("{prefix}-2");
+        let dir = pki.dir.join(prefix);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sidecar =
+            edgeway_sidecar::start(sidecar_config(&pki, &dir, &url, PASSWORD, &sim(prefix)))
+                .await
+                .unwrap();
+        let topic = format!("edgeway/{thing}/properties/n");
+        wait_for(&format!("{thing}'s values over {url}"), 20, || {
+            let n = sub.payloads(&topic).len();
+            async move { n >= 5 }
+        })
+        .await;
+        let mqtt = sidecar.mqtt.clone().unwrap();
+        assert!(mqtt.connected());
+        // Each payload carries the value, its sample time and quality; the counter counts up.
+        let got = sub.payloads(&topic);
+        for p in &got {
+            assert_eq!(p["quality"], "GOOD", "{p}");
+            assert!(p["time"].as_i64().unwrap() > 1_600_000_000_000, "{p}");
+        }
+        let values: Vec<i64> = got.iter().map(|p| p["value"].as_i64().unwrap()).collect();
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+        sidecar.shutdown().await;
+    }
+    // The birth message said online; the clean shutdown said offline (both retained).
+    let states = sub.payloads("edgeway/gateways/gw-test/state");
+    assert!(
+        states.contains(&serde_json::json!({"online": true})),
+        "{states:?}"
+    );
+    assert_eq!(
+        states.last(),
+        Some(&serde_json::json!({"online": false})),
+        "{states:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_loses_nothing_queued() {
+    let pki = Pki::new("mqtt-restart");
+    let mut broker = Broker::start(&pki, &pki.dir);
+    let topic = "edgeway/pump/properties/n";
+    // A persistent QoS 1 subscription: the broker keeps it, and what is published while this
+    // subscriber is away, across its own restart.
+    let sub = Subscriber::start(&pki, broker.tls_port, topic);
+    let url = format!("mqtts://localhost:{}", broker.tls_port);
+    let sidecar = edgeway_sidecar::start(sidecar_config(&pki, &pki.dir, &url, PASSWORD, ""))
+        .await
+        .unwrap();
+    let mqtt = sidecar.mqtt.clone().unwrap();
+    let queue = sidecar.queue().unwrap().clone();
+    wait_for("connected", 10, || {
+        let up = mqtt.connected();
+        async move { up }
+    })
+    .await;
+    queue.push_many((0..100).map(|n| value("pump", n)));
+    wait_for("the first 100 values at the subscriber", 20, || {
+        let n = sub.payloads(topic).len();
+        async move { n >= 100 }
+    })
+    .await;
+
+    // A burst, and the broker stops while it is being published: some of it is in flight (no
+    // PUBACK yet), some still queued; then more arrives while the broker is down.
+    queue.push_many((100..1100).map(|n| value("pump", n)));
+    broker.stop();
+    wait_for("the sidecar notices the broker is gone", 20, || {
+        let up = mqtt.connected();
+        async move { !up }
+    })
+    .await;
+    queue.push_many((1100..1200).map(|n| value("pump", n)));
+    assert!(queue.stats().len >= 100, "held while the broker is down");
+
+    broker.run();
+    wait_for("everything acknowledged after the restart", 30, || {
+        let (up, len) = (mqtt.connected(), queue.stats().len);
+        async move { up && len == 0 }
+    })
+    .await;
+    wait_for("all 1,200 values at the subscriber", 30, || {
+        let n = sub.payloads(topic).len();
+        async move { n >= 1200 }
+    })
+    .await;
+    let mut values: Vec<i64> = sub
+        .payloads(topic)
+        .iter()
+        .map(|p| p["value"].as_i64().unwrap())
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    assert_eq!(values, (0..1200).collect::<Vec<_>>(), "every value arrived");
+    assert_eq!(queue.stats().dropped, 0);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_refused_and_said_so() {
+    let pki = Pki::new("mqtt-refused");
+    let broker = Broker::start(&pki, &pki.dir);
+    let url = format!("mqtts://localhost:{}", broker.tls_port);
+    let sidecar = edgeway_sidecar::start(sidecar_config(&pki, &pki.dir, &url, "wrong", ""))
+        .await
+        .unwrap();
+    let admin = sidecar.admin_addr;
+    let text = |r: edgeway_testkit::client::Resp| String::from_utf8_lossy(&r.body).into_owned();
+    wait_for("a refusal counted as unauthorized", 20, || async move {
+        let body = text(get(admin, "/metrics").await);
+        body.lines()
+            .any(|l| l.contains("disconnects") && l.contains("unauthorized") && !l.ends_with(" 0"))
+    })
+    .await;
+    assert!(!sidecar.mqtt.as_ref().unwrap().connected());
+    // The password never appears in what the sidecar exposes.
+    let body = text(get(admin, "/metrics").await);
+    assert!(!body.contains("wrong") && !body.contains(PASSWORD));
+    sidecar.shutdown().await;
+}

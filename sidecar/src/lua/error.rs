@@ -130,3 +130,18 @@ pub enum ThingError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+impl ThingError {
+    /// The HTTP status this failure answers with, whatever carries the answer (the REST
+    /// server, the tunnel's protocol status, an MQTT response).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ThingError::UnknownThing(..)
+            | ThingError::UnknownProperty { .. }
+            | ThingError::UnknownService { .. } => 404,
+            ThingError::WrongType { .. } => 400,
+            ThingError::Timeout { .. } => 504,
+            _ => 500,
+        }
+    }
+}

@@ -339,14 +339,7 @@ fn params_from_body(body: &[u8]) -> Result<Map<String, Value>, String> {
 
 /// Maps a thing error to its HTTP status; messages name the thing, property or service.
 fn thing_error(e: &ThingError) -> http::Response<Body> {
-    let status = match e {
-        ThingError::UnknownThing(..)
-        | ThingError::UnknownProperty { .. }
-        | ThingError::UnknownService { .. } => StatusCode::NOT_FOUND,
-        ThingError::WrongType { .. } => StatusCode::BAD_REQUEST,
-        ThingError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error(status, e)
 }
 

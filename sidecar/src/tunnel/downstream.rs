@@ -129,15 +129,7 @@ fn value_text(v: &Value) -> String {
 
 /// Maps a thing error to the protocol status and a reason the platform shows.
 fn fail(e: ThingError) -> (StatusCode, String) {
-    let status = match &e {
-        ThingError::UnknownThing(..)
-        | ThingError::UnknownProperty { .. }
-        | ThingError::UnknownService { .. } => StatusCode::NOT_FOUND,
-        ThingError::WrongType { .. } => StatusCode::BAD_REQUEST,
-        ThingError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, e.to_string())
+    (http_to_status(e.http_status()), e.to_string())
 }
 
 /// A Lua service's HTTP-style status as the nearest protocol status.

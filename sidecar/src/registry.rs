@@ -131,6 +131,11 @@ impl Registry {
     }
 
     /// A simulated device's index, when `thing` is one (and not a Lua thing).
+    /// Whether `thing` is served here (a Lua thing or a simulated device).
+    pub fn has_thing(&self, thing: &str) -> bool {
+        self.lua.template(thing).is_some() || self.device(thing).is_some()
+    }
+
     fn device(&self, thing: &str) -> Option<(&SimFleet, u32)> {
         let sim = self.sim.as_ref()?;
         if self.lua.describe(thing).is_some() {

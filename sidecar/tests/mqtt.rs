@@ -1,7 +1,8 @@
 //! A real sidecar publishing to a real Mosquitto (Debian's `mosquitto`, started by the test on
 //! 127.0.0.1 with TLS and websockets-over-TLS listeners and a password file), read back by
-//! Mosquitto's own `mosquitto_sub`: properties and the retained birth message, a broker restart
-//! with nothing lost, wrong credentials refused.
+//! Mosquitto's own `mosquitto_sub` and driven with its `mosquitto_pub`: properties and the
+//! retained birth message, a broker restart with nothing lost, wrong credentials refused,
+//! service calls, writes and events of a Lua thing.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -346,5 +347,150 @@ async fn wrong_credentials_are_refused_and_said_so() {
     // The password never appears in what the sidecar exposes.
     let body = text(get(admin, "/metrics").await);
     assert!(!body.contains("wrong") && !body.contains(PASSWORD));
+    sidecar.shutdown().await;
+}
+
+/// Publishes one message with Mosquitto's own `mosquitto_pub`, as a platform application would.
+fn publish(pki: &Pki, port: u16, topic: &str, payload: &str) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", &port.to_string()])
+        .arg("--cafile")
+        .arg(&pki.ca_file)
+        .args([
+            "-u", USER, "-P", PASSWORD, "-q", "1", "-t", topic, "-m", payload,
+        ])
+        .status()
+        .expect("mosquitto_pub (Debian package mosquitto-clients) is installed");
+    assert!(status.success(), "mosquitto_pub {topic}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_calls_and_writes_from_the_broker_reach_lua_things_and_are_answered() {
+    let pki = Pki::new("mqtt-commands");
+    let broker = Broker::start(&pki, &pki.dir);
+    let sub = Subscriber::start(&pki, broker.tls_port, "edgeway/#");
+    let lua = pki.dir.join("meter.lua");
+    std::fs::write(
+        &lua,
+        r#"
+properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
+serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
+services.Add = function(me, headers, query, data) return 200, data.a + data.b end
+services.Fail = function(me, headers, query, data) return 409, "meter is locked" end
+eventDefinitions.Alarm(input { name="text", baseType="STRING" })
+services.Raise = function(me, headers, query, data)
+    assert(me:fireEvent("Alarm", { text = data.text }))
+end
+"#,
+    )
+    .unwrap();
+    let things = format!(
+        "lua:\n  templates:\n    - name: meter\n      file: {}\n  things:\n    - name: Meter1\n      template: meter\n      scanRateMs: 30\n",
+        lua.display()
+    );
+    let url = format!("mqtts://localhost:{}", broker.tls_port);
+    let sidecar = edgeway_sidecar::start(sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things))
+        .await
+        .unwrap();
+    let mqtt = sidecar.mqtt.clone().unwrap();
+    wait_for("connected", 10, || {
+        let up = mqtt.connected();
+        async move { up }
+    })
+    .await;
+    // Sends a request (again, until the gateway's subscription is in place) and returns the
+    // answer carrying its id.
+    let ask = |topic: &'static str, reply: &'static str, body: serde_json::Value| {
+        let id = body["id"].clone();
+        let (pki, sub) = (&pki, &sub);
+        async move {
+            for _ in 0..40 {
+                publish(pki, broker.tls_port, topic, &body.to_string());
+                for _ in 0..10 {
+                    if let Some(a) = sub.payloads(reply).into_iter().find(|a| a["id"] == id) {
+                        return a;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            panic!("no answer on {reply} to {body}");
+        }
+    };
+    let add = "edgeway/Meter1/services/Add/request";
+    let added = "edgeway/Meter1/services/Add/response";
+    let a = ask(
+        add,
+        added,
+        serde_json::json!({"id": "r1", "params": {"a": 2, "b": 3}}),
+    )
+    .await;
+    assert_eq!(
+        a,
+        serde_json::json!({"id": "r1", "status": 200, "result": 5})
+    );
+    let a = ask(
+        add,
+        added,
+        serde_json::json!({"id": "r2", "params": {"a": "x", "b": 3}}),
+    )
+    .await;
+    assert_eq!(a["status"], 400, "{a}");
+    let a = ask(
+        "edgeway/Meter1/services/Fail/request",
+        "edgeway/Meter1/services/Fail/response",
+        serde_json::json!({"id": 3}),
+    )
+    .await;
+    assert_eq!(
+        a,
+        serde_json::json!({"id": 3, "status": 409, "error": "meter is locked"})
+    );
+    let a = ask(
+        "edgeway/Meter1/services/Nope/request",
+        "edgeway/Meter1/services/Nope/response",
+        serde_json::json!({"id": "r4"}),
+    )
+    .await;
+    assert_eq!(a["status"], 404, "{a}");
+
+    // A write: answered, and the new value published as the property's update.
+    let set = "edgeway/Meter1/properties/Setpoint/set";
+    let set_reply = "edgeway/Meter1/properties/Setpoint/set/response";
+    let a = ask(set, set_reply, serde_json::json!({"id": "w1", "value": 42})).await;
+    assert_eq!(a, serde_json::json!({"id": "w1", "status": 200}));
+    wait_for("the written value published", 10, || {
+        let seen = sub
+            .payloads("edgeway/Meter1/properties/Setpoint")
+            .iter()
+            .any(|p| p["value"] == 42);
+        async move { seen }
+    })
+    .await;
+    let a = ask(
+        set,
+        set_reply,
+        serde_json::json!({"id": "w2", "value": "warm"}),
+    )
+    .await;
+    assert_eq!(a["status"], 400, "{a}");
+    let a = ask(set, set_reply, serde_json::json!({"id": "w3"})).await;
+    assert_eq!(a["status"], 400, "{a}");
+
+    // An event fired by a service goes out on the thing's event topic.
+    let a = ask(
+        "edgeway/Meter1/services/Raise/request",
+        "edgeway/Meter1/services/Raise/response",
+        serde_json::json!({"id": "e1", "params": {"text": "hot"}}),
+    )
+    .await;
+    assert_eq!(a["status"], 200, "{a}");
+    wait_for("the event published", 10, || {
+        let seen = sub
+            .payloads("edgeway/Meter1/events/Alarm")
+            .iter()
+            .any(|p| p["data"]["text"] == "hot");
+        async move { seen }
+    })
+    .await;
     sidecar.shutdown().await;
 }

@@ -9,8 +9,13 @@
 //! kept are discarded and the queue is rewound, so the queue is the only source of what is
 //! resent and the PUBACK ↔ queue-entry mapping stays exact (`Flight`).
 //!
-//! Layout: `config` (the `mqtt` section), `topics` (topic names and payloads per preset).
+//! Commands (service calls, property writes) arrive on the layout's command topics and run on
+//! the registry, at most [`MAX_COMMANDS`] at a time; each is answered on its response topic.
+//!
+//! Layout: `config` (the `mqtt` section), `topics` (topic names and payloads per preset),
+//! `commands` (running a command and its answer).
 
+pub mod commands;
 pub mod config;
 pub mod topics;
 
@@ -24,7 +29,7 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
     Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -34,9 +39,12 @@ use config::MqttConfig;
 use edgeway_runtime::ConfigError;
 use topics::Layout;
 
-/// Largest packet accepted from the broker: this slice subscribes to nothing, so anything
-/// large is hostile or a mistake, and a bound keeps one socket from taking memory.
+/// Largest packet accepted from the broker (a command's parameters): a bound keeps one
+/// socket from taking memory.
 const MAX_INCOMING_PACKET: usize = 64 * 1024;
+/// Commands running at once; one more is answered 503 at once rather than queued, so a
+/// flood of commands cannot grow memory or starve the event loop.
+pub const MAX_COMMANDS: usize = 64;
 /// Largest packet sent: an event's data table can be sizeable.
 const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
 
@@ -48,6 +56,8 @@ pub struct Mqtt {
 
 struct Shared {
     queue: Queue,
+    registry: Arc<Registry>,
+    commands: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     layout: Layout,
     connected: AtomicBool,
@@ -90,11 +100,14 @@ impl Mqtt {
         let options = options(&config)?;
         let queue = Queue::open(&config.queue, "mqtt.queue", metrics.clone())?;
         let max_in_flight = usize::from(config.max_in_flight);
-        // Room for every publish the feeder may hand over plus the birth and the goodbye, so
-        // handing over never waits (it happens under the `Flight` lock).
-        let (client, eventloop) = AsyncClient::new(options, max_in_flight * 2 + 4);
+        // Room for every publish the feeder may hand over, every command's answer, the birth,
+        // the goodbye and the subscriptions, so handing over never waits (it happens under the
+        // `Flight` lock).
+        let (client, eventloop) = AsyncClient::new(options, max_in_flight * 2 + MAX_COMMANDS + 8);
         let shared = Arc::new(Shared {
             queue: queue.clone(),
+            registry: registry.clone(),
+            commands: Arc::new(Semaphore::new(MAX_COMMANDS)),
             metrics,
             layout: Layout::new(&config.topics, &config.gateway),
             connected: AtomicBool::new(false),
@@ -210,6 +223,7 @@ async fn drive(
                     f.by_pkid.insert(pkid, seq);
                 }
             }
+            Ok(Event::Incoming(Packet::Publish(p))) => command(&shared, &client, p),
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 let seq = shared.flight().by_pkid.remove(&ack.pkid).flatten();
                 if let Some(seq) = seq {
@@ -256,6 +270,9 @@ fn up(shared: &Shared, client: &AsyncClient) {
     );
     if birth.is_err() {
         f.order.pop_back();
+    }
+    for filter in shared.layout.command_filters() {
+        let _ = client.try_subscribe(filter, QoS::AtLeastOnce);
     }
     f.live = true;
     drop(f);
@@ -304,6 +321,55 @@ async fn goodbye(shared: &Shared, client: &AsyncClient, eventloop: &mut EventLoo
         }
     })
     .await;
+}
+
+/// Runs a command the broker delivered, on its own task; answers 503 at once when
+/// [`MAX_COMMANDS`] are running.
+fn command(shared: &Arc<Shared>, client: &AsyncClient, p: rumqttc::Publish) {
+    let Some(target) = shared.layout.command(&p.topic) else {
+        tracing::debug!(topic = %p.topic, "message on a topic that is not a command; ignored");
+        return;
+    };
+    let reply_to = shared.layout.response_topic(&target);
+    let Ok(permit) = shared.commands.clone().try_acquire_owned() else {
+        let busy = serde_json::json!({"id": null, "status": 503, "error": "too many commands running; try again"});
+        respond(shared, client, reply_to, busy);
+        return;
+    };
+    let (shared, client) = (shared.clone(), client.clone());
+    tokio::spawn(async move {
+        let answer = commands::run(&shared.registry, &target, &p.payload).await;
+        drop(permit);
+        match answer {
+            Some(a) => respond(&shared, &client, reply_to, a),
+            None => tracing::debug!(
+                ?target,
+                "command for a thing this gateway does not serve; ignored"
+            ),
+        }
+    });
+}
+
+/// Publishes a command's answer (QoS 1, not queued: an answer for a caller that has gone is
+/// worth nothing after a reconnect).
+fn respond(shared: &Shared, client: &AsyncClient, topic: String, answer: serde_json::Value) {
+    let mut f = shared.flight();
+    if !f.live {
+        tracing::debug!(%topic, "connection down; command answer dropped");
+        return;
+    }
+    f.order.push_back(None);
+    if client
+        .try_publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            answer.to_string().into_bytes(),
+        )
+        .is_err()
+    {
+        f.order.pop_back();
+    }
 }
 
 /// Hands unsent queue entries to the client while a connection is up and fewer than

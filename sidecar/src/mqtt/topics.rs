@@ -57,6 +57,100 @@ impl Layout {
     pub fn state_payload(online: bool) -> Vec<u8> {
         json!({ "online": online }).to_string().into_bytes()
     }
+
+    /// The topic filters commands arrive on.
+    pub fn command_filters(&self) -> Vec<String> {
+        match self.preset {
+            TopicPreset::Generic => vec![
+                format!("{}/+/services/+/request", self.prefix),
+                format!("{}/+/properties/+/set", self.prefix),
+            ],
+        }
+    }
+
+    /// What a command topic asks for: `None` when the topic is not a command of this layout.
+    pub fn command(&self, topic: &str) -> Option<Target> {
+        match self.preset {
+            TopicPreset::Generic => {
+                let rest = topic
+                    .strip_prefix(self.prefix.as_str())?
+                    .strip_prefix('/')?;
+                let levels: Vec<&str> = rest.split('/').collect();
+                match levels.as_slice() {
+                    [thing, "services", service, "request"] => Some(Target::Service {
+                        thing: unlevel(thing)?,
+                        service: unlevel(service)?,
+                    }),
+                    [thing, "properties", property, "set"] => Some(Target::Write {
+                        thing: unlevel(thing)?,
+                        property: unlevel(property)?,
+                    }),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Where the answer to a command on `target` goes.
+    pub fn response_topic(&self, target: &Target) -> String {
+        match (self.preset, target) {
+            (TopicPreset::Generic, Target::Service { thing, service }) => format!(
+                "{}/{}/services/{}/response",
+                self.prefix,
+                level(thing),
+                level(service)
+            ),
+            (TopicPreset::Generic, Target::Write { thing, property }) => format!(
+                "{}/{}/properties/{}/set/response",
+                self.prefix,
+                level(thing),
+                level(property)
+            ),
+        }
+    }
+}
+
+/// What a command addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A service call on a thing.
+    Service {
+        /// The thing.
+        thing: String,
+        /// The service.
+        service: String,
+    },
+    /// A property write on a thing.
+    Write {
+        /// The thing.
+        thing: String,
+        /// The property.
+        property: String,
+    },
+}
+
+/// A topic level back to the name [`level`] made of it; `None` when it is not one.
+fn unlevel(l: &str) -> Option<String> {
+    if !l.contains('%') {
+        return Some(l.to_owned());
+    }
+    let mut out = String::with_capacity(l.len());
+    let mut rest = l;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3)?;
+        out.push(match code {
+            "2F" => '/',
+            "2B" => '+',
+            "23" => '#',
+            "25" => '%',
+            "00" => '\0',
+            _ => return None,
+        });
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// A name as one topic level: `/`, `+`, `#` and `%` percent-encoded, so a thing named `a/b`
@@ -120,5 +214,40 @@ mod tests {
         assert_eq!(topic, "edgeway/a%2Fb/properties/x%2B%23");
         assert_eq!(level("100%"), "100%25");
         assert_eq!(level("plain-name_1.2"), "plain-name_1.2");
+    }
+
+    #[test]
+    fn command_topics_name_their_target_and_answer_beside_it() {
+        let l = Layout::new(&TopicsConfig::default(), "gw");
+        assert_eq!(
+            l.command_filters(),
+            ["edgeway/+/services/+/request", "edgeway/+/properties/+/set"]
+        );
+        let call = l.command("edgeway/a%2Fb/services/Reset/request").unwrap();
+        assert_eq!(
+            call,
+            Target::Service {
+                thing: "a/b".into(),
+                service: "Reset".into()
+            }
+        );
+        assert_eq!(
+            l.response_topic(&call),
+            "edgeway/a%2Fb/services/Reset/response"
+        );
+        let write = l.command("edgeway/pump/properties/speed/set").unwrap();
+        assert_eq!(
+            l.response_topic(&write),
+            "edgeway/pump/properties/speed/set/response"
+        );
+        for not_a_command in [
+            "edgeway/pump/properties/speed",
+            "edgeway/pump/services/Reset/response",
+            "other/pump/services/Reset/request",
+            "edgeway/pump/services/Re%zzset/request",
+            "edgeway/a/b/services/x/request",
+        ] {
+            assert_eq!(l.command(not_a_command), None, "{not_a_command}");
+        }
     }
 }

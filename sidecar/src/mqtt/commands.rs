@@ -1,0 +1,89 @@
+//! Commands from the broker: service calls and property writes addressed to this gateway's
+//! things, run on the registry, each answered with one JSON response.
+//!
+//! Request payloads are JSON objects: `{"id": <any>, "params": {...}}` for a service call and
+//! `{"id": <any>, "value": <value>}` for a write (`id` optional, echoed in the answer for the
+//! caller's correlation). Answers: `{"id": ..., "status": 200, "result": ...}` or
+//! `{"id": ..., "status": 4xx/5xx, "error": "..."}`, statuses as the REST server's.
+
+use serde_json::{json, Map, Value};
+
+use super::topics::Target;
+use crate::registry::Registry;
+
+/// Runs the command `payload` asks of `target`; `None` when the thing is not this gateway's
+/// (another gateway sharing the topic prefix answers it).
+pub async fn run(registry: &Registry, target: &Target, payload: &[u8]) -> Option<Value> {
+    let thing = match target {
+        Target::Service { thing, .. } | Target::Write { thing, .. } => thing,
+    };
+    if !registry.has_thing(thing) {
+        return None;
+    }
+    let request = match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => {
+            return Some(answer(
+                None,
+                400,
+                Err("the payload must be a JSON object".into()),
+            ))
+        }
+        Err(e) => {
+            return Some(answer(
+                None,
+                400,
+                Err(format!("the payload is not JSON: {e}")),
+            ))
+        }
+    };
+    let id = request.get("id").cloned();
+    let outcome = match target {
+        Target::Service { thing, service } => {
+            let params = match request.get("params") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(p)) => p.clone(),
+                Some(_) => {
+                    return Some(answer(
+                        id,
+                        400,
+                        Err("`params` must be a JSON object".into()),
+                    ))
+                }
+            };
+            match registry
+                .call_service(thing, service, Vec::new(), Vec::new(), params)
+                .await
+            {
+                Ok(r) if (200..300).contains(&r.status) => (r.status, Ok(r.value)),
+                Ok(r) => (r.status, Err(text(&r.value))),
+                Err(e) => (e.http_status(), Err(e.to_string())),
+            }
+        }
+        Target::Write { thing, property } => match request.get("value") {
+            None => (400, Err("the payload carries no `value`".into())),
+            Some(v) => match registry.write_property(thing, property, v.clone()).await {
+                Ok(()) => (200, Ok(Value::Null)),
+                Err(e) => (e.http_status(), Err(e.to_string())),
+            },
+        },
+    };
+    Some(answer(id, outcome.0, outcome.1))
+}
+
+fn answer(id: Option<Value>, status: u16, outcome: Result<Value, String>) -> Value {
+    let mut a = json!({ "id": id.unwrap_or(Value::Null), "status": status });
+    match outcome {
+        Ok(Value::Null) => {}
+        Ok(v) => a["result"] = v,
+        Err(e) => a["error"] = Value::String(e),
+    }
+    a
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks of Edgeway against peers on this machine; writes bench/results/RESULTS.md.
 #
-#   bash bench/run.sh [all|https|handshake|lua|tunnel|fleet|smoke|operator|outbox] ...
+#   bash bench/run.sh [all|https|handshake|lua|tunnel|fleet|smoke|operator|outbox|mqtt] ...
 #
 # Not tests and not run in CI (`smoke` is a seconds-long run of every scenario that only checks
 # the plumbing). Needs root for apt-get (nginx, libnginx-mod-http-lua, lua-cjson, wrk, openssl,
@@ -12,7 +12,8 @@
 # operator/floor ratio is the median of that many interleaved pairs, with its min–max.
 # `operator` (not part of `all`: minutes per size, a Kubernetes control plane per size) writes
 # bench/results/operator-scale.md instead; BENCH_OPERATOR_SIZES (default "100 1000"),
-# BENCH_FLOOR_CONCURRENCY (default 32).
+# BENCH_FLOOR_CONCURRENCY (default 32). `outbox` and `mqtt` (the MQTT connector against
+# mosquitto_pub on a local Mosquitto) print a table and leave RESULTS.md as it is.
 # shellcheck source=hack/lib/strict.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib/strict.sh"
 
@@ -567,7 +568,7 @@ scenario_tunnel() {
   md ""
   md "## 3. Tunnel: one sidecar → platform websocket (TLS 1.3, 127.0.0.1)"
   md ""
-  md "Platform (\`edgeway_platform::start\`) and sidecar (\`edgeway_sidecar::start\`, tunnel defaults: batchRows 500, maxInFlight 1024, maxInFlightBytes 1 MiB, chunkSize 8192, in-memory queue of 100,000) in one process, one tokio runtime with 2 workers on this ${NPROC}-CPU machine (not pinned). An update counts when the platform has stored it (its \`updates_stored\`, served as \`updatesStored\` by \`/api/stats\`). \`push\`: the bench calls \`Tunnel::push_many\` in batches of 1,000, keeping the queue under 50,000 (no drops); \`fleet\`: the sidecar's simulated fleet generates the updates. CPU = process user+system time / wall time (2.0 = both cores)."
+  md "Platform (\`edgeway_platform::start\`) and sidecar (\`edgeway_sidecar::start\`, tunnel defaults: batchRows 500, maxInFlight 1024, maxInFlightBytes 1 MiB, chunkSize 8192, in-memory queue of 100,000) in one process, one tokio runtime with 2 workers on this ${NPROC}-CPU machine (not pinned). An update counts when the platform has stored it (its \`updates_stored\`, served as \`updatesStored\` by \`/api/stats\`). \`push\`: the bench pushes into the tunnel's queue (\`Queue::push_many\`) in batches of 1,000, keeping the queue under 50,000 (no drops); \`fleet\`: the sidecar's simulated fleet generates the updates. CPU = process user+system time / wall time (2.0 = both cores)."
   md ""
   md "### Throughput"
   md ""
@@ -750,6 +751,29 @@ for c in j["cases"]:
     print("| {} | {:,.0f} | {:,.0f} – {:,.0f} | {:.2f}× |".format(c["case"], c["median_updates_per_s"], c["min"], c["max"], c["vs_memory"]))' "$j"
 }
 
+# ---------------------------------------------------------------- scenario 7: MQTT
+# The sidecar's MQTT connector against mosquitto_pub on one local Mosquitto (docs/performance.md
+# "MQTT"); printed as a table, RESULTS.md untouched.
+scenario_mqtt() {
+  log "scenario 7: MQTT connector vs mosquitto_pub"
+  if ! command -v mosquitto >/dev/null || ! command -v mosquitto_pub >/dev/null; then
+    log "apt-get install mosquitto mosquitto-clients"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients
+  fi
+  local cmd=("$BIN/edgeway-bench" mqtt --certs "$W/certs" --dir "$W/mqtt" --rounds "${BENCH_ROUNDS:-5}")
+  cmdlog "$(printf '%q ' "${cmd[@]}")"
+  local j; j=$("${cmd[@]}")
+  cmdlog "  -> $j"
+  python3 -c 'import json,sys
+j = json.loads(sys.argv[1])
+print("| side | QoS 1 updates/s, median of {} rounds of {:,} | min – max |".format(j["rounds"], j["updates"]))
+print("|---|---|---|")
+for k, name in (("edgeway_per_s", "edgeway-sidecar MQTT connector"), ("mosquitto_pub_per_s", "mosquitto_pub -l")):
+    v = sorted(j[k]); print("| {} | {:,.0f} | {:,.0f} – {:,.0f} |".format(name, v[len(v)//2], v[0], v[-1]))
+print()
+print("edgeway / mosquitto_pub, median of the per-round ratios: {:.2f}× ({:.2f}–{:.2f}); in flight: {} on both".format(j["ratio_median"], j["ratio_min"], j["ratio_max"], j["in_flight"]))' "$j"
+}
+
 # ---------------------------------------------------------------- scenario 5: operator scale
 # A fresh Kubernetes 1.20 control plane per size (e2e/cluster/apiserver.sh), the release
 # edgeway-operator, N EdgeGateways; then the operator is stopped and a plain client writes the
@@ -865,8 +889,10 @@ PY
 mkdir -p "$W" "$RES"
 : > "$W/commands.txt"
 PEERS=0                # any scenario besides operator needs nginx, wrk, certificates, RESULTS.md
-for s in "${SCENARIOS[@]}"; do [ "$s" = operator ] || [ "$s" = outbox ] || PEERS=1; done
-if [ "$PEERS" = 1 ]; then install_deps; build; certs; else build_bench; fi
+for s in "${SCENARIOS[@]}"; do case $s in operator|outbox|mqtt) ;; *) PEERS=1 ;; esac; done
+if [ "$PEERS" = 1 ]; then install_deps; build; certs
+elif [[ " ${SCENARIOS[*]} " == *" mqtt "* ]]; then build; certs   # certificates, not the peers
+else build_bench; fi
 NPROC=$(nproc)
 : > "$OUT.tmp"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -879,7 +905,8 @@ for s in "${SCENARIOS[@]}"; do
     fleet) scenario_fleet ;;
     operator) scenario_operator ;;
     outbox) scenario_outbox ;;
-    *) echo "unknown scenario $s (all|https|handshake|lua|tunnel|fleet|smoke|operator|outbox)" >&2; exit 2 ;;
+    mqtt) scenario_mqtt ;;
+    *) echo "unknown scenario $s (all|https|handshake|lua|tunnel|fleet|smoke|operator|outbox|mqtt)" >&2; exit 2 ;;
   esac
 done
 [ "$PEERS" = 1 ] || { rm -f "$OUT.tmp"; exit 0; }   # operator alone: RESULTS.md stays as it is

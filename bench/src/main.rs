@@ -11,10 +11,13 @@
 //! - `ws-ceiling`: the same TLS websocket stack (tokio-tungstenite over tokio-rustls) echoing the
 //!   tunnel's own frames, without the AlwaysOn codec, outbox or registry.
 //! - `outbox`: the persisted queue's cost per fsync policy against the in-memory queue.
+//! - `mqtt`: updates/s through the sidecar's MQTT connector against `mosquitto_pub` on one
+//!   Mosquitto broker.
 //! - `operator-crd`, `operator-scale`, `operator-floor`: `edgeway-operator run` making the
 //!   objects of N EdgeGateways on a local API server, and a plain client writing the same objects.
 
 mod load;
+mod mqtt;
 mod operator;
 mod outbox;
 mod tunnel;
@@ -43,6 +46,8 @@ enum Cmd {
     WsCeiling(ws::Args),
     /// The persisted queue's cost per fsync policy (interleaved rounds, medians).
     Outbox(outbox::Args),
+    /// MQTT connector vs mosquitto_pub on one local Mosquitto (interleaved rounds, medians).
+    Mqtt(mqtt::Args),
     /// Install the EdgeGateway CRD and wait until it is Established.
     OperatorCrd(operator::CrdArgs),
     /// Time N EdgeGateways until the running operator has made all their objects.
@@ -61,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Load(a) => load::run(a),
         Cmd::Outbox(a) => outbox::run(a),
+        Cmd::Mqtt(a) => mqtt::run(a),
         Cmd::Tunnel(a) => tunnel::run(a),
         Cmd::WsCeiling(a) => ws::run(a),
         Cmd::OperatorCrd(a) => operator::crd(a),

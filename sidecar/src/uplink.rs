@@ -3,11 +3,13 @@
 //!
 //! A protocol (the AlwaysOn [`crate::tunnel`]) owns a [`Queue`]: producers push into it, the
 //! protocol's session hands out what is unsent, and an entry leaves only when the platform
-//! acknowledged it. [`feed`] connects the registry's producers to a queue.
+//! acknowledged it. [`Queue::start`] opens one and connects the registry's producers to it;
+//! [`backoff`] is the reconnect rule every protocol follows.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use rand::RngExt;
 use tokio::sync::futures::Notified;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
@@ -53,6 +55,26 @@ impl Queue {
                 metrics,
             }),
         })
+    }
+
+    /// Opens the queue and starts what keeps it: the periodic flush of a persisted queue and
+    /// [`feed`] from the registry's producers. `field` names the queue section in errors.
+    pub fn start(
+        config: &QueueConfig,
+        field: &str,
+        registry: &Registry,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Self, Vec<JoinHandle<()>>), ConfigError> {
+        let queue = Self::open(config, field, metrics)?;
+        let mut tasks = Vec::new();
+        if config.dir.is_some() {
+            // At most a second between flushes, so a full volume is retried while offline.
+            let every = Duration::from_millis(config.fsync_interval_ms.min(1000));
+            tasks.push(queue.spawn_flusher(every, shutdown.clone()));
+        }
+        tasks.push(feed(&queue, registry, shutdown));
+        Ok((queue, tasks))
     }
 
     /// Queues an update for the platform.
@@ -103,7 +125,7 @@ impl Queue {
 
     /// Flushes the persisted queue every `every`, so the `interval` fsync policy holds while
     /// nothing new is pushed and a full volume is retried while the platform is unreachable.
-    pub fn spawn_flusher(
+    fn spawn_flusher(
         &self,
         every: Duration,
         mut shutdown: watch::Receiver<bool>,
@@ -125,7 +147,7 @@ impl Queue {
 
 /// Connects the registry's producers to `queue`: events fired by things, and Lua property
 /// changes (already filtered by their push rules). The simulated fleet is fed by its driver.
-pub fn feed(queue: &Queue, registry: &Registry, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+fn feed(queue: &Queue, registry: &Registry, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     let sink = queue.clone();
     registry.set_event_sink(Box::new(move |e| {
         sink.push(Update {
@@ -175,4 +197,14 @@ async fn collect_lua_changes(
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// The wait before reconnect attempt `attempt` (0 first): `initial_ms` doubled per attempt,
+/// capped at `max_ms`, then a random point in its upper half, so a fleet that lost its platform
+/// at once does not come back at once.
+pub fn backoff(initial_ms: u64, max_ms: u64, attempt: u32) -> Duration {
+    let base = initial_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(max_ms);
+    Duration::from_millis(rand::rng().random_range(base / 2..=base))
 }

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rand::RngExt;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
     Outgoing, Packet, QoS, TlsConfiguration, Transport,
@@ -98,7 +97,13 @@ impl Mqtt {
     ) -> Result<(Mqtt, Vec<JoinHandle<()>>), ConfigError> {
         config.validate()?;
         let options = options(&config)?;
-        let queue = Queue::open(&config.queue, "mqtt.queue", metrics.clone())?;
+        let (queue, queue_tasks) = Queue::start(
+            &config.queue,
+            "mqtt.queue",
+            &registry,
+            metrics.clone(),
+            shutdown.clone(),
+        )?;
         let max_in_flight = usize::from(config.max_in_flight);
         // Room for every publish the feeder may hand over, every command's answer, the birth,
         // the goodbye and the subscriptions, so handing over never waits (it happens under the
@@ -125,11 +130,7 @@ impl Mqtt {
             )),
             tokio::spawn(feed(shared.clone(), client, shutdown.clone())),
         ];
-        if config.queue.dir.is_some() {
-            let every = Duration::from_millis(config.queue.fsync_interval_ms.min(1000));
-            tasks.push(queue.spawn_flusher(every, shutdown.clone()));
-        }
-        tasks.push(uplink::feed(&queue, &registry, shutdown));
+        tasks.extend(queue_tasks);
         Ok((Mqtt { shared }, tasks))
     }
 
@@ -239,15 +240,12 @@ async fn drive(
                 down(&shared, &mut eventloop);
                 let reason = reason(&e);
                 shared.metrics.tunnel_disconnect(reason);
-                let base = config
-                    .backoff_initial_ms
-                    .saturating_mul(1u64 << attempt.min(20))
-                    .min(config.backoff_max_ms);
-                let delay = rand::rng().random_range(base / 2..=base);
+                let delay =
+                    uplink::backoff(config.backoff_initial_ms, config.backoff_max_ms, attempt);
                 attempt = attempt.saturating_add(1);
-                tracing::warn!(url = %config.url, reason, error = %e, retry_in_ms = delay, "mqtt connection down");
+                tracing::warn!(url = %config.url, reason, error = %e, retry_in_ms = delay.as_millis() as u64, "mqtt connection down");
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
                 }
             }

@@ -83,12 +83,13 @@ impl Tunnel {
             ));
         }
         let connectors = Connector::all(&config)?;
-        let queue = Queue::open(&config.queue, "tunnel.queue", metrics.clone())?;
-        let flush_every = config
-            .queue
-            .dir
-            .is_some()
-            .then(|| Duration::from_millis(config.queue.fsync_interval_ms.min(1000)));
+        let (queue, queue_tasks) = Queue::start(
+            &config.queue,
+            "tunnel.queue",
+            &registry,
+            metrics.clone(),
+            shutdown.clone(),
+        )?;
         let shared = Arc::new(Shared {
             config,
             app_key,
@@ -106,10 +107,7 @@ impl Tunnel {
             connectors,
             shutdown.clone(),
         ))];
-        if let Some(every) = flush_every {
-            tasks.push(queue.spawn_flusher(every, shutdown.clone()));
-        }
-        tasks.push(uplink::feed(&queue, &registry, shutdown));
+        tasks.extend(queue_tasks);
         Ok((tunnel, tasks))
     }
 
@@ -175,15 +173,10 @@ async fn reconnect_loop(
             return;
         }
         shared.metrics.tunnel_disconnect(reason_label(&outcome));
-        let cap = timing.backoff_max_ms;
-        let base = timing
-            .backoff_initial_ms
-            .saturating_mul(1u64 << attempt.min(20))
-            .min(cap);
-        let delay = rand::rng().random_range(base / 2..=base);
+        let delay = uplink::backoff(timing.backoff_initial_ms, timing.backoff_max_ms, attempt);
         attempt = attempt.saturating_add(1);
-        tracing::warn!(url = %connector.url(), error = %outcome, retry_in_ms = delay, "tunnel down");
-        if sleep_or_shutdown(Duration::from_millis(delay), &mut shutdown).await {
+        tracing::warn!(url = %connector.url(), error = %outcome, retry_in_ms = delay.as_millis() as u64, "tunnel down");
+        if sleep_or_shutdown(delay, &mut shutdown).await {
             return;
         }
     }

@@ -352,16 +352,56 @@ async fn wrong_credentials_are_refused_and_said_so() {
 
 /// Publishes one message with Mosquitto's own `mosquitto_pub`, as a platform application would.
 fn publish(pki: &Pki, port: u16, topic: &str, payload: &str) {
-    let status = Command::new("mosquitto_pub")
+    publish_stdin(pki, port, topic, &["-m", payload], b"");
+}
+
+/// Runs `mosquitto_pub` for `topic` with `args` (`-l`: a message per line of `stdin`; `-s`:
+/// `stdin` as one message).
+fn publish_stdin(pki: &Pki, port: u16, topic: &str, args: &[&str], stdin: &[u8]) {
+    use std::io::Write;
+    let mut child = Command::new("mosquitto_pub")
         .args(["-h", "localhost", "-p", &port.to_string()])
         .arg("--cafile")
         .arg(&pki.ca_file)
-        .args([
-            "-u", USER, "-P", PASSWORD, "-q", "1", "-t", topic, "-m", payload,
-        ])
-        .status()
+        .args(["-u", USER, "-P", PASSWORD, "-q", "1", "-t", topic])
+        .args(args)
+        .stdin(Stdio::piped())
+        .spawn()
         .expect("mosquitto_pub (Debian package mosquitto-clients) is installed");
-    assert!(status.success(), "mosquitto_pub {topic}");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    assert!(child.wait().unwrap().success(), "mosquitto_pub {topic}");
+}
+
+/// Publishes `body` on `topic` (again, until the gateway's subscription is in place) and
+/// returns the first answer on `reply` that `wanted` accepts.
+async fn ask(
+    pki: &Pki,
+    port: u16,
+    sub: &Subscriber,
+    (topic, reply): (&str, &str),
+    body: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..40 {
+        publish(pki, port, topic, body);
+        for _ in 0..10 {
+            if let Some(a) = sub.payloads(reply).into_iter().find(&wanted) {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("no answer on {reply} to {body}");
+}
+
+/// A Lua thing `Meter1` of `template` under `lua:`, its limits `limits` (YAML lines).
+fn meter(pki: &Pki, template: &str, limits: &str) -> String {
+    let lua = pki.dir.join("meter.lua");
+    std::fs::write(&lua, template).unwrap();
+    format!(
+        "lua:\n{limits}  templates:\n    - name: meter\n      file: {}\n  things:\n    - name: Meter1\n      template: meter\n      scanRateMs: 30\n",
+        lua.display()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,9 +409,8 @@ async fn service_calls_and_writes_from_the_broker_reach_lua_things_and_are_answe
     let pki = Pki::new("mqtt-commands");
     let broker = Broker::start(&pki, &pki.dir);
     let sub = Subscriber::start(&pki, broker.tls_port, "edgeway/#");
-    let lua = pki.dir.join("meter.lua");
-    std::fs::write(
-        &lua,
+    let things = meter(
+        &pki,
         r#"
 properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
 serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
@@ -382,11 +421,7 @@ services.Raise = function(me, headers, query, data)
     assert(me:fireEvent("Alarm", { text = data.text }))
 end
 "#,
-    )
-    .unwrap();
-    let things = format!(
-        "lua:\n  templates:\n    - name: meter\n      file: {}\n  things:\n    - name: Meter1\n      template: meter\n      scanRateMs: 30\n",
-        lua.display()
+        "",
     );
     let url = format!("mqtts://localhost:{}", broker.tls_port);
     let sidecar = edgeway_sidecar::start(sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things))
@@ -398,22 +433,20 @@ end
         async move { up }
     })
     .await;
-    // Sends a request (again, until the gateway's subscription is in place) and returns the
-    // answer carrying its id.
     let ask = |topic: &'static str, reply: &'static str, body: serde_json::Value| {
-        let id = body["id"].clone();
         let (pki, sub) = (&pki, &sub);
         async move {
-            for _ in 0..40 {
-                publish(pki, broker.tls_port, topic, &body.to_string());
-                for _ in 0..10 {
-                    if let Some(a) = sub.payloads(reply).into_iter().find(|a| a["id"] == id) {
-                        return a;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            panic!("no answer on {reply} to {body}");
+            let id = body["id"].clone();
+            let wanted = |a: &serde_json::Value| a["id"] == id;
+            crate::ask(
+                pki,
+                broker.tls_port,
+                sub,
+                (topic, reply),
+                &body.to_string(),
+                wanted,
+            )
+            .await
         }
     };
     let add = "edgeway/Meter1/services/Add/request";
@@ -492,5 +525,98 @@ end
         async move { seen }
     })
     .await;
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_command_messages_are_refused_without_harm() {
+    let pki = Pki::new("mqtt-hostile");
+    let broker = Broker::start(&pki, &pki.dir);
+    let sub = Subscriber::start(&pki, broker.tls_port, "edgeway/#");
+    let things = meter(
+        &pki,
+        r#"
+serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
+services.Add = function(me, headers, query, data) return 200, data.a + data.b end
+services.Spin = function(me, headers, query, data) while true do end end
+"#,
+        "  limits:\n    deadlineMs: 500\n",
+    );
+    let url = format!("mqtts://localhost:{}", broker.tls_port);
+    let sidecar = edgeway_sidecar::start(sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things))
+        .await
+        .unwrap();
+    let port = broker.tls_port;
+    let add = (
+        "edgeway/Meter1/services/Add/request",
+        "edgeway/Meter1/services/Add/response",
+    );
+    let works = |id: &'static str| {
+        let (pki, sub) = (&pki, &sub);
+        async move {
+            let body = serde_json::json!({"id": id, "params": {"a": 2, "b": 3}});
+            let a = ask(pki, port, sub, add, &body.to_string(), |a| a["id"] == id).await;
+            assert_eq!(a["result"], 5, "{a}");
+        }
+    };
+    works("first").await;
+
+    // Not JSON, and JSON that is not an object: 400, saying so.
+    for (body, says) in [
+        ("not json", "is not JSON"),
+        ("[1, 2]", "must be a JSON object"),
+    ] {
+        let a = ask(&pki, port, &sub, add, body, |a| {
+            a["error"].as_str().is_some_and(|e| e.contains(says))
+        })
+        .await;
+        assert_eq!(a["status"], 400, "{a}");
+    }
+
+    // 70 calls at once of a service that spins until its deadline (500 ms, one at a time on its
+    // thing): 64 are taken, the rest answered 503 at once, each with its own id.
+    let spin = (
+        "edgeway/Meter1/services/Spin/request",
+        "edgeway/Meter1/services/Spin/response",
+    );
+    let lines: String = (0..70).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+    publish_stdin(&pki, port, spin.0, &["-l"], lines.as_bytes());
+    wait_for("an answer to each of the 70 calls", 30, || {
+        let answered: std::collections::HashSet<i64> = sub
+            .payloads(spin.1)
+            .iter()
+            .filter_map(|a| a["id"].as_i64())
+            .collect();
+        async move { answered.len() == 70 }
+    })
+    .await;
+    let busy = sub
+        .payloads(spin.1)
+        .into_iter()
+        .filter(|a| a["status"] == 503 && a["error"].as_str().unwrap().contains("too many"))
+        .count();
+    assert!((1..=6).contains(&busy), "{busy} calls refused as too many");
+    works("after the flood").await;
+
+    // A message over the 64 KiB incoming bound drops the connection; the broker would deliver
+    // it again on every reconnect of the persistent session, so the gateway must get past it.
+    let big = format!(
+        "{{\"id\": \"big\", \"pad\": \"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    publish_stdin(&pki, port, add.0, &["-s"], big.as_bytes());
+    let admin = sidecar.admin_addr;
+    wait_for("the oversized message counted", 20, || async move {
+        let r = get(admin, "/metrics").await;
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .any(|l| l.contains("disconnects") && l.contains("oversized") && !l.ends_with(" 0"))
+    })
+    .await;
+    works("after the oversized message").await;
+    assert!(
+        !sub.payloads(add.1).iter().any(|a| a["id"] == "big"),
+        "the oversized call must not run"
+    );
     sidecar.shutdown().await;
 }

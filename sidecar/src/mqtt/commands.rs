@@ -11,45 +11,65 @@ use serde_json::{json, Map, Value};
 use super::topics::Target;
 use crate::registry::Registry;
 
-/// Runs the command `payload` asks of `target`; `None` when the thing is not this gateway's
-/// (another gateway sharing the topic prefix answers it).
-pub async fn run(registry: &Registry, target: &Target, payload: &[u8]) -> Option<Value> {
-    let thing = match target {
-        Target::Service { thing, .. } | Target::Write { thing, .. } => thing,
-    };
-    if !registry.has_thing(thing) {
-        return None;
-    }
-    let request = match serde_json::from_slice::<Value>(payload) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => {
-            return Some(answer(
+/// What a command message asks, checked before anything runs.
+pub enum Request {
+    /// The thing is not this gateway's (another gateway sharing the topic prefix answers it).
+    NotOurs,
+    /// The payload is not a command; the answer says why.
+    Invalid(Value),
+    /// A well-formed command, to run with [`run`].
+    Valid {
+        id: Option<Value>,
+        body: Map<String, Value>,
+    },
+}
+
+impl Request {
+    /// Reads `payload` as a command for `target`.
+    pub fn parse(registry: &Registry, target: &Target, payload: &[u8]) -> Self {
+        let thing = match target {
+            Target::Service { thing, .. } | Target::Write { thing, .. } => thing,
+        };
+        if !registry.has_thing(thing) {
+            return Self::NotOurs;
+        }
+        match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(body)) => Self::Valid {
+                id: body.get("id").cloned(),
+                body,
+            },
+            Ok(_) => Self::Invalid(answer(
                 None,
                 400,
                 Err("the payload must be a JSON object".into()),
-            ))
-        }
-        Err(e) => {
-            return Some(answer(
+            )),
+            Err(e) => Self::Invalid(answer(
                 None,
                 400,
                 Err(format!("the payload is not JSON: {e}")),
-            ))
+            )),
         }
-    };
-    let id = request.get("id").cloned();
+    }
+}
+
+/// The answer when too many commands are running already.
+pub fn busy(id: Option<Value>) -> Value {
+    answer(id, 503, Err("too many commands running; try again".into()))
+}
+
+/// Runs a valid command (`body` read by [`Request::parse`]) on the registry; returns its answer.
+pub async fn run(
+    registry: &Registry,
+    target: &Target,
+    id: Option<Value>,
+    body: &Map<String, Value>,
+) -> Value {
     let outcome = match target {
         Target::Service { thing, service } => {
-            let params = match request.get("params") {
+            let params = match body.get("params") {
                 None | Some(Value::Null) => Map::new(),
                 Some(Value::Object(p)) => p.clone(),
-                Some(_) => {
-                    return Some(answer(
-                        id,
-                        400,
-                        Err("`params` must be a JSON object".into()),
-                    ))
-                }
+                Some(_) => return answer(id, 400, Err("`params` must be a JSON object".into())),
             };
             match registry
                 .call_service(thing, service, Vec::new(), Vec::new(), params)
@@ -60,7 +80,7 @@ pub async fn run(registry: &Registry, target: &Target, payload: &[u8]) -> Option
                 Err(e) => (e.http_status(), Err(e.to_string())),
             }
         }
-        Target::Write { thing, property } => match request.get("value") {
+        Target::Write { thing, property } => match body.get("value") {
             None => (400, Err("the payload carries no `value`".into())),
             Some(v) => match registry.write_property(thing, property, v.clone()).await {
                 Ok(()) => (200, Ok(Value::Null)),
@@ -68,7 +88,7 @@ pub async fn run(registry: &Registry, target: &Target, payload: &[u8]) -> Option
             },
         },
     };
-    Some(answer(id, outcome.0, outcome.1))
+    answer(id, outcome.0, outcome.1)
 }
 
 fn answer(id: Option<Value>, status: u16, outcome: Result<Value, String>) -> Value {

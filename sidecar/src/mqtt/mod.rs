@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
-    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+    mqttbytes, AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill,
+    MqttOptions, Outgoing, Packet, QoS, StateError, TlsConfiguration, Transport,
 };
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::uplink::{self, Queue};
+use commands::Request;
 use config::MqttConfig;
 use edgeway_runtime::ConfigError;
 use topics::Layout;
@@ -216,6 +217,10 @@ async fn drive(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 attempt = 0;
+                // A session started clean to get past an oversized message is kept again.
+                eventloop
+                    .mqtt_options
+                    .set_clean_session(!config.persistent_session);
                 up(&shared, &client);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -239,6 +244,13 @@ async fn drive(
             Err(e) => {
                 down(&shared, &mut eventloop);
                 let reason = reason(&e);
+                if reason == "oversized" && config.persistent_session {
+                    // The broker delivers an unacknowledged QoS 1 message again on every
+                    // reconnect of a persistent session: one oversized command would keep the
+                    // gateway off the broker. The next session starts clean, dropping it (and
+                    // whatever else the broker held for this gateway: commands only).
+                    eventloop.mqtt_options.set_clean_session(true);
+                }
                 shared.metrics.tunnel_disconnect(reason);
                 let delay =
                     uplink::backoff(config.backoff_initial_ms, config.backoff_max_ms, attempt);
@@ -329,22 +341,25 @@ fn command(shared: &Arc<Shared>, client: &AsyncClient, p: rumqttc::Publish) {
         return;
     };
     let reply_to = shared.layout.response_topic(&target);
+    let (id, body) = match Request::parse(&shared.registry, &target, &p.payload) {
+        Request::NotOurs => {
+            tracing::debug!(
+                ?target,
+                "command for a thing this gateway does not serve; ignored"
+            );
+            return;
+        }
+        Request::Invalid(answer) => return respond(shared, client, reply_to, answer),
+        Request::Valid { id, body } => (id, body),
+    };
     let Ok(permit) = shared.commands.clone().try_acquire_owned() else {
-        let busy = serde_json::json!({"id": null, "status": 503, "error": "too many commands running; try again"});
-        respond(shared, client, reply_to, busy);
-        return;
+        return respond(shared, client, reply_to, commands::busy(id));
     };
     let (shared, client) = (shared.clone(), client.clone());
     tokio::spawn(async move {
-        let answer = commands::run(&shared.registry, &target, &p.payload).await;
+        let answer = commands::run(&shared.registry, &target, id, &body).await;
         drop(permit);
-        match answer {
-            Some(a) => respond(&shared, &client, reply_to, a),
-            None => tracing::debug!(
-                ?target,
-                "command for a thing this gateway does not serve; ignored"
-            ),
-        }
+        respond(&shared, &client, reply_to, answer);
     });
 }
 
@@ -421,6 +436,9 @@ fn reason(e: &ConnectionError) -> &'static str {
         ConnectionError::ConnectionRefused(_) => "refused",
         ConnectionError::Tls(_) => "tls",
         ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => "timeout",
+        ConnectionError::MqttState(StateError::Deserialization(
+            mqttbytes::Error::PayloadSizeLimitExceeded(_),
+        )) => "oversized",
         ConnectionError::MqttState(_) => "protocol",
         _ => "connection",
     }

@@ -17,12 +17,12 @@ use edgeway_sidecar::config::{
 };
 use edgeway_sidecar::sim::{ShardRange, SimulationConfig};
 use edgeway_sidecar::tunnel::config::{
-    ClientCert, GatewayIdentity, ProxyConfig, ServerVerification as TunnelVerification,
-    TunnelConfig,
+    ClientCert, GatewayIdentity, ProxyConfig, QueueConfig,
+    ServerVerification as TunnelVerification, TunnelConfig,
 };
 
 use super::{Names, CONFIG_KEY};
-use crate::crd::{ClientTrust, EdgeGatewaySpec, KeyFormat, SimulationSpec};
+use crate::crd::{ClientTrust, EdgeGatewaySpec, KeyFormat, PlatformSpec, SimulationSpec};
 
 /// Where the ConfigMap is mounted.
 pub const CONFIG_DIR: &str = "/etc/edgeway/config";
@@ -267,30 +267,8 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
         }),
         _ => None,
     };
-    let v = &p.server_verification;
-    t.server = TunnelVerification {
-        ca: v.ca.as_ref().map(|_| path(PLATFORM_DIR, "ca.crt")),
-        pinned: v.pinned.as_ref().map(|_| path(PLATFORM_DIR, "pinned.crt")),
-        anchor: v.anchor.as_ref().map(|_| path(PLATFORM_DIR, "anchor.crt")),
-        insecure_skip_verify: v.insecure == Some(true),
-        criteria: v.criteria.clone(),
-    };
-    let c = &p.client_certificate;
-    let (cert, key) = user_key_files(
-        "spec.platform.clientCertificate",
-        c.secret_name.is_some(),
-        c.secret_format,
-        c.key_passphrase_secret.is_some(),
-        ("secretFormat", "keyPassphraseSecret"),
-    )?;
-    t.client_cert = Some(ClientCert {
-        cert: path(CLIENT_TLS_DIR, cert),
-        key: path(CLIENT_TLS_DIR, key),
-        key_passphrase_file: c
-            .key_passphrase_secret
-            .as_ref()
-            .map(|_| path(CLIENT_KEY_PASSPHRASE_DIR, "passphrase")),
-    });
+    t.server = server_verification(p);
+    t.client_cert = Some(client_cert(p)?);
     t.insecure_plaintext = false;
     t.compression = p.compression;
     t.proxy = p.proxy.as_ref().map(|x| ProxyConfig {
@@ -302,18 +280,55 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
     });
     t.timing.keep_alive_ms = u64::from(p.keep_alive.interval_seconds) * 1000;
     t.timing.keep_alive_timeout_ms = u64::from(p.keep_alive.timeout_seconds) * 1000;
+    queue(p, &mut t.queue);
+    Ok(t)
+}
+
+/// Where `spec.platform.serverVerification` is mounted.
+fn server_verification(p: &PlatformSpec) -> TunnelVerification {
+    let v = &p.server_verification;
+    TunnelVerification {
+        ca: v.ca.as_ref().map(|_| path(PLATFORM_DIR, "ca.crt")),
+        pinned: v.pinned.as_ref().map(|_| path(PLATFORM_DIR, "pinned.crt")),
+        anchor: v.anchor.as_ref().map(|_| path(PLATFORM_DIR, "anchor.crt")),
+        insecure_skip_verify: v.insecure == Some(true),
+        criteria: v.criteria.clone(),
+    }
+}
+
+/// Where the platform client certificate (issued or the user's) is mounted.
+fn client_cert(p: &PlatformSpec) -> Result<ClientCert, ConfigError> {
+    let c = &p.client_certificate;
+    let (cert, key) = user_key_files(
+        "spec.platform.clientCertificate",
+        c.secret_name.is_some(),
+        c.secret_format,
+        c.key_passphrase_secret.is_some(),
+        ("secretFormat", "keyPassphraseSecret"),
+    )?;
+    Ok(ClientCert {
+        cert: path(CLIENT_TLS_DIR, cert),
+        key: path(CLIENT_TLS_DIR, key),
+        key_passphrase_file: c
+            .key_passphrase_secret
+            .as_ref()
+            .map(|_| path(CLIENT_KEY_PASSPHRASE_DIR, "passphrase")),
+    })
+}
+
+/// `spec.platform.offlineQueue` onto the sidecar's queue section.
+fn queue(p: &PlatformSpec, queue: &mut QueueConfig) {
     let q = &p.offline_queue;
-    t.queue.capacity = q.size as usize;
-    t.queue.overflow = q.overflow;
-    t.queue.dir = q.persistence.as_ref().map(|_| PathBuf::from(QUEUE_DIR));
-    t.queue.max_bytes = q.max_bytes.or_else(|| {
+    queue.capacity = q.size as usize;
+    queue.overflow = q.overflow;
+    queue.dir = q.persistence.as_ref().map(|_| PathBuf::from(QUEUE_DIR));
+    queue.max_bytes = q.max_bytes.or_else(|| {
         // The log, its dead lines and a compaction's copy each stay within maxBytes.
         let p = q.persistence.as_ref()?;
         quantity_bytes(&p.size).map(|b| b / 4)
     });
-    t.queue.fsync = q.fsync;
-    t.queue.fsync_interval_ms = u64::from(q.fsync_interval_ms);
-    Ok(t)
+    queue.fsync = q.fsync;
+    queue.fsync_interval_ms = u64::from(q.fsync_interval_ms);
 }
 
 /// Bytes of a Kubernetes quantity as the CRD's pattern allows (`512Mi`, `1.5G`, `1000`).

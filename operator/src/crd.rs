@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use edgeway_runtime::tls::{ClientAuthMode, PinMode};
 use edgeway_sidecar::config::AuthMethodName;
+use edgeway_sidecar::mqtt::config::TopicsConfig;
 use edgeway_sidecar::tunnel::config::{FsyncPolicy, OverflowPolicy};
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
@@ -54,7 +55,8 @@ pub const GROUP: &str = "edgeway.io";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeGatewaySpec {
-    /// Connection to the Edgeway platform (the sidecar's tunnel).
+    /// Connection to the platform: a ThingWorx AlwaysOn platform (the sidecar's tunnel) or an
+    /// MQTT broker.
     pub platform: PlatformSpec,
     /// The device-facing HTTPS server.
     #[serde(default)]
@@ -80,42 +82,125 @@ pub struct EdgeGatewaySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlatformSpec {
-    /// Platform AlwaysOn URL, `wss://host:port/Thingworx/WS`.
-    #[schemars(regex(pattern = r"^wss://[^\s]+$"), length(max = 2048))]
+    /// The platform's protocol: ThingWorx AlwaysOn (the default) or MQTT (see docs/mqtt.md).
+    #[serde(default)]
+    pub protocol: PlatformProtocol,
+    /// With `alwaysOn`, the AlwaysOn URL `wss://host:port/Thingworx/WS`; with `mqtt`, the
+    /// broker: `mqtts://host:port` (TLS, default port 8883) or `wss://host:port/path`
+    /// (websockets over TLS).
+    #[schemars(regex(pattern = r"^(wss|mqtts)://[^\s]+$"), length(max = 2048))]
     pub url: String,
     /// Further platform URLs, each tried in turn after a failed connect (the EMS `ws_servers`
-    /// list); verified like `url`.
+    /// list); verified like `url` (AlwaysOn).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 16),
         inner(regex(pattern = r"^wss://[^\s]+$"), length(max = 2048))
     )]
     pub failover_urls: Vec<String>,
-    /// Gateway thing name sent in BIND; none when absent.
+    /// Gateway thing name sent in BIND (`alwaysOn`; none when absent); with `mqtt`, the
+    /// gateway's name in its state topic (the EdgeGateway's name when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,256}$"))]
     pub gateway_name: Option<String>,
-    /// Secret key holding the application key the gateway presents.
-    pub app_key: SecretKeyRef,
+    /// Secret key holding the application key the gateway presents (required with
+    /// `alwaysOn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_key: Option<SecretKeyRef>,
+    /// The MQTT session: credentials, topics (only with `protocol: mqtt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttSpec>,
     /// How the platform's server certificate is verified.
     pub server_verification: ServerVerification,
-    /// Client certificate for the tunnel; issued by the operator unless `secretName` is set.
+    /// Client certificate presented to the platform (AlwaysOn, or an MQTT broker that asks for
+    /// one); issued by the operator unless `secretName` is set.
     #[serde(default)]
     pub client_certificate: ClientCertificateSpec,
     /// Messages kept while the platform is unreachable.
     #[serde(default)]
     pub offline_queue: OfflineQueueSpec,
-    /// Websocket keep-alive of the tunnel, as ThingWorx edge SDKs do it.
+    /// Websocket keep-alive of the tunnel, as ThingWorx edge SDKs do it (AlwaysOn; MQTT has
+    /// `mqtt.keepAliveSeconds`).
     #[serde(default)]
     pub keep_alive: KeepAliveSpec,
-    /// Reach the platform through an HTTP proxy (`CONNECT`), as the EMS `proxy` settings do.
+    /// Reach the platform through an HTTP proxy (`CONNECT`), as the EMS `proxy` settings do
+    /// (AlwaysOn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxySpec>,
     /// Offer permessage-deflate (RFC 7692) compression to the platform, used when it accepts
     /// (the EMS `ws_connection.compression`). Only messages of 256 bytes or more are
-    /// compressed.
+    /// compressed (AlwaysOn).
     #[serde(default = "default_true")]
     pub compression: bool,
+}
+
+/// The protocol a gateway speaks to its platform.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PlatformProtocol {
+    /// ThingWorx AlwaysOn over one TLS websocket.
+    #[default]
+    AlwaysOn,
+    /// MQTT 3.1.1 to a broker, QoS 1 (see docs/mqtt.md).
+    Mqtt,
+}
+
+/// The MQTT session of a gateway with `protocol: mqtt`. The broker is verified by
+/// `serverVerification`; the client certificate (`clientCertificate`) is presented when the
+/// broker asks for one; each pod's client id is its pod name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MqttSpec {
+    /// User name sent in CONNECT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub username: Option<String>,
+    /// Secret key holding the password sent with `username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretKeyRef>,
+    /// Topic layout: preset and prefix.
+    #[serde(default)]
+    pub topics: TopicsConfig,
+    /// Ask the broker to keep the session (subscriptions, queued commands) across reconnects.
+    #[serde(default = "default_true")]
+    pub persistent_session: bool,
+    /// Seconds between keep-alive pings when nothing else is sent.
+    #[serde(default = "default_mqtt_keep_alive")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub keep_alive_seconds: u32,
+}
+
+fn default_mqtt_keep_alive() -> u32 {
+    30
+}
+
+impl Default for MqttSpec {
+    fn default() -> Self {
+        Self {
+            username: None,
+            password_secret: None,
+            topics: TopicsConfig::default(),
+            persistent_session: true,
+            keep_alive_seconds: default_mqtt_keep_alive(),
+        }
+    }
+}
+
+impl PlatformSpec {
+    /// The Secret key the connection authenticates with, and the field that names it: the app
+    /// key (AlwaysOn) or the MQTT password.
+    pub fn credential(&self) -> Option<(&'static str, &SecretKeyRef)> {
+        match self.protocol {
+            PlatformProtocol::AlwaysOn => {
+                self.app_key.as_ref().map(|r| ("spec.platform.appKey", r))
+            }
+            PlatformProtocol::Mqtt => self
+                .mqtt
+                .as_ref()
+                .and_then(|m| m.password_secret.as_ref())
+                .map(|r| ("spec.platform.mqtt.passwordSecret", r)),
+        }
+    }
 }
 
 /// An HTTP proxy for the tunnel.

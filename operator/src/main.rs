@@ -29,7 +29,8 @@ enum Command {
     /// Run the controller.
     Run(RunArgs),
     /// Run EdgeGateway manifests on this machine without Kubernetes: issues certificates into a
-    /// state directory, starts the reference platform and the gateways, shows a live view.
+    /// state directory, starts the reference platform (AlwaysOn gateways) or an embedded MQTT
+    /// broker (MQTT gateways) and the gateways, shows a live view.
     Local(LocalArgs),
     /// Convert an existing installation's configuration into manifests and a report.
     #[command(subcommand)]
@@ -91,7 +92,8 @@ struct LocalArgs {
     /// State directory (CA, certificates, generated credentials, queues); reused across runs.
     #[arg(long)]
     state_dir: Option<std::path::PathBuf>,
-    /// Connect to this existing platform (wss://...) instead of starting the reference platform.
+    /// Connect every gateway to this existing platform (wss://...) or MQTT broker (mqtts://...)
+    /// instead of starting the reference platform or the embedded broker.
     #[arg(long)]
     platform: Option<String>,
     /// Port of the reference platform's REST API (another free port if taken).
@@ -160,8 +162,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Local(args) => {
-            let filter =
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+            // rumqttd (the embedded broker) logs every client's disconnect as an error; the
+            // live view shows what matters. RUST_LOG brings them back.
+            let filter = EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,rumqttd=off"));
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)

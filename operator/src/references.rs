@@ -21,11 +21,10 @@ pub async fn check(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let s = &gw.spec;
-    let mut secret_keys: Vec<(&str, &str, &str)> = vec![(
-        "spec.platform.appKey",
-        s.platform.app_key.name.as_str(),
-        s.platform.app_key.key.as_str(),
-    )];
+    let mut secret_keys: Vec<(&str, &str, &str)> = Vec::new();
+    if let Some((field, r)) = s.platform.credential() {
+        secret_keys.push((field, &r.name, &r.key));
+    }
     if let Some(r) = s
         .platform
         .proxy
@@ -151,7 +150,12 @@ pub fn config_maps(gw: &EdgeGateway) -> Vec<String> {
 /// Names of the user Secrets `gw` reads (app key, CA bundles, users, consumers, TLS Secrets).
 pub fn secrets(gw: &EdgeGateway) -> Vec<String> {
     let s = &gw.spec;
-    let mut out = vec![s.platform.app_key.name.clone()];
+    let mut out: Vec<String> = s
+        .platform
+        .credential()
+        .map(|(_, r)| r.name.clone())
+        .into_iter()
+        .collect();
     out.extend(
         s.platform
             .proxy

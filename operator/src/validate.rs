@@ -8,7 +8,7 @@ use edgeway_sidecar::config::{AuthMethodName, SidecarConfig};
 use edgeway_sidecar::lua::check_template;
 use kube::ResourceExt;
 
-use crate::crd::{EdgeGateway, EdgeGatewaySpec};
+use crate::crd::{EdgeGateway, EdgeGatewaySpec, PlatformProtocol, PlatformSpec};
 use crate::resources::config::{render, ADMIN_PORT};
 use crate::status::Problem;
 
@@ -43,6 +43,7 @@ pub fn spec(gw: &EdgeGateway) -> Result<SidecarConfig, Problem> {
                 .into(),
         ));
     }
+    platform(&s.platform).map_err(invalid)?;
     if let Some(b) = s.certificates.renew_before_hours {
         if b >= s.certificates.duration_hours {
             return Err(invalid(
@@ -103,7 +104,50 @@ pub fn spec(gw: &EdgeGateway) -> Result<SidecarConfig, Problem> {
             )));
         }
     }
-    render(s).map_err(|e| Problem::new("InvalidConfig", format!("sidecar config: {e}")))
+    render(s, &name).map_err(|e| Problem::new("InvalidConfig", format!("sidecar config: {e}")))
+}
+
+/// The fields each platform protocol needs, and those it has no use for.
+fn platform(p: &PlatformSpec) -> Result<(), String> {
+    match p.protocol {
+        PlatformProtocol::AlwaysOn => {
+            if !p.url.starts_with("wss://") {
+                return Err("spec.platform.url: AlwaysOn needs wss://host:port/Thingworx/WS (mqtts:// is for protocol: mqtt)".into());
+            }
+            if p.app_key.is_none() {
+                return Err("spec.platform.appKey: required with protocol alwaysOn".into());
+            }
+            if p.mqtt.is_some() {
+                return Err("spec.platform.mqtt: only with protocol: mqtt".into());
+            }
+        }
+        PlatformProtocol::Mqtt => {
+            let unused = |field: &str, instead: &str| {
+                Err(format!(
+                    "spec.platform.{field}: AlwaysOn only, not used with protocol: mqtt{instead}"
+                ))
+            };
+            if p.app_key.is_some() {
+                return unused(
+                    "appKey",
+                    " (the broker login is mqtt.username and mqtt.passwordSecret)",
+                );
+            }
+            if !p.failover_urls.is_empty() {
+                return unused("failoverUrls", "");
+            }
+            if p.proxy.is_some() {
+                return unused("proxy", "");
+            }
+            let m = p.mqtt.as_ref();
+            if m.is_some_and(|m| m.password_secret.is_some() && m.username.is_none()) {
+                return Err(
+                    "spec.platform.mqtt.passwordSecret: needs spec.platform.mqtt.username".into(),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks the images a gateway names against the operator's allow-list (`--allowed-image`,

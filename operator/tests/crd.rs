@@ -65,7 +65,7 @@ fn the_example_gateway_renders_a_config_the_sidecar_accepts() {
     gw.metadata.namespace = Some("default".into());
     edgeway_operator::validate::spec(&gw).expect("valid");
     let names = edgeway_operator::resources::Names::new(&gw, "cluster.local");
-    let config = edgeway_operator::resources::config::render(&gw.spec).unwrap();
+    let config = edgeway_operator::resources::config::render(&gw.spec, "gw").unwrap();
     let files =
         edgeway_operator::resources::config::config_files(&gw.spec, &names, &config).unwrap();
     assert_eq!(files.len(), 3);

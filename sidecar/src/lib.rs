@@ -77,6 +77,12 @@ pub struct Running {
 }
 
 impl Running {
+    /// Whether the platform connection (tunnel or MQTT) is up now.
+    pub fn connected(&self) -> bool {
+        self.tunnel.as_ref().is_some_and(|t| t.connected())
+            || self.mqtt.as_ref().is_some_and(|m| m.connected())
+    }
+
     /// The platform's queue of updates, whichever protocol carries it.
     pub fn queue(&self) -> Option<&uplink::Queue> {
         self.tunnel

@@ -14,7 +14,7 @@ use super::manifests::Manifests;
 use super::state::{write, CertFiles, LeafRequest, State};
 use super::{free_or_any, lifetime, lua_sources, now, LocalError, LocalPod, Platform};
 use crate::certs::{Lifetime, Usage};
-use crate::crd::{ClientTrust, EdgeGateway, KeyFormat, SecretKeyRef};
+use crate::crd::{ClientTrust, EdgeGateway, KeyFormat, PlatformProtocol, SecretKeyRef};
 use crate::resources::config::{pod_count, render, shard};
 use crate::resources::{generate_basic_credentials, Names, NamespaceCa, BASIC_USER};
 
@@ -53,7 +53,7 @@ pub(super) async fn start(
         life: lifetime(certs.duration_hours, certs.renew_before_hours),
     };
     let (server, client) = certificates(&g)?;
-    let mut c: SidecarConfig = render(&gw.spec).map_err(|e| g.bad(e))?;
+    let mut c: SidecarConfig = render(&gw.spec, &g.name).map_err(|e| g.bad(e))?;
     c.logging.format = LogFormat::Text;
     server_tls(&g, &mut c, &server)?;
     let try_lines = credentials(&g, &mut c)?;
@@ -62,6 +62,7 @@ pub(super) async fn start(
         tracing::warn!(gateway = %g.name, "local mode runs no upstream app container; spec.upstream ignored");
     }
     tunnel(&g, &mut c, platform, &client)?;
+    mqtt(&g, &mut c, platform, &client)?;
 
     let pods = pod_count(&gw.spec).max(1) as u32;
     let mut out = Vec::new();
@@ -265,13 +266,14 @@ fn tunnel(
     };
     let spec = &g.gw.spec;
     let setup = LocalError::Setup;
-    let r = &spec.platform.app_key;
-    let key =
-        g.m.secret("spec.platform.appKey", &r.name, &r.key)
-            .map_err(|e| g.bad(e))?;
-    let key_file = g.dir.join("app-key");
-    write(&key_file, key.trim(), true).map_err(setup)?;
-    t.app_key_file = key_file;
+    if let Some(r) = &spec.platform.app_key {
+        let key =
+            g.m.secret("spec.platform.appKey", &r.name, &r.key)
+                .map_err(|e| g.bad(e))?;
+        let key_file = g.dir.join("app-key");
+        write(&key_file, key.trim(), true).map_err(setup)?;
+        t.app_key_file = key_file;
+    }
     if let Some(r) = spec
         .platform
         .proxy
@@ -287,53 +289,106 @@ fn tunnel(
             p.credentials_file = Some(file);
         }
     }
-    t.url = platform.url();
-    t.client_cert = Some(ClientCert {
-        cert: client.cert.clone(),
-        key: client.key.clone(),
-        key_passphrase_file: client.passphrase.clone(),
-    });
+    t.url = platform
+        .url(PlatformProtocol::AlwaysOn)
+        .ok_or_else(|| setup("no AlwaysOn platform started".into()))?;
+    t.client_cert = Some(client_cert(client));
     t.timing.startup_jitter_ms = 0;
-    if let Platform::Local(_) = platform {
+    if platform.external.is_none() {
         // The local platform is on this machine's loopback: no proxy in between, no other
         // address to fail over to.
         t.proxy = None;
         t.failover_urls.clear();
-        t.server = ServerVerification {
+    }
+    t.server = verification(g, platform)?;
+    Ok(())
+}
+
+/// The MQTT connection: the broker's URL, the password file, client certificate, broker
+/// verification.
+fn mqtt(
+    g: &Gateway<'_>,
+    c: &mut SidecarConfig,
+    platform: &Platform,
+    client: &CertFiles,
+) -> Result<(), LocalError> {
+    let Some(mq) = c.mqtt.as_mut() else {
+        return Ok(());
+    };
+    let setup = LocalError::Setup;
+    if let Some(r) =
+        g.gw.spec
+            .platform
+            .mqtt
+            .as_ref()
+            .and_then(|m| m.password_secret.as_ref())
+    {
+        let password =
+            g.m.secret("spec.platform.mqtt.passwordSecret", &r.name, &r.key)
+                .map_err(|e| g.bad(e))?;
+        let file = g.dir.join("mqtt-password");
+        write(&file, password.lines().next().unwrap_or_default(), true).map_err(setup)?;
+        mq.password_file = Some(file);
+    }
+    mq.url = platform
+        .url(PlatformProtocol::Mqtt)
+        .ok_or_else(|| setup("no MQTT broker started".into()))?;
+    mq.client_cert = Some(client_cert(client));
+    mq.server = verification(g, platform)?;
+    Ok(())
+}
+
+fn client_cert(client: &CertFiles) -> ClientCert {
+    ClientCert {
+        cert: client.cert.clone(),
+        key: client.key.clone(),
+        key_passphrase_file: client.passphrase.clone(),
+    }
+}
+
+/// How the platform is verified: by the local CA when local mode started it, else as
+/// `spec.platform.serverVerification` says (its files copied into the state directory).
+fn verification(g: &Gateway<'_>, platform: &Platform) -> Result<ServerVerification, LocalError> {
+    if platform.external.is_none() {
+        return Ok(ServerVerification {
             ca: Some(g.state.ca_file()),
             ..Default::default()
-        };
-        return Ok(());
+        });
     }
-    let v = &spec.platform.server_verification;
+    let v = &g.gw.spec.platform.server_verification;
     let copy = |field: &str, src, file: &str| -> Result<PathBuf, LocalError> {
         let path = g.dir.join(file);
         let text = g.m.file_source(field, src).map_err(|e| g.bad(e))?;
-        write(&path, &text, false).map_err(setup)?;
+        write(&path, &text, false).map_err(LocalError::Setup)?;
         Ok(path)
     };
+    let mut out = ServerVerification {
+        insecure_skip_verify: v.insecure == Some(true),
+        criteria: v.criteria.clone(),
+        ..Default::default()
+    };
     if let Some(src) = &v.ca {
-        t.server.ca = Some(copy(
+        out.ca = Some(copy(
             "spec.platform.serverVerification.ca",
             src,
             "platform-ca.crt",
         )?);
     }
     if let Some(src) = &v.pinned {
-        t.server.pinned = Some(copy(
+        out.pinned = Some(copy(
             "spec.platform.serverVerification.pinned",
             src,
             "platform-pinned.crt",
         )?);
     }
     if let Some(src) = &v.anchor {
-        t.server.anchor = Some(copy(
+        out.anchor = Some(copy(
             "spec.platform.serverVerification.anchor",
             src,
             "platform-anchor.crt",
         )?);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Starts the sidecar of pod `ordinal` with its own ports, shard and queue directory.
@@ -357,10 +412,16 @@ async fn start_pod(
     if let (Some(sim), Some(range)) = (pc.simulation.as_mut(), shard(spec, ordinal)) {
         sim.shard = Some(range);
     }
-    if let Some(t) = pc.tunnel.as_mut() {
-        if t.queue.dir.is_some() {
-            t.queue.dir = Some(g.dir.join("queue").join(&pod));
+    let queue = match (pc.tunnel.as_mut(), pc.mqtt.as_mut()) {
+        (Some(t), _) => Some(&mut t.queue),
+        (None, Some(m)) => {
+            m.client_id = pod.clone();
+            Some(&mut m.queue)
         }
+        (None, None) => None,
+    };
+    if let Some(q) = queue.filter(|q| q.dir.is_some()) {
+        q.dir = Some(g.dir.join("queue").join(&pod));
     }
     pc.validate()
         .map_err(|e| g.bad(format!("rendered config for {pod}: {e}")))?;

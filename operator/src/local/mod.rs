@@ -1,8 +1,10 @@
 //! `edgeway-operator local FILE...`: the same EdgeGateway manifests, run on this machine without
 //! Kubernetes. Certificates are issued into a state directory (reused and renewed across runs),
 //! each gateway's sidecar config is rendered by the operator's own code and pointed at local
-//! files and loopback ports, and the reference platform and the gateways run in this process.
+//! files and loopback ports, and the reference platform (AlwaysOn gateways), the embedded
+//! broker (MQTT gateways) and the gateways run in this process.
 
+pub mod broker;
 mod gateway;
 pub mod manifests;
 pub mod schema;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kube::ResourceExt;
 
 use crate::certs::{Lifetime, Usage, HOUR};
-use crate::crd::EdgeGateway;
+use crate::crd::{EdgeGateway, PlatformProtocol};
 use crate::resources::NamespaceCa;
 use manifests::Manifests;
 use state::{write, LeafRequest, State};
@@ -94,9 +96,28 @@ pub async fn run(opts: LocalOptions) -> Result<(), LocalError> {
         let sources = lua_sources(&m, gw).map_err(at)?;
         crate::validate::lua(&gw.spec, &sources).map_err(|p| at(p.message))?;
     }
+    let speaks = |p: PlatformProtocol| {
+        m.gateways
+            .iter()
+            .any(|(_, g)| g.spec.platform.protocol == p)
+    };
     let platform = match &opts.platform {
-        Some(url) => Platform::External(url.clone()),
-        None => start_platform(&state, &m, opts.rest_port).await?,
+        Some(url) => Platform {
+            external: Some(url.clone()),
+            alwayson: None,
+            broker: None,
+        },
+        None => Platform {
+            external: None,
+            alwayson: match speaks(PlatformProtocol::AlwaysOn) {
+                true => Some(start_platform(&state, &m, opts.rest_port).await?),
+                false => None,
+            },
+            broker: match speaks(PlatformProtocol::Mqtt) {
+                true => Some(start_broker(&state, &m, opts.any_ports).await?),
+                false => None,
+            },
+        },
     };
     let mut pods = Vec::new();
     for (_, gw) in &m.gateways {
@@ -113,27 +134,37 @@ pub async fn run(opts: LocalOptions) -> Result<(), LocalError> {
     for p in pods {
         p.sidecar.shutdown().await;
     }
-    if let Platform::Local(p) = platform {
+    if let Some(p) = platform.alwayson {
         p.shutdown().await;
+    }
+    if let Some(b) = platform.broker {
+        b.shutdown();
     }
     outcome
 }
 
-/// The platform the gateways connect to.
-pub enum Platform {
-    /// The reference platform, started here.
-    Local(edgeway_platform::Running),
-    /// An existing platform (`--platform URL`).
-    External(String),
+/// What the gateways connect to: `--platform URL`, or what local mode started for them.
+pub struct Platform {
+    /// `--platform URL`: every gateway connects there.
+    pub external: Option<String>,
+    /// The reference platform, started when a gateway speaks AlwaysOn.
+    pub alwayson: Option<edgeway_platform::Running>,
+    /// The embedded broker, started when a gateway speaks MQTT.
+    pub broker: Option<broker::Broker>,
 }
 
 impl Platform {
-    fn url(&self) -> String {
-        match self {
-            Platform::Local(p) => {
-                format!("wss://localhost:{}/Thingworx/WS", p.alwayson_addr.port())
-            }
-            Platform::External(u) => u.clone(),
+    /// The URL a gateway speaking `protocol` connects to.
+    fn url(&self, protocol: PlatformProtocol) -> Option<String> {
+        if let Some(u) = &self.external {
+            return Some(u.clone());
+        }
+        match protocol {
+            PlatformProtocol::AlwaysOn => self
+                .alwayson
+                .as_ref()
+                .map(|p| format!("wss://localhost:{}/Thingworx/WS", p.alwayson_addr.port())),
+            PlatformProtocol::Mqtt => self.broker.as_ref().map(broker::Broker::url),
         }
     }
 }
@@ -143,7 +174,7 @@ async fn wait_connected(pods: &[LocalPod], limit: Duration) -> Result<(), LocalE
     loop {
         let down: Vec<&str> = pods
             .iter()
-            .filter(|p| !p.sidecar.tunnel.as_ref().is_some_and(|t| t.connected()))
+            .filter(|p| !p.sidecar.connected())
             .map(|p| p.pod.as_str())
             .collect();
         if down.is_empty() {
@@ -151,7 +182,7 @@ async fn wait_connected(pods: &[LocalPod], limit: Duration) -> Result<(), LocalE
         }
         if Instant::now() >= deadline {
             return Err(LocalError::NotConnected(format!(
-                "tunnels not up after {limit:?}: {}",
+                "platform connections not up after {limit:?}: {}",
                 down.join(", ")
             )));
         }
@@ -183,11 +214,13 @@ async fn start_platform(
     state: &State,
     m: &Manifests,
     rest_port: u16,
-) -> Result<Platform, LocalError> {
+) -> Result<edgeway_platform::Running, LocalError> {
     let setup = LocalError::Setup;
     let mut keys = String::from("# app keys of the local manifests\n");
     for (_, gw) in &m.gateways {
-        let r = &gw.spec.platform.app_key;
+        let Some(r) = &gw.spec.platform.app_key else {
+            continue;
+        };
         let key = m
             .secret("spec.platform.appKey", &r.name, &r.key)
             .map_err(|e| LocalError::Manifest(format!("EdgeGateway {}: {e}", gw.name_any())))?;
@@ -220,10 +253,33 @@ async fn start_platform(
     );
     let config = edgeway_platform::config::PlatformConfig::parse(&yaml, "local platform")
         .map_err(|e| setup(format!("platform config: {e}")))?;
-    let running = edgeway_platform::start(config)
+    edgeway_platform::start(config)
         .await
-        .map_err(|e| setup(format!("platform: {e}")))?;
-    Ok(Platform::Local(running))
+        .map_err(|e| setup(format!("platform: {e}")))
+}
+
+/// Starts the embedded broker; the MQTT logins the manifests name are the ones it accepts.
+async fn start_broker(
+    state: &State,
+    m: &Manifests,
+    any_port: bool,
+) -> Result<broker::Broker, LocalError> {
+    let mut logins = BTreeMap::new();
+    for (_, gw) in &m.gateways {
+        let Some(mq) = &gw.spec.platform.mqtt else {
+            continue;
+        };
+        if let (Some(user), Some(r)) = (&mq.username, &mq.password_secret) {
+            let password = m
+                .secret("spec.platform.mqtt.passwordSecret", &r.name, &r.key)
+                .map_err(|e| LocalError::Manifest(format!("EdgeGateway {}: {e}", gw.name_any())))?;
+            let password = password.lines().next().unwrap_or_default().to_owned();
+            logins.insert(user.clone(), password);
+        }
+    }
+    broker::start(state, logins, any_port)
+        .await
+        .map_err(LocalError::Setup)
 }
 
 pub(super) fn lifetime(duration_hours: u32, renew_before_hours: Option<u32>) -> Lifetime {

@@ -27,10 +27,8 @@ fn table(pods: &[LocalPod], rates: &HashMap<String, f64>) -> String {
         "POD", "TUNNEL", "DEVICES", "QUEUE", "ACKED", "UPDATES/S", "HTTPS"
     );
     for p in pods {
-        let (up, queue) = match &p.sidecar.tunnel {
-            Some(t) => (t.connected(), t.queue_state().0),
-            None => (false, 0),
-        };
+        let up = p.sidecar.connected();
+        let queue = p.sidecar.queue().map_or(0, |q| q.stats().len);
         s.push_str(&format!(
             "{:<24} {:<8} {:>8} {:>8} {:>10} {:>10.0}  https://localhost:{}\n",
             p.pod,
@@ -47,14 +45,25 @@ fn table(pods: &[LocalPod], rates: &HashMap<String, f64>) -> String {
 
 fn footer(pods: &[LocalPod], platform: &Platform, state: &State) -> String {
     let mut s = String::new();
-    match platform {
-        Platform::Local(p) => s.push_str(&format!(
-            "platform: {} (AlwaysOn)  REST http://{}/api/things  stream http://{}/api/stream\n",
-            platform.url(),
+    if let Some(u) = &platform.external {
+        s.push_str(&format!("platform: {u}\n"));
+    }
+    if let Some(p) = &platform.alwayson {
+        s.push_str(&format!(
+            "platform: wss://localhost:{}/Thingworx/WS (AlwaysOn)  REST http://{}/api/things  stream http://{}/api/stream\n",
+            p.alwayson_addr.port(),
             p.rest_addr,
             p.rest_addr
-        )),
-        Platform::External(u) => s.push_str(&format!("platform: {u}\n")),
+        ));
+    }
+    if let Some(b) = &platform.broker {
+        let login = if b.logins { " -u USER -P PASSWORD" } else { "" };
+        s.push_str(&format!(
+            "broker: {} (MQTT, embedded)  watch: mosquitto_sub -h localhost -p {} --cafile {}{login} -t '#' -v\n",
+            b.url(),
+            b.addr.port(),
+            state.ca_file().display()
+        ));
     }
     s.push_str(&format!(
         "state: {} (CA: {})\n",

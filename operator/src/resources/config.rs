@@ -15,6 +15,7 @@ use edgeway_sidecar::config::{
     AuthMethodName, BasicConfig, OAuthConfig, SidecarConfig, TemplateConfig, ThingConfig,
     UpstreamConfig,
 };
+use edgeway_sidecar::mqtt::config::MqttConfig;
 use edgeway_sidecar::sim::{ShardRange, SimulationConfig};
 use edgeway_sidecar::tunnel::config::{
     ClientCert, GatewayIdentity, ProxyConfig, QueueConfig,
@@ -22,7 +23,9 @@ use edgeway_sidecar::tunnel::config::{
 };
 
 use super::{Names, CONFIG_KEY};
-use crate::crd::{ClientTrust, EdgeGatewaySpec, KeyFormat, PlatformSpec, SimulationSpec};
+use crate::crd::{
+    ClientTrust, EdgeGatewaySpec, KeyFormat, PlatformProtocol, PlatformSpec, SimulationSpec,
+};
 
 /// Where the ConfigMap is mounted.
 pub const CONFIG_DIR: &str = "/etc/edgeway/config";
@@ -65,6 +68,8 @@ fn user_key_files(
 pub const PROXY_DIR: &str = "/etc/edgeway/proxy";
 /// Where the app key is mounted (file `app-key`).
 pub const APP_KEY_DIR: &str = "/etc/edgeway/app-key";
+/// Where the MQTT password is mounted (file `password`).
+pub const MQTT_PASSWORD_DIR: &str = "/etc/edgeway/mqtt-password";
 /// Where the basic users file is mounted (file `users`).
 pub const BASIC_DIR: &str = "/etc/edgeway/auth/basic";
 /// Where the OAuth consumers file is mounted (file `consumers.yaml`).
@@ -122,8 +127,9 @@ pub fn lua_file(template: &str) -> PathBuf {
     path(LUA_DIR, &format!("{template}.lua"))
 }
 
-/// Renders the config every pod of `spec` runs with, and validates it with the sidecar's rules.
-pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
+/// Renders the config every pod of gateway `name` runs with, and validates it with the
+/// sidecar's rules. [`config_files`] then makes each pod's own where they differ.
+pub fn render(spec: &EdgeGatewaySpec, name: &str) -> Result<SidecarConfig, ConfigError> {
     let defaults = sidecar_defaults()?;
     let mut c = defaults.clone();
     let server = &spec.server;
@@ -241,7 +247,13 @@ pub fn render(spec: &EdgeGatewaySpec) -> Result<SidecarConfig, ConfigError> {
         }),
         _ => None,
     };
-    c.tunnel = Some(tunnel(spec, &defaults)?);
+    match spec.platform.protocol {
+        PlatformProtocol::AlwaysOn => c.tunnel = Some(tunnel(spec, &defaults)?),
+        PlatformProtocol::Mqtt => {
+            c.tunnel = None;
+            c.mqtt = Some(mqtt(spec, name)?);
+        }
+    }
     c.simulation = spec.simulation.as_ref().map(simulation).transpose()?;
     c.admin.listen = SocketAddr::from(([0, 0, 0, 0], ADMIN_PORT));
     c.logging.format = LogFormat::Json;
@@ -282,6 +294,32 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
     t.timing.keep_alive_timeout_ms = u64::from(p.keep_alive.timeout_seconds) * 1000;
     queue(p, &mut t.queue);
     Ok(t)
+}
+
+/// The `mqtt` section: the broker, its login (the password mounted from its Secret), topics,
+/// and what it shares with the tunnel (verification, client certificate, offline queue). The
+/// client id is `name` here; [`config_files`] gives each pod its own.
+fn mqtt(spec: &EdgeGatewaySpec, name: &str) -> Result<MqttConfig, ConfigError> {
+    let p = &spec.platform;
+    let m = p.mqtt.clone().unwrap_or_default();
+    let mut c: MqttConfig = serde_json::from_value(serde_json::json!({
+        "url": p.url,
+        "clientId": name,
+        "gateway": p.gateway_name.as_deref().unwrap_or(name),
+    }))
+    .map_err(|e| ConfigError::new("spec.platform", e.to_string()))?;
+    c.username = m.username.clone();
+    c.password_file = m
+        .password_secret
+        .as_ref()
+        .map(|_| path(MQTT_PASSWORD_DIR, "password"));
+    c.server = server_verification(p);
+    c.client_cert = Some(client_cert(p)?);
+    c.topics = m.topics.clone();
+    c.persistent_session = m.persistent_session;
+    c.keep_alive_secs = u64::from(m.keep_alive_seconds);
+    queue(p, &mut c.queue);
+    Ok(c)
 }
 
 /// Where `spec.platform.serverVerification` is mounted.
@@ -397,23 +435,30 @@ pub fn shard(spec: &EdgeGatewaySpec, ordinal: u32) -> Option<ShardRange> {
     (start < end).then_some(ShardRange { start, end })
 }
 
+/// Whether each pod runs its own config file: with a simulation (its shard) or MQTT (its client
+/// id, which a broker allows one connection at a time).
+pub fn per_pod_files(spec: &EdgeGatewaySpec) -> bool {
+    spec.simulation.is_some() || spec.platform.protocol == PlatformProtocol::Mqtt
+}
+
 /// ConfigMap key of the file pod `ordinal` runs with: `<gateway>-<ordinal>.yaml` (its pod name)
-/// when simulating, else the shared [`CONFIG_KEY`].
+/// when [`per_pod_files`], else the shared [`CONFIG_KEY`].
 pub fn config_key(spec: &EdgeGatewaySpec, names: &Names, ordinal: u32) -> String {
-    match spec.simulation {
-        Some(_) => format!("{}-{ordinal}.yaml", names.statefulset()),
-        None => CONFIG_KEY.to_owned(),
+    match per_pod_files(spec) {
+        true => format!("{}-{ordinal}.yaml", names.statefulset()),
+        false => CONFIG_KEY.to_owned(),
     }
 }
 
-/// The ConfigMap data: file name -> YAML text. One shared file, or with a simulation one file per
-/// pod that differs only in `simulation.shard` (the shard contract, see [`super::workload`]).
+/// The ConfigMap data: file name -> YAML text. One shared file, or with [`per_pod_files`] one
+/// file per pod that differs only in `simulation.shard` and `mqtt.clientId` (the pod's name; the
+/// shard contract, see [`super::workload`]).
 pub fn config_files(
     spec: &EdgeGatewaySpec,
     names: &Names,
     config: &SidecarConfig,
 ) -> Result<BTreeMap<String, String>, serde_saphyr::SerializeError> {
-    if spec.simulation.is_none() {
+    if !per_pod_files(spec) {
         return Ok(BTreeMap::from([(
             CONFIG_KEY.to_owned(),
             serde_saphyr::to_string(config)?,
@@ -424,6 +469,9 @@ pub fn config_files(
         let mut c = config.clone();
         if let Some(sim) = c.simulation.as_mut() {
             sim.shard = shard(spec, ordinal);
+        }
+        if let Some(m) = c.mqtt.as_mut() {
+            m.client_id = format!("{}-{ordinal}", names.statefulset());
         }
         files.insert(
             config_key(spec, names, ordinal),

@@ -46,7 +46,7 @@ fn rendered_config_is_accepted_by_the_sidecar_parser() {
                 "things": [{"name": "P1", "template": "pump", "properties": {"rpm": 5}}]},
         "upstream": {"image": "app:1", "port": 8080, "pathPrefix": "/app/"}
     }));
-    let config = render(&gw.spec).expect("render");
+    let config = render(&gw.spec, "gw").expect("render");
     let files = config_files(&gw.spec, &names(), &config).unwrap();
     let text = &files[CONFIG_KEY];
     let parsed = SidecarConfig::parse(text, CONFIG_KEY).expect("sidecar accepts it");
@@ -81,7 +81,7 @@ fn rendered_config_is_accepted_by_the_sidecar_parser() {
         "upstream": {"image": "app:1", "port": 8080, "forwardCredentials": true}
     }));
     assert!(
-        render(&forwarding.spec)
+        render(&forwarding.spec, "gw")
             .unwrap()
             .upstream
             .unwrap()
@@ -91,7 +91,7 @@ fn rendered_config_is_accepted_by_the_sidecar_parser() {
         "platform": {"failoverUrls": ["wss://b.example/Thingworx/WS"]}
     }));
     assert_eq!(
-        render(&failover.spec)
+        render(&failover.spec, "gw")
             .unwrap()
             .tunnel
             .unwrap()
@@ -107,7 +107,7 @@ fn rendered_config_is_accepted_by_the_sidecar_parser() {
     let mut spec = gw.spec.clone();
     spec.platform.keep_alive.interval_seconds = 20;
     spec.platform.keep_alive.timeout_seconds = 5;
-    let timing = render(&spec).unwrap().tunnel.unwrap().timing;
+    let timing = render(&spec, "gw").unwrap().tunnel.unwrap().timing;
     assert_eq!(
         (timing.keep_alive_ms, timing.keep_alive_timeout_ms),
         (20_000, 5_000)
@@ -121,7 +121,7 @@ fn rendered_config_is_accepted_by_the_sidecar_parser() {
 #[test]
 fn config_the_sidecar_would_refuse_is_refused_at_render() {
     let gw = gateway(serde_json::json!({"server": {"clientAuth": "off"}}));
-    let e = render(&gw.spec).unwrap_err();
+    let e = render(&gw.spec, "gw").unwrap_err();
     assert!(e.field.starts_with("auth.methods"), "{e}");
 }
 
@@ -129,8 +129,8 @@ fn config_the_sidecar_would_refuse_is_refused_at_render() {
 fn config_hash_changes_with_config_and_lua_but_not_with_certificates() {
     let a = gateway(serde_json::json!({}));
     let b = gateway(serde_json::json!({"server": {"identityHeader": "X-Other"}}));
-    let fa = config_files(&a.spec, &names(), &render(&a.spec).unwrap()).unwrap();
-    let fb = config_files(&b.spec, &names(), &render(&b.spec).unwrap()).unwrap();
+    let fa = config_files(&a.spec, &names(), &render(&a.spec, "gw").unwrap()).unwrap();
+    let fb = config_files(&b.spec, &names(), &render(&b.spec, "gw").unwrap()).unwrap();
     let lua = BTreeMap::from([("pump".to_string(), "return {}".to_string())]);
     let h = config_hash(&fa, &lua);
     assert_eq!(h, config_hash(&fa, &lua), "stable");
@@ -250,7 +250,7 @@ fn the_queue_byte_bound_defaults_to_a_quarter_of_its_volume() {
     use edgeway_sidecar::tunnel::config::FsyncPolicy;
     let queue = |q: serde_json::Value| {
         let gw = gateway(serde_json::json!({"platform": {"offlineQueue": q}}));
-        render(&gw.spec).unwrap().tunnel.unwrap().queue
+        render(&gw.spec, "gw").unwrap().tunnel.unwrap().queue
     };
     let q = queue(serde_json::json!({"persistence": {"size": "1Gi"}}));
     assert_eq!(q.max_bytes, Some(256 << 20));
@@ -345,7 +345,12 @@ fn a_proxy_is_rendered_and_its_credentials_mounted() {
         "address": "squid.corp:3128",
         "credentialsSecret": {"name": "proxy-login", "key": "login"}
     }}}));
-    let proxy = render(&gw.spec).unwrap().tunnel.unwrap().proxy.unwrap();
+    let proxy = render(&gw.spec, "gw")
+        .unwrap()
+        .tunnel
+        .unwrap()
+        .proxy
+        .unwrap();
     assert_eq!(proxy.address, "squid.corp:3128");
     assert_eq!(
         proxy.credentials_file.unwrap().to_str(),
@@ -372,7 +377,7 @@ fn a_proxy_is_rendered_and_its_credentials_mounted() {
         .any(|m| m.name == "proxy" && m.mount_path == "/etc/edgeway/proxy"));
     assert!(crate::references::secrets(&gw).contains(&"proxy-login".to_string()));
     // Without a proxy, nothing of it.
-    assert!(render(&gateway(serde_json::json!({})).spec)
+    assert!(render(&gateway(serde_json::json!({})).spec, "gw")
         .unwrap()
         .tunnel
         .unwrap()
@@ -388,7 +393,7 @@ fn user_keystores_and_passphrases_are_rendered_and_mounted() {
         "platform": {"clientCertificate": {"secretName": "ems-client",
                    "keyPassphraseSecret": {"name": "ems-pass", "key": "client"}}}
     }));
-    let config = render(&gw.spec).unwrap();
+    let config = render(&gw.spec, "gw").unwrap();
     let tls = config.server.tls.unwrap();
     assert_eq!(
         tls.cert.to_str(),
@@ -433,13 +438,17 @@ fn user_keystores_and_passphrases_are_rendered_and_mounted() {
 
     // Issued certificates are PEM and unencrypted: a format or passphrase without a Secret
     // of one's own is an error naming the field.
-    let e = render(&gateway(serde_json::json!({"server": {"tlsSecretFormat": "pkcs12"}})).spec)
-        .unwrap_err();
+    let e = render(
+        &gateway(serde_json::json!({"server": {"tlsSecretFormat": "pkcs12"}})).spec,
+        "gw",
+    )
+    .unwrap_err();
     assert_eq!(e.field, "spec.server.tlsSecretFormat");
     let e = render(
         &gateway(serde_json::json!({"platform": {"clientCertificate":
             {"keyPassphraseSecret": {"name": "p", "key": "k"}}}}))
         .spec,
+        "gw",
     )
     .unwrap_err();
     assert_eq!(
@@ -485,7 +494,7 @@ fn tunnel_points_at_the_mounted_platform_files() {
         "gatewayName": "edge-1",
         "offlineQueue": {"size": 500, "overflow": "dropNewest", "persistence": {"size": "1Gi"}}
     }}));
-    let t = render(&gw.spec).unwrap().tunnel.expect("tunnel");
+    let t = render(&gw.spec, "gw").unwrap().tunnel.expect("tunnel");
     assert_eq!(t.url, "wss://platform.example");
     assert_eq!(
         t.app_key_file.to_str(),
@@ -507,7 +516,7 @@ fn tunnel_points_at_the_mounted_platform_files() {
     let pinned = gateway(
         serde_json::json!({"platform": {"serverVerification": {"ca": null, "pinned": {"secretName": "pin", "key": "p.pem"}}}}),
     );
-    let t = render(&pinned.spec).unwrap().tunnel.unwrap();
+    let t = render(&pinned.spec, "gw").unwrap().tunnel.unwrap();
     assert_eq!(
         t.server.pinned.as_ref().and_then(|p| p.to_str()),
         Some("/etc/edgeway/platform/pinned.crt")
@@ -527,7 +536,7 @@ fn simulated() -> EdgeGateway {
 fn simulation_is_sharded_by_pod_ordinal() {
     let gw = simulated();
     let n = names();
-    let config = render(&gw.spec).unwrap();
+    let config = render(&gw.spec, "gw").unwrap();
     let files = config_files(&gw.spec, &n, &config).unwrap();
     assert_eq!(
         files.keys().collect::<Vec<_>>(),
@@ -566,19 +575,19 @@ fn simulation_is_sharded_by_pod_ordinal() {
 fn simulation_errors_name_the_spec_field() {
     let gw = gateway(serde_json::json!({"simulation": {"count": 10,
         "properties": [{"name": "t", "baseType": "NUMBER", "generator": {"kind": "uniform", "min": 5, "max": 1}}]}}));
-    let e = render(&gw.spec).unwrap_err();
+    let e = render(&gw.spec, "gw").unwrap_err();
     assert_eq!(
         e.field, "spec.simulation.properties[0].generator.max",
         "{e}"
     );
     let gw = gateway(serde_json::json!({"simulation": {"count": 10,
         "properties": [{"name": "t", "baseType": "NUMBER", "generator": {"kind": "sine", "amplitude": 3}}]}}));
-    let e = render(&gw.spec).unwrap_err();
+    let e = render(&gw.spec, "gw").unwrap_err();
     assert!(e.field.starts_with("spec.simulation.properties[0]"), "{e}");
     let gw = gateway(serde_json::json!({"simulation": {"count": 10,
         "properties": [{"name": "t", "baseType": "NUMBER", "generator": {"kind": "sine", "min": 0, "max": 1, "periodMs": 1000}}],
         "events": [{"name": "Hot", "property": "x", "above": 1}]}}));
-    let e = render(&gw.spec).unwrap_err();
+    let e = render(&gw.spec, "gw").unwrap_err();
     assert_eq!(e.field, "spec.simulation.events[0].property", "{e}");
 }
 
@@ -589,7 +598,7 @@ fn simulation_events_reach_every_pod() {
         serde_json::json!({"name": "Hot", "property": "t", "above": 9}),
     )
     .unwrap()];
-    let config = render(&gw.spec).unwrap();
+    let config = render(&gw.spec, "gw").unwrap();
     let files = config_files(&gw.spec, &names(), &config).unwrap();
     for (key, text) in &files {
         let sim = SidecarConfig::parse(text, key).unwrap().simulation.unwrap();
@@ -629,7 +638,7 @@ fn pinned_device_certificates_are_mounted_and_trusted_beside_the_ca_or_alone() {
     ]);
     let gw = gateway(serde_json::json!({"server": {
         "pinnedClientCertificates": pins, "pinMode": "spki"}}));
-    let tls = render(&gw.spec).unwrap().server.tls.unwrap();
+    let tls = render(&gw.spec, "gw").unwrap().server.tls.unwrap();
     assert_eq!(
         tls.pinned_peers,
         [
@@ -671,18 +680,22 @@ fn pinned_device_certificates_are_mounted_and_trusted_beside_the_ca_or_alone() {
     let alone = gateway(serde_json::json!({"server": {
         "pinnedClientCertificates": [{"secretName": "devices", "key": "a.crt"}],
         "clientTrust": "pinned"}}));
-    let tls = render(&alone.spec).unwrap().server.tls.unwrap();
+    let tls = render(&alone.spec, "gw").unwrap().server.tls.unwrap();
     assert!(tls.client_ca.is_none());
     assert_eq!(tls.pinned_peers.len(), 1);
 
     // Contradictions name the field.
-    let e = render(&gateway(serde_json::json!({"server": {"clientTrust": "pinned"}})).spec)
-        .unwrap_err();
+    let e = render(
+        &gateway(serde_json::json!({"server": {"clientTrust": "pinned"}})).spec,
+        "gw",
+    )
+    .unwrap_err();
     assert_eq!(e.field, "spec.server.pinnedClientCertificates");
     let e = render(
         &gateway(serde_json::json!({"server": {"clientTrust": "ca",
             "pinnedClientCertificates": [{"secretName": "d", "key": "a.crt"}]}}))
         .spec,
+        "gw",
     )
     .unwrap_err();
     assert_eq!(e.field, "spec.server.clientTrust");
@@ -692,7 +705,7 @@ fn pinned_device_certificates_are_mounted_and_trusted_beside_the_ca_or_alone() {
 fn an_anchor_for_the_platform_is_mounted_and_rendered() {
     let gw = gateway(serde_json::json!({"platform": {"serverVerification": {
         "ca": null, "anchor": {"configMapName": "aps-platform", "key": "platform.crt"}}}}));
-    let t = render(&gw.spec).unwrap().tunnel.unwrap();
+    let t = render(&gw.spec, "gw").unwrap().tunnel.unwrap();
     assert_eq!(
         t.server.anchor.as_deref(),
         Some(std::path::Path::new("/etc/edgeway/platform/anchor.crt"))
@@ -725,13 +738,76 @@ fn authorization_rules_and_the_method_header_reach_the_sidecar_config() {
         "authMethodHeader": "X-Auth-Kind",
         "authorization": [{"name": "ops", "principals": ["mtls:controller-*"],
                            "actions": ["read", "invoke"], "things": ["Pump*"]}]}}));
-    let config = render(&gw.spec).unwrap();
+    let config = render(&gw.spec, "gw").unwrap();
     assert_eq!(config.auth.method_header, "X-Auth-Kind");
     let rule = &config.auth.authorization[0];
     assert_eq!(rule.name, "ops");
     assert_eq!(rule.things, ["Pump*"]);
     let bad = gateway(serde_json::json!({"server": {
         "authorization": [{"name": "x", "principals": ["admin"], "actions": ["read"]}]}}));
-    let e = render(&bad.spec).unwrap_err();
+    let e = render(&bad.spec, "gw").unwrap_err();
     assert_eq!(e.field, "auth.authorization[0].principals[0]");
+}
+
+/// `protocol: mqtt`: the sidecar gets an `mqtt` section (no tunnel) whose files are the mounted
+/// password, platform CA and client certificate, and each pod its own client id.
+#[test]
+fn mqtt_renders_a_broker_connection_with_a_client_id_per_pod() {
+    let gw = gateway(serde_json::json!({
+        "platform": {"protocol": "mqtt", "url": "mqtts://broker.example:8883", "appKey": null,
+                     "mqtt": {"username": "plant", "passwordSecret": {"name": "mq", "key": "pw"},
+                              "topics": {"prefix": "plant1"}, "keepAliveSeconds": 20}},
+        "pod": {"replicas": 2}
+    }));
+    let config = render(&gw.spec, "gw").unwrap();
+    assert!(config.tunnel.is_none());
+    let m = config.mqtt.clone().unwrap();
+    assert_eq!(m.url, "mqtts://broker.example:8883");
+    assert_eq!(m.gateway, "gw");
+    assert_eq!(m.username.as_deref(), Some("plant"));
+    assert_eq!(
+        m.password_file.unwrap().to_str(),
+        Some("/etc/edgeway/mqtt-password/password")
+    );
+    assert_eq!(
+        m.server.ca.unwrap().to_str(),
+        Some("/etc/edgeway/platform/ca.crt")
+    );
+    assert_eq!(
+        m.client_cert.unwrap().cert.to_str(),
+        Some("/etc/edgeway/tls/client/tls.crt")
+    );
+    assert_eq!(m.topics.prefix, "plant1");
+    assert_eq!(m.keep_alive_secs, 20);
+    assert!(m.persistent_session);
+
+    // One file per pod, the same but for the client id: a broker keeps one connection per id.
+    let files = config_files(&gw.spec, &names(), &config).unwrap();
+    let ids: Vec<String> = files
+        .iter()
+        .map(|(key, text)| {
+            let parsed = SidecarConfig::parse(text, key).expect("sidecar accepts it");
+            format!("{key}={}", parsed.mqtt.unwrap().client_id)
+        })
+        .collect();
+    assert_eq!(ids, ["gw-0.yaml=gw-0", "gw-1.yaml=gw-1"]);
+    let sts = statefulset(&gw, &names(), "img", "h");
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    let sidecar = &pod.containers[0];
+    assert!(
+        sidecar
+            .args
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|a| a == "/etc/edgeway/config/$(POD_NAME).yaml"),
+        "{:?}",
+        sidecar.args
+    );
+    let volumes: Vec<String> = pod.volumes.unwrap().into_iter().map(|v| v.name).collect();
+    assert!(
+        volumes.contains(&"mqtt-password".to_string()),
+        "{volumes:?}"
+    );
+    assert!(!volumes.contains(&"app-key".to_string()), "{volumes:?}");
 }

@@ -26,8 +26,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{
     ADMIN_PORT, APP_KEY_DIR, BASIC_DIR, CLIENT_CA_DIR, CLIENT_CA_FILE, CLIENT_KEY_PASSPHRASE_DIR,
-    CLIENT_TLS_DIR, CONFIG_DIR, LUA_DIR, OAUTH_DIR, PINNED_CLIENTS_DIR, PLATFORM_DIR, PROXY_DIR,
-    QUEUE_DIR, SERVER_KEY_PASSPHRASE_DIR, SERVER_TLS_DIR,
+    CLIENT_TLS_DIR, CONFIG_DIR, LUA_DIR, MQTT_PASSWORD_DIR, OAUTH_DIR, PINNED_CLIENTS_DIR,
+    PLATFORM_DIR, PROXY_DIR, QUEUE_DIR, SERVER_KEY_PASSPHRASE_DIR, SERVER_TLS_DIR,
 };
 use super::{
     child_meta, labels, selector_labels, Names, BASIC_USERS_KEY, CONFIG_HASH_ANNOTATION, CONFIG_KEY,
@@ -153,11 +153,11 @@ pub fn statefulset(gw: &EdgeGateway, names: &Names, image: &str, config_hash: &s
 }
 
 /// The `--config` argument: the shared file, or the pod's own `$(POD_NAME).yaml` (expanded by the
-/// kubelet from the `POD_NAME` env var) when simulating.
+/// kubelet from the `POD_NAME` env var) with [`super::config::per_pod_files`].
 pub fn config_arg(gw: &EdgeGateway) -> String {
-    match gw.spec.simulation {
-        Some(_) => format!("{CONFIG_DIR}/$(POD_NAME).yaml"),
-        None => format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+    match super::config::per_pod_files(&gw.spec) {
+        true => format!("{CONFIG_DIR}/$(POD_NAME).yaml"),
+        false => format!("{CONFIG_DIR}/{CONFIG_KEY}"),
     }
 }
 
@@ -415,16 +415,33 @@ fn volumes(gw: &EdgeGateway, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
             true,
         );
     }
-    let app_key = &spec.platform.app_key;
-    add(
-        secret_volume(
-            "app-key",
-            &app_key.name,
-            Some(vec![(app_key.key.clone(), "app-key".into())]),
-        ),
-        APP_KEY_DIR,
-        true,
-    );
+    if let Some(r) = &spec.platform.app_key {
+        add(
+            secret_volume(
+                "app-key",
+                &r.name,
+                Some(vec![(r.key.clone(), "app-key".into())]),
+            ),
+            APP_KEY_DIR,
+            true,
+        );
+    }
+    if let Some(r) = spec
+        .platform
+        .mqtt
+        .as_ref()
+        .and_then(|m| m.password_secret.as_ref())
+    {
+        add(
+            secret_volume(
+                "mqtt-password",
+                &r.name,
+                Some(vec![(r.key.clone(), "password".into())]),
+            ),
+            MQTT_PASSWORD_DIR,
+            true,
+        );
+    }
     let methods = &spec.server.auth_methods;
     if methods.contains(&AuthMethodName::Basic) {
         let (secret, key) = match spec

@@ -124,3 +124,52 @@ fn images_outside_the_allow_list_are_refused() {
     // No list: any image (a single-tenant cluster).
     assert!(images(&gw(Some("docker.io/attacker/miner:1"), None), &[]).is_ok());
 }
+
+/// Each platform protocol names what it needs and refuses what it has no use for, by field.
+#[test]
+fn platform_fields_are_checked_against_the_protocol() {
+    let check = |platform: serde_json::Value| {
+        let gw = crate::resources::tests::gateway(serde_json::json!({ "platform": platform }));
+        spec(&gw).err().map(|p| p.message)
+    };
+    assert_eq!(check(serde_json::json!({})), None);
+    let mqtt = serde_json::json!({"protocol": "mqtt", "url": "mqtts://b:8883", "appKey": null,
+        "mqtt": {"username": "u", "passwordSecret": {"name": "s", "key": "k"}}});
+    assert_eq!(check(mqtt.clone()), None);
+    for (platform, says) in [
+        (
+            serde_json::json!({"appKey": null}),
+            "spec.platform.appKey: required",
+        ),
+        (
+            serde_json::json!({"url": "mqtts://b:8883"}),
+            "spec.platform.url: AlwaysOn needs wss://",
+        ),
+        (
+            serde_json::json!({"mqtt": {}}),
+            "spec.platform.mqtt: only with protocol: mqtt",
+        ),
+        (
+            serde_json::json!({"protocol": "mqtt", "url": "mqtts://b"}),
+            "spec.platform.appKey: AlwaysOn only",
+        ),
+        (
+            serde_json::json!({"protocol": "mqtt", "url": "mqtts://b", "appKey": null,
+                "mqtt": {"passwordSecret": {"name": "s", "key": "k"}}}),
+            "spec.platform.mqtt.passwordSecret: needs spec.platform.mqtt.username",
+        ),
+        (
+            serde_json::json!({"protocol": "mqtt", "url": "mqtts://b", "appKey": null,
+                "failoverUrls": ["wss://c"]}),
+            "spec.platform.failoverUrls: AlwaysOn only",
+        ),
+        (
+            serde_json::json!({"protocol": "mqtt", "url": "wss://b", "appKey": null,
+                "mqtt": {"topics": {"prefix": "a/#"}}}),
+            "mqtt.topics.prefix",
+        ),
+    ] {
+        let got = check(platform.clone()).unwrap_or_default();
+        assert!(got.contains(says), "{platform}: {got}");
+    }
+}

@@ -309,6 +309,10 @@ async fn running(
         ready: ready_pods.len(),
         proxy_failing: answers.iter().filter(|p| !p.up && p.proxy_failing).count(),
         queue_write_failing: answers.iter().filter(|p| p.queue_write_failing).count(),
+        credentials_refused: answers
+            .iter()
+            .filter(|p| !p.up && p.credentials_refused)
+            .count(),
     });
     let sim: u32 = ready
         .iter()

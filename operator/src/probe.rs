@@ -1,6 +1,6 @@
 //! Asking a gateway pod whether its tunnel is up: its admin port's `edgeway_sidecar_tunnel_up`
-//! gauge, whether its last connect failed at the HTTP proxy
-//! (`edgeway_sidecar_tunnel_connect_failing{stage="proxy"}`) and whether its persisted queue
+//! gauge, whether its last connect failed at the HTTP proxy or at its login
+//! (`edgeway_sidecar_tunnel_connect_failing{stage="proxy"|"credentials"}`) and whether its persisted queue
 //! cannot be written (`edgeway_sidecar_tunnel_queue_write_failing`), read over plain HTTP from
 //! the pod IP (the kubelet probes the same port).
 
@@ -15,6 +15,8 @@ use hyper_util::rt::TokioIo;
 const GAUGE: &str = "edgeway_sidecar_tunnel_up";
 /// Set to 1 by the sidecar while its last connect attempt failed at the proxy.
 const PROXY_FAILING: &str = "edgeway_sidecar_tunnel_connect_failing{stage=\"proxy\"}";
+/// Set to 1 by the sidecar while the platform refuses its login (app key, MQTT password).
+const CREDENTIALS_REFUSED: &str = "edgeway_sidecar_tunnel_connect_failing{stage=\"credentials\"}";
 /// Set to 1 by the sidecar while its persisted queue cannot be written.
 const QUEUE_WRITE_FAILING: &str = "edgeway_sidecar_tunnel_queue_write_failing";
 
@@ -27,6 +29,8 @@ pub struct Probe {
     pub proxy_failing: bool,
     /// Its persisted offline queue cannot be written (volume full?).
     pub queue_write_failing: bool,
+    /// The platform refused its login.
+    pub credentials_refused: bool,
 }
 
 /// Most of a pod's metrics page the operator reads: the sidecar's is a few KiB, and a tenant's
@@ -78,6 +82,7 @@ pub fn parse(text: &str) -> Option<Probe> {
         up: value(GAUGE)? >= 1.0,
         proxy_failing: value(PROXY_FAILING).is_some_and(|v| v >= 1.0),
         queue_write_failing: value(QUEUE_WRITE_FAILING).is_some_and(|v| v >= 1.0),
+        credentials_refused: value(CREDENTIALS_REFUSED).is_some_and(|v| v >= 1.0),
     })
 }
 

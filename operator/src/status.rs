@@ -74,6 +74,8 @@ pub struct Tunnels {
     pub proxy_failing: usize,
     /// Pods whose persisted offline queue cannot be written.
     pub queue_write_failing: usize,
+    /// Pods whose tunnel is down because the platform refuses their login.
+    pub credentials_refused: usize,
 }
 
 /// Builds the status for `obs`, keeping transition times from `previous` where unchanged.
@@ -160,6 +162,15 @@ pub fn build(
             Some(true),
             "TunnelsUp",
             format!("{}/{} pods connected to the platform", t.up, t.ready),
+        ),
+        Some(t) if t.credentials_refused > 0 => cond(
+            CONNECTED,
+            Some(false),
+            "CredentialsRefused",
+            format!(
+                "{}/{} pods connected; the platform refuses the login of {} (spec.platform.appKey, or spec.platform.mqtt.username and passwordSecret)",
+                t.up, t.ready, t.credentials_refused
+            ),
         ),
         Some(t) if t.proxy_failing > 0 => cond(
             CONNECTED,

@@ -27,7 +27,15 @@ pub struct StageLabel {
 }
 
 /// Connect stages, in the order a connect goes through them.
-pub const CONNECT_STAGES: [&str; 6] = ["url", "dns", "tcp", "proxy", "tls", "upgrade"];
+pub const CONNECT_STAGES: [&str; 7] = [
+    "url",
+    "dns",
+    "tcp",
+    "proxy",
+    "tls",
+    "upgrade",
+    "credentials",
+];
 
 /// A single bounded label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -344,8 +344,13 @@ async fn wrong_credentials_are_refused_and_said_so() {
     })
     .await;
     assert!(!sidecar.mqtt.as_ref().unwrap().connected());
-    // The password never appears in what the sidecar exposes.
+    // The gauge the operator reads for its CredentialsRefused condition.
     let body = text(get(admin, "/metrics").await);
+    assert!(
+        body.contains("edgeway_sidecar_tunnel_connect_failing{stage=\"credentials\"} 1"),
+        "{body}"
+    );
+    // The password never appears in what the sidecar exposes.
     assert!(!body.contains("wrong") && !body.contains(PASSWORD));
     sidecar.shutdown().await;
 }

@@ -480,6 +480,15 @@ async fn wrong_app_key_and_wrong_ca_are_refused() {
     .await;
     assert!(!s.tunnel.as_ref().unwrap().connected());
     assert!(platform.registry.gateways().is_empty());
+    // The gauge the operator reads for its CredentialsRefused condition.
+    let text = sidecar_metrics(&s).await;
+    assert_eq!(
+        metric(
+            &text,
+            "edgeway_sidecar_tunnel_connect_failing{stage=\"credentials\"}"
+        ),
+        1.0
+    );
     s.shutdown().await;
 
     // Right key, but the platform's certificate is not from the CA the sidecar trusts.

@@ -8,6 +8,7 @@ fn reads_the_gauge_and_ignores_look_alikes() {
             up,
             proxy_failing,
             queue_write_failing: false,
+            credentials_refused: false,
         })
     };
     assert_eq!(parse(text), up(true, false));
@@ -26,6 +27,7 @@ fn reads_a_failing_proxy() {
             up: false,
             proxy_failing: true,
             queue_write_failing: false,
+            credentials_refused: false,
         })
     );
     let text = text.replace("\"proxy\"} 1", "\"proxy\"} 0");
@@ -35,6 +37,7 @@ fn reads_a_failing_proxy() {
             up: false,
             proxy_failing: false,
             queue_write_failing: false,
+            credentials_refused: false,
         })
     );
 }
@@ -47,4 +50,15 @@ fn reads_a_failing_queue_volume() {
     assert!(parse(text).unwrap().queue_write_failing);
     let text = text.replace("failing 1", "failing 0");
     assert!(!parse(&text).unwrap().queue_write_failing);
+}
+
+#[test]
+fn reads_a_refused_login() {
+    let text = "edgeway_sidecar_tunnel_up 0\n\
+        edgeway_sidecar_tunnel_connect_failing{stage=\"proxy\"} 0\n\
+        edgeway_sidecar_tunnel_connect_failing{stage=\"credentials\"} 1\n";
+    let p = parse(text).unwrap();
+    assert!(p.credentials_refused && !p.proxy_failing && !p.up);
+    let text = text.replace("\"credentials\"} 1", "\"credentials\"} 0");
+    assert!(!parse(&text).unwrap().credentials_refused);
 }

@@ -28,6 +28,7 @@ fn connected_reflects_what_ready_pods_report() {
             ready,
             proxy_failing: 0,
             queue_write_failing: 0,
+            credentials_refused: 0,
         }),
         ..obs()
     };
@@ -51,6 +52,20 @@ fn connected_reflects_what_ready_pods_report() {
     let msg = &condition(Some(&s), CONNECTED).unwrap().message;
     assert!(
         msg.contains("spec.platform.proxy") && msg.contains("1/2"),
+        "{msg}"
+    );
+    // A refused login names the credential fields, whichever the protocol.
+    let mut refused = with(0, 2, 2);
+    if let Some(t) = refused.connected.as_mut() {
+        t.credentials_refused = 2;
+    }
+    assert_eq!(c(&refused), ("False".into(), "CredentialsRefused".into()));
+    let s = build(None, &refused, &t(1));
+    let msg = &condition(Some(&s), CONNECTED).unwrap().message;
+    assert!(
+        msg.contains("spec.platform.appKey")
+            && msg.contains("mqtt.username")
+            && msg.contains("0/2"),
         "{msg}"
     );
 }
@@ -112,6 +127,7 @@ fn a_failing_queue_volume_is_a_condition_of_its_own() {
             ready: 2,
             proxy_failing: 0,
             queue_write_failing: failing,
+            credentials_refused: 0,
         }),
         ..obs()
     };

@@ -217,6 +217,7 @@ async fn drive(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 attempt = 0;
+                shared.metrics.tunnel_connect_failing(None);
                 // A session started clean to get past an oversized message is kept again.
                 eventloop
                     .mqtt_options
@@ -252,6 +253,11 @@ async fn drive(
                     eventloop.mqtt_options.set_clean_session(true);
                 }
                 shared.metrics.tunnel_disconnect(reason);
+                shared.metrics.tunnel_connect_failing(match reason {
+                    "unauthorized" => Some("credentials"),
+                    "tls" => Some("tls"),
+                    _ => None,
+                });
                 let delay =
                     uplink::backoff(config.backoff_initial_ms, config.backoff_max_ms, attempt);
                 attempt = attempt.saturating_add(1);

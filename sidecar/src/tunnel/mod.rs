@@ -167,6 +167,7 @@ async fn reconnect_loop(
         };
         shared.metrics.tunnel_connect_failing(match &outcome {
             SessionError::Connect(stage, _) => Some(stage),
+            SessionError::Unauthorized(_) => Some("credentials"),
             _ => None,
         });
         if matches!(outcome, SessionError::Shutdown) || *shutdown.borrow() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Edgeway's end-to-end run: a real cluster, the real image, the Helm chart, the suite
-# (e2e/src: chart install, example gateways, platform, auth, renewal, restart, deletion,
+# (e2e/src: chart install, example gateways, platform, auth, renewal, restart, MQTT, deletion,
 # uninstall), and teardown. Prints the time of every phase.
 #
 #   e2e/run.sh [--cluster local|kind] [--keep]
@@ -9,8 +9,10 @@
 #         from Debian's source, cached in ~/.cache/edgeway), hack/build-image.sh (the image as an
 #         OCI tarball, no Docker), e2e/cluster/cluster.sh (containerd, kubelet, kube-proxy, DNS
 #         on a bridge of this machine; root needed), `ctr images import`.
-#   kind: `docker build`, `kind create cluster`, `kind load docker-image`; Services are reached
-#         with kubectl port-forward. Needs docker, kind, kubectl, helm on PATH.
+#   kind: `docker build`, `kind create cluster`, `kind load docker-image` (the image and
+#         eclipse-mosquitto); Services are reached with kubectl port-forward. Needs docker, kind,
+#         kubectl, helm, and Mosquitto's clients (mosquitto_sub, mosquitto_pub, mosquitto_passwd)
+#         on PATH.
 # --keep leaves the cluster running (its directory is printed) for a look after the run.
 # helm: the real CLI when on PATH, else e2e/helm.py in a helm-python-sdk venv
 # (HELM_VENV, default ~/.cache/edgeway/helmvenv).
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --cluster) mode=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -33,6 +35,7 @@ case $mode in local|kind) ;; *) echo "--cluster must be local or kind" >&2; exit
 
 tag=e2e
 image=docker.io/edgeway/edgeway
+mosquitto_image=edgeway.local/mosquitto:e2e
 work=$(mktemp -d /tmp/edgeway-e2e.XXXXXX)
 chmod 0755 "$work"
 declare -a timings=()
@@ -93,6 +96,9 @@ if [ "$mode" = local ]; then
   HELM=$(helm_cmd)
   phase "image (OCI tarball)"
   bash hack/build-image.sh --ref "$image:$tag" --out "$work/edgeway.tar"
+  # The MQTT scenario's broker: this machine's Debian Mosquitto and its libraries, no Docker.
+  python3 hack/oci_image.py write --binary /usr/sbin/mosquitto --out "$work/mosquitto.tar" \
+    --ref "$mosquitto_image"
   phase "suite build"
   # --workspace: features unify as in the test phase, so its build of every dependency is reused
   # (-p alone rebuilt kube, tower-http and more with other features: 49 s and a second copy).
@@ -102,7 +108,7 @@ if [ "$mode" = local ]; then
   cluster_up=1
   bash e2e/cluster/cluster.sh start "$work/cluster"
   phase "image import"
-  bash e2e/cluster/cluster.sh import "$work/cluster" "$work/edgeway.tar"
+  bash e2e/cluster/cluster.sh import "$work/cluster" "$work/edgeway.tar" "$work/mosquitto.tar"
   access=direct
 else
   phase "helm"
@@ -117,10 +123,13 @@ else
   kind create cluster --name edgeway-e2e --kubeconfig "$work/cluster/kubeconfig" --wait 300s
   phase "image load"
   kind load docker-image --name edgeway-e2e "$image:$tag"
+  mosquitto_image=docker.io/library/eclipse-mosquitto:2.0
+  docker pull "$mosquitto_image"
+  kind load docker-image --name edgeway-e2e "$mosquitto_image"
   access=port-forward
 fi
 
 phase "suite"
 "${CARGO_TARGET_DIR:-$repo/target}/debug/edgeway-e2e" \
   --kubeconfig "$work/cluster/kubeconfig" --access "$access" --helm "$HELM" \
-  --image "$image" --tag "$tag"
+  --image "$image" --tag "$tag" --mosquitto-image "$mosquitto_image"

@@ -2,6 +2,7 @@
 """Writes and verifies the Edgeway OCI image tarball without Docker (used by hack/build-image.sh).
 
   oci_image.py write  --bin-dir DIR --out FILE --ref REF [--version V] [--epoch N]
+  oci_image.py write  --pause BIN | --binary BIN --out FILE --ref REF   (e2e helper images)
   oci_image.py verify FILE [--ref REF]
 
 The image is what the top-level Dockerfile makes: one layer with /usr/local/bin/edgeway-{operator,
@@ -21,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 
@@ -83,12 +85,49 @@ def make_pause_layer(pause: str, epoch: int) -> bytes:
     return buf.getvalue()
 
 
+def shared_libraries(binary: str) -> list:
+    """The files `ldd` says `binary` loads (the dynamic loader included), symlinks resolved."""
+    out = subprocess.run(["ldd", binary], check=True, capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        parts = line.split()
+        path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
+        if path.startswith("/"):
+            libs.append(path)
+    return libs
+
+
+def make_binary_layer(binary: str, epoch: int) -> bytes:
+    """A Debian binary and the shared libraries it loads, at their paths (the e2e's Mosquitto)."""
+    buf = io.BytesIO()
+    files = [binary] + shared_libraries(binary)
+    dirs = sorted({d for f in files for d in parent_dirs(f.lstrip("/"))})
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tar_dir(tf, "tmp/", 0o1777, epoch)
+        for d in dirs:
+            tar_dir(tf, d + "/", 0o755, epoch)
+        for f in sorted(set(files)):
+            with open(os.path.realpath(f), "rb") as fh:
+                tar_file(tf, f.lstrip("/"), fh.read(), 0o755, epoch)
+    return buf.getvalue()
+
+
+def parent_dirs(path: str) -> list:
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def write(args) -> None:
     epoch = args.epoch
     if args.pause:
         layer_tar = make_pause_layer(args.pause, epoch)
         user, entrypoint, title = "65535:65535", ["/pause"], "edgeway-e2e-pause"
         description = "Pod sandbox process for Edgeway's local e2e cluster"
+    elif args.binary:
+        layer_tar = make_binary_layer(args.binary, epoch)
+        user, entrypoint = "65532:65532", [args.binary]
+        title = "edgeway-e2e-" + os.path.basename(args.binary)
+        description = f"{args.binary} from this machine's Debian package, for Edgeway's e2e"
     else:
         layer_tar = make_layer(args.bin_dir, epoch)
         user, entrypoint, title = USER, ENTRYPOINT, "edgeway"
@@ -248,6 +287,7 @@ def main() -> int:
     src = w.add_mutually_exclusive_group(required=True)
     src.add_argument("--bin-dir", help="directory with the three edgeway binaries")
     src.add_argument("--pause", help="a static pause binary: write the e2e sandbox image")
+    src.add_argument("--binary", help="a dynamically linked binary: an image of it and its libraries")
     w.add_argument("--out", required=True)
     w.add_argument("--ref", required=True)
     w.add_argument("--version", default="dev")

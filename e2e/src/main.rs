@@ -9,6 +9,7 @@ mod access;
 mod cluster;
 mod http;
 mod import;
+mod mqtt;
 mod reach;
 mod scenarios;
 
@@ -43,6 +44,10 @@ struct Args {
     /// Image tag the chart installs (the image must be on the node already).
     #[arg(long, default_value = "e2e")]
     tag: String,
+    /// Mosquitto image of the MQTT scenario (on the node already; its binary at
+    /// /usr/sbin/mosquitto).
+    #[arg(long, default_value = "edgeway.local/mosquitto:e2e")]
+    mosquitto_image: String,
 }
 
 #[tokio::main]
@@ -70,6 +75,7 @@ async fn run(args: Args) -> Result<()> {
             namespace: args.namespace,
             helm: args.helm.split_whitespace().map(str::to_owned).collect(),
             image: (args.image, args.tag),
+            mosquitto_image: args.mosquitto_image,
         },
     };
     let start = Instant::now();
@@ -127,12 +133,16 @@ async fn run(args: Args) -> Result<()> {
         suite.imported_gateway()
     );
     scenario!(
+        "an MQTT gateway publishes to Mosquitto; a refused login is a condition",
+        suite.mqtt_gateway()
+    );
+    scenario!(
         "EdgeGateway deleted: owned objects removed",
         suite.delete_gateway()
     );
     scenario!("chart uninstalled cleanly", suite.uninstall());
     println!(
-        "e2e passed: 15 scenarios in {:.0}s",
+        "e2e passed: 16 scenarios in {:.0}s",
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -42,6 +42,8 @@ pub struct Settings {
     pub helm: Vec<String>,
     /// Image repository and tag the chart installs.
     pub image: (String, String),
+    /// Mosquitto image of the MQTT scenario.
+    pub mosquitto_image: String,
 }
 
 /// State shared by the scenarios.

@@ -17,10 +17,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use super::state::{LeafRequest, State};
-use super::{free_or_any, lifetime, now};
-use crate::certs::Usage;
-use crate::resources::NamespaceCa;
+use super::state::State;
+use super::{free_or_any, localhost_server};
 
 /// Port the broker's TLS front tries first (MQTT over TLS), any free one when taken.
 pub const PORT: u16 = 8883;
@@ -93,19 +91,7 @@ pub async fn start(
         .map_err(|e| format!("embedded broker: {e}"))?;
     wait_listening(inner).await?;
 
-    let cert = state.leaf(
-        LeafRequest {
-            sub: "broker",
-            stem: "server",
-            common_name: "localhost",
-            names: &["localhost".to_string()],
-            usage: Usage::Server,
-            issuer: NamespaceCa::Gateway,
-            algorithm: Default::default(),
-            lifetime: lifetime(2160, None),
-        },
-        now(),
-    )?;
+    let cert = localhost_server(state, "broker")?;
     let tls = TlsConfig {
         cert: cert.cert,
         key: cert.key,

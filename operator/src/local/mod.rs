@@ -229,21 +229,7 @@ async fn start_platform(
     let dir = state.dir.join("platform");
     let keys_file = dir.join("app-keys");
     write(&keys_file, &keys, true).map_err(setup)?;
-    let tls = state
-        .leaf(
-            LeafRequest {
-                sub: "platform",
-                stem: "server",
-                common_name: "localhost",
-                names: &["localhost".to_string()],
-                usage: Usage::Server,
-                issuer: NamespaceCa::Gateway,
-                algorithm: Default::default(),
-                lifetime: lifetime(2160, None),
-            },
-            now(),
-        )
-        .map_err(setup)?;
+    let tls = localhost_server(state, "platform").map_err(setup)?;
     let rest = free_or_any(rest_port);
     let yaml = format!(
         "listen: 127.0.0.1:0\ntls:\n  cert: {}\n  key: {}\n  clientAuth: \"off\"\nauth:\n  appKeysFile: {}\nhistorySize: 100\nrest:\n  listen: {rest}\nadmin:\n  listen: 127.0.0.1:0\n",
@@ -280,6 +266,24 @@ async fn start_broker(
     broker::start(state, logins, any_port)
         .await
         .map_err(LocalError::Setup)
+}
+
+/// A `localhost` server certificate from the local CA for what local mode serves itself (the
+/// reference platform, the embedded broker), kept in the state directory's `sub`.
+pub(super) fn localhost_server(state: &State, sub: &str) -> Result<state::CertFiles, String> {
+    state.leaf(
+        LeafRequest {
+            sub,
+            stem: "server",
+            common_name: "localhost",
+            names: &["localhost".to_string()],
+            usage: Usage::Server,
+            issuer: NamespaceCa::Gateway,
+            algorithm: Default::default(),
+            lifetime: lifetime(2160, None),
+        },
+        now(),
+    )
 }
 
 pub(super) fn lifetime(duration_hours: u32, renew_before_hours: Option<u32>) -> Lifetime {

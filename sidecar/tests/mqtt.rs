@@ -8,11 +8,13 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edgeway_protocol::basetype::{BaseType, Quality};
 use edgeway_sidecar::config::SidecarConfig;
+use edgeway_sidecar::mqtt::config::TopicPreset;
 use edgeway_sidecar::tunnel::outbox::Update;
 use edgeway_testkit::client::get;
 use edgeway_testkit::pki::Pki;
@@ -128,6 +130,8 @@ impl Drop for Broker {
     }
 }
 
+static SUBSCRIBERS: AtomicUsize = AtomicUsize::new(0);
+
 /// `mosquitto_sub` with a persistent session at QoS 1, its `topic payload` lines collected.
 struct Subscriber {
     child: Child,
@@ -140,9 +144,12 @@ impl Subscriber {
             .args(["-h", "localhost", "-p", &port.to_string()])
             .arg("--cafile")
             .arg(&pki.ca_file)
-            .args([
-                "-u", USER, "-P", PASSWORD, "-q", "1", "-c", "-i", "test-sub",
-            ])
+            .args(["-u", USER, "-P", PASSWORD, "-q", "1", "-c", "-i"])
+            // Its own client id: a second subscriber with the same id would take its session.
+            .arg(format!(
+                "test-sub-{}",
+                SUBSCRIBERS.fetch_add(1, Ordering::Relaxed)
+            ))
             .args(["-t", topic, "-v"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -623,5 +630,64 @@ services.Spin = function(me, headers, query, data) while true do end end
         !sub.payloads(add.1).iter().any(|a| a["id"] == "big"),
         "the oversized call must not run"
     );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_shadow_reports_properties_and_applies_deltas() {
+    let pki = Pki::new("mqtt-aws-shadow");
+    let broker = Broker::start(&pki, &pki.dir);
+    // `#` does not match topics starting with `$`: the shadow topics need their own filter.
+    let shadows = Subscriber::start(&pki, broker.tls_port, "$aws/things/+/shadow/update");
+    let answers = Subscriber::start(&pki, broker.tls_port, "plant/#");
+    let things = meter(
+        &pki,
+        r#"
+properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
+properties.Mode = { baseType="STRING", pushType="VALUE", value="auto" }
+"#,
+        "",
+    );
+    let url = format!("mqtts://localhost:{}", broker.tls_port);
+    let mut config = sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things);
+    let topics = &mut config.mqtt.as_mut().unwrap().topics;
+    topics.preset = TopicPreset::AwsShadow;
+    topics.prefix = "plant".into();
+    let sidecar = edgeway_sidecar::start(config).await.unwrap();
+    let port = broker.tls_port;
+
+    // A delta from the shadow service: both properties written, the answer by version, and
+    // each written value reported back into the shadow (which clears the delta in AWS).
+    let delta_topic = "$aws/things/Meter1/shadow/update/delta";
+    let reply = "plant/Meter1/shadow/delta/response";
+    let delta =
+        r#"{"version": 7, "timestamp": 1700000000, "state": {"Setpoint": 42, "Mode": "manual"}}"#;
+    let a = ask(&pki, port, &answers, (delta_topic, reply), delta, |a| {
+        a["id"] == 7
+    })
+    .await;
+    assert_eq!(a["status"], 200, "{a}");
+    assert_eq!(a["results"]["Setpoint"]["status"], 200, "{a}");
+    wait_for("both written values reported to the shadow", 10, || {
+        let reported: Vec<serde_json::Value> = shadows
+            .payloads("$aws/things/Meter1/shadow/update")
+            .into_iter()
+            .map(|p| p["state"]["reported"].clone())
+            .collect();
+        let seen = reported.iter().any(|r| r["Setpoint"] == 42)
+            && reported.iter().any(|r| r["Mode"] == "manual");
+        async move { seen }
+    })
+    .await;
+
+    // A delta the thing refuses in part: the failure's status, per property.
+    let bad = r#"{"version": 8, "state": {"Setpoint": "warm", "Mode": "auto"}}"#;
+    let a = ask(&pki, port, &answers, (delta_topic, reply), bad, |a| {
+        a["id"] == 8
+    })
+    .await;
+    assert_eq!(a["status"], 400, "{a}");
+    assert_eq!(a["results"]["Setpoint"]["status"], 400, "{a}");
+    assert_eq!(a["results"]["Mode"]["status"], 200, "{a}");
     sidecar.shutdown().await;
 }

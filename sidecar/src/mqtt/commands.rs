@@ -4,7 +4,9 @@
 //! Request payloads are JSON objects: `{"id": <any>, "params": {...}}` for a service call and
 //! `{"id": <any>, "value": <value>}` for a write (`id` optional, echoed in the answer for the
 //! caller's correlation). Answers: `{"id": ..., "status": 200, "result": ...}` or
-//! `{"id": ..., "status": 4xx/5xx, "error": "..."}`, statuses as the REST server's.
+//! `{"id": ..., "status": 4xx/5xx, "error": "..."}`, statuses as the REST server's. An AWS
+//! shadow delta (`{"version": 7, "state": {<property>: <value>, ...}}`) writes each property and
+//! is answered with the version as `id` and each property's status under `results`.
 
 use serde_json::{json, Map, Value};
 
@@ -28,14 +30,20 @@ impl Request {
     /// Reads `payload` as a command for `target`.
     pub fn parse(registry: &Registry, target: &Target, payload: &[u8]) -> Self {
         let thing = match target {
-            Target::Service { thing, .. } | Target::Write { thing, .. } => thing,
+            Target::Service { thing, .. }
+            | Target::Write { thing, .. }
+            | Target::Delta { thing } => thing,
         };
         if !registry.has_thing(thing) {
             return Self::NotOurs;
         }
         match serde_json::from_slice::<Value>(payload) {
             Ok(Value::Object(body)) => Self::Valid {
-                id: body.get("id").cloned(),
+                // A shadow delta is identified by the shadow's version.
+                id: match target {
+                    Target::Delta { .. } => body.get("version").cloned(),
+                    _ => body.get("id").cloned(),
+                },
                 body,
             },
             Ok(_) => Self::Invalid(answer(
@@ -87,8 +95,42 @@ pub async fn run(
                 Err(e) => (e.http_status(), Err(e.to_string())),
             },
         },
+        Target::Delta { thing } => return delta(registry, thing, id, body).await,
     };
     answer(id, outcome.0, outcome.1)
+}
+
+/// Writes every property a shadow delta's `state` names, in order; the answer's `results` has
+/// each one's status (and error), its `status` the first failure's (200 when all were written).
+async fn delta(
+    registry: &Registry,
+    thing: &str,
+    id: Option<Value>,
+    body: &Map<String, Value>,
+) -> Value {
+    let Some(Value::Object(state)) = body.get("state") else {
+        return answer(id, 400, Err("the delta carries no `state` object".into()));
+    };
+    let mut status = 200;
+    let mut results = Map::new();
+    for (property, value) in state {
+        let r = match registry
+            .write_property(thing, property, value.clone())
+            .await
+        {
+            Ok(()) => json!({"status": 200}),
+            Err(e) => {
+                if status == 200 {
+                    status = e.http_status();
+                }
+                json!({"status": e.http_status(), "error": e.to_string()})
+            }
+        };
+        results.insert(property.clone(), r);
+    }
+    let mut a = answer(id, status, Ok(Value::Null));
+    a["results"] = Value::Object(results);
+    a
 }
 
 fn answer(id: Option<Value>, status: u16, outcome: Result<Value, String>) -> Value {

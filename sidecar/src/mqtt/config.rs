@@ -85,6 +85,11 @@ pub enum TopicPreset {
     /// payloads; the gateway's state (retained) on `<prefix>/gateways/<gateway>/state`.
     #[default]
     Generic,
+    /// AWS IoT device shadows: each property update reported on
+    /// `$aws/things/<thing>/shadow/update` as `{"state": {"reported": {<property>: <value>}}}`,
+    /// desired changes taken from `$aws/things/+/shadow/update/delta` as writes; events, service
+    /// calls and the gateway's state as in `generic`.
+    AwsShadow,
 }
 
 fn default_true() -> bool {

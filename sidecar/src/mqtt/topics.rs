@@ -26,7 +26,14 @@ impl Layout {
     /// Where an update (a property value or a fired event) is published, and its payload.
     pub fn update(&self, u: &Update) -> (String, Vec<u8>) {
         match self.preset {
-            TopicPreset::Generic => {
+            TopicPreset::AwsShadow if !u.event => {
+                let topic = format!("$aws/things/{}/shadow/update", level(&u.thing));
+                let mut reported = serde_json::Map::new();
+                reported.insert(u.property.to_string(), u.value.clone());
+                let payload = json!({"state": {"reported": reported}});
+                (topic, payload.to_string().into_bytes())
+            }
+            TopicPreset::Generic | TopicPreset::AwsShadow => {
                 let kind = if u.event { "events" } else { "properties" };
                 let topic = format!(
                     "{}/{}/{kind}/{}",
@@ -46,11 +53,7 @@ impl Layout {
 
     /// The gateway's connection-state topic (retained birth and last will).
     pub fn state_topic(&self) -> String {
-        match self.preset {
-            TopicPreset::Generic => {
-                format!("{}/gateways/{}/state", self.prefix, level(&self.gateway))
-            }
-        }
+        format!("{}/gateways/{}/state", self.prefix, level(&self.gateway))
     }
 
     /// The state payload: `{"online": true}` as birth, `false` as last will.
@@ -60,52 +63,63 @@ impl Layout {
 
     /// The topic filters commands arrive on.
     pub fn command_filters(&self) -> Vec<String> {
-        match self.preset {
-            TopicPreset::Generic => vec![
-                format!("{}/+/services/+/request", self.prefix),
-                format!("{}/+/properties/+/set", self.prefix),
-            ],
+        let mut filters = vec![
+            format!("{}/+/services/+/request", self.prefix),
+            format!("{}/+/properties/+/set", self.prefix),
+        ];
+        if self.preset == TopicPreset::AwsShadow {
+            filters.push("$aws/things/+/shadow/update/delta".into());
         }
+        filters
     }
 
     /// What a command topic asks for: `None` when the topic is not a command of this layout.
     pub fn command(&self, topic: &str) -> Option<Target> {
-        match self.preset {
-            TopicPreset::Generic => {
-                let rest = topic
-                    .strip_prefix(self.prefix.as_str())?
-                    .strip_prefix('/')?;
-                let levels: Vec<&str> = rest.split('/').collect();
-                match levels.as_slice() {
-                    [thing, "services", service, "request"] => Some(Target::Service {
+        if self.preset == TopicPreset::AwsShadow {
+            if let Some(rest) = topic.strip_prefix("$aws/things/") {
+                return match rest.split('/').collect::<Vec<_>>().as_slice() {
+                    [thing, "shadow", "update", "delta"] => Some(Target::Delta {
                         thing: unlevel(thing)?,
-                        service: unlevel(service)?,
-                    }),
-                    [thing, "properties", property, "set"] => Some(Target::Write {
-                        thing: unlevel(thing)?,
-                        property: unlevel(property)?,
                     }),
                     _ => None,
-                }
+                };
             }
+        }
+        let rest = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')?;
+        let levels: Vec<&str> = rest.split('/').collect();
+        match levels.as_slice() {
+            [thing, "services", service, "request"] => Some(Target::Service {
+                thing: unlevel(thing)?,
+                service: unlevel(service)?,
+            }),
+            [thing, "properties", property, "set"] => Some(Target::Write {
+                thing: unlevel(thing)?,
+                property: unlevel(property)?,
+            }),
+            _ => None,
         }
     }
 
     /// Where the answer to a command on `target` goes.
     pub fn response_topic(&self, target: &Target) -> String {
-        match (self.preset, target) {
-            (TopicPreset::Generic, Target::Service { thing, service }) => format!(
+        match target {
+            Target::Service { thing, service } => format!(
                 "{}/{}/services/{}/response",
                 self.prefix,
                 level(thing),
                 level(service)
             ),
-            (TopicPreset::Generic, Target::Write { thing, property }) => format!(
+            Target::Write { thing, property } => format!(
                 "{}/{}/properties/{}/set/response",
                 self.prefix,
                 level(thing),
                 level(property)
             ),
+            Target::Delta { thing } => {
+                format!("{}/{}/shadow/delta/response", self.prefix, level(thing))
+            }
         }
     }
 }
@@ -126,6 +140,11 @@ pub enum Target {
         thing: String,
         /// The property.
         property: String,
+    },
+    /// An AWS shadow delta: writes of the properties its `state` names.
+    Delta {
+        /// The thing.
+        thing: String,
     },
 }
 
@@ -205,6 +224,54 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(v, json!({"time": 1_700_000_000_000i64, "data": 21.5}));
         assert_eq!(l.state_topic(), "edgeway/gateways/gw-1/state");
+    }
+
+    #[test]
+    fn aws_shadow_reports_properties_and_takes_deltas() {
+        let config = TopicsConfig {
+            preset: TopicPreset::AwsShadow,
+            prefix: "plant".into(),
+        };
+        let l = Layout::new(&config, "gw");
+        let (topic, payload) = l.update(&update("pump-1", "temperature", false));
+        assert_eq!(topic, "$aws/things/pump-1/shadow/update");
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(v, json!({"state": {"reported": {"temperature": 21.5}}}));
+        // Events have no place in a shadow: they go where `generic` puts them.
+        let (topic, _) = l.update(&update("pump-1", "Overheat", true));
+        assert_eq!(topic, "plant/pump-1/events/Overheat");
+        assert_eq!(
+            l.command_filters(),
+            [
+                "plant/+/services/+/request",
+                "plant/+/properties/+/set",
+                "$aws/things/+/shadow/update/delta"
+            ]
+        );
+        let delta = l.command("$aws/things/pump-1/shadow/update/delta").unwrap();
+        assert_eq!(
+            delta,
+            Target::Delta {
+                thing: "pump-1".into()
+            }
+        );
+        assert_eq!(
+            l.response_topic(&delta),
+            "plant/pump-1/shadow/delta/response"
+        );
+        for not_a_command in [
+            "$aws/things/pump-1/shadow/update",
+            "$aws/things/pump-1/shadow/update/accepted",
+            "$aws/things/a/b/shadow/update/delta",
+        ] {
+            assert_eq!(l.command(not_a_command), None, "{not_a_command}");
+        }
+        // `generic` takes no deltas.
+        let generic = Layout::new(&TopicsConfig::default(), "gw");
+        assert_eq!(
+            generic.command("$aws/things/pump-1/shadow/update/delta"),
+            None
+        );
     }
 
     #[test]

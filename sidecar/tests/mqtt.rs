@@ -359,6 +359,20 @@ async fn wrong_credentials_are_refused_and_said_so() {
     );
     // The password never appears in what the sidecar exposes.
     assert!(!body.contains("wrong") && !body.contains(PASSWORD));
+    // The right password written into the file (as a rotated Secret's volume does) is used
+    // from the next attempt on: no restart.
+    std::fs::write(pki.dir.join("mqtt-password"), format!("{PASSWORD}\n")).unwrap();
+    let mqtt = sidecar.mqtt.clone().unwrap();
+    wait_for("connected with the rotated password", 20, || {
+        let up = mqtt.connected();
+        async move { up }
+    })
+    .await;
+    let body = text(get(admin, "/metrics").await);
+    assert!(
+        body.contains("edgeway_sidecar_tunnel_connect_failing{stage=\"credentials\"} 0"),
+        "{body}"
+    );
     sidecar.shutdown().await;
 }
 

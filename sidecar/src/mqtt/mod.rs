@@ -162,21 +162,7 @@ fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
             true,
         ));
     if let Some(user) = &config.username {
-        let password = match &config.password_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| {
-                    ConfigError::new(
-                        "mqtt.passwordFile",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            None => String::new(),
-        };
-        o.set_credentials(user.clone(), password);
+        o.set_credentials(user.clone(), password(config)?);
     }
     if endpoint.tls {
         let tls = crate::tunnel::connect::client_config(
@@ -194,6 +180,20 @@ fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
         o.set_transport(Transport::Ws);
     }
     Ok(o)
+}
+
+/// The first line of `passwordFile` (empty without one).
+fn password(config: &MqttConfig) -> Result<String, ConfigError> {
+    let Some(path) = &config.password_file else {
+        return Ok(String::new());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "mqtt.passwordFile",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
 /// Drives the client's event loop: connection state, packet ids, PUBACKs; reconnects with
@@ -251,6 +251,11 @@ async fn drive(
                     // gateway off the broker. The next session starts clean, dropping it (and
                     // whatever else the broker held for this gateway: commands only).
                     eventloop.mqtt_options.set_clean_session(true);
+                }
+                // A rotated password (a Secret's new value in the mounted file) is used from
+                // the next attempt on, without a restart.
+                if let (Some(user), Ok(pw)) = (&config.username, password(&config)) {
+                    eventloop.mqtt_options.set_credentials(user.clone(), pw);
                 }
                 shared.metrics.tunnel_disconnect(reason);
                 shared.metrics.tunnel_connect_failing(match reason {

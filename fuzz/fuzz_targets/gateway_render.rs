@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(spec) = serde_json::from_slice::<EdgeGatewaySpec>(data) else {
         return;
     };
-    if let Ok(config) = edgeway_operator::resources::config::render(&spec) {
+    if let Ok(config) = edgeway_operator::resources::config::render(&spec, "fuzz") {
         let _ = config.validate();
     }
 });

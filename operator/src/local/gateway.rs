@@ -15,7 +15,7 @@ use super::state::{write, CertFiles, LeafRequest, State};
 use super::{free_or_any, lifetime, lua_sources, now, LocalError, LocalPod, Platform};
 use crate::certs::{Lifetime, Usage};
 use crate::crd::{ClientTrust, EdgeGateway, KeyFormat, PlatformProtocol, SecretKeyRef};
-use crate::resources::config::{pod_count, render, shard};
+use crate::resources::config::{pod_config, pod_count, render, CredentialMount};
 use crate::resources::{generate_basic_credentials, Names, NamespaceCa, BASIC_USER};
 
 /// What the steps of one gateway share.
@@ -32,6 +32,23 @@ impl Gateway<'_> {
     /// A manifest problem, named by gateway.
     fn bad(&self, e: impl std::fmt::Display) -> LocalError {
         LocalError::Manifest(format!("EdgeGateway {}: {e}", self.name))
+    }
+
+    /// Writes the Secret key `r` that `field` names to `file` in the gateway's directory, 0600
+    /// and as it is: what the pod's Secret volume holds, read by the sidecar's own rule.
+    fn secret_file(
+        &self,
+        field: &str,
+        r: &SecretKeyRef,
+        file: &str,
+    ) -> Result<PathBuf, LocalError> {
+        let text = self
+            .m
+            .secret(field, &r.name, &r.key)
+            .map_err(|e| self.bad(e))?;
+        let path = self.dir.join(file);
+        write(&path, &text, true).map_err(LocalError::Setup)?;
+        Ok(path)
     }
 }
 
@@ -201,10 +218,7 @@ fn credentials(g: &Gateway<'_>, c: &mut SidecarConfig) -> Result<Vec<String>, Lo
             .and_then(|b| b.users_secret.as_ref())
         {
             Some(r) => {
-                let text =
-                    g.m.secret("spec.server.basicAuth.usersSecret", &r.name, &r.key)
-                        .map_err(|e| g.bad(e))?;
-                write(&users, &text, true).map_err(setup)?;
+                g.secret_file("spec.server.basicAuth.usersSecret", r, "basic-users")?;
             }
             None => {
                 // Generated once and kept, like the operator's Secret; the password is in a
@@ -227,12 +241,11 @@ fn credentials(g: &Gateway<'_>, c: &mut SidecarConfig) -> Result<Vec<String>, Lo
     }
     if let Some(o) = c.auth.oauth.as_mut() {
         if let Some(r) = spec.server.oauth.as_ref().map(|o| &o.consumers_secret) {
-            let text =
-                g.m.secret("spec.server.oauth.consumersSecret", &r.name, &r.key)
-                    .map_err(|e| g.bad(e))?;
-            let path = g.dir.join("oauth-consumers.yaml");
-            write(&path, &text, true).map_err(setup)?;
-            o.credentials_file = path;
+            o.credentials_file = g.secret_file(
+                "spec.server.oauth.consumersSecret",
+                r,
+                "oauth-consumers.yaml",
+            )?;
         }
     }
     Ok(try_lines)
@@ -266,13 +279,8 @@ fn tunnel(
     };
     let spec = &g.gw.spec;
     let setup = LocalError::Setup;
-    if let Some(r) = &spec.platform.app_key {
-        let key =
-            g.m.secret("spec.platform.appKey", &r.name, &r.key)
-                .map_err(|e| g.bad(e))?;
-        let key_file = g.dir.join("app-key");
-        write(&key_file, key.trim(), true).map_err(setup)?;
-        t.app_key_file = key_file;
+    if let Some(file) = credential_file(g)? {
+        t.app_key_file = file;
     }
     if let Some(r) = spec
         .platform
@@ -280,11 +288,11 @@ fn tunnel(
         .as_ref()
         .and_then(|p| p.credentials_secret.as_ref())
     {
-        let creds =
-            g.m.secret("spec.platform.proxy.credentialsSecret", &r.name, &r.key)
-                .map_err(|e| g.bad(e))?;
-        let file = g.dir.join("proxy-credentials");
-        write(&file, creds.trim(), true).map_err(setup)?;
+        let file = g.secret_file(
+            "spec.platform.proxy.credentialsSecret",
+            r,
+            "proxy-credentials",
+        )?;
         if let Some(p) = t.proxy.as_mut() {
             p.credentials_file = Some(file);
         }
@@ -316,26 +324,21 @@ fn mqtt(
         return Ok(());
     };
     let setup = LocalError::Setup;
-    if let Some(r) =
-        g.gw.spec
-            .platform
-            .mqtt
-            .as_ref()
-            .and_then(|m| m.password_secret.as_ref())
-    {
-        let password =
-            g.m.secret("spec.platform.mqtt.passwordSecret", &r.name, &r.key)
-                .map_err(|e| g.bad(e))?;
-        let file = g.dir.join("mqtt-password");
-        write(&file, password.lines().next().unwrap_or_default(), true).map_err(setup)?;
-        mq.password_file = Some(file);
-    }
+    mq.password_file = credential_file(g)?;
     mq.url = platform
         .url(PlatformProtocol::Mqtt)
         .ok_or_else(|| setup("no MQTT broker started".into()))?;
     mq.client_cert = Some(client_cert(client));
     mq.server = verification(g, platform)?;
     Ok(())
+}
+
+/// The platform credential (app key or MQTT password) written where the pod would mount it.
+fn credential_file(g: &Gateway<'_>) -> Result<Option<PathBuf>, LocalError> {
+    let p = &g.gw.spec.platform;
+    p.credential()
+        .map(|(field, r)| g.secret_file(field, r, CredentialMount::of(p.protocol).file))
+        .transpose()
 }
 
 fn client_cert(client: &CertFiles) -> ClientCert {
@@ -401,23 +404,18 @@ async fn start_pod(
 ) -> Result<LocalPod, LocalError> {
     let spec = &g.gw.spec;
     let setup = LocalError::Setup;
-    let pod = format!("{}-{ordinal}", g.name);
-    let mut pc = c.clone();
+    let names = Names::new(g.gw, "cluster.local");
+    let pod = format!("{}-{ordinal}", names.statefulset());
+    let mut pc = pod_config(spec, &names, ordinal, c);
     pc.server.listen = if ordinal == 0 && !any_ports {
         free_or_any(spec.server.port)
     } else {
         SocketAddr::from(([127, 0, 0, 1], 0))
     };
     pc.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    if let (Some(sim), Some(range)) = (pc.simulation.as_mut(), shard(spec, ordinal)) {
-        sim.shard = Some(range);
-    }
     let queue = match (pc.tunnel.as_mut(), pc.mqtt.as_mut()) {
         (Some(t), _) => Some(&mut t.queue),
-        (None, Some(m)) => {
-            m.client_id = pod.clone();
-            Some(&mut m.queue)
-        }
+        (None, Some(m)) => Some(&mut m.queue),
         (None, None) => None,
     };
     if let Some(q) = queue.filter(|q| q.dir.is_some()) {

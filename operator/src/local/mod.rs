@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use edgeway_sidecar::mqtt::password_line;
 use kube::ResourceExt;
 
 use crate::certs::{Lifetime, Usage, HOUR};
@@ -218,11 +219,12 @@ async fn start_platform(
     let setup = LocalError::Setup;
     let mut keys = String::from("# app keys of the local manifests\n");
     for (_, gw) in &m.gateways {
-        let Some(r) = &gw.spec.platform.app_key else {
+        let p = &gw.spec.platform;
+        let (PlatformProtocol::AlwaysOn, Some((field, r))) = (p.protocol, p.credential()) else {
             continue;
         };
         let key = m
-            .secret("spec.platform.appKey", &r.name, &r.key)
+            .secret(field, &r.name, &r.key)
             .map_err(|e| LocalError::Manifest(format!("EdgeGateway {}: {e}", gw.name_any())))?;
         keys.push_str(&format!("{}:{}\n", gw.name_any(), key.trim()));
     }
@@ -252,16 +254,17 @@ async fn start_broker(
 ) -> Result<broker::Broker, LocalError> {
     let mut logins = BTreeMap::new();
     for (_, gw) in &m.gateways {
-        let Some(mq) = &gw.spec.platform.mqtt else {
+        let p = &gw.spec.platform;
+        let user = p.mqtt.as_ref().and_then(|mq| mq.username.as_ref());
+        let (PlatformProtocol::Mqtt, Some(user), Some((field, r))) =
+            (p.protocol, user, p.credential())
+        else {
             continue;
         };
-        if let (Some(user), Some(r)) = (&mq.username, &mq.password_secret) {
-            let password = m
-                .secret("spec.platform.mqtt.passwordSecret", &r.name, &r.key)
-                .map_err(|e| LocalError::Manifest(format!("EdgeGateway {}: {e}", gw.name_any())))?;
-            let password = password.lines().next().unwrap_or_default().to_owned();
-            logins.insert(user.clone(), password);
-        }
+        let text = m
+            .secret(field, &r.name, &r.key)
+            .map_err(|e| LocalError::Manifest(format!("EdgeGateway {}: {e}", gw.name_any())))?;
+        logins.insert(user.clone(), password_line(&text).to_owned());
     }
     broker::start(state, logins, any_port)
         .await

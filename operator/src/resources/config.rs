@@ -67,9 +67,45 @@ fn user_key_files(
 /// Where the proxy credentials are mounted (file `credentials`).
 pub const PROXY_DIR: &str = "/etc/edgeway/proxy";
 /// Where the app key is mounted (file `app-key`).
-pub const APP_KEY_DIR: &str = "/etc/edgeway/app-key";
+const APP_KEY_DIR: &str = "/etc/edgeway/app-key";
 /// Where the MQTT password is mounted (file `password`).
-pub const MQTT_PASSWORD_DIR: &str = "/etc/edgeway/mqtt-password";
+const MQTT_PASSWORD_DIR: &str = "/etc/edgeway/mqtt-password";
+
+/// How the platform credential ([`PlatformSpec::credential`]) reaches the sidecar: the pod's
+/// volume, its directory and the file the Secret key is projected to. Local mode writes the
+/// same file name in its own directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialMount {
+    /// The pod volume's name.
+    pub volume: &'static str,
+    /// Where the volume is mounted.
+    pub dir: &'static str,
+    /// The file the Secret key is projected to.
+    pub file: &'static str,
+}
+
+impl CredentialMount {
+    /// The credential of `protocol`: the app key (AlwaysOn) or the MQTT password.
+    pub fn of(protocol: PlatformProtocol) -> CredentialMount {
+        match protocol {
+            PlatformProtocol::AlwaysOn => CredentialMount {
+                volume: "app-key",
+                dir: APP_KEY_DIR,
+                file: "app-key",
+            },
+            PlatformProtocol::Mqtt => CredentialMount {
+                volume: "mqtt-password",
+                dir: MQTT_PASSWORD_DIR,
+                file: "password",
+            },
+        }
+    }
+
+    /// The file's path in the pod.
+    pub fn path(self) -> PathBuf {
+        path(self.dir, self.file)
+    }
+}
 /// Where the basic users file is mounted (file `users`).
 pub const BASIC_DIR: &str = "/etc/edgeway/auth/basic";
 /// Where the OAuth consumers file is mounted (file `consumers.yaml`).
@@ -271,7 +307,7 @@ fn tunnel(spec: &EdgeGatewaySpec, defaults: &SidecarConfig) -> Result<TunnelConf
         .ok_or_else(|| ConfigError::new("tunnel", "no sidecar defaults"))?;
     t.url = p.url.clone();
     t.failover_urls = p.failover_urls.clone();
-    t.app_key_file = path(APP_KEY_DIR, "app-key");
+    t.app_key_file = CredentialMount::of(PlatformProtocol::AlwaysOn).path();
     t.gateway = match (&p.gateway_name, &t.gateway) {
         (Some(name), Some(d)) => Some(GatewayIdentity {
             name: name.clone(),
@@ -309,10 +345,9 @@ fn mqtt(spec: &EdgeGatewaySpec, name: &str) -> Result<MqttConfig, ConfigError> {
     }))
     .map_err(|e| ConfigError::new("spec.platform", e.to_string()))?;
     c.username = m.username.clone();
-    c.password_file = m
-        .password_secret
-        .as_ref()
-        .map(|_| path(MQTT_PASSWORD_DIR, "password"));
+    c.password_file = p
+        .credential()
+        .map(|_| CredentialMount::of(PlatformProtocol::Mqtt).path());
     c.server = server_verification(p);
     c.client_cert = Some(client_cert(p)?);
     c.topics = m.topics.clone();
@@ -466,17 +501,28 @@ pub fn config_files(
     }
     let mut files = BTreeMap::new();
     for ordinal in 0..u32::try_from(pod_count(spec)).unwrap_or(0) {
-        let mut c = config.clone();
-        if let Some(sim) = c.simulation.as_mut() {
-            sim.shard = shard(spec, ordinal);
-        }
-        if let Some(m) = c.mqtt.as_mut() {
-            m.client_id = format!("{}-{ordinal}", names.statefulset());
-        }
         files.insert(
             config_key(spec, names, ordinal),
-            serde_saphyr::to_string(&c)?,
+            serde_saphyr::to_string(&pod_config(spec, names, ordinal, config))?,
         );
     }
     Ok(files)
+}
+
+/// The config of the pod `ordinal`: its simulation shard, and its pod name as MQTT client id (a
+/// broker keeps one connection per id: pods sharing one would take over each other's session).
+pub fn pod_config(
+    spec: &EdgeGatewaySpec,
+    names: &Names,
+    ordinal: u32,
+    config: &SidecarConfig,
+) -> SidecarConfig {
+    let mut c = config.clone();
+    if let Some(sim) = c.simulation.as_mut() {
+        sim.shard = shard(spec, ordinal);
+    }
+    if let Some(m) = c.mqtt.as_mut() {
+        m.client_id = format!("{}-{ordinal}", names.statefulset());
+    }
+    c
 }

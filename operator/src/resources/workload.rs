@@ -25,8 +25,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{
-    ADMIN_PORT, APP_KEY_DIR, BASIC_DIR, CLIENT_CA_DIR, CLIENT_CA_FILE, CLIENT_KEY_PASSPHRASE_DIR,
-    CLIENT_TLS_DIR, CONFIG_DIR, LUA_DIR, MQTT_PASSWORD_DIR, OAUTH_DIR, PINNED_CLIENTS_DIR,
+    CredentialMount, ADMIN_PORT, BASIC_DIR, CLIENT_CA_DIR, CLIENT_CA_FILE,
+    CLIENT_KEY_PASSPHRASE_DIR, CLIENT_TLS_DIR, CONFIG_DIR, LUA_DIR, OAUTH_DIR, PINNED_CLIENTS_DIR,
     PLATFORM_DIR, PROXY_DIR, QUEUE_DIR, SERVER_KEY_PASSPHRASE_DIR, SERVER_TLS_DIR,
 };
 use super::{
@@ -415,30 +415,15 @@ fn volumes(gw: &EdgeGateway, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
             true,
         );
     }
-    if let Some(r) = &spec.platform.app_key {
+    if let Some((_, r)) = spec.platform.credential() {
+        let m = CredentialMount::of(spec.platform.protocol);
         add(
             secret_volume(
-                "app-key",
+                m.volume,
                 &r.name,
-                Some(vec![(r.key.clone(), "app-key".into())]),
+                Some(vec![(r.key.clone(), m.file.into())]),
             ),
-            APP_KEY_DIR,
-            true,
-        );
-    }
-    if let Some(r) = spec
-        .platform
-        .mqtt
-        .as_ref()
-        .and_then(|m| m.password_secret.as_ref())
-    {
-        add(
-            secret_volume(
-                "mqtt-password",
-                &r.name,
-                Some(vec![(r.key.clone(), "password".into())]),
-            ),
-            MQTT_PASSWORD_DIR,
+            m.dir,
             true,
         );
     }

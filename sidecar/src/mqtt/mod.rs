@@ -182,7 +182,12 @@ fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
     Ok(o)
 }
 
-/// The first line of `passwordFile` (empty without one).
+/// The password a password file holds: its first line, as it is (spaces may belong to it).
+pub fn password_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// The password in `passwordFile` (empty without one).
 fn password(config: &MqttConfig) -> Result<String, ConfigError> {
     let Some(path) = &config.password_file else {
         return Ok(String::new());
@@ -193,7 +198,7 @@ fn password(config: &MqttConfig) -> Result<String, ConfigError> {
             format!("cannot read {}: {e}", path.display()),
         )
     })?;
-    Ok(text.lines().next().unwrap_or_default().to_owned())
+    Ok(password_line(&text).to_owned())
 }
 
 /// Drives the client's event loop: connection state, packet ids, PUBACKs; reconnects with
@@ -244,8 +249,8 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 down(&shared, &mut eventloop);
-                let reason = reason(&e);
-                if reason == "oversized" && config.persistent_session {
+                let why = Disconnect::of(&e);
+                if why == Disconnect::Oversized && config.persistent_session {
                     // The broker delivers an unacknowledged QoS 1 message again on every
                     // reconnect of a persistent session: one oversized command would keep the
                     // gateway off the broker. The next session starts clean, dropping it (and
@@ -257,16 +262,12 @@ async fn drive(
                 if let (Some(user), Ok(pw)) = (&config.username, password(&config)) {
                     eventloop.mqtt_options.set_credentials(user.clone(), pw);
                 }
-                shared.metrics.tunnel_disconnect(reason);
-                shared.metrics.tunnel_connect_failing(match reason {
-                    "unauthorized" => Some("credentials"),
-                    "tls" => Some("tls"),
-                    _ => None,
-                });
+                shared.metrics.tunnel_disconnect(why.label());
+                shared.metrics.tunnel_connect_failing(why.failing_stage());
                 let delay =
                     uplink::backoff(config.backoff_initial_ms, config.backoff_max_ms, attempt);
                 attempt = attempt.saturating_add(1);
-                tracing::warn!(url = %config.url, reason, error = %e, retry_in_ms = delay.as_millis() as u64, "mqtt connection down");
+                tracing::warn!(url = %config.url, reason = why.label(), error = %e, retry_in_ms = delay.as_millis() as u64, "mqtt connection down");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
@@ -438,20 +439,59 @@ async fn feed(shared: Arc<Shared>, client: AsyncClient, mut shutdown: watch::Rec
     }
 }
 
-/// The disconnect reason label (metrics) of a connection error.
-fn reason(e: &ConnectionError) -> &'static str {
-    match e {
-        ConnectionError::ConnectionRefused(
-            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-        ) => "unauthorized",
-        ConnectionError::ConnectionRefused(_) => "refused",
-        ConnectionError::Tls(_) => "tls",
-        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => "timeout",
-        ConnectionError::MqttState(StateError::Deserialization(
-            mqttbytes::Error::PayloadSizeLimitExceeded(_),
-        )) => "oversized",
-        ConnectionError::MqttState(_) => "protocol",
-        _ => "connection",
+/// Why a connection ended, in the classes the connector acts on and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disconnect {
+    /// CONNACK: bad user name or password, or not authorized.
+    Unauthorized,
+    /// CONNACK with another refusal.
+    Refused,
+    Tls,
+    Timeout,
+    /// An incoming message over the size bound.
+    Oversized,
+    Protocol,
+    Connection,
+}
+
+impl Disconnect {
+    fn of(e: &ConnectionError) -> Disconnect {
+        match e {
+            ConnectionError::ConnectionRefused(
+                ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+            ) => Disconnect::Unauthorized,
+            ConnectionError::ConnectionRefused(_) => Disconnect::Refused,
+            ConnectionError::Tls(_) => Disconnect::Tls,
+            ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => Disconnect::Timeout,
+            ConnectionError::MqttState(StateError::Deserialization(
+                mqttbytes::Error::PayloadSizeLimitExceeded(_),
+            )) => Disconnect::Oversized,
+            ConnectionError::MqttState(_) => Disconnect::Protocol,
+            _ => Disconnect::Connection,
+        }
+    }
+
+    /// The `kind` label of the disconnect counter.
+    fn label(self) -> &'static str {
+        match self {
+            Disconnect::Unauthorized => "unauthorized",
+            Disconnect::Refused => "refused",
+            Disconnect::Tls => "tls",
+            Disconnect::Timeout => "timeout",
+            Disconnect::Oversized => "oversized",
+            Disconnect::Protocol => "protocol",
+            Disconnect::Connection => "connection",
+        }
+    }
+
+    /// The connect stage it shows as failing (what the operator's Connected condition reads),
+    /// when it is one a user must mend rather than a passing outage.
+    fn failing_stage(self) -> Option<&'static str> {
+        match self {
+            Disconnect::Unauthorized => Some("credentials"),
+            Disconnect::Tls => Some("tls"),
+            _ => None,
+        }
     }
 }
 

@@ -132,7 +132,9 @@ impl Drop for Broker {
 
 static SUBSCRIBERS: AtomicUsize = AtomicUsize::new(0);
 
-/// `mosquitto_sub` with a persistent session at QoS 1, its `topic payload` lines collected.
+/// `mosquitto_sub` with a persistent session at QoS 1, its `topic payload` lines collected;
+/// started once its subscription is acknowledged (what is published before that would not
+/// reach it: a test once lost its first values to a subscriber still starting).
 struct Subscriber {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
@@ -140,8 +142,9 @@ struct Subscriber {
 
 impl Subscriber {
     fn start(pki: &Pki, port: u16, topic: &str) -> Subscriber {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "localhost", "-p", &port.to_string()])
+        // Line-buffered (coreutils' stdbuf): its protocol lines are not flushed otherwise.
+        let mut child = Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub", "-h", "localhost", "-p", &port.to_string()])
             .arg("--cafile")
             .arg(&pki.ca_file)
             .args(["-u", USER, "-P", PASSWORD, "-q", "1", "-c", "-i"])
@@ -150,7 +153,8 @@ impl Subscriber {
                 "test-sub-{}",
                 SUBSCRIBERS.fetch_add(1, Ordering::Relaxed)
             ))
-            .args(["-t", topic, "-v"])
+            // `-d`: protocol lines too, among them the SUBACK waited for below.
+            .args(["-t", topic, "-v", "-d"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -163,7 +167,14 @@ impl Subscriber {
                 sink.lock().unwrap().push(line);
             }
         });
-        Subscriber { child, lines }
+        let sub = Subscriber { child, lines };
+        for _ in 0..200 {
+            if sub.lines().iter().any(|l| l.contains("received SUBACK")) {
+                return sub;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("mosquitto_sub {topic}: no SUBACK in 10 s: {:?}", sub.lines());
     }
 
     fn lines(&self) -> Vec<String> {

@@ -737,5 +737,129 @@ properties.Mode = { baseType="STRING", pushType="VALUE", value="auto" }
     assert_eq!(a["status"], 400, "{a}");
     assert_eq!(a["results"]["Setpoint"]["status"], 400, "{a}");
     assert_eq!(a["results"]["Mode"]["status"], 200, "{a}");
+
+    // A delta without a `state` object: refused as a whole, nothing written.
+    let malformed = r#"{"version": 9, "state": "Setpoint=1"}"#;
+    let a = ask(&pki, port, &answers, (delta_topic, reply), malformed, |a| {
+        a["id"] == 9
+    })
+    .await;
+    assert_eq!(a["status"], 400, "{a}");
+    assert!(a["error"].as_str().unwrap().contains("`state`"), "{a}");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_iot_hub_messages_direct_methods_and_desired_properties() {
+    let pki = Pki::new("mqtt-azure");
+    let broker = Broker::start(&pki, &pki.dir);
+    let port = broker.tls_port;
+    // The device id is the client id (`gw-test-0`); `#` does not match `$` topics.
+    let events = Subscriber::start(&pki, port, "devices/gw-test-0/messages/events/#");
+    let methods = Subscriber::start(&pki, port, "$iothub/methods/res/#");
+    let reported = Subscriber::start(&pki, port, "$iothub/twin/PATCH/properties/reported/#");
+    let things = meter(
+        &pki,
+        r#"
+properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
+serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
+services.Add = function(me, headers, query, data) return 200, data.a + data.b end
+"#,
+        "",
+    );
+    let url = format!("mqtts://localhost:{port}");
+    let mut config = sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things);
+    config.mqtt.as_mut().unwrap().topics.preset = TopicPreset::AzureIotHub;
+    let sidecar = edgeway_sidecar::start(config).await.unwrap();
+    let any = |_: &serde_json::Value| true;
+
+    // Direct methods `<thing>.<service>`: the status in the answer's topic, the result as its
+    // body; an unknown method and a bad payload answered too.
+    let call = "$iothub/methods/POST/Meter1.Add/?$rid=11";
+    let a = ask(
+        &pki,
+        port,
+        &methods,
+        (call, "$iothub/methods/res/200/?$rid=11"),
+        r#"{"a": 2, "b": 3}"#,
+        any,
+    )
+    .await;
+    assert_eq!(a, serde_json::json!(5));
+    let nope = "$iothub/methods/POST/Meter1.Nope/?$rid=12";
+    let a = ask(
+        &pki,
+        port,
+        &methods,
+        (nope, "$iothub/methods/res/404/?$rid=12"),
+        "{}",
+        any,
+    )
+    .await;
+    assert!(a["error"].is_string(), "{a}");
+    let no_dot = "$iothub/methods/POST/Reboot/?$rid=13";
+    let a = ask(
+        &pki,
+        port,
+        &methods,
+        (no_dot, "$iothub/methods/res/404/?$rid=13"),
+        "null",
+        any,
+    )
+    .await;
+    assert!(
+        a["error"].as_str().unwrap().contains("<thing>.<service>"),
+        "{a}"
+    );
+    let bad = "$iothub/methods/POST/Meter1.Add/?$rid=14";
+    let a = ask(
+        &pki,
+        port,
+        &methods,
+        (bad, "$iothub/methods/res/400/?$rid=14"),
+        "[1, 2]",
+        any,
+    )
+    .await;
+    assert!(a["error"].is_string(), "{a}");
+
+    // A desired-properties patch: the write applied (its value goes out as a device-to-cloud
+    // message with the thing and property in the message's properties) and acknowledged in
+    // the reported properties; a key that is no thing is refused there too.
+    let desired = "$iothub/twin/PATCH/properties/desired/?$version=5";
+    let patch = r#"{"Meter1": {"__t": "c", "Setpoint": 42}, "interval": 7, "$version": 5}"#;
+    let a = ask(
+        &pki,
+        port,
+        &reported,
+        (
+            desired,
+            "$iothub/twin/PATCH/properties/reported/?$rid=desired-5",
+        ),
+        patch,
+        any,
+    )
+    .await;
+    assert_eq!(
+        a["Meter1"],
+        serde_json::json!({"__t": "c", "Setpoint": {"value": 42, "ac": 200, "av": 5}}),
+        "{a}"
+    );
+    assert_eq!(a["interval"]["ac"], 400, "{a}");
+    let setpoint = "devices/gw-test-0/messages/events/thing=Meter1&property=Setpoint&$.ct=application%2Fjson&$.ce=utf-8";
+    wait_for("the written value as a device-to-cloud message", 10, || {
+        let seen = events.payloads(setpoint).iter().any(|p| p["value"] == 42);
+        async move { seen }
+    })
+    .await;
+    // The connection state is a message on the events topic too (IoT Hub takes no other).
+    let state = "devices/gw-test-0/messages/events/kind=state&gateway=gw-test&$.ct=application%2Fjson&$.ce=utf-8";
+    assert!(
+        events
+            .payloads(state)
+            .contains(&serde_json::json!({"online": true})),
+        "{:?}",
+        events.lines()
+    );
     sidecar.shutdown().await;
 }

@@ -6,7 +6,11 @@
 //! caller's correlation). Answers: `{"id": ..., "status": 200, "result": ...}` or
 //! `{"id": ..., "status": 4xx/5xx, "error": "..."}`, statuses as the REST server's. An AWS
 //! shadow delta (`{"version": 7, "state": {<property>: <value>, ...}}`) writes each property and
-//! is answered with the version as `id` and each property's status under `results`.
+//! is answered with the version as `id` and each property's status under `results`. An IoT Hub
+//! direct method's payload is the service's parameters; a desired-properties patch
+//! (`{<thing>: {<property>: <value>}, "$version": n}`) writes each property of each thing and
+//! is answered with `results` per thing and property (the layout turns both into IoT Hub's
+//! messages).
 
 use serde_json::{json, Map, Value};
 
@@ -29,19 +33,61 @@ pub enum Request {
 impl Request {
     /// Reads `payload` as a command for `target`.
     pub fn parse(registry: &Registry, target: &Target, payload: &[u8]) -> Self {
-        let thing = match target {
+        match target {
             Target::Service { thing, .. }
             | Target::Write { thing, .. }
-            | Target::Delta { thing } => thing,
-        };
-        if !registry.has_thing(thing) {
-            return Self::NotOurs;
+            | Target::Delta { thing } => {
+                if !registry.has_thing(thing) {
+                    return Self::NotOurs;
+                }
+            }
+            // Addressed to this device alone (IoT Hub): an unknown method is answered.
+            Target::Method { thing, service, .. } => {
+                if service.is_empty() || !registry.has_thing(thing) {
+                    return Self::Invalid(answer(
+                        None,
+                        404,
+                        Err(format!(
+                            "no method {:?}: methods are <thing>.<service> of this gateway's things",
+                            if service.is_empty() { thing.clone() } else { format!("{thing}.{service}") }
+                        )),
+                    ));
+                }
+                // The method's payload is the parameters (`null` or nothing: none).
+                return match serde_json::from_slice::<Value>(payload) {
+                    _ if payload.is_empty() => Self::Valid {
+                        id: None,
+                        body: Map::new(),
+                    },
+                    Ok(Value::Null) => Self::Valid {
+                        id: None,
+                        body: Map::new(),
+                    },
+                    Ok(Value::Object(params)) => Self::Valid {
+                        id: None,
+                        body: Map::from_iter([("params".to_owned(), Value::Object(params))]),
+                    },
+                    Ok(_) => Self::Invalid(answer(
+                        None,
+                        400,
+                        Err("the method's payload must be a JSON object of parameters".into()),
+                    )),
+                    Err(e) => Self::Invalid(answer(
+                        None,
+                        400,
+                        Err(format!("the payload is not JSON: {e}")),
+                    )),
+                };
+            }
+            Target::Desired => {}
         }
         match serde_json::from_slice::<Value>(payload) {
             Ok(Value::Object(body)) => Self::Valid {
-                // A shadow delta is identified by the shadow's version.
+                // A shadow delta is identified by the shadow's version, a twin patch by the
+                // twin's.
                 id: match target {
                     Target::Delta { .. } => body.get("version").cloned(),
+                    Target::Desired => body.get("$version").cloned(),
                     _ => body.get("id").cloned(),
                 },
                 body,
@@ -73,7 +119,7 @@ pub async fn run(
     body: &Map<String, Value>,
 ) -> Value {
     let outcome = match target {
-        Target::Service { thing, service } => {
+        Target::Service { thing, service } | Target::Method { thing, service, .. } => {
             let params = match body.get("params") {
                 None | Some(Value::Null) => Map::new(),
                 Some(Value::Object(p)) => p.clone(),
@@ -96,6 +142,7 @@ pub async fn run(
             },
         },
         Target::Delta { thing } => return delta(registry, thing, id, body).await,
+        Target::Desired => return desired(registry, id, body).await,
     };
     answer(id, outcome.0, outcome.1)
 }
@@ -127,6 +174,54 @@ async fn delta(
             }
         };
         results.insert(property.clone(), r);
+    }
+    let mut a = answer(id, status, Ok(Value::Null));
+    a["results"] = Value::Object(results);
+    a
+}
+
+/// Writes every property of every thing a twin's desired-properties patch names; `results` has
+/// each thing's properties with the value asked for, its status (and error); `status` is the
+/// first failure's. IoT Hub's own keys (`$version`, a component's `__t`) are not properties; a
+/// key whose value is not an object (a property of the device itself, not of a thing) is
+/// refused with 400 in `results` as `{"value", "status", "error"}`.
+async fn desired(registry: &Registry, id: Option<Value>, body: &Map<String, Value>) -> Value {
+    let mut status = 200;
+    let mut results = Map::new();
+    for (thing, properties) in body.iter().filter(|(k, _)| !k.starts_with('$')) {
+        let Value::Object(properties) = properties else {
+            let e = format!("{thing:?} is not a thing: desired properties are {{<thing>: {{<property>: <value>}}}}");
+            results.insert(
+                thing.clone(),
+                json!({"value": properties, "status": 400, "error": e}),
+            );
+            if status == 200 {
+                status = 400;
+            }
+            continue;
+        };
+        let mut outcome = Map::new();
+        for (property, value) in properties.iter().filter(|(k, _)| !k.starts_with("__")) {
+            let r = if !registry.has_thing(thing) {
+                Err((404, format!("no thing {thing:?} on this gateway")))
+            } else {
+                registry
+                    .write_property(thing, property, value.clone())
+                    .await
+                    .map_err(|e| (e.http_status(), e.to_string()))
+            };
+            let r = match r {
+                Ok(()) => json!({"value": value, "status": 200}),
+                Err((code, e)) => {
+                    if status == 200 {
+                        status = code;
+                    }
+                    json!({"value": value, "status": code, "error": e})
+                }
+            };
+            outcome.insert(property.clone(), r);
+        }
+        results.insert(thing.clone(), Value::Object(outcome));
     }
     let mut a = answer(id, status, Ok(Value::Null));
     a["results"] = Value::Object(results);

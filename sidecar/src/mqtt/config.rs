@@ -90,6 +90,13 @@ pub enum TopicPreset {
     /// desired changes taken from `$aws/things/+/shadow/update/delta` as writes; events, service
     /// calls and the gateway's state as in `generic`.
     AwsShadow,
+    /// Azure IoT Hub, the client id being the device id: updates and events as device-to-cloud
+    /// messages on `devices/<id>/messages/events/` with the thing and property in the message's
+    /// properties; direct methods `<thing>.<service>` answered on
+    /// `$iothub/methods/res/<status>/?$rid=<id>`; desired-property patches
+    /// (`{<thing>: {<property>: <value>}}`) applied as writes and acknowledged in the reported
+    /// properties (IoT Plug and Play's `ac`/`av`/`ad`). The state is a message with `kind=state`.
+    AzureIotHub,
 }
 
 fn default_true() -> bool {

@@ -37,7 +37,7 @@ use crate::uplink::{self, Queue};
 use commands::Request;
 use config::MqttConfig;
 use edgeway_runtime::ConfigError;
-use topics::Layout;
+use topics::{Layout, Target};
 
 /// Largest packet accepted from the broker (a command's parameters): a bound keeps one
 /// socket from taking memory.
@@ -115,7 +115,7 @@ impl Mqtt {
             registry: registry.clone(),
             commands: Arc::new(Semaphore::new(MAX_COMMANDS)),
             metrics,
-            layout: Layout::new(&config.topics, &config.gateway),
+            layout: Layout::new(&config.topics, &config.gateway, &config.client_id),
             connected: AtomicBool::new(false),
             flight: Mutex::new(Flight::default()),
             room: Notify::new(),
@@ -156,7 +156,7 @@ fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
         .set_inflight(config.max_in_flight)
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
         .set_last_will(LastWill::new(
-            Layout::new(&config.topics, &config.gateway).state_topic(),
+            Layout::new(&config.topics, &config.gateway, &config.client_id).state_topic(),
             Layout::state_payload(false),
             QoS::AtLeastOnce,
             true,
@@ -352,7 +352,6 @@ fn command(shared: &Arc<Shared>, client: &AsyncClient, p: rumqttc::Publish) {
         tracing::debug!(topic = %p.topic, "message on a topic that is not a command; ignored");
         return;
     };
-    let reply_to = shared.layout.response_topic(&target);
     let (id, body) = match Request::parse(&shared.registry, &target, &p.payload) {
         Request::NotOurs => {
             tracing::debug!(
@@ -361,23 +360,24 @@ fn command(shared: &Arc<Shared>, client: &AsyncClient, p: rumqttc::Publish) {
             );
             return;
         }
-        Request::Invalid(answer) => return respond(shared, client, reply_to, answer),
+        Request::Invalid(answer) => return respond(shared, client, &target, answer),
         Request::Valid { id, body } => (id, body),
     };
     let Ok(permit) = shared.commands.clone().try_acquire_owned() else {
-        return respond(shared, client, reply_to, commands::busy(id));
+        return respond(shared, client, &target, commands::busy(id));
     };
     let (shared, client) = (shared.clone(), client.clone());
     tokio::spawn(async move {
         let answer = commands::run(&shared.registry, &target, id, &body).await;
         drop(permit);
-        respond(&shared, &client, reply_to, answer);
+        respond(&shared, &client, &target, answer);
     });
 }
 
 /// Publishes a command's answer (QoS 1, not queued: an answer for a caller that has gone is
 /// worth nothing after a reconnect).
-fn respond(shared: &Shared, client: &AsyncClient, topic: String, answer: serde_json::Value) {
+fn respond(shared: &Shared, client: &AsyncClient, target: &Target, answer: serde_json::Value) {
+    let (topic, payload) = shared.layout.reply(target, answer);
     let mut f = shared.flight();
     if !f.live {
         tracing::debug!(%topic, "connection down; command answer dropped");
@@ -385,12 +385,7 @@ fn respond(shared: &Shared, client: &AsyncClient, topic: String, answer: serde_j
     }
     f.order.push_back(None);
     if client
-        .try_publish(
-            topic,
-            QoS::AtLeastOnce,
-            false,
-            answer.to_string().into_bytes(),
-        )
+        .try_publish(topic, QoS::AtLeastOnce, false, payload)
         .is_err()
     {
         f.order.pop_back();

@@ -5,7 +5,7 @@
 # The operator's cluster tests need etcd, kube-apiserver and kube-controller-manager 1.20.2.
 # e2e/cluster/build.sh provides them: it installs these Debian packages when missing (it says so
 # before it does): etcd-server curl openssl ca-certificates tinyproxy (the tunnel's proxy test)
-# mosquitto mosquitto-clients (the MQTT tests) golang-go rsync make gcc libc6-dev dpkg-dev
+# mosquitto mosquitto-clients python3-protobuf protobuf-compiler (the MQTT tests) golang-go rsync make gcc libc6-dev dpkg-dev
 # golang-github-modern-go-reflect2-dev, then builds the two binaries from Debian's
 # Kubernetes source once (about 8 minutes on 2 cores) into ~/.cache/edgeway. Everything started
 # here is stopped by pid on exit.

@@ -31,10 +31,12 @@ DEB_SRC_FILE=/etc/apt/sources.list.d/edgeway-deb-src.sources
 CONTROL_PLANE=(kube-apiserver kube-controller-manager)
 ALL_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
-# tinyproxy, mosquitto, mosquitto-clients: not Kubernetes, but the README's test command
-# installs through here; the tunnel's proxy tests run a real tinyproxy, the MQTT tests a real
-# Mosquitto broker read back with its own mosquitto_sub.
-RUNTIME_PKGS_CP=(etcd-server curl openssl ca-certificates tinyproxy mosquitto mosquitto-clients)
+# tinyproxy, mosquitto, mosquitto-clients, python3-protobuf, protobuf-compiler: not Kubernetes,
+# but the README's test command installs through here; the tunnel's proxy tests run a real
+# tinyproxy, the MQTT tests a real Mosquitto broker read back with its own mosquitto_sub, and
+# Sparkplug payloads are decoded by Google's protobuf runtime over a schema compiled by protoc.
+RUNTIME_PKGS_CP=(etcd-server curl openssl ca-certificates tinyproxy mosquitto mosquitto-clients
+  python3-protobuf protobuf-compiler)
 RUNTIME_PKGS_FULL=(containerd runc containernetworking-plugins iptables conntrack iproute2 dnsmasq-base gcc libc6-dev python3)
 # golang-github-modern-go-reflect2-dev: reflect2 1.0.2 replaces the vendored 1.0.1 (see
 # patch_source).

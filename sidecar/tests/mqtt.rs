@@ -141,7 +141,13 @@ struct Subscriber {
 }
 
 impl Subscriber {
+    /// Lines `topic payload` (`-v`).
     fn start(pki: &Pki, port: u16, topic: &str) -> Subscriber {
+        Subscriber::start_with(pki, port, topic, &["-v"])
+    }
+
+    /// Lines as `args` say (`-F '%t %x'`: the payload in hex).
+    fn start_with(pki: &Pki, port: u16, topic: &str, args: &[&str]) -> Subscriber {
         // Line-buffered (coreutils' stdbuf): its protocol lines are not flushed otherwise.
         let mut child = Command::new("stdbuf")
             .args([
@@ -161,7 +167,8 @@ impl Subscriber {
                 SUBSCRIBERS.fetch_add(1, Ordering::Relaxed)
             ))
             // `-d`: protocol lines too, among them the SUBACK waited for below.
-            .args(["-t", topic, "-v", "-d"])
+            .args(["-t", topic, "-d"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -862,4 +869,235 @@ services.Add = function(me, headers, query, data) return 200, data.a + data.b en
         events.lines()
     );
     sidecar.shutdown().await;
+}
+
+/// The Sparkplug messages `sub` (`-F '%t %x'`) received, decoded by the independent codec
+/// (`fixtures/sparkplug.py`: Google's protobuf runtime and Debian's protoc), in arrival order.
+fn sparkplug_messages(sub: &Subscriber) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sparkplug.py"))
+        .arg("decode")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("Debian's python3 with python3-protobuf and protobuf-compiler");
+    let text = sub.lines().join("\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "sparkplug.py decode failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A Sparkplug payload made by the independent codec from `metrics` (name, DataType, value).
+fn sparkplug_payload(metrics: serde_json::Value) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sparkplug.py"))
+        .arg("encode")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let spec = serde_json::json!({"timestamp": 1_700_000_000_000u64, "metrics": metrics});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "sparkplug.py encode failed");
+    out.stdout
+}
+
+/// The value of metric `name` in a decoded message, if it has one.
+fn metric<'a>(m: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    m["metrics"].as_array()?.iter().find(|x| x["name"] == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparkplug_b_births_data_and_commands_read_by_an_independent_decoder() {
+    let pki = Pki::new("mqtt-sparkplug");
+    let mut broker = Broker::start(&pki, &pki.dir);
+    let port = broker.tls_port;
+    let sub = Subscriber::start_with(&pki, port, "spBv1.0/#", &["-F", "%t %x"]);
+    let things = meter(
+        &pki,
+        r#"
+properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
+properties.Count = { baseType="INTEGER", pushType="VALUE", value=-2 }
+serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
+services.Add = function(me, headers, query, data) return 200, data.a + data.b end
+"#,
+        "",
+    );
+    let url = format!("mqtts://localhost:{port}");
+    let mut config = sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things);
+    let topics = &mut config.mqtt.as_mut().unwrap().topics;
+    topics.preset = TopicPreset::SparkplugB;
+    topics.prefix = "plant".into();
+    let sidecar = edgeway_sidecar::start(config).await.unwrap();
+    let node = "spBv1.0/plant/NBIRTH/gw-test-0";
+    let dbirth = "spBv1.0/plant/DBIRTH/gw-test-0/Meter1";
+    let ddata = "spBv1.0/plant/DDATA/gw-test-0/Meter1";
+    let topic_is = |t: &'static str| move |m: &&serde_json::Value| m["topic"] == t;
+
+    // The births: NBIRTH (seq 0, bdSeq, the rebirth control), then the thing's DBIRTH with
+    // every property typed and valued.
+    wait_for("NBIRTH and DBIRTH", 20, || {
+        let n = sparkplug_messages(&sub)
+            .iter()
+            .filter(|m| m["topic"] == dbirth)
+            .count();
+        async move { n >= 1 }
+    })
+    .await;
+    let all = sparkplug_messages(&sub);
+    let birth = all.iter().find(topic_is(node)).unwrap();
+    assert_eq!(birth["seq"], 0, "{birth}");
+    let bd = metric(birth, "bdSeq").unwrap();
+    assert_eq!(
+        (&bd["datatype"], &bd["value"]),
+        (&"Int64".into(), &0.into())
+    );
+    let rebirth = metric(birth, "Node Control/Rebirth").unwrap();
+    assert_eq!(rebirth["value"], false, "{birth}");
+    let d = all.iter().find(topic_is(dbirth)).unwrap();
+    let setpoint = metric(d, "Setpoint").unwrap();
+    assert_eq!(setpoint["datatype"], "Double", "{d}");
+    assert_eq!(setpoint["value"], 0.0, "{d}");
+    let count = metric(d, "Count").unwrap();
+    assert_eq!(
+        (&count["datatype"], &count["value"]),
+        (&"Int32".into(), &(-2).into())
+    );
+
+    // A DCMD: a write and a service call; each metric's outcome comes back in DDATA as
+    // `Results/<metric>`, and the written value as DDATA too.
+    let dcmd = "spBv1.0/plant/DCMD/gw-test-0/Meter1";
+    let cmd = sparkplug_payload(serde_json::json!([
+        {"name": "Setpoint", "datatype": "Double", "value": 42.0},
+        {"name": "Services/Add", "datatype": "String", "value": "{\"a\": 2, \"b\": 3}"}
+    ]));
+    let result = |name: &str| {
+        sparkplug_messages(&sub)
+            .iter()
+            .rev()
+            .filter(|m| m["topic"] == ddata)
+            .find_map(|m| metric(m, &format!("Results/{name}")))
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(r["value"].as_str().unwrap()).unwrap()
+            })
+    };
+    let mut answered = None;
+    for _ in 0..40 {
+        publish_stdin(&pki, port, dcmd, &["-s"], &cmd);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        answered = result("Services/Add");
+        if answered.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        answered,
+        Some(serde_json::json!({"status": 200, "result": 5}))
+    );
+    assert_eq!(result("Setpoint"), Some(serde_json::json!({"status": 200})));
+    wait_for("the written Setpoint in DDATA", 10, || {
+        let seen = sparkplug_messages(&sub)
+            .iter()
+            .filter(|m| m["topic"] == ddata)
+            .any(|m| metric(m, "Setpoint").is_some_and(|s| s["value"] == 42.0));
+        async move { seen }
+    })
+    .await;
+    // A write of the wrong type: refused, and said so.
+    let bad = sparkplug_payload(serde_json::json!([
+        {"name": "Setpoint", "datatype": "String", "value": "warm"}
+    ]));
+    publish_stdin(&pki, port, dcmd, &["-s"], &bad);
+    wait_for("the refused write's result", 10, || {
+        let r = result("Setpoint");
+        async move { r.is_some_and(|r| r["status"] == 400) }
+    })
+    .await;
+
+    // A host asks for a rebirth (NCMD): NBIRTH again from seq 0, same bdSeq, and the DBIRTH.
+    let ncmd = sparkplug_payload(serde_json::json!([
+        {"name": "Node Control/Rebirth", "datatype": "Boolean", "value": true}
+    ]));
+    publish_stdin(&pki, port, "spBv1.0/plant/NCMD/gw-test-0", &["-s"], &ncmd);
+    wait_for("a second NBIRTH and DBIRTH", 10, || {
+        let all = sparkplug_messages(&sub);
+        let births = all.iter().filter(|m| m["topic"] == node).count();
+        let last_is_dbirth = all.iter().rposition(|m| m["topic"] == dbirth)
+            > all.iter().rposition(|m| m["topic"] == node);
+        async move { births >= 2 && last_is_dbirth }
+    })
+    .await;
+
+    // A broker restart: a new connection, so a new birth with the next bdSeq.
+    broker.stop();
+    broker.run();
+    wait_for(
+        "an NBIRTH with bdSeq 1 after the broker restart",
+        30,
+        || {
+            let born = sparkplug_messages(&sub)
+                .iter()
+                .filter(|m| m["topic"] == node)
+                .any(|m| metric(m, "bdSeq").is_some_and(|b| b["value"] == 1));
+            async move { born }
+        },
+    )
+    .await;
+
+    // A clean shutdown says NDEATH with the session's bdSeq (and no seq).
+    sidecar.shutdown().await;
+    // (Mosquitto's own shutdown published the first connection's will: NDEATH with bdSeq 0.)
+    let death = "spBv1.0/plant/NDEATH/gw-test-0";
+    let bd_seq = |m: &serde_json::Value| metric(m, "bdSeq").map(|b| b["value"].clone());
+    wait_for("NDEATH with bdSeq 1", 10, || {
+        let seen = sparkplug_messages(&sub)
+            .iter()
+            .filter(topic_is(death))
+            .any(|m| bd_seq(m) == Some(1.into()));
+        async move { seen }
+    })
+    .await;
+    let all = sparkplug_messages(&sub);
+    for d in all.iter().filter(topic_is(death)) {
+        assert_eq!(
+            d["seq"],
+            serde_json::Value::Null,
+            "NDEATH carries no seq: {d}"
+        );
+        assert!(
+            [Some(0.into()), Some(1.into())].contains(&bd_seq(d)),
+            "a will of one of the two connections: {d}"
+        );
+    }
+
+    // Sequence numbers: 0 at each NBIRTH, then one more per message, whatever its kind.
+    let mut expected = None;
+    for m in all.iter().filter(|m| m["seq"].is_u64()) {
+        let seq = m["seq"].as_u64().unwrap();
+        if m["topic"] == node {
+            assert_eq!(seq, 0, "{m}");
+        } else {
+            assert_eq!(Some(seq), expected, "{m}");
+        }
+        expected = Some((seq + 1) % 256);
+    }
+    assert!(all.iter().filter(|m| m["topic"] == ddata).count() >= 3);
 }

@@ -10,10 +10,12 @@
 //! direct method's payload is the service's parameters; a desired-properties patch
 //! (`{<thing>: {<property>: <value>}, "$version": n}`) writes each property of each thing and
 //! is answered with `results` per thing and property (the layout turns both into IoT Hub's
-//! messages).
+//! messages). A Sparkplug DCMD's metrics (protobuf) are writes, or service calls when named
+//! `Services/<service>`; its answer has `results` per metric (sent as DDATA).
 
 use serde_json::{json, Map, Value};
 
+use super::sparkplug::{self, SERVICES};
 use super::topics::Target;
 use crate::registry::Registry;
 
@@ -80,6 +82,21 @@ impl Request {
                 };
             }
             Target::Desired => {}
+            // Sparkplug: protobuf metrics, by name.
+            Target::DeviceCommand { .. } | Target::NodeCommand => {
+                if let Target::DeviceCommand { thing } = target {
+                    if !registry.has_thing(thing) {
+                        return Self::NotOurs;
+                    }
+                }
+                return match sparkplug::command_metrics(payload) {
+                    Ok(metrics) => Self::Valid {
+                        id: None,
+                        body: metrics.into_iter().collect(),
+                    },
+                    Err(e) => Self::Invalid(answer(None, 400, Err(e))),
+                };
+            }
         }
         match serde_json::from_slice::<Value>(payload) {
             Ok(Value::Object(body)) => Self::Valid {
@@ -143,6 +160,12 @@ pub async fn run(
         },
         Target::Delta { thing } => return delta(registry, thing, id, body).await,
         Target::Desired => return desired(registry, id, body).await,
+        Target::DeviceCommand { thing } => return device_command(registry, thing, body).await,
+        // The connector itself acts on a rebirth request; nothing else is a node command.
+        Target::NodeCommand => (
+            404,
+            Err("the node takes only `Node Control/Rebirth`".into()),
+        ),
     };
     answer(id, outcome.0, outcome.1)
 }
@@ -176,6 +199,54 @@ async fn delta(
         results.insert(property.clone(), r);
     }
     let mut a = answer(id, status, Ok(Value::Null));
+    a["results"] = Value::Object(results);
+    a
+}
+
+/// Runs each metric of a Sparkplug DCMD in order: `Services/<service>` calls the service (the
+/// value: a JSON object of parameters in a String, or `true` for none), any other name writes
+/// that property. `results` has each metric's answer; `status` is the first failure's.
+async fn device_command(registry: &Registry, thing: &str, body: &Map<String, Value>) -> Value {
+    let mut status = 200;
+    let mut results = Map::new();
+    for (name, value) in body {
+        let mut r = match name.strip_prefix(SERVICES) {
+            Some(service) => {
+                let params = match value {
+                    Value::Bool(true) => Ok(Map::new()),
+                    Value::String(s) => match serde_json::from_str::<Value>(s) {
+                        Ok(Value::Object(p)) => Ok(p),
+                        _ => Err("the parameters must be a JSON object in a String".to_owned()),
+                    },
+                    _ => Err("a service metric is a String (JSON parameters) or true".to_owned()),
+                };
+                match params {
+                    Err(e) => answer(None, 400, Err(e)),
+                    Ok(params) => {
+                        let target = Target::Service {
+                            thing: thing.to_owned(),
+                            service: service.to_owned(),
+                        };
+                        let body = Map::from_iter([("params".to_owned(), Value::Object(params))]);
+                        Box::pin(run(registry, &target, None, &body)).await
+                    }
+                }
+            }
+            None => match registry.write_property(thing, name, value.clone()).await {
+                Ok(()) => answer(None, 200, Ok(Value::Null)),
+                Err(e) => answer(None, e.http_status(), Err(e.to_string())),
+            },
+        };
+        if let Some(o) = r.as_object_mut() {
+            o.remove("id");
+        }
+        let code = r["status"].as_u64().unwrap_or(500) as u16;
+        if status == 200 && code != 200 {
+            status = code;
+        }
+        results.insert(name.clone(), r);
+    }
+    let mut a = answer(None, status, Ok(Value::Null));
     a["results"] = Value::Object(results);
     a
 }

@@ -97,6 +97,11 @@ pub enum TopicPreset {
     /// (`{<thing>: {<property>: <value>}}`) applied as writes and acknowledged in the reported
     /// properties (IoT Plug and Play's `ac`/`av`/`ad`). The state is a message with `kind=state`.
     AzureIotHub,
+    /// Sparkplug B: the gateway an edge node `spBv1.0/<prefix>/.../<clientId>`, each thing a
+    /// device; NBIRTH and a DBIRTH per thing at every connection, DDATA per update, NDEATH as
+    /// the last will, protobuf payloads with `seq` and `bdSeq`; DCMD writes properties and calls
+    /// `Services/<service>`, NCMD `Node Control/Rebirth` births again.
+    SparkplugB,
 }
 
 fn default_true() -> bool {
@@ -215,6 +220,12 @@ impl MqttConfig {
                     ),
                 ));
             }
+        }
+        if self.topics.preset == TopicPreset::SparkplugB && self.topics.prefix.contains('/') {
+            return Err(ConfigError::new(
+                "mqtt.topics.prefix",
+                "is the Sparkplug group id: one topic level, no /",
+            ));
         }
         if self.keep_alive_secs == 0 || self.keep_alive_secs > 65_535 {
             return Err(ConfigError::new("mqtt.keepAliveSecs", "must be 1 to 65535"));

@@ -13,10 +13,12 @@
 //! the registry, at most [`MAX_COMMANDS`] at a time; each is answered on its response topic.
 //!
 //! Layout: `config` (the `mqtt` section), `topics` (topic names and payloads per preset),
-//! `commands` (running a command and its answer).
+//! `sparkplug` (Sparkplug B's protobuf payloads and sequence numbers), `commands` (running a
+//! command and its answer).
 
 pub mod commands;
 pub mod config;
+pub mod sparkplug;
 pub mod topics;
 
 use std::collections::{HashMap, VecDeque};
@@ -37,6 +39,7 @@ use crate::uplink::{self, Queue};
 use commands::Request;
 use config::MqttConfig;
 use edgeway_runtime::ConfigError;
+use sparkplug::Session;
 use topics::{Layout, Target};
 
 /// Largest packet accepted from the broker (a command's parameters): a bound keeps one
@@ -76,10 +79,15 @@ struct Shared {
 /// publishes to the client, so they match the channel exactly.
 #[derive(Default)]
 struct Flight {
-    /// A connection is up; the feeder may hand publishes to the client.
+    /// A connection is up (and, with Sparkplug, its births are sent); the feeder may hand
+    /// publishes to the client.
     live: bool,
     order: VecDeque<Option<u64>>,
     by_pkid: HashMap<u16, Option<u64>>,
+    /// Counts births: a Sparkplug birth still being sent stops when a newer one begins.
+    births: u64,
+    /// Sparkplug's `seq` and `bdSeq`, numbered in the order publishes are handed over.
+    session: Session,
 }
 
 impl Shared {
@@ -155,11 +163,9 @@ fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
         .set_clean_session(!config.persistent_session)
         .set_inflight(config.max_in_flight)
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-        .set_last_will(LastWill::new(
-            Layout::new(&config.topics, &config.gateway, &config.client_id).state_topic(),
-            Layout::state_payload(false),
-            QoS::AtLeastOnce,
-            true,
+        .set_last_will(will(
+            &Layout::new(&config.topics, &config.gateway, &config.client_id),
+            0,
         ));
     if let Some(user) = &config.username {
         o.set_credentials(user.clone(), password(config)?);
@@ -199,6 +205,12 @@ fn password(config: &MqttConfig) -> Result<String, ConfigError> {
         )
     })?;
     Ok(password_line(&text).to_owned())
+}
+
+/// The last will of connection `bd_seq` (QoS 1).
+fn will(layout: &Layout, bd_seq: u64) -> LastWill {
+    let (topic, payload, retain) = layout.will(bd_seq);
+    LastWill::new(topic, payload, QoS::AtLeastOnce, retain)
 }
 
 /// Drives the client's event loop: connection state, packet ids, PUBACKs; reconnects with
@@ -257,6 +269,15 @@ async fn drive(
                     // whatever else the broker held for this gateway: commands only).
                     eventloop.mqtt_options.set_clean_session(true);
                 }
+                if shared.layout.is_sparkplug() {
+                    // The next connection is another birth/death pair: its NDEATH (the will)
+                    // and NBIRTH carry the next bdSeq.
+                    let mut f = shared.flight();
+                    f.session.bd_seq += 1;
+                    eventloop
+                        .mqtt_options
+                        .set_last_will(will(&shared.layout, f.session.bd_seq));
+                }
                 // A rotated password (a Secret's new value in the mounted file) is used from
                 // the next attempt on, without a restart.
                 if let (Some(user), Ok(pw)) = (&config.username, password(&config)) {
@@ -278,11 +299,23 @@ async fn drive(
 }
 
 /// A connection came up: everything unacknowledged is sent again, after the birth message.
-fn up(shared: &Shared, client: &AsyncClient) {
+fn up(shared: &Arc<Shared>, client: &AsyncClient) {
     let mut f = shared.flight();
     f.order.clear();
     f.by_pkid.clear();
     shared.queue.lock().rewind();
+    if shared.layout.is_sparkplug() {
+        // Commands first: a host may ask for a rebirth as soon as it sees the NBIRTH.
+        for filter in shared.layout.command_filters() {
+            let _ = client.try_subscribe(filter, QoS::AtLeastOnce);
+        }
+        drop(f);
+        shared.connected.store(true, Ordering::SeqCst);
+        shared.metrics.tunnel_connected(true);
+        tracing::info!("mqtt connection up: the broker accepted the session; sending births");
+        births(shared.clone(), client.clone());
+        return;
+    }
     f.order.push_back(None);
     let birth = client.try_publish(
         shared.layout.state_topic(),
@@ -304,6 +337,94 @@ fn up(shared: &Shared, client: &AsyncClient) {
     tracing::info!("mqtt connection up: the broker accepted the session");
 }
 
+/// Sparkplug births: NBIRTH, then a DBIRTH per thing with every property's current value, on a
+/// task of their own (reading Lua things' values is async, and a fleet's births outnumber the
+/// client's channel, so they are handed over as it drains). Updates wait (`live` is false) until
+/// all births are handed over, as the specification wants every DBIRTH before its DDATA; a
+/// newer birth (a reconnect, a rebirth request) ends this one.
+fn births(shared: Arc<Shared>, client: AsyncClient) {
+    let epoch = {
+        let mut f = shared.flight();
+        f.live = false;
+        f.births += 1;
+        f.births
+    };
+    tokio::spawn(async move {
+        let mut devices = Vec::new();
+        for thing in shared.registry.thing_names() {
+            match shared.registry.read_properties(&thing).await {
+                Ok(p) => devices.push((thing, p)),
+                Err(e) => tracing::warn!(%thing, error = %e, "thing unreadable; no DBIRTH for it"),
+            }
+        }
+        let mut next = 0; // 0: the NBIRTH; i + 1: devices[i]'s DBIRTH
+        let mut waited = 0;
+        while next <= devices.len() {
+            match hand_birth(
+                &shared,
+                &client,
+                epoch,
+                next.checked_sub(1).map(|i| &devices[i]),
+            ) {
+                Some(true) => {
+                    next += 1;
+                    waited = 0;
+                }
+                // The channel is full: wait for the event loop to take some (10 s at most:
+                // after that the loop is gone, at shutdown).
+                Some(false) if waited < 2000 => {
+                    waited += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                _ => return,
+            }
+        }
+        let mut f = shared.flight();
+        if f.births == epoch && shared.connected.load(Ordering::SeqCst) {
+            f.live = true;
+            drop(f);
+            shared.room.notify_one();
+            tracing::info!(devices = devices.len(), "sparkplug births sent");
+        }
+    });
+}
+
+/// Hands one birth to the client (`device`: a thing's DBIRTH, else the NBIRTH): `Some(true)`
+/// when handed over, `Some(false)` when the channel is full, `None` when a newer birth or a lost
+/// connection ended this one.
+fn hand_birth(
+    shared: &Shared,
+    client: &AsyncClient,
+    epoch: u64,
+    device: Option<&(String, Vec<crate::registry::PropertyReading>)>,
+) -> Option<bool> {
+    let mut f = shared.flight();
+    if f.births != epoch || !shared.connected.load(Ordering::SeqCst) {
+        return None;
+    }
+    let before = f.session.clone();
+    let (topic, payload) = match device {
+        None => (
+            shared.layout.sparkplug("NBIRTH", None),
+            sparkplug::nbirth(&mut f.session),
+        ),
+        Some((thing, properties)) => (
+            shared.layout.sparkplug("DBIRTH", Some(thing)),
+            sparkplug::dbirth(&mut f.session, properties),
+        ),
+    };
+    f.order.push_back(None);
+    if client
+        .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        .is_ok()
+    {
+        return Some(true);
+    }
+    f.order.pop_back();
+    f.session = before;
+    Some(false)
+}
+
 /// A connection was lost: what the client kept for resending is discarded (the rewound queue
 /// resends it), and the feeder stops until the next connection.
 fn down(shared: &Shared, eventloop: &mut EventLoop) {
@@ -320,19 +441,20 @@ fn down(shared: &Shared, eventloop: &mut EventLoop) {
     shared.metrics.tunnel_connected(false);
 }
 
-/// At shutdown: says `{"online": false}` (a clean DISCONNECT does not fire the last will) and
+/// At shutdown: says `{"online": false}` or NDEATH (a clean DISCONNECT does not fire the last will) and
 /// disconnects, within 2 s.
 async fn goodbye(shared: &Shared, client: &AsyncClient, eventloop: &mut EventLoop) {
     if !shared.connected.load(Ordering::SeqCst) {
         return;
     }
-    shared.flight().live = false;
-    let _ = client.try_publish(
-        shared.layout.state_topic(),
-        QoS::AtLeastOnce,
-        true,
-        Layout::state_payload(false),
-    );
+    let bd_seq = {
+        let mut f = shared.flight();
+        f.live = false;
+        f.session.bd_seq
+    };
+    // What the will would say (Sparkplug: NDEATH).
+    let (topic, payload, retain) = shared.layout.will(bd_seq);
+    let _ = client.try_publish(topic, QoS::AtLeastOnce, retain, payload);
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -363,6 +485,12 @@ fn command(shared: &Arc<Shared>, client: &AsyncClient, p: rumqttc::Publish) {
         Request::Invalid(answer) => return respond(shared, client, &target, answer),
         Request::Valid { id, body } => (id, body),
     };
+    if target == Target::NodeCommand
+        && body.get(sparkplug::REBIRTH) == Some(&serde_json::Value::Bool(true))
+    {
+        tracing::info!("sparkplug rebirth requested");
+        return births(shared.clone(), client.clone());
+    }
     let Ok(permit) = shared.commands.clone().try_acquire_owned() else {
         return respond(shared, client, &target, commands::busy(id));
     };
@@ -377,18 +505,20 @@ fn command(shared: &Arc<Shared>, client: &AsyncClient, p: rumqttc::Publish) {
 /// Publishes a command's answer (QoS 1, not queued: an answer for a caller that has gone is
 /// worth nothing after a reconnect).
 fn respond(shared: &Shared, client: &AsyncClient, target: &Target, answer: serde_json::Value) {
-    let (topic, payload) = shared.layout.reply(target, answer);
     let mut f = shared.flight();
     if !f.live {
-        tracing::debug!(%topic, "connection down; command answer dropped");
+        tracing::debug!(?target, "connection down; command answer dropped");
         return;
     }
+    let before = f.session.clone();
+    let (topic, payload) = shared.layout.reply(&mut f.session, target, answer);
     f.order.push_back(None);
     if client
         .try_publish(topic, QoS::AtLeastOnce, false, payload)
         .is_err()
     {
         f.order.pop_back();
+        f.session = before;
     }
 }
 
@@ -413,7 +543,7 @@ async fn feed(shared: Arc<Shared>, client: AsyncClient, mut shutdown: watch::Rec
         let batch = shared.queue.lock().next_batch(room);
         let mut sent = 0u64;
         for (seq, u) in batch {
-            let (topic, payload) = shared.layout.update(&u);
+            let (topic, payload) = shared.layout.update(&mut f.session, &u);
             f.order.push_back(Some(seq));
             if client
                 .try_publish(topic, QoS::AtLeastOnce, false, payload)

@@ -60,6 +60,11 @@ fn every_validation_error_names_its_field() {
             "wildcard",
         ),
         (
+            "url: mqtts://b\ntopics: { preset: sparkplug-b, prefix: 'plant/1' }\n",
+            "mqtt.topics.prefix",
+            "group id",
+        ),
+        (
             "url: mqtts://b\nqueue: { capacity: 0 }\n",
             "mqtt.queue.capacity",
             "positive",

@@ -3,6 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use super::config::{TopicPreset, TopicsConfig};
+use super::sparkplug::{self, Session};
 use crate::tunnel::outbox::Update;
 
 /// Topics and payloads of one layout.
@@ -29,9 +30,14 @@ impl Layout {
         }
     }
 
-    /// Where an update (a property value or a fired event) is published, and its payload.
-    pub fn update(&self, u: &Update) -> (String, Vec<u8>) {
+    /// Where an update (a property value or a fired event) is published, and its payload
+    /// (Sparkplug: numbered in session `s`).
+    pub fn update(&self, s: &mut Session, u: &Update) -> (String, Vec<u8>) {
         match self.preset {
+            TopicPreset::SparkplugB => (
+                self.sparkplug("DDATA", Some(&u.thing)),
+                sparkplug::ddata(s, u),
+            ),
             TopicPreset::AzureIotHub => {
                 // Device-to-cloud messages: the thing and the property (or event) in the
                 // message's properties, where IoT Hub routes can filter on them.
@@ -76,6 +82,33 @@ impl Layout {
         }
     }
 
+    /// Whether this is the Sparkplug B layout, whose births are NBIRTH and a DBIRTH per thing.
+    pub fn is_sparkplug(&self) -> bool {
+        self.preset == TopicPreset::SparkplugB
+    }
+
+    /// The last will of connection `bd_seq`: topic, payload, retained. Sparkplug: NDEATH;
+    /// otherwise `{"online": false}` on the state topic.
+    pub fn will(&self, bd_seq: u64) -> (String, Vec<u8>, bool) {
+        match self.preset {
+            TopicPreset::SparkplugB => (
+                self.sparkplug("NDEATH", None),
+                sparkplug::ndeath(bd_seq),
+                false,
+            ),
+            _ => (self.state_topic(), Layout::state_payload(false), true),
+        }
+    }
+
+    /// A Sparkplug topic of this node (`device`: one of its things).
+    pub fn sparkplug(&self, kind: &str, device: Option<&str>) -> String {
+        let node = format!("spBv1.0/{}/{kind}/{}", self.prefix, level(&self.device));
+        match device {
+            Some(d) => format!("{node}/{}", level(d)),
+            None => node,
+        }
+    }
+
     /// The gateway's connection-state topic (retained birth and last will). IoT Hub takes
     /// publishes (and a last will) only on the device's events topic: there, a message whose
     /// `kind` property is `state`.
@@ -102,6 +135,12 @@ impl Layout {
 
     /// The topic filters commands arrive on.
     pub fn command_filters(&self) -> Vec<String> {
+        if self.preset == TopicPreset::SparkplugB {
+            return vec![
+                self.sparkplug("NCMD", None),
+                format!("{}/+", self.sparkplug("DCMD", None)),
+            ];
+        }
         if self.preset == TopicPreset::AzureIotHub {
             // IoT Hub refuses any other subscription (and closes the connection).
             return vec![
@@ -123,6 +162,18 @@ impl Layout {
     pub fn command(&self, topic: &str) -> Option<Target> {
         if self.preset == TopicPreset::AzureIotHub {
             return azure_command(topic);
+        }
+        if self.preset == TopicPreset::SparkplugB {
+            if topic == self.sparkplug("NCMD", None) {
+                return Some(Target::NodeCommand);
+            }
+            let thing = topic
+                .strip_prefix(&self.sparkplug("DCMD", None))?
+                .strip_prefix('/')?;
+            return (!thing.contains('/'))
+                .then(|| unlevel(thing))
+                .flatten()
+                .map(|thing| Target::DeviceCommand { thing });
         }
         if self.preset == TopicPreset::AwsShadow {
             if let Some(rest) = topic.strip_prefix("$aws/things/") {
@@ -153,9 +204,25 @@ impl Layout {
 
     /// The answer message to a command on `target`: its topic and payload. `answer` is
     /// [`super::commands`]' JSON (`status`, `result` or `error`, `results` of a patch).
-    pub fn reply(&self, target: &Target, answer: Value) -> (String, Vec<u8>) {
+    pub fn reply(&self, s: &mut Session, target: &Target, answer: Value) -> (String, Vec<u8>) {
         let status = answer["status"].as_u64().unwrap_or(500);
         match target {
+            // Sparkplug: the outcome of each DCMD metric as `Results/<metric>` in DDATA (a
+            // refused command as a whole under `Results/DCMD`).
+            Target::DeviceCommand { thing } => {
+                let results = match answer.get("results") {
+                    Some(Value::Object(r)) => r.clone(),
+                    _ => Map::from_iter([("DCMD".to_owned(), answer)]),
+                };
+                (
+                    self.sparkplug("DDATA", Some(thing)),
+                    sparkplug::results(s, &results),
+                )
+            }
+            Target::NodeCommand => (
+                self.sparkplug("NDATA", None),
+                sparkplug::results(s, &Map::from_iter([("NCMD".to_owned(), answer)])),
+            ),
             // IoT Hub: the status in the topic, the method's result (or the error) as the body.
             Target::Method { rid, .. } => {
                 let body = match (answer.get("result"), answer.get("error")) {
@@ -304,6 +371,14 @@ pub enum Target {
     /// An IoT Hub desired-properties patch: `{<thing>: {<property>: <value>}, "$version": n}`,
     /// writes of every property it names.
     Desired,
+    /// A Sparkplug DCMD: writes (a metric per property) and service calls
+    /// (`Services/<service>`) on one thing.
+    DeviceCommand {
+        /// The thing (the Sparkplug device).
+        thing: String,
+    },
+    /// A Sparkplug NCMD to the node (`Node Control/Rebirth`).
+    NodeCommand,
 }
 
 /// A topic level back to the name [`level`] made of it; `None` when it is not one.
@@ -370,14 +445,18 @@ mod tests {
     #[test]
     fn generic_topics_and_payloads() {
         let l = Layout::new(&TopicsConfig::default(), "gw-1", "gw-1-0");
-        let (topic, payload) = l.update(&update("pump-1", "temperature", false));
+        let (topic, payload) = l.update(
+            &mut Session::default(),
+            &update("pump-1", "temperature", false),
+        );
         assert_eq!(topic, "edgeway/pump-1/properties/temperature");
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(
             v,
             json!({"value": 21.5, "time": 1_700_000_000_000i64, "quality": "GOOD"})
         );
-        let (topic, payload) = l.update(&update("pump-1", "Overheat", true));
+        let (topic, payload) =
+            l.update(&mut Session::default(), &update("pump-1", "Overheat", true));
         assert_eq!(topic, "edgeway/pump-1/events/Overheat");
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(v, json!({"time": 1_700_000_000_000i64, "data": 21.5}));
@@ -391,12 +470,15 @@ mod tests {
             prefix: "plant".into(),
         };
         let l = Layout::new(&config, "gw", "gw-0");
-        let (topic, payload) = l.update(&update("pump-1", "temperature", false));
+        let (topic, payload) = l.update(
+            &mut Session::default(),
+            &update("pump-1", "temperature", false),
+        );
         assert_eq!(topic, "$aws/things/pump-1/shadow/update");
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(v, json!({"state": {"reported": {"temperature": 21.5}}}));
         // Events have no place in a shadow: they go where `generic` puts them.
-        let (topic, _) = l.update(&update("pump-1", "Overheat", true));
+        let (topic, _) = l.update(&mut Session::default(), &update("pump-1", "Overheat", true));
         assert_eq!(topic, "plant/pump-1/events/Overheat");
         assert_eq!(
             l.command_filters(),
@@ -414,7 +496,8 @@ mod tests {
             }
         );
         assert_eq!(
-            l.reply(&delta, json!({"status": 200})).0,
+            l.reply(&mut Session::default(), &delta, json!({"status": 200}))
+                .0,
             "plant/pump-1/shadow/delta/response"
         );
         for not_a_command in [
@@ -439,14 +522,17 @@ mod tests {
             prefix: "unused".into(),
         };
         let l = Layout::new(&config, "plant1", "plant1-0");
-        let (topic, payload) = l.update(&update("pump 1&2", "temperature", false));
+        let (topic, payload) = l.update(
+            &mut Session::default(),
+            &update("pump 1&2", "temperature", false),
+        );
         assert_eq!(
             topic,
             "devices/plant1-0/messages/events/thing=pump%201%262&property=temperature&$.ct=application%2Fjson&$.ce=utf-8"
         );
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(v["value"], 21.5);
-        let (topic, _) = l.update(&update("pump", "Overheat", true));
+        let (topic, _) = l.update(&mut Session::default(), &update("pump", "Overheat", true));
         assert!(
             topic.starts_with("devices/plant1-0/messages/events/thing=pump&event=Overheat&"),
             "{topic}"
@@ -479,13 +565,21 @@ mod tests {
                 service: "Reset".into()
             }
         );
-        let (topic, body) = l.reply(&call, json!({"id": null, "status": 200, "result": 5}));
+        let (topic, body) = l.reply(
+            &mut Session::default(),
+            &call,
+            json!({"id": null, "status": 200, "result": 5}),
+        );
         assert_eq!(topic, "$iothub/methods/res/200/?$rid=2a");
         assert_eq!(body, b"5");
-        let (topic, body) = l.reply(&call, json!({"status": 404, "error": "no such service"}));
+        let (topic, body) = l.reply(
+            &mut Session::default(),
+            &call,
+            json!({"status": 404, "error": "no such service"}),
+        );
         assert_eq!(topic, "$iothub/methods/res/404/?$rid=2a");
         assert_eq!(body, br#"{"error":"no such service"}"#);
-        let (_, body) = l.reply(&call, json!({"status": 200}));
+        let (_, body) = l.reply(&mut Session::default(), &call, json!({"status": 200}));
         assert_eq!(body, b"{}");
         assert_eq!(
             l.command("$iothub/methods/POST/Reset/?$rid=1"),
@@ -505,7 +599,7 @@ mod tests {
             "pump": {"speed": {"value": 3, "status": 200},
                      "mode": {"value": 1, "status": 400, "error": "not a STRING"}},
             "interval": {"value": 5, "status": 400, "error": "not a thing"}}});
-        let (topic, body) = l.reply(&patch, answer);
+        let (topic, body) = l.reply(&mut Session::default(), &patch, answer);
         assert_eq!(
             topic,
             "$iothub/twin/PATCH/properties/reported/?$rid=desired-4"
@@ -534,9 +628,48 @@ mod tests {
     }
 
     #[test]
+    fn sparkplug_topics_name_the_node_and_its_devices() {
+        let config = TopicsConfig {
+            preset: TopicPreset::SparkplugB,
+            prefix: "plant".into(),
+        };
+        let l = Layout::new(&config, "gw", "gw-0");
+        let mut s = Session::default();
+        let (topic, _) = l.update(&mut s, &update("pump/1", "temperature", false));
+        assert_eq!(topic, "spBv1.0/plant/DDATA/gw-0/pump%2F1");
+        assert_eq!(
+            l.command_filters(),
+            ["spBv1.0/plant/NCMD/gw-0", "spBv1.0/plant/DCMD/gw-0/+"]
+        );
+        assert_eq!(
+            l.command("spBv1.0/plant/DCMD/gw-0/pump%2F1"),
+            Some(Target::DeviceCommand {
+                thing: "pump/1".into()
+            })
+        );
+        assert_eq!(
+            l.command("spBv1.0/plant/NCMD/gw-0"),
+            Some(Target::NodeCommand)
+        );
+        for not_a_command in [
+            "spBv1.0/plant/DCMD/gw-1/pump",
+            "spBv1.0/plant/DCMD/gw-0/a/b",
+            "spBv1.0/plant/DDATA/gw-0/pump",
+            "spBv1.0/other/NCMD/gw-0",
+        ] {
+            assert_eq!(l.command(not_a_command), None, "{not_a_command}");
+        }
+        let (topic, _, retain) = l.will(4);
+        assert_eq!(
+            (topic.as_str(), retain),
+            ("spBv1.0/plant/NDEATH/gw-0", false)
+        );
+    }
+
+    #[test]
     fn names_cannot_leave_their_topic_level_or_become_wildcards() {
         let l = Layout::new(&TopicsConfig::default(), "gw", "gw-0");
-        let (topic, _) = l.update(&update("a/b", "x+#", false));
+        let (topic, _) = l.update(&mut Session::default(), &update("a/b", "x+#", false));
         assert_eq!(topic, "edgeway/a%2Fb/properties/x%2B%23");
         assert_eq!(level("100%"), "100%25");
         assert_eq!(level("plain-name_1.2"), "plain-name_1.2");
@@ -558,12 +691,14 @@ mod tests {
             }
         );
         assert_eq!(
-            l.reply(&call, json!({"status": 200})).0,
+            l.reply(&mut Session::default(), &call, json!({"status": 200}))
+                .0,
             "edgeway/a%2Fb/services/Reset/response"
         );
         let write = l.command("edgeway/pump/properties/speed/set").unwrap();
         assert_eq!(
-            l.reply(&write, json!({"status": 200})).0,
+            l.reply(&mut Session::default(), &write, json!({"status": 200}))
+                .0,
             "edgeway/pump/properties/speed/set/response"
         );
         for not_a_command in [

@@ -24,8 +24,18 @@ use super::{free_or_any, localhost_server};
 pub const PORT: u16 = 8883;
 /// Connections the front serves at once.
 const MAX_CONNECTIONS: usize = 1024;
-/// A TLS handshake slower than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The front's bounds: connections at once (one more is closed at once) and how long a TLS
+/// handshake may take (a silent client is dropped after it, freeing its slot).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    connections: usize,
+    handshake: Duration,
+}
+
+const LIMITS: Limits = Limits {
+    connections: MAX_CONNECTIONS,
+    handshake: Duration::from_secs(10),
+};
 
 /// The running broker.
 pub struct Broker {
@@ -112,7 +122,12 @@ pub async fn start(
         .await
         .map_err(|e| format!("embedded broker: cannot listen on {want}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let front = tokio::spawn(serve(listener, TlsAcceptor::from(material.config), inner));
+    let front = tokio::spawn(serve(
+        listener,
+        TlsAcceptor::from(material.config),
+        inner,
+        LIMITS,
+    ));
     Ok(Broker {
         addr,
         logins: !logins.is_empty(),
@@ -131,11 +146,17 @@ async fn wait_listening(addr: SocketAddr) -> Result<(), String> {
 }
 
 /// Terminates TLS and copies each connection to the broker.
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor, inner: SocketAddr) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn serve(listener: TcpListener, acceptor: TlsAcceptor, inner: SocketAddr, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.connections));
     loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            continue;
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, most likely: retrying at once would spin a core.
+                tracing::warn!(error = %e, "embedded broker: accept failed; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "embedded broker: too many connections; refused");
@@ -144,7 +165,7 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, inner: SocketAddr) 
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     return tracing::debug!(%peer, error = %e, "broker TLS handshake failed")
@@ -157,5 +178,95 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, inner: SocketAddr) 
             let mut tls = tls;
             let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use edgeway_testkit::pki::{client_config, Pki};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Reads until EOF or `within`; whether the peer closed.
+    async fn closed(tcp: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(within, tcp.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn the_tls_front_drops_silent_clients_and_refuses_one_too_many() {
+        let pki = Pki::new("broker-front");
+        // An echo server stands in for the broker behind the front.
+        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let inner = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = c.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let tls = TlsConfig {
+            cert: pki.cert.clone(),
+            key: pki.key.clone(),
+            key_passphrase_file: None,
+            client_auth: ClientAuthMode::Off,
+            client_ca: None,
+            pinned_peers: Vec::new(),
+            pin_mode: Default::default(),
+            watch: false,
+        };
+        let material = build_server_config(&tls, "test").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = listener.local_addr().unwrap();
+        let limits = Limits {
+            connections: 2,
+            handshake: Duration::from_millis(500),
+        };
+        tokio::spawn(serve(
+            listener,
+            TlsAcceptor::from(material.config),
+            inner,
+            limits,
+        ));
+
+        // Two clients that never speak hold both slots; a third is closed at once.
+        let started = Instant::now();
+        let mut silent = [
+            TcpStream::connect(front).await.unwrap(),
+            TcpStream::connect(front).await.unwrap(),
+        ];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut third = TcpStream::connect(front).await.unwrap();
+        assert!(
+            closed(&mut third, Duration::from_millis(300)).await,
+            "refused"
+        );
+        // The silent ones are dropped once the handshake time is up, not before.
+        for s in &mut silent {
+            assert!(closed(s, Duration::from_secs(5)).await, "dropped");
+        }
+        assert!(
+            started.elapsed() >= limits.handshake,
+            "{:?}",
+            started.elapsed()
+        );
+
+        // Their slots are free again: a real TLS client gets through to the broker.
+        let connector = tokio_rustls::TlsConnector::from(client_config(pki.ca.roots(), None));
+        let tcp = TcpStream::connect(front).await.unwrap();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"CONNECT").await.unwrap();
+        let mut back = [0u8; 7];
+        tls.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"CONNECT");
     }
 }

@@ -12,10 +12,12 @@
 //! Commands (service calls, property writes) arrive on the layout's command topics and run on
 //! the registry, at most [`MAX_COMMANDS`] at a time; each is answered on its response topic.
 //!
-//! Layout: `config` (the `mqtt` section), `topics` (topic names and payloads per preset),
+//! Layout: `config` (the `mqtt` section), `client` (the client library behind one face),
+//! `topics` (topic names and payloads per preset),
 //! `sparkplug` (Sparkplug B's protobuf payloads and sequence numbers), `commands` (running a
 //! command and its answer).
 
+mod client;
 pub mod commands;
 pub mod config;
 pub mod sparkplug;
@@ -26,30 +28,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{
-    mqttbytes, AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill,
-    MqttOptions, Outgoing, Packet, QoS, StateError, TlsConfiguration, Transport,
-};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::uplink::{self, Queue};
+use client::{Client, Connection, Disconnect, Event};
 use commands::Request;
 use config::MqttConfig;
 use edgeway_runtime::ConfigError;
 use sparkplug::Session;
 use topics::{Layout, Target};
 
-/// Largest packet accepted from the broker (a command's parameters): a bound keeps one
-/// socket from taking memory.
-const MAX_INCOMING_PACKET: usize = 64 * 1024;
 /// Commands running at once; one more is answered 503 at once rather than queued, so a
 /// flood of commands cannot grow memory or starve the event loop.
 pub const MAX_COMMANDS: usize = 64;
-/// Largest packet sent: an event's data table can be sizeable.
-const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
 
 /// Handle to the running connector.
 #[derive(Clone)]
@@ -105,7 +99,8 @@ impl Mqtt {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Mqtt, Vec<JoinHandle<()>>), ConfigError> {
         config.validate()?;
-        let options = options(&config)?;
+        let layout = Layout::new(&config.topics, &config.gateway, &config.client_id);
+        let password = password(&config)?;
         let (queue, queue_tasks) = Queue::start(
             &config.queue,
             "mqtt.queue",
@@ -117,13 +112,14 @@ impl Mqtt {
         // Room for every publish the feeder may hand over, every command's answer, the birth,
         // the goodbye and the subscriptions, so handing over never waits (it happens under the
         // `Flight` lock).
-        let (client, eventloop) = AsyncClient::new(options, max_in_flight * 2 + MAX_COMMANDS + 8);
+        let channel = max_in_flight * 2 + MAX_COMMANDS + 8;
+        let (client, eventloop) = Client::new(&config, password, layout.will(0), channel)?;
         let shared = Arc::new(Shared {
             queue: queue.clone(),
             registry: registry.clone(),
             commands: Arc::new(Semaphore::new(MAX_COMMANDS)),
             metrics,
-            layout: Layout::new(&config.topics, &config.gateway, &config.client_id),
+            layout,
             connected: AtomicBool::new(false),
             flight: Mutex::new(Flight::default()),
             room: Notify::new(),
@@ -154,40 +150,6 @@ impl Mqtt {
     }
 }
 
-/// The client's options from the config: endpoint, TLS, credentials, last will.
-fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
-    let endpoint = config.endpoint()?;
-    let host = endpoint.websocket.clone().unwrap_or(endpoint.host.clone());
-    let mut o = MqttOptions::new(config.client_id.clone(), host, endpoint.port);
-    o.set_keep_alive(Duration::from_secs(config.keep_alive_secs))
-        .set_clean_session(!config.persistent_session)
-        .set_inflight(config.max_in_flight)
-        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-        .set_last_will(will(
-            &Layout::new(&config.topics, &config.gateway, &config.client_id),
-            0,
-        ));
-    if let Some(user) = &config.username {
-        o.set_credentials(user.clone(), password(config)?);
-    }
-    if endpoint.tls {
-        let tls = crate::tunnel::connect::client_config(
-            &config.server,
-            config.client_cert.as_ref(),
-            "mqtt",
-        )?;
-        let tls = TlsConfiguration::Rustls(Arc::new(tls));
-        o.set_transport(if endpoint.websocket.is_some() {
-            Transport::Wss(tls)
-        } else {
-            Transport::Tls(tls)
-        });
-    } else if endpoint.websocket.is_some() {
-        o.set_transport(Transport::Ws);
-    }
-    Ok(o)
-}
-
 /// The password a password file holds: its first line, as it is (spaces may belong to it).
 pub fn password_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
@@ -207,18 +169,12 @@ fn password(config: &MqttConfig) -> Result<String, ConfigError> {
     Ok(password_line(&text).to_owned())
 }
 
-/// The last will of connection `bd_seq` (QoS 1).
-fn will(layout: &Layout, bd_seq: u64) -> LastWill {
-    let (topic, payload, retain) = layout.will(bd_seq);
-    LastWill::new(topic, payload, QoS::AtLeastOnce, retain)
-}
-
 /// Drives the client's event loop: connection state, packet ids, PUBACKs; reconnects with
 /// capped exponential backoff and full jitter.
 async fn drive(
     shared: Arc<Shared>,
-    client: AsyncClient,
-    mut eventloop: EventLoop,
+    client: Client,
+    mut eventloop: Connection,
     config: MqttConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -232,24 +188,22 @@ async fn drive(
             }
         };
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::ConnAck) => {
                 attempt = 0;
                 shared.metrics.tunnel_connect_failing(None);
                 // A session started clean to get past an oversized message is kept again.
-                eventloop
-                    .mqtt_options
-                    .set_clean_session(!config.persistent_session);
+                eventloop.set_clean(!config.persistent_session);
                 up(&shared, &client);
             }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+            Ok(Event::PublishOut(pkid)) => {
                 let mut f = shared.flight();
                 if let Some(seq) = f.order.pop_front() {
                     f.by_pkid.insert(pkid, seq);
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => command(&shared, &client, p),
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                let seq = shared.flight().by_pkid.remove(&ack.pkid).flatten();
+            Ok(Event::Message { topic, payload }) => command(&shared, &client, &topic, &payload),
+            Ok(Event::PubAck(pkid)) => {
+                let seq = shared.flight().by_pkid.remove(&pkid).flatten();
                 if let Some(seq) = seq {
                     let mut q = shared.queue.lock();
                     q.ack([seq]);
@@ -259,36 +213,34 @@ async fn drive(
                 shared.room.notify_one();
             }
             Ok(_) => {}
-            Err(e) => {
+            Err(lost) => {
                 down(&shared, &mut eventloop);
-                let why = Disconnect::of(&e);
+                let why = lost.why;
                 if why == Disconnect::Oversized && config.persistent_session {
                     // The broker delivers an unacknowledged QoS 1 message again on every
                     // reconnect of a persistent session: one oversized command would keep the
                     // gateway off the broker. The next session starts clean, dropping it (and
                     // whatever else the broker held for this gateway: commands only).
-                    eventloop.mqtt_options.set_clean_session(true);
+                    eventloop.set_clean(true);
                 }
                 if shared.layout.is_sparkplug() {
                     // The next connection is another birth/death pair: its NDEATH (the will)
                     // and NBIRTH carry the next bdSeq.
                     let mut f = shared.flight();
                     f.session.bd_seq += 1;
-                    eventloop
-                        .mqtt_options
-                        .set_last_will(will(&shared.layout, f.session.bd_seq));
+                    eventloop.set_will(shared.layout.will(f.session.bd_seq));
                 }
                 // A rotated password (a Secret's new value in the mounted file) is used from
                 // the next attempt on, without a restart.
                 if let (Some(user), Ok(pw)) = (&config.username, password(&config)) {
-                    eventloop.mqtt_options.set_credentials(user.clone(), pw);
+                    eventloop.set_credentials(user.clone(), pw);
                 }
                 shared.metrics.tunnel_disconnect(why.label());
                 shared.metrics.tunnel_connect_failing(why.failing_stage());
                 let delay =
                     uplink::backoff(config.backoff_initial_ms, config.backoff_max_ms, attempt);
                 attempt = attempt.saturating_add(1);
-                tracing::warn!(url = %config.url, reason = why.label(), error = %e, retry_in_ms = delay.as_millis() as u64, "mqtt connection down");
+                tracing::warn!(url = %config.url, reason = why.label(), error = %lost.error, retry_in_ms = delay.as_millis() as u64, "mqtt connection down");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
@@ -299,7 +251,7 @@ async fn drive(
 }
 
 /// A connection came up: everything unacknowledged is sent again, after the birth message.
-fn up(shared: &Arc<Shared>, client: &AsyncClient) {
+fn up(shared: &Arc<Shared>, client: &Client) {
     let mut f = shared.flight();
     f.order.clear();
     f.by_pkid.clear();
@@ -307,7 +259,7 @@ fn up(shared: &Arc<Shared>, client: &AsyncClient) {
     if shared.layout.is_sparkplug() {
         // Commands first: a host may ask for a rebirth as soon as it sees the NBIRTH.
         for filter in shared.layout.command_filters() {
-            let _ = client.try_subscribe(filter, QoS::AtLeastOnce);
+            client.subscribe(filter);
         }
         drop(f);
         shared.connected.store(true, Ordering::SeqCst);
@@ -317,17 +269,15 @@ fn up(shared: &Arc<Shared>, client: &AsyncClient) {
         return;
     }
     f.order.push_back(None);
-    let birth = client.try_publish(
+    if !client.publish(
         shared.layout.state_topic(),
-        QoS::AtLeastOnce,
         true,
         Layout::state_payload(true),
-    );
-    if birth.is_err() {
+    ) {
         f.order.pop_back();
     }
     for filter in shared.layout.command_filters() {
-        let _ = client.try_subscribe(filter, QoS::AtLeastOnce);
+        client.subscribe(filter);
     }
     f.live = true;
     drop(f);
@@ -342,7 +292,7 @@ fn up(shared: &Arc<Shared>, client: &AsyncClient) {
 /// client's channel, so they are handed over as it drains). Updates wait (`live` is false) until
 /// all births are handed over, as the specification wants every DBIRTH before its DDATA; a
 /// newer birth (a reconnect, a rebirth request) ends this one.
-fn births(shared: Arc<Shared>, client: AsyncClient) {
+fn births(shared: Arc<Shared>, client: Client) {
     let epoch = {
         let mut f = shared.flight();
         f.live = false;
@@ -394,7 +344,7 @@ fn births(shared: Arc<Shared>, client: AsyncClient) {
 /// connection ended this one.
 fn hand_birth(
     shared: &Shared,
-    client: &AsyncClient,
+    client: &Client,
     epoch: u64,
     device: Option<&(String, Vec<crate::registry::PropertyReading>)>,
 ) -> Option<bool> {
@@ -414,10 +364,7 @@ fn hand_birth(
         ),
     };
     f.order.push_back(None);
-    if client
-        .try_publish(topic, QoS::AtLeastOnce, false, payload)
-        .is_ok()
-    {
+    if client.publish(topic, false, payload) {
         return Some(true);
     }
     f.order.pop_back();
@@ -427,15 +374,14 @@ fn hand_birth(
 
 /// A connection was lost: what the client kept for resending is discarded (the rewound queue
 /// resends it), and the feeder stops until the next connection.
-fn down(shared: &Shared, eventloop: &mut EventLoop) {
+fn down(shared: &Shared, eventloop: &mut Connection) {
     let mut f = shared.flight();
     f.live = false;
     f.order.clear();
     f.by_pkid.clear();
     // Moves the in-flight publishes and whatever still waits in the request channel into
     // `pending`, which is then dropped; the lock keeps the feeder from adding more meanwhile.
-    eventloop.clean();
-    eventloop.pending.clear();
+    eventloop.discard();
     drop(f);
     shared.connected.store(false, Ordering::SeqCst);
     shared.metrics.tunnel_connected(false);
@@ -443,7 +389,7 @@ fn down(shared: &Shared, eventloop: &mut EventLoop) {
 
 /// At shutdown: says `{"online": false}` or NDEATH (a clean DISCONNECT does not fire the last will) and
 /// disconnects, within 2 s.
-async fn goodbye(shared: &Shared, client: &AsyncClient, eventloop: &mut EventLoop) {
+async fn goodbye(shared: &Shared, client: &Client, eventloop: &mut Connection) {
     if !shared.connected.load(Ordering::SeqCst) {
         return;
     }
@@ -454,12 +400,12 @@ async fn goodbye(shared: &Shared, client: &AsyncClient, eventloop: &mut EventLoo
     };
     // What the will would say (Sparkplug: NDEATH).
     let (topic, payload, retain) = shared.layout.will(bd_seq);
-    let _ = client.try_publish(topic, QoS::AtLeastOnce, retain, payload);
-    let _ = client.try_disconnect();
+    client.publish(topic, retain, payload);
+    client.disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
             match eventloop.poll().await {
-                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                Ok(Event::DisconnectOut) | Err(_) => return,
                 Ok(_) => {}
             }
         }
@@ -469,12 +415,12 @@ async fn goodbye(shared: &Shared, client: &AsyncClient, eventloop: &mut EventLoo
 
 /// Runs a command the broker delivered, on its own task; answers 503 at once when
 /// [`MAX_COMMANDS`] are running.
-fn command(shared: &Arc<Shared>, client: &AsyncClient, p: rumqttc::Publish) {
-    let Some(target) = shared.layout.command(&p.topic) else {
-        tracing::debug!(topic = %p.topic, "message on a topic that is not a command; ignored");
+fn command(shared: &Arc<Shared>, client: &Client, topic: &str, payload: &[u8]) {
+    let Some(target) = shared.layout.command(topic) else {
+        tracing::debug!(%topic, "message on a topic that is not a command; ignored");
         return;
     };
-    let (id, body) = match Request::parse(&shared.registry, &target, &p.payload) {
+    let (id, body) = match Request::parse(&shared.registry, &target, payload) {
         Request::NotOurs => {
             tracing::debug!(
                 ?target,
@@ -504,7 +450,7 @@ fn command(shared: &Arc<Shared>, client: &AsyncClient, p: rumqttc::Publish) {
 
 /// Publishes a command's answer (QoS 1, not queued: an answer for a caller that has gone is
 /// worth nothing after a reconnect).
-fn respond(shared: &Shared, client: &AsyncClient, target: &Target, answer: serde_json::Value) {
+fn respond(shared: &Shared, client: &Client, target: &Target, answer: serde_json::Value) {
     let mut f = shared.flight();
     if !f.live {
         tracing::debug!(?target, "connection down; command answer dropped");
@@ -513,10 +459,7 @@ fn respond(shared: &Shared, client: &AsyncClient, target: &Target, answer: serde
     let before = f.session.clone();
     let (topic, payload) = shared.layout.reply(&mut f.session, target, answer);
     f.order.push_back(None);
-    if client
-        .try_publish(topic, QoS::AtLeastOnce, false, payload)
-        .is_err()
-    {
+    if !client.publish(topic, false, payload) {
         f.order.pop_back();
         f.session = before;
     }
@@ -524,7 +467,7 @@ fn respond(shared: &Shared, client: &AsyncClient, target: &Target, answer: serde
 
 /// Hands unsent queue entries to the client while a connection is up and fewer than
 /// `maxInFlight` wait for their PUBACK.
-async fn feed(shared: Arc<Shared>, client: AsyncClient, mut shutdown: watch::Receiver<bool>) {
+async fn feed(shared: Arc<Shared>, client: Client, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = shared.queue.pushed() => {}
@@ -545,10 +488,7 @@ async fn feed(shared: Arc<Shared>, client: AsyncClient, mut shutdown: watch::Rec
         for (seq, u) in batch {
             let (topic, payload) = shared.layout.update(&mut f.session, &u);
             f.order.push_back(Some(seq));
-            if client
-                .try_publish(topic, QoS::AtLeastOnce, false, payload)
-                .is_err()
-            {
+            if !client.publish(topic, false, payload) {
                 // Only when the event loop is gone (shutdown): the entry stays queued.
                 f.order.pop_back();
                 return;
@@ -560,62 +500,6 @@ async fn feed(shared: Arc<Shared>, client: AsyncClient, mut shutdown: watch::Rec
         // More may wait than fitted: look again once the client has room.
         if shared.queue.lock().has_unsent() {
             shared.room.notify_one();
-        }
-    }
-}
-
-/// Why a connection ended, in the classes the connector acts on and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Disconnect {
-    /// CONNACK: bad user name or password, or not authorized.
-    Unauthorized,
-    /// CONNACK with another refusal.
-    Refused,
-    Tls,
-    Timeout,
-    /// An incoming message over the size bound.
-    Oversized,
-    Protocol,
-    Connection,
-}
-
-impl Disconnect {
-    fn of(e: &ConnectionError) -> Disconnect {
-        match e {
-            ConnectionError::ConnectionRefused(
-                ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-            ) => Disconnect::Unauthorized,
-            ConnectionError::ConnectionRefused(_) => Disconnect::Refused,
-            ConnectionError::Tls(_) => Disconnect::Tls,
-            ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => Disconnect::Timeout,
-            ConnectionError::MqttState(StateError::Deserialization(
-                mqttbytes::Error::PayloadSizeLimitExceeded(_),
-            )) => Disconnect::Oversized,
-            ConnectionError::MqttState(_) => Disconnect::Protocol,
-            _ => Disconnect::Connection,
-        }
-    }
-
-    /// The `kind` label of the disconnect counter.
-    fn label(self) -> &'static str {
-        match self {
-            Disconnect::Unauthorized => "unauthorized",
-            Disconnect::Refused => "refused",
-            Disconnect::Tls => "tls",
-            Disconnect::Timeout => "timeout",
-            Disconnect::Oversized => "oversized",
-            Disconnect::Protocol => "protocol",
-            Disconnect::Connection => "connection",
-        }
-    }
-
-    /// The connect stage it shows as failing (what the operator's Connected condition reads),
-    /// when it is one a user must mend rather than a passing outage.
-    fn failing_stage(self) -> Option<&'static str> {
-        match self {
-            Disconnect::Unauthorized => Some("credentials"),
-            Disconnect::Tls => Some("tls"),
-            _ => None,
         }
     }
 }

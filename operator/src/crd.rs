@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use edgeway_runtime::tls::{ClientAuthMode, PinMode};
 use edgeway_sidecar::config::AuthMethodName;
-use edgeway_sidecar::mqtt::config::TopicsConfig;
+use edgeway_sidecar::mqtt::config::{MqttVersion, TopicsConfig};
 use edgeway_sidecar::tunnel::config::{FsyncPolicy, OverflowPolicy};
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
@@ -151,6 +151,9 @@ pub enum PlatformProtocol {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MqttSpec {
+    /// MQTT protocol version: `"3.1.1"` (default) or `"5"`.
+    #[serde(default)]
+    pub version: MqttVersion,
     /// User name sent in CONNECT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
@@ -177,6 +180,7 @@ fn default_mqtt_keep_alive() -> u32 {
 impl Default for MqttSpec {
     fn default() -> Self {
         Self {
+            version: MqttVersion::default(),
             username: None,
             password_secret: None,
             topics: TopicsConfig::default(),

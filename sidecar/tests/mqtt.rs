@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use edgeway_protocol::basetype::{BaseType, Quality};
 use edgeway_sidecar::config::SidecarConfig;
-use edgeway_sidecar::mqtt::config::TopicPreset;
+use edgeway_sidecar::mqtt::config::{MqttVersion, TopicPreset};
 use edgeway_sidecar::tunnel::outbox::Update;
 use edgeway_testkit::client::get;
 use edgeway_testkit::pki::Pki;
@@ -1100,4 +1100,123 @@ services.Add = function(me, headers, query, data) return 200, data.a + data.b en
         expected = Some((seq + 1) % 256);
     }
     assert!(all.iter().filter(|m| m["topic"] == ddata).count() >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_answers_on_the_response_topic_and_the_broker_keeps_oversized_commands_away() {
+    let pki = Pki::new("mqtt5");
+    let broker = Broker::start(&pki, &pki.dir);
+    let port = broker.tls_port;
+    // An MQTT 5 subscriber printing each message with its properties as JSON (`%j`).
+    let replies = Subscriber::start_with(&pki, port, "replies/#", &["-V", "5", "-F", "%j"]);
+    let values = Subscriber::start(&pki, port, "edgeway/#");
+    let things = meter(
+        &pki,
+        r#"
+properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
+serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
+services.Add = function(me, headers, query, data) return 200, data.a + data.b end
+"#,
+        "",
+    );
+    let url = format!("mqtts://localhost:{port}");
+    let mut config = sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things);
+    config.mqtt.as_mut().unwrap().version = MqttVersion::V5;
+    let sidecar = edgeway_sidecar::start(config).await.unwrap();
+    let mqtt = sidecar.mqtt.clone().unwrap();
+    wait_for("connected over MQTT 5", 10, || {
+        let up = mqtt.connected();
+        async move { up }
+    })
+    .await;
+    wait_for("the birth message", 10, || {
+        let born = values
+            .payloads("edgeway/gateways/gw-test/state")
+            .contains(&serde_json::json!({"online": true}));
+        async move { born }
+    })
+    .await;
+
+    // A request naming its response topic and correlation data (MQTT 5 request/response):
+    // answered there, the correlation data echoed.
+    let add = "edgeway/Meter1/services/Add/request";
+    let answers = |sub: &Subscriber| -> Vec<serde_json::Value> {
+        sub.lines()
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let ask = |id: &'static str| {
+        let body = format!("{{\"id\": \"{id}\", \"params\": {{\"a\": 2, \"b\": 3}}}}");
+        let args = [
+            "-V",
+            "5",
+            "-m",
+            &body,
+            "-D",
+            "PUBLISH",
+            "response-topic",
+            &format!("replies/{id}"),
+            "-D",
+            "PUBLISH",
+            "correlation-data",
+            &format!("corr-{id}"),
+        ]
+        .map(str::to_owned);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        publish_stdin(&pki, port, add, &args, b"");
+    };
+    let answered = |id: &str| {
+        answers(&replies)
+            .into_iter()
+            .find(|m| m["topic"] == format!("replies/{id}"))
+    };
+    ask("r1");
+    wait_for("the answer on the response topic", 10, || {
+        let a = answered("r1");
+        async move { a.is_some() }
+    })
+    .await;
+    let a = answered("r1").unwrap();
+    assert_eq!(a["properties"]["correlation-data"], "corr-r1", "{a}");
+    let body: serde_json::Value = serde_json::from_str(a["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"id": "r1", "status": 200, "result": 5})
+    );
+    assert!(
+        values
+            .payloads("edgeway/Meter1/services/Add/response")
+            .is_empty(),
+        "answered on the response topic only"
+    );
+
+    // A command over the 64 KiB the gateway told the broker it accepts: the broker drops it
+    // for this client, the connection stays (no oversized disconnect), the next call is
+    // answered, and the big one never ran.
+    let big = format!(
+        "{{\"id\": \"big\", \"pad\": \"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    publish_stdin(&pki, port, add, &["-s"], big.as_bytes());
+    ask("r2");
+    wait_for("the call after the oversized one answered", 10, || {
+        let a = answered("r2");
+        async move { a.is_some() }
+    })
+    .await;
+    let metrics =
+        String::from_utf8_lossy(&get(sidecar.admin_addr, "/metrics").await.body).into_owned();
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.contains("disconnects") && !l.starts_with('#') && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(!values
+        .payloads("edgeway/Meter1/services/Add/response")
+        .iter()
+        .any(|a| a["id"] == "big"));
+    sidecar.shutdown().await;
 }

@@ -344,6 +344,7 @@ fn mqtt(spec: &EdgeGatewaySpec, name: &str) -> Result<MqttConfig, ConfigError> {
         "gateway": p.gateway_name.as_deref().unwrap_or(name),
     }))
     .map_err(|e| ConfigError::new("spec.platform", e.to_string()))?;
+    c.version = m.version;
     c.username = m.username.clone();
     c.password_file = p
         .credential()

@@ -756,7 +756,8 @@ fn mqtt_renders_a_broker_connection_with_a_client_id_per_pod() {
     let gw = gateway(serde_json::json!({
         "platform": {"protocol": "mqtt", "url": "mqtts://broker.example:8883", "appKey": null,
                      "mqtt": {"username": "plant", "passwordSecret": {"name": "mq", "key": "pw"},
-                              "topics": {"prefix": "plant1"}, "keepAliveSeconds": 20}},
+                              "topics": {"prefix": "plant1"}, "keepAliveSeconds": 20,
+                              "version": "5"}},
         "pod": {"replicas": 2}
     }));
     let config = render(&gw.spec, "gw").unwrap();
@@ -780,6 +781,7 @@ fn mqtt_renders_a_broker_connection_with_a_client_id_per_pod() {
     assert_eq!(m.topics.prefix, "plant1");
     assert_eq!(m.keep_alive_secs, 20);
     assert!(m.persistent_session);
+    assert_eq!(m.version, edgeway_sidecar::mqtt::config::MqttVersion::V5);
 
     // One file per pod, the same but for the client id: a broker keeps one connection per id.
     let files = config_files(&gw.spec, &names(), &config).unwrap();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::tunnel::config::{ClientCert, QueueConfig, ServerVerification};
 use edgeway_runtime::ConfigError;
 
-/// Connection to an MQTT broker (MQTT 3.1.1), instead of the AlwaysOn tunnel.
+/// Connection to an MQTT broker (MQTT 3.1.1 or 5), instead of the AlwaysOn tunnel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MqttConfig {
@@ -18,6 +18,9 @@ pub struct MqttConfig {
     pub url: String,
     /// The MQTT client id; one per pod (the operator renders the pod's name).
     pub client_id: String,
+    /// The protocol version: `3.1.1` (default) or `5`.
+    #[serde(default)]
+    pub version: MqttVersion,
     /// The gateway's name in topics (its birth and last-will state topic).
     pub gateway: String,
     /// User name sent in CONNECT, if the broker wants one.
@@ -56,6 +59,19 @@ pub struct MqttConfig {
     /// Store-and-forward queue of updates (a PUBACK is the acknowledgement).
     #[serde(default)]
     pub queue: QueueConfig,
+}
+
+/// The MQTT protocol version spoken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1.
+    #[default]
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5: the broker told the largest packet accepted, sessions that do not expire,
+    /// commands answered on their response topic with their correlation data.
+    #[serde(rename = "5")]
+    V5,
 }
 
 /// Which topics updates and state go to.

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::uplink::{self, Queue};
-use client::{Client, Connection, Disconnect, Event};
+use client::{Client, Connection, Disconnect, Event, Reply};
 use commands::Request;
 use config::MqttConfig;
 use edgeway_runtime::ConfigError;
@@ -201,7 +201,11 @@ async fn drive(
                     f.by_pkid.insert(pkid, seq);
                 }
             }
-            Ok(Event::Message { topic, payload }) => command(&shared, &client, &topic, &payload),
+            Ok(Event::Message {
+                topic,
+                payload,
+                reply,
+            }) => command(&shared, &client, &topic, &payload, reply),
             Ok(Event::PubAck(pkid)) => {
                 let seq = shared.flight().by_pkid.remove(&pkid).flatten();
                 if let Some(seq) = seq {
@@ -415,7 +419,13 @@ async fn goodbye(shared: &Shared, client: &Client, eventloop: &mut Connection) {
 
 /// Runs a command the broker delivered, on its own task; answers 503 at once when
 /// [`MAX_COMMANDS`] are running.
-fn command(shared: &Arc<Shared>, client: &Client, topic: &str, payload: &[u8]) {
+fn command(
+    shared: &Arc<Shared>,
+    client: &Client,
+    topic: &str,
+    payload: &[u8],
+    reply: Option<Reply>,
+) {
     let Some(target) = shared.layout.command(topic) else {
         tracing::debug!(%topic, "message on a topic that is not a command; ignored");
         return;
@@ -428,7 +438,7 @@ fn command(shared: &Arc<Shared>, client: &Client, topic: &str, payload: &[u8]) {
             );
             return;
         }
-        Request::Invalid(answer) => return respond(shared, client, &target, answer),
+        Request::Invalid(answer) => return respond(shared, client, &target, answer, reply),
         Request::Valid { id, body } => (id, body),
     };
     if target == Target::NodeCommand
@@ -438,19 +448,27 @@ fn command(shared: &Arc<Shared>, client: &Client, topic: &str, payload: &[u8]) {
         return births(shared.clone(), client.clone());
     }
     let Ok(permit) = shared.commands.clone().try_acquire_owned() else {
-        return respond(shared, client, &target, commands::busy(id));
+        return respond(shared, client, &target, commands::busy(id), reply);
     };
     let (shared, client) = (shared.clone(), client.clone());
     tokio::spawn(async move {
         let answer = commands::run(&shared.registry, &target, id, &body).await;
         drop(permit);
-        respond(&shared, &client, &target, answer);
+        respond(&shared, &client, &target, answer, reply);
     });
 }
 
 /// Publishes a command's answer (QoS 1, not queued: an answer for a caller that has gone is
-/// worth nothing after a reconnect).
-fn respond(shared: &Shared, client: &Client, target: &Target, answer: serde_json::Value) {
+/// worth nothing after a reconnect). An MQTT 5 request that names a response topic is answered
+/// there, with its correlation data (the `generic` and `aws-shadow` commands: IoT Hub and
+/// Sparkplug have their own answer topics).
+fn respond(
+    shared: &Shared,
+    client: &Client,
+    target: &Target,
+    answer: serde_json::Value,
+    reply: Option<Reply>,
+) {
     let mut f = shared.flight();
     if !f.live {
         tracing::debug!(?target, "connection down; command answer dropped");
@@ -459,7 +477,15 @@ fn respond(shared: &Shared, client: &Client, target: &Target, answer: serde_json
     let before = f.session.clone();
     let (topic, payload) = shared.layout.reply(&mut f.session, target, answer);
     f.order.push_back(None);
-    if !client.publish(topic, false, payload) {
+    let to_requester = matches!(
+        target,
+        Target::Service { .. } | Target::Write { .. } | Target::Delta { .. }
+    );
+    let sent = match reply.filter(|_| to_requester) {
+        Some(r) => client.publish_reply(&r, payload),
+        None => client.publish(topic, false, payload),
+    };
+    if !sent {
         f.order.pop_back();
         f.session = before;
     }

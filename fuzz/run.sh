@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 mode=${1:-smoke}
-TARGETS=(alwayson_frames infotable_json basic_header oauth_request sidecar_config gateway_render lua_template ems_import ws_inflate)
+TARGETS=(alwayson_frames infotable_json basic_header oauth_request sidecar_config gateway_render lua_template ems_import ws_inflate mqtt_command)
 log() { echo "[fuzz $(date -u +%H:%M:%S)] $*"; }
 
 rustup toolchain list | grep -q '^nightly' || { log "needs the nightly toolchain (rustup toolchain install nightly)"; exit 1; }

@@ -52,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {
         return;
     };
-    let bytes = if mode & 1 == 0 { frames(data) } else { data.to_vec() };
+    let bytes = if mode & 1 == 0 {
+        frames(data)
+    } else {
+        data.to_vec()
+    };
     runtime().block_on(async move {
         let (mut client, server) = tokio::io::duplex(bytes.len() + 1);
         client.write_all(&bytes).await.unwrap();

@@ -148,6 +148,25 @@ async fn every_example_runs_in_local_mode() {
     }
 }
 
+/// `examples/mqtt.yaml` speaking MQTT 5: the embedded broker's front hands its CONNECT to the
+/// broker's MQTT 5 listener, and the gateway comes up connected.
+#[tokio::test]
+async fn an_mqtt5_gateway_connects_through_the_embedded_broker() {
+    let example = std::fs::read_to_string(repo().join("examples/mqtt.yaml")).unwrap();
+    let v5 = example.replacen("    mqtt:\n", "    mqtt:\n      version: \"5\"\n", 1);
+    assert_ne!(v5, example, "the example has an mqtt: section");
+    let dir = std::env::temp_dir().join(format!("edgeway-mqtt5-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mqtt5.yaml");
+    std::fs::write(&file, v5).unwrap();
+    let opts = options(vec![file], "mqtt5");
+    if let Err(e) = run(opts.clone()).await {
+        panic!("MQTT 5 in local mode: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&opts.state_dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The quickstart serving a PKCS#12 bundle from a Secret (`keystore.p12`, as cert-manager's
 /// `keystores.pkcs12` or an EMS `key_file` gives it) with its passphrase from another Secret.
 #[tokio::test]

@@ -582,8 +582,13 @@ async fn stop_runaways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn deep_recursion_is_a_stack_overflow_error_given_memory() {
+    // Room in every other limit, so the stack is the one that stops the recursion: with the
+    // default 1 s deadline a loaded machine (two builds beside the tests) hit the deadline first
+    // and failed this test now and then.
     let roomy = LuaLimits {
         memory_bytes: 512 * 1024 * 1024,
+        deadline: Duration::from_secs(60),
+        instructions: 10_000_000_000,
         ..LuaLimits::default()
     };
     let things = load_with("deep.lua", RUNAWAYS, roomy).unwrap();

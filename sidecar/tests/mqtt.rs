@@ -461,6 +461,13 @@ async fn ask(
     panic!("no answer on {reply} to {body}");
 }
 
+/// A meter template: a `Setpoint` to write and an `Add` service to call.
+const SETPOINT_AND_ADD: &str = r#"
+properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
+serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
+services.Add = function(me, headers, query, data) return 200, data.a + data.b end
+"#;
+
 /// A Lua thing `Meter1` of `template` under `lua:`, its limits `limits` (YAML lines).
 fn meter(pki: &Pki, template: &str, limits: &str) -> String {
     let lua = pki.dir.join("meter.lua");
@@ -765,15 +772,7 @@ async fn azure_iot_hub_messages_direct_methods_and_desired_properties() {
     let events = Subscriber::start(&pki, port, "devices/gw-test-0/messages/events/#");
     let methods = Subscriber::start(&pki, port, "$iothub/methods/res/#");
     let reported = Subscriber::start(&pki, port, "$iothub/twin/PATCH/properties/reported/#");
-    let things = meter(
-        &pki,
-        r#"
-properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
-serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
-services.Add = function(me, headers, query, data) return 200, data.a + data.b end
-"#,
-        "",
-    );
+    let things = meter(&pki, SETPOINT_AND_ADD, "");
     let url = format!("mqtts://localhost:{port}");
     let mut config = sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things);
     config.mqtt.as_mut().unwrap().topics.preset = TopicPreset::AzureIotHub;
@@ -931,16 +930,10 @@ async fn sparkplug_b_births_data_and_commands_read_by_an_independent_decoder() {
     let mut broker = Broker::start(&pki, &pki.dir);
     let port = broker.tls_port;
     let sub = Subscriber::start_with(&pki, port, "spBv1.0/#", &["-F", "%t %x"]);
-    let things = meter(
-        &pki,
-        r#"
-properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
-properties.Count = { baseType="INTEGER", pushType="VALUE", value=-2 }
-serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
-services.Add = function(me, headers, query, data) return 200, data.a + data.b end
-"#,
-        "",
+    let template = format!(
+        "{SETPOINT_AND_ADD}properties.Count = {{ baseType=\"INTEGER\", pushType=\"VALUE\", value=-2 }}\n"
     );
+    let things = meter(&pki, &template, "");
     let url = format!("mqtts://localhost:{port}");
     let mut config = sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things);
     let topics = &mut config.mqtt.as_mut().unwrap().topics;
@@ -1110,15 +1103,7 @@ async fn mqtt5_answers_on_the_response_topic_and_the_broker_keeps_oversized_comm
     // An MQTT 5 subscriber printing each message with its properties as JSON (`%j`).
     let replies = Subscriber::start_with(&pki, port, "replies/#", &["-V", "5", "-F", "%j"]);
     let values = Subscriber::start(&pki, port, "edgeway/#");
-    let things = meter(
-        &pki,
-        r#"
-properties.Setpoint = { baseType="NUMBER", pushType="VALUE", value=0 }
-serviceDefinitions.Add(output { baseType="NUMBER" }, input { name="a", baseType="NUMBER" }, input { name="b", baseType="NUMBER" })
-services.Add = function(me, headers, query, data) return 200, data.a + data.b end
-"#,
-        "",
-    );
+    let things = meter(&pki, SETPOINT_AND_ADD, "");
     let url = format!("mqtts://localhost:{port}");
     let mut config = sidecar_config(&pki, &pki.dir, &url, PASSWORD, &things);
     config.mqtt.as_mut().unwrap().version = MqttVersion::V5;

@@ -115,17 +115,8 @@ pub async fn start(
     wait_listening(inner.v5).await?;
 
     let cert = localhost_server(state, "broker")?;
-    let tls = TlsConfig {
-        cert: cert.cert,
-        key: cert.key,
-        key_passphrase_file: None,
-        client_auth: ClientAuthMode::Off,
-        client_ca: None,
-        pinned_peers: Vec::new(),
-        pin_mode: Default::default(),
-        watch: false,
-    };
-    let material = build_server_config(&tls, "broker.tls").map_err(|e| e.to_string())?;
+    let material = build_server_config(&server_tls(cert.cert, cert.key), "broker.tls")
+        .map_err(|e| e.to_string())?;
     let want = if any_port {
         SocketAddr::from(([127, 0, 0, 1], 0))
     } else {
@@ -156,6 +147,20 @@ async fn wait_listening(addr: SocketAddr) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(format!("embedded broker did not listen on {addr}"))
+}
+
+/// TLS of the front: the certificate, no client certificates asked for.
+fn server_tls(cert: std::path::PathBuf, key: std::path::PathBuf) -> TlsConfig {
+    TlsConfig {
+        cert,
+        key,
+        key_passphrase_file: None,
+        client_auth: ClientAuthMode::Off,
+        client_ca: None,
+        pinned_peers: Vec::new(),
+        pin_mode: Default::default(),
+        watch: false,
+    }
 }
 
 /// The broker's loopback listeners, one per MQTT version.
@@ -303,17 +308,8 @@ mod tests {
             v4: echo(b'4').await,
             v5: echo(b'5').await,
         };
-        let tls = TlsConfig {
-            cert: pki.cert.clone(),
-            key: pki.key.clone(),
-            key_passphrase_file: None,
-            client_auth: ClientAuthMode::Off,
-            client_ca: None,
-            pinned_peers: Vec::new(),
-            pin_mode: Default::default(),
-            watch: false,
-        };
-        let material = build_server_config(&tls, "test").unwrap();
+        let material =
+            build_server_config(&server_tls(pki.cert.clone(), pki.key.clone()), "test").unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front = listener.local_addr().unwrap();
         let limits = Limits {

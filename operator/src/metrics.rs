@@ -89,7 +89,7 @@ impl Metrics {
             duration.clone(),
         );
         registry.register(
-            "certificate_expiry_timestamp_seconds",
+            "certificate_not_after_timestamp_seconds",
             "notAfter of each certificate, Unix seconds",
             cert_expiry.clone(),
         );

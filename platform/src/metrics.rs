@@ -30,6 +30,13 @@ pub struct EdgeRequestLabels {
     pub outcome: &'static str,
 }
 
+/// Which certificate a not-after gauge is about (the label the sidecar and operator use too).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabel {
+    /// `server`: the AlwaysOn listener's.
+    pub certificate: &'static str,
+}
+
 type HistogramFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -42,16 +49,16 @@ pub struct Metrics {
     sessions: Gauge,
     sessions_total: Counter,
     auth_failures: Family<KindLabel, Counter>,
-    updates_stored: Counter,
+    /// Pushed property values by outcome: `stored`, `duplicate` (a resend, dropped).
+    updates: Family<KindLabel, Counter>,
     events_stored: Family<KindLabel, Counter>,
-    duplicates: Counter,
     messages_from_edges: Family<KindLabel, Counter>,
     undecodable: Family<KindLabel, Counter>,
     edge_requests: Family<EdgeRequestLabels, Counter>,
     edge_latency: HistogramFamily,
     tls_handshakes: Family<KindLabel, Counter>,
     tls_reloads: Family<KindLabel, Counter>,
-    cert_not_after: Gauge<i64, AtomicI64>,
+    cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
     stream_dropped: Counter,
     totals: Totals,
 }
@@ -114,25 +121,24 @@ impl Metrics {
         let sessions = Gauge::default();
         let sessions_total = Counter::default();
         let auth_failures = Family::<KindLabel, Counter>::default();
-        let updates_stored = Counter::default();
+        let updates = Family::<KindLabel, Counter>::default();
         let events_stored = Family::<KindLabel, Counter>::default();
-        let duplicates = Counter::default();
         let messages_from_edges = Family::<KindLabel, Counter>::default();
         let undecodable = Family::<KindLabel, Counter>::default();
         let edge_requests = Family::<EdgeRequestLabels, Counter>::default();
         let edge_latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let tls_handshakes = Family::<KindLabel, Counter>::default();
         let tls_reloads = Family::<KindLabel, Counter>::default();
-        let cert_not_after = Gauge::<i64, AtomicI64>::default();
+        let cert_not_after = Family::<CertLabel, Gauge<i64, AtomicI64>>::default();
         let stream_dropped = Counter::default();
         registry.register(
-            "sessions",
-            "AlwaysOn sessions authenticated and connected now",
+            "tunnels_up",
+            "AlwaysOn tunnels (sessions) authenticated and connected now",
             sessions.clone(),
         );
         registry.register(
-            "sessions_established",
-            "AlwaysOn sessions authenticated since start",
+            "tunnels_established",
+            "AlwaysOn tunnels (sessions) authenticated since start",
             sessions_total.clone(),
         );
         registry.register(
@@ -141,19 +147,14 @@ impl Metrics {
             auth_failures.clone(),
         );
         registry.register(
-            "updates_stored",
-            "Property values stored from UpdateSubscribedPropertyValues",
-            updates_stored.clone(),
+            "tunnel_updates",
+            "Property values pushed by edges (UpdateSubscribedPropertyValues), by outcome (stored, duplicate)",
+            updates.clone(),
         );
         registry.register(
             "events_received",
             "Events fired by edges, by outcome (stored, duplicate, refused)",
             events_stored.clone(),
-        );
-        registry.register(
-            "duplicates_dropped",
-            "Pushed property values dropped as duplicates (resends)",
-            duplicates.clone(),
         );
         registry.register(
             "edge_messages_undecodable",
@@ -186,8 +187,8 @@ impl Metrics {
             tls_reloads.clone(),
         );
         registry.register(
-            "tls_cert_not_after_seconds",
-            "Not-after of the served certificate, Unix seconds",
+            "certificate_not_after_timestamp_seconds",
+            "Not-after of the served certificate (certificate=\"server\"), Unix seconds",
             cert_not_after.clone(),
         );
         registry.register(
@@ -200,9 +201,8 @@ impl Metrics {
             sessions,
             sessions_total,
             auth_failures,
-            updates_stored,
+            updates,
             events_stored,
-            duplicates,
             messages_from_edges,
             undecodable,
             edge_requests,
@@ -238,7 +238,9 @@ impl Metrics {
 
     /// `n` property values were stored.
     pub fn updates_stored(&self, n: u64) {
-        self.updates_stored.inc_by(n);
+        self.updates
+            .get_or_create(&KindLabel { kind: "stored" })
+            .inc_by(n);
         self.totals.updates_stored.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -254,7 +256,9 @@ impl Metrics {
 
     /// `n` pushed values were duplicates.
     pub fn duplicates(&self, n: u64) {
-        self.duplicates.inc_by(n);
+        self.updates
+            .get_or_create(&KindLabel { kind: "duplicate" })
+            .inc_by(n);
         self.totals.duplicates.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -329,7 +333,11 @@ impl Metrics {
 
 impl TlsObserver for Metrics {
     fn cert_not_after(&self, unix_secs: i64) {
-        self.cert_not_after.set(unix_secs);
+        self.cert_not_after
+            .get_or_create(&CertLabel {
+                certificate: "server",
+            })
+            .set(unix_secs);
     }
 
     fn reloaded(&self, result: &'static str) {

@@ -471,11 +471,17 @@ async fn bearer_token_guards_the_api_and_admin_endpoints_work() {
     assert_eq!(get(p.admin_addr, "/readyz").await.status, 200);
     let m = get(p.admin_addr, "/metrics").await;
     let text = String::from_utf8_lossy(&m.body);
-    assert!(text.contains("edgeway_platform_sessions "), "{text}");
+    assert!(text.contains("edgeway_platform_tunnels_up "), "{text}");
     assert!(
-        text.contains("edgeway_platform_tls_cert_not_after_seconds"),
+        text.contains(
+            "edgeway_platform_certificate_not_after_timestamp_seconds{certificate=\"server\"}"
+        ),
         "{text}"
     );
+    // Every family served is in docs/operations.md's table (name, type, labels) and back.
+    if let Err(diff) = edgeway_testkit::metrics_doc::check_scrape("platform", &text) {
+        panic!("/metrics and docs/operations.md disagree:\n{diff}");
+    }
     p.shutdown().await;
 }
 

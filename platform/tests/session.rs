@@ -378,10 +378,13 @@ async fn pushed_values_are_stored_and_resends_dropped() {
     );
     let m = String::from_utf8_lossy(&get(p.admin_addr, "/metrics").await.body).into_owned();
     assert!(
-        m.contains("edgeway_platform_duplicates_dropped_total 3"),
+        m.contains("edgeway_platform_tunnel_updates_total{kind=\"duplicate\"} 3"),
         "{m}"
     );
-    assert!(m.contains("edgeway_platform_updates_stored_total 5"), "{m}");
+    assert!(
+        m.contains("edgeway_platform_tunnel_updates_total{kind=\"stored\"} 5"),
+        "{m}"
+    );
     p.shutdown().await;
 }
 

@@ -356,6 +356,9 @@ async fn load_things(
         if ended.offloaded {
             m.lua_offloaded(kind);
         }
+        if ended.timed_out {
+            m.lua_timeout(kind);
+        }
     }));
     Ok(things)
 }

@@ -47,8 +47,8 @@ pub struct KindLabel {
 /// Labels of a certificate-expiry gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabel {
-    /// Which certificate: `server`, `client`.
-    pub cert: &'static str,
+    /// Which certificate: `server`, `client` (the label the operator and platform use too).
+    pub certificate: &'static str,
 }
 
 type HistogramFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
@@ -57,6 +57,7 @@ type HistogramFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     auth_failures: Family<KindLabel, Counter>,
     tls_handshakes: Family<KindLabel, Counter>,
     connections_refused: Counter,
@@ -65,12 +66,14 @@ pub struct Metrics {
     authorization: Family<KindLabel, Counter>,
     lua_calls: HistogramFamily,
     lua_offloaded: Family<KindLabel, Counter>,
+    lua_timeouts: Family<KindLabel, Counter>,
     cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
     tunnel_up: Gauge<i64, AtomicI64>,
     tunnel_connect_failing: Family<StageLabel, Gauge<i64, AtomicI64>>,
     tunnel_disconnects: Family<KindLabel, Counter>,
     tunnel_updates: Family<KindLabel, Counter>,
     tunnel_queue_depth: Gauge<i64, AtomicI64>,
+    tunnel_queue_capacity: Gauge<i64, AtomicI64>,
     tunnel_queue_dropped: Counter,
     tunnel_queue_bytes: Gauge<i64, AtomicI64>,
     tunnel_queue_write_failing: Gauge<i64, AtomicI64>,
@@ -85,11 +88,18 @@ fn lua_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
 }
 
+/// 0.5 ms to ~8 s: a property read answered from memory up to a service near its deadline.
+fn request_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_5, 2.0, 15))
+}
+
 impl Metrics {
     /// Creates and registers every metric under the `edgeway_sidecar` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("edgeway_sidecar");
         let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(request_histogram);
         let auth_failures = Family::<KindLabel, Counter>::default();
         let tls_handshakes = Family::<KindLabel, Counter>::default();
         let tls_reloads = Family::<KindLabel, Counter>::default();
@@ -97,11 +107,17 @@ impl Metrics {
         let authorization = Family::<KindLabel, Counter>::default();
         let lua_calls: HistogramFamily = Family::new_with_constructor(lua_histogram);
         let lua_offloaded = Family::<KindLabel, Counter>::default();
+        let lua_timeouts = Family::<KindLabel, Counter>::default();
         let cert_not_after = Family::<CertLabel, Gauge<i64, AtomicI64>>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
             requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from a request's head to its response's head, by route and status",
+            request_duration.clone(),
         );
         registry.register(
             "auth_failures",
@@ -145,14 +161,20 @@ impl Metrics {
             lua_offloaded.clone(),
         );
         registry.register(
-            "cert_not_after_seconds",
-            "Certificate expiry as Unix time",
+            "lua_timeouts",
+            "Lua calls aborted at their deadline (lua.deadlineMs), by kind",
+            lua_timeouts.clone(),
+        );
+        registry.register(
+            "certificate_not_after_timestamp_seconds",
+            "Not-after of each certificate in use (server, client), Unix seconds",
             cert_not_after.clone(),
         );
         let tunnel_up = Gauge::<i64, AtomicI64>::default();
         let tunnel_disconnects = Family::<KindLabel, Counter>::default();
         let tunnel_updates = Family::<KindLabel, Counter>::default();
         let tunnel_queue_depth = Gauge::<i64, AtomicI64>::default();
+        let tunnel_queue_capacity = Gauge::<i64, AtomicI64>::default();
         let tunnel_queue_dropped = Counter::default();
         let tunnel_queue_bytes = Gauge::<i64, AtomicI64>::default();
         let tunnel_queue_write_failing = Gauge::<i64, AtomicI64>::default();
@@ -182,6 +204,11 @@ impl Metrics {
             "tunnel_queue_depth",
             "Updates waiting for the platform's acknowledgement",
             tunnel_queue_depth.clone(),
+        );
+        registry.register(
+            "tunnel_queue_capacity",
+            "Updates the queue holds before its overflow policy applies (tunnel.queue.capacity)",
+            tunnel_queue_capacity.clone(),
         );
         registry.register(
             "tunnel_queue_dropped",
@@ -214,10 +241,12 @@ impl Metrics {
             tunnel_disconnects,
             tunnel_updates,
             tunnel_queue_depth,
+            tunnel_queue_capacity,
             tunnel_queue_dropped,
             dropped_seen: AtomicU64::new(0),
             registry,
             requests,
+            request_duration,
             auth_failures,
             tls_handshakes,
             connections_refused,
@@ -226,15 +255,18 @@ impl Metrics {
             authorization,
             lua_calls,
             lua_offloaded,
+            lua_timeouts,
             cert_not_after,
         }
     }
 
-    /// Counts a served request.
-    pub fn request(&self, route: &'static str, status: u16) {
-        self.requests
-            .get_or_create(&RequestLabels { route, status })
-            .inc();
+    /// Counts a served request and records how long it took.
+    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
+        let labels = RequestLabels { route, status };
+        self.requests.get_or_create(&labels).inc();
+        self.request_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
     }
 
     /// Counts a failed authentication for a method (`mtls`, `basic`, `oauth`, `none`), or
@@ -295,10 +327,20 @@ impl Metrics {
         self.lua_offloaded.get_or_create(&KindLabel { kind }).inc();
     }
 
+    /// Counts a Lua call aborted at its deadline.
+    pub fn lua_timeout(&self, kind: &str) {
+        let kind = match kind {
+            "service" => "service",
+            "task" => "task",
+            _ => "property",
+        };
+        self.lua_timeouts.get_or_create(&KindLabel { kind }).inc();
+    }
+
     /// Sets a certificate's expiry gauge.
-    pub fn set_cert_not_after(&self, cert: &'static str, unix_secs: i64) {
+    pub fn set_cert_not_after(&self, certificate: &'static str, unix_secs: i64) {
         self.cert_not_after
-            .get_or_create(&CertLabel { cert })
+            .get_or_create(&CertLabel { certificate })
             .set(unix_secs);
     }
 
@@ -358,6 +400,7 @@ impl Metrics {
     /// (drops, write errors) into counter increments.
     pub fn tunnel_queue(&self, stats: &crate::tunnel::outbox::QueueStats) {
         self.tunnel_queue_depth.set(stats.len as i64);
+        self.tunnel_queue_capacity.set(stats.capacity as i64);
         self.tunnel_queue_bytes.set(stats.bytes as i64);
         self.tunnel_queue_write_failing
             .set(i64::from(stats.write_failing));

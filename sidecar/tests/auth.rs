@@ -572,9 +572,21 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
         "{text}"
     );
     assert!(
-        text.contains("edgeway_sidecar_cert_not_after_seconds{cert=\"server\"}"),
+        text.contains(
+            "edgeway_sidecar_certificate_not_after_timestamp_seconds{certificate=\"server\"}"
+        ),
         "{text}"
     );
+    assert!(
+        text.contains(
+            "edgeway_sidecar_http_request_duration_seconds_count{route=\"not_found\",status=\"404\"} 1"
+        ),
+        "{text}"
+    );
+    // Every family served is in docs/operations.md's table (name, type, labels) and back.
+    if let Err(diff) = edgeway_testkit::metrics_doc::check_scrape("sidecar", &text) {
+        panic!("/metrics and docs/operations.md disagree:\n{diff}");
+    }
     s.sidecar.shutdown().await;
 }
 

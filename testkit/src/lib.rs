@@ -7,6 +7,7 @@
 //! - [`platform`]: the files and config text of a test platform (app keys, server PKI).
 //! - [`upstream`]: an upstream application that echoes what it received, for proxy tests.
 //! - [`delay`]: a TCP proxy that adds latency each way (this kernel has no `tc netem`).
+//! - [`metrics_doc`]: the metric list of `docs/operations.md` and a check of a scrape against it.
 //! - here: [`temp_dir`], [`eventually`] and [`poll_until`].
 //!
 //! Fixtures that belong to one crate (a platform started with a test config, a websocket
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod delay;
+pub mod metrics_doc;
 pub mod pki;
 pub mod platform;
 pub mod upstream;

@@ -32,6 +32,8 @@ pub struct Ended {
     pub ok: bool,
     /// Whether Lua outran its slice on an async worker and finished off it (see `offload`).
     pub offloaded: bool,
+    /// Whether it was aborted at its deadline ([`ThingError::Timeout`]).
+    pub timed_out: bool,
 }
 
 /// Buffered changes per subscriber before a slow subscriber starts missing some.
@@ -348,6 +350,7 @@ impl Things {
             let ended = Ended {
                 ok: result.is_ok(),
                 offloaded,
+                timed_out: matches!(result, Err(ThingError::Timeout { .. })),
             };
             observe(kind, start.elapsed(), ended);
         }

@@ -160,10 +160,12 @@ async fn handle(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let started = std::time::Instant::now();
     let path = req.uri().path().to_owned();
     if let Some(why) = suspicious_path(&path) {
         let resp = error(StatusCode::BAD_REQUEST, why);
-        app.metrics.request("bad_path", resp.status().as_u16());
+        app.metrics
+            .request("bad_path", resp.status().as_u16(), started.elapsed());
         return resp;
     }
     let route = Route::parse(&path);
@@ -173,7 +175,8 @@ async fn handle(
         _ => "not_found",
     };
     let resp = handle_inner(app, conn, remote, route, req).await;
-    app.metrics.request(route_name, resp.status().as_u16());
+    app.metrics
+        .request(route_name, resp.status().as_u16(), started.elapsed());
     resp
 }
 

@@ -102,6 +102,8 @@ pub struct OutboxError {
 pub struct QueueStats {
     /// Updates waiting for acknowledgement.
     pub len: usize,
+    /// Updates the queue holds before its overflow policy applies.
+    pub capacity: usize,
     /// Their bytes (records in the log); 0 when bytes are not counted (in memory, no `maxBytes`).
     pub bytes: u64,
     /// Updates dropped by the overflow policy since start.
@@ -378,6 +380,7 @@ impl Outbox {
     pub fn stats(&self) -> QueueStats {
         QueueStats {
             len: self.items.len(),
+            capacity: self.capacity,
             bytes: self.bytes,
             dropped: self.dropped,
             write_failing: self.disk.as_ref().is_some_and(|d| d.failing().is_some()),

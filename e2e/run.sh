@@ -120,7 +120,9 @@ else
   phase "cluster start (kind)"
   mkdir -p "$work/cluster"
   cluster_up=1
-  kind create cluster --name edgeway-e2e --kubeconfig "$work/cluster/kubeconfig" --wait 300s
+  # KIND_NODE_IMAGE picks the Kubernetes version (kindest/node:vX.Y.Z; the CI workflow's matrix).
+  kind create cluster --name edgeway-e2e --kubeconfig "$work/cluster/kubeconfig" --wait 300s \
+    ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"}
   phase "image load"
   kind load docker-image --name edgeway-e2e "$image:$tag"
   mosquitto_image=docker.io/library/eclipse-mosquitto:2.0

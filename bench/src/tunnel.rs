@@ -8,8 +8,8 @@
 //! - `fleet`: the sidecar's own simulated fleet generates the updates (`--things` devices, one
 //!   NUMBER counter every `--interval-ms`), exactly as deployed.
 //!
-//! An update counts when the platform has stored it (`updates_stored` in its metrics, the
-//! number `/api/stats` serves). Latency: the push instant (µs, carried in the value) or the
+//! An update counts when the platform has stored it (`updatesStored`, as its `/api/stats`
+//! serves it). Latency: the push instant (µs, carried in the value) or the
 //! fleet's scheduled sample time (ms) against the instant the platform's registry broadcasts the
 //! stored value.
 

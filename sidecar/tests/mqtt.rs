@@ -22,14 +22,6 @@ use edgeway_testkit::pki::Pki;
 const USER: &str = "gateway";
 const PASSWORD: &str = "s3cret-pw";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn wait_for<F, Fut>(what: &str, secs: u64, f: F)
 where
     F: FnMut() -> Fut,
@@ -58,7 +50,16 @@ impl Broker {
         assert!(status.success());
         let data = dir.join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let (tls_port, ws_port) = (free_port(), free_port());
+        // Both held at once: two free_port() calls one after the other can return the same
+        // port (it happened: the websockets listener then failed to bind).
+        let (tls_port, ws_port) = {
+            let a = TcpListener::bind("127.0.0.1:0").unwrap();
+            let b = TcpListener::bind("127.0.0.1:0").unwrap();
+            (
+                a.local_addr().unwrap().port(),
+                b.local_addr().unwrap().port(),
+            )
+        };
         let tls = format!(
             "cafile {}\ncertfile {}\nkeyfile {}\n",
             pki.ca_file.display(),

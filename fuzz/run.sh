@@ -53,6 +53,15 @@ put("ws_inflate", "compressed", b"\0" + frame(0xc2, deflated(b"hello " * 40)))
 put("ws_inflate", "plain", b"\0" + frame(0x82, b"abcd" * 8))
 put("ws_inflate", "fragmented", b"\0" + frame(0x42, deflated(b"x" * 500)[:8]) + frame(0x80, deflated(b"x" * 500)[8:]))
 put("ws_inflate", "bomb", b"\0" + frame(0xc2, deflated(bytes(1 << 20))))
+import struct
+def metric(name, datatype, tag, value):  # a Sparkplug Payload.Metric, protobuf by hand
+    m = b"\x0a" + bytes([len(name)]) + name + b"\x20" + bytes([datatype]) + tag + value
+    return b"\x12" + bytes([len(m)]) + m
+put("mqtt_command", "azure-method", b"$iothub/methods/POST/Meter1.Add/?$rid=1\n" + b'{"a": 2, "b": 3}')
+put("mqtt_command", "azure-desired", b"$iothub/twin/PATCH/properties/desired/?$version=3\n" + b'{"Meter1": {"Setpoint": 1}}')
+put("mqtt_command", "generic", b"plant/Meter1/services/Add/request\n" + b'{"id": 1, "params": {}}')
+put("mqtt_command", "dcmd", b"spBv1.0/plant/DCMD/gw-0/Meter1\n" + metric(b"Setpoint", 10, b"\x69", struct.pack("<d", 42.0)) + metric(b"Services/Add", 12, b"\x7a", b"\x02{}"))
+put("mqtt_command", "ncmd", b"spBv1.0/plant/NCMD/gw-0\n" + metric(b"Node Control/Rebirth", 11, b"\x70", b"\x01"))
 put("oauth_request", "rfc", b'OAuth realm="x", oauth_consumer_key="ck", oauth_nonce="n", oauth_signature="s%3D", oauth_signature_method="HMAC-SHA1", oauth_timestamp="1700000000", oauth_version="1.0"\na=1&b=2\nc=3')
 PY
   seed sidecar_config "$root"/examples/sidecar/*.yaml

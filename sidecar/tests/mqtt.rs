@@ -113,6 +113,16 @@ impl Broker {
         );
     }
 
+    /// Sends the broker process `signal` (`STOP`: it stalls with its connections open).
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
     /// Stops the broker the way a restart does (SIGTERM: it saves its persistent state).
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -1204,5 +1214,50 @@ async fn mqtt5_answers_on_the_response_topic_and_the_broker_keeps_oversized_comm
         .payloads("edgeway/Meter1/services/Add/response")
         .iter()
         .any(|a| a["id"] == "big"));
+    sidecar.shutdown().await;
+}
+
+/// A broker that stalls while a large node's births are being handed over (channel full for
+/// longer than any fixed wait) must not leave the gateway silent: once the broker answers
+/// again the births finish and data flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparkplug_births_outlast_a_stalled_broker() {
+    let pki = Pki::new("mqtt-sparkplug-stall");
+    let broker = Broker::start(&pki, &pki.dir);
+    let port = broker.tls_port;
+    let births = Subscriber::start_with(&pki, port, "spBv1.0/plant/NBIRTH/#", &["-F", "%t"]);
+    let data = Subscriber::start_with(&pki, port, "spBv1.0/plant/DDATA/#", &["-F", "%t"]);
+    let sim = "simulation:\n  namePrefix: d-\n  count: 50000\n  properties:\n    - name: n\n      \
+               baseType: INTEGER\n      intervalMs: 1000\n      generator: { kind: counter, start: 0, step: 1 }\n";
+    let url = format!("mqtts://localhost:{port}");
+    let mut config = sidecar_config(&pki, &pki.dir, &url, PASSWORD, sim);
+    let mqtt = config.mqtt.as_mut().unwrap();
+    mqtt.topics.preset = TopicPreset::SparkplugB;
+    mqtt.topics.prefix = "plant".into();
+    // One DBIRTH in flight at a time: the 50,000 births take a while, and the client's channel
+    // stays full while the broker is stalled. Keep-alive outlasts the stall.
+    mqtt.max_in_flight = 1;
+    mqtt.keep_alive_secs = 120;
+    let sidecar = edgeway_sidecar::start(config).await.unwrap();
+    wait_for("the NBIRTH", 20, || {
+        let born = births.lines().iter().any(|l| l.starts_with("spBv1.0/"));
+        async move { born }
+    })
+    .await;
+    broker.signal("STOP");
+    let stalled = data.lines().iter().any(|l| l.starts_with("spBv1.0/"));
+    // Longer than the 10 s (2,000 waits of 5 ms, more in practice) after which births were
+    // once given up.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    broker.signal("CONT");
+    assert!(
+        !stalled,
+        "the births were still being sent when the broker stalled"
+    );
+    wait_for("data after the stall", 60, || {
+        let flowing = data.lines().iter().any(|l| l.starts_with("spBv1.0/"));
+        async move { flowing }
+    })
+    .await;
     sidecar.shutdown().await;
 }

@@ -78,7 +78,8 @@ struct Flight {
     live: bool,
     order: VecDeque<Option<u64>>,
     by_pkid: HashMap<u16, Option<u64>>,
-    /// Counts births: a Sparkplug birth still being sent stops when a newer one begins.
+    /// Counts births (and the goodbye): a Sparkplug birth still being sent stops when a newer
+    /// one begins or the connector says goodbye.
     births: u64,
     /// Sparkplug's `seq` and `bdSeq`, numbered in the order publishes are handed over.
     session: Session,
@@ -312,7 +313,6 @@ fn births(shared: Arc<Shared>, client: Client) {
             }
         }
         let mut next = 0; // 0: the NBIRTH; i + 1: devices[i]'s DBIRTH
-        let mut waited = 0;
         while next <= devices.len() {
             match hand_birth(
                 &shared,
@@ -320,17 +320,12 @@ fn births(shared: Arc<Shared>, client: Client) {
                 epoch,
                 next.checked_sub(1).map(|i| &devices[i]),
             ) {
-                Some(true) => {
-                    next += 1;
-                    waited = 0;
-                }
-                // The channel is full: wait for the event loop to take some (10 s at most:
-                // after that the loop is gone, at shutdown).
-                Some(false) if waited < 2000 => {
-                    waited += 1;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                _ => return,
+                Some(true) => next += 1,
+                // The channel is full: wait for the event loop to take some, however long a
+                // slow broker takes (giving up would leave updates waiting until a reconnect
+                // that may never come). A lost connection, a newer birth or the goodbye ends it.
+                Some(false) => tokio::time::sleep(Duration::from_millis(5)).await,
+                None => return,
             }
         }
         let mut f = shared.flight();
@@ -344,8 +339,8 @@ fn births(shared: Arc<Shared>, client: Client) {
 }
 
 /// Hands one birth to the client (`device`: a thing's DBIRTH, else the NBIRTH): `Some(true)`
-/// when handed over, `Some(false)` when the channel is full, `None` when a newer birth or a lost
-/// connection ended this one.
+/// when handed over, `Some(false)` when the channel is full, `None` when a newer birth, the
+/// goodbye or a lost connection ended this one.
 fn hand_birth(
     shared: &Shared,
     client: &Client,
@@ -400,6 +395,8 @@ async fn goodbye(shared: &Shared, client: &Client, eventloop: &mut Connection) {
     let bd_seq = {
         let mut f = shared.flight();
         f.live = false;
+        // Ends a Sparkplug birth still being handed over: the event loop stops with this.
+        f.births += 1;
         f.session.bd_seq
     };
     // What the will would say (Sparkplug: NDEATH).

@@ -170,7 +170,8 @@ pub async fn run(
     answer(id, outcome.0, outcome.1)
 }
 
-/// Writes every property a shadow delta's `state` names, in order; the answer's `results` has
+/// Writes every property a shadow delta's `state` names, by name (JSON objects are read into a
+/// sorted map); the answer's `results` has
 /// each one's status (and error), its `status` the first failure's (200 when all were written).
 async fn delta(
     registry: &Registry,
@@ -203,7 +204,8 @@ async fn delta(
     a
 }
 
-/// Runs each metric of a Sparkplug DCMD in order: `Services/<service>` calls the service (the
+/// Runs each metric of a Sparkplug DCMD by name (sorted; a name given twice runs once, its last
+/// value): `Services/<service>` calls the service (the
 /// value: a JSON object of parameters in a String, or `true` for none), any other name writes
 /// that property. `results` has each metric's answer; `status` is the first failure's.
 async fn device_command(registry: &Registry, thing: &str, body: &Map<String, Value>) -> Value {

@@ -61,13 +61,21 @@ struct Fixture {
     sidecar: edgeway_sidecar::Running,
 }
 
+/// Limits of most tests: the instruction budget ends a runaway loop long before the deadline.
+const LIMITS: &str = "instructions: 2000000\n    deadlineMs: 500";
+
 async fn fixture(name: &str) -> Fixture {
+    fixture_with(name, LIMITS).await
+}
+
+/// `limits` is the `lua.limits` lines but `memoryBytes` (indented by four spaces).
+async fn fixture_with(name: &str, limits: &str) -> Fixture {
     let pki = Pki::new(name);
     let lua = pki.dir.join("pump.lua");
     std::fs::write(&lua, TEMPLATE).unwrap();
     let text = format!(
         "server:\n  listen: 127.0.0.1:0\n  tls:\n    cert: {}\n    key: {}\n    clientCa: {}\nadmin:\n  listen: 127.0.0.1:0\n\
-         lua:\n  templates:\n    - name: pump\n      file: {}\n  things:\n    - name: Pump1\n      template: pump\n      scanRateMs: 50\n    - name: Pump2\n      template: pump\n      scanRateMs: 60000\n      properties:\n        Label: north\n  limits:\n    instructions: 2000000\n    deadlineMs: 500\n    memoryBytes: 8388608\n",
+         lua:\n  templates:\n    - name: pump\n      file: {}\n  things:\n    - name: Pump1\n      template: pump\n      scanRateMs: 50\n    - name: Pump2\n      template: pump\n      scanRateMs: 60000\n      properties:\n        Label: north\n  limits:\n    {limits}\n    memoryBytes: 8388608\n",
         pki.cert.display(),
         pki.key.display(),
         pki.ca_file.display(),
@@ -388,6 +396,42 @@ async fn sandbox_escapes_and_runaway_scripts_fail_the_call_not_the_server() {
         text.contains("edgeway_sidecar_lua_offloaded_calls_total{kind=\"service\"}"),
         "{text}"
     );
+    f.sidecar.shutdown().await;
+}
+
+// The deadline, not the instruction budget, ends this loop: the caller gets 504 and the call
+// is counted where the "Lua timing out" alert looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_is_504_and_counted_as_a_lua_timeout() {
+    let f = fixture_with(
+        "deadline",
+        "instructions: 100000000000\n    deadlineMs: 200",
+    )
+    .await;
+    let mut c = f.conn().await;
+    let timeouts = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("edgeway_sidecar_lua_timeouts_total{kind=\"service\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+    };
+    let before = get(f.sidecar.admin_addr, "/metrics").await;
+    assert_eq!(timeouts(&String::from_utf8_lossy(&before.body)), None);
+    for round in 1..=2 {
+        let started = Instant::now();
+        let r = c
+            .send("POST", "/Thingworx/Things/Pump1/Services/Spin", &[], "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 504, "{:?}", r.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        let m = get(f.sidecar.admin_addr, "/metrics").await;
+        let text = String::from_utf8_lossy(&m.body);
+        assert_eq!(timeouts(&text), Some(f64::from(round)), "{text}");
+    }
     f.sidecar.shutdown().await;
 }
 

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub duration: Histogram,
     /// Certificate `notAfter`, Unix seconds.
     pub cert_expiry: Family<CertLabels, Gauge>,
+    /// When the operator plans to renew (leaf) or rotate (CA) the certificate, Unix seconds: an
+    /// alert can tell a renewal that is late from a certificate that is merely short-lived.
+    pub cert_renewal: Family<CertLabels, Gauge>,
     /// Certificates issued or renewed.
     pub certs_issued: Counter,
     /// API calls skipped because the child was known unchanged ([`crate::children`]).
@@ -75,6 +78,7 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
         let cert_expiry = Family::<CertLabels, Gauge>::default();
+        let cert_renewal = Family::<CertLabels, Gauge>::default();
         let certs_issued = Counter::default();
         let api_calls_saved = Family::<SavedLabels, Counter>::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
@@ -94,6 +98,11 @@ impl Metrics {
             cert_expiry.clone(),
         );
         registry.register(
+            "certificate_renewal_timestamp_seconds",
+            "Planned renewal (leaf) or rotation (CA) of each certificate, Unix seconds",
+            cert_renewal.clone(),
+        );
+        registry.register(
             "certificates_issued",
             "Certificates issued or renewed",
             certs_issued.clone(),
@@ -109,6 +118,7 @@ impl Metrics {
             errors,
             duration,
             cert_expiry,
+            cert_renewal,
             certs_issued,
             api_calls_saved,
             ready: AtomicBool::new(false),
@@ -133,15 +143,25 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a certificate's expiry.
-    pub fn certificate(&self, namespace: &str, gateway: &str, certificate: &str, not_after: i64) {
-        self.cert_expiry
-            .get_or_create(&CertLabels {
-                namespace: namespace.into(),
-                gateway: gateway.into(),
-                certificate: certificate.into(),
-            })
-            .set(not_after);
+    /// Records a certificate's expiry and its planned renewal (Unix seconds; none for a
+    /// certificate the user provides, which the operator does not renew).
+    pub fn certificate(
+        &self,
+        namespace: &str,
+        gateway: &str,
+        certificate: &str,
+        not_after: i64,
+        renew_at: Option<i64>,
+    ) {
+        let labels = CertLabels {
+            namespace: namespace.into(),
+            gateway: gateway.into(),
+            certificate: certificate.into(),
+        };
+        if let Some(at) = renew_at {
+            self.cert_renewal.get_or_create(&labels).set(at);
+        }
+        self.cert_expiry.get_or_create(&labels).set(not_after);
     }
 
     /// Marks the process ready (controller running or standing by as a non-leader).

@@ -187,7 +187,8 @@ pub async fn ensure_ca(
             .map_err(kube_err("replace", "Secret", name))?;
         ctx.children.saw(&replaced);
     }
-    ctx.metrics.certificate(ns, "", which.label(), ca.not_after);
+    ctx.metrics
+        .certificate(ns, "", which.label(), ca.not_after, Some(act_at));
     Ok(IssuingCa {
         ca,
         bundle,
@@ -293,10 +294,17 @@ pub async fn ensure_certificates(
             Err(p) => return Ok(Err(p)),
         }
     }
+    let seconds = |t: &str| t.parse::<k8s_openapi::jiff::Timestamp>().ok();
     for s in &out {
-        if let Ok(t) = s.not_after.parse::<k8s_openapi::jiff::Timestamp>() {
-            ctx.metrics
-                .certificate(&names.namespace, &names.gateway, &s.name, t.as_second());
+        let renewal = s.renewal_time.as_deref().and_then(seconds);
+        if let Some(not_after) = seconds(&s.not_after) {
+            ctx.metrics.certificate(
+                &names.namespace,
+                &names.gateway,
+                &s.name,
+                not_after.as_second(),
+                renewal.map(|t| t.as_second()),
+            );
         }
     }
     Ok(Ok(out))

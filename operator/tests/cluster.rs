@@ -390,7 +390,19 @@ async fn gateway_yields_certificates_config_statefulset_services_and_becomes_rea
         .iter()
         .find(|c| c.name == "server")
         .expect("server cert status");
-    assert!(server_status.renewal_time.is_some());
+    // The metrics carry what the status says, for the certificate alerts.
+    let renewal: k8s_openapi::jiff::Timestamp = server_status
+        .renewal_time
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let text = ctl.ctx.metrics.encode();
+    let sample = format!(
+        "edgeway_operator_certificate_renewal_timestamp_seconds{{namespace=\"{ns}\",gateway=\"gw\",certificate=\"server\"}} {}",
+        renewal.as_second()
+    );
+    assert!(text.contains(&sample), "{sample} not in\n{text}");
     for type_ in ["Ready", "CertificatesReady", "ConfigValid", "Connected"] {
         assert!(condition(Some(&status), type_).is_some(), "{type_}");
     }

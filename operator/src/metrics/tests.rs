@@ -5,7 +5,7 @@ fn endpoints_answer_and_metrics_are_named() {
     let m = Metrics::new();
     m.reconcile_started();
     m.error("kube");
-    m.certificate("ns", "gw", "server", 1_800_000_000);
+    m.certificate("ns", "gw", "server", 1_800_000_000, Some(1_700_000_000));
     assert_eq!(respond(&m, "/healthz").status(), StatusCode::OK);
     assert_eq!(
         respond(&m, "/readyz").status(),
@@ -19,6 +19,7 @@ fn endpoints_answer_and_metrics_are_named() {
             "edgeway_operator_reconcile_errors_total{reason=\"kube\"} 1",
             "edgeway_operator_reconcile_duration_seconds_count 1",
             "edgeway_operator_certificate_not_after_timestamp_seconds{namespace=\"ns\",gateway=\"gw\",certificate=\"server\"} 1800000000",
+            "edgeway_operator_certificate_renewal_timestamp_seconds{namespace=\"ns\",gateway=\"gw\",certificate=\"server\"} 1700000000",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
@@ -31,7 +32,7 @@ async fn served_metrics_are_the_documented_ones() {
     let m = Arc::new(Metrics::new());
     m.reconcile_started();
     m.error("kube");
-    m.certificate("ns", "gw", "server", 1_800_000_000);
+    m.certificate("ns", "gw", "server", 1_800_000_000, Some(1_700_000_000));
     m.certs_issued.inc();
     m.api_calls_saved
         .get_or_create(&SavedLabels { call: "apply" })

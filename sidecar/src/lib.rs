@@ -196,8 +196,13 @@ pub async fn start(config: SidecarConfig) -> Result<Running, StartError> {
     let authn = Authenticator::from_config(&config.auth, metrics.clone())?;
     let credentials = authn.credentials();
     let things = load_things(&config, &metrics).await?;
+    metrics.set_things("lua", things.thing_names().len());
     let fleet = match &config.simulation {
-        Some(sim) => Some(registry::SimFleet::new(sim::Fleet::new(sim)?)),
+        Some(sim) => {
+            let fleet = sim::Fleet::new(sim)?;
+            metrics.set_things("simulated", fleet.shard().len());
+            Some(registry::SimFleet::new(fleet))
+        }
         None => None,
     };
     let registry = Arc::new(registry::Registry::new(things.clone(), fleet));

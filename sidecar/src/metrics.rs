@@ -68,6 +68,7 @@ pub struct Metrics {
     lua_offloaded: Family<KindLabel, Counter>,
     lua_timeouts: Family<KindLabel, Counter>,
     cert_not_after: Family<CertLabel, Gauge<i64, AtomicI64>>,
+    things: Family<KindLabel, Gauge<i64, AtomicI64>>,
     tunnel_up: Gauge<i64, AtomicI64>,
     tunnel_connect_failing: Family<StageLabel, Gauge<i64, AtomicI64>>,
     tunnel_disconnects: Family<KindLabel, Counter>,
@@ -170,6 +171,12 @@ impl Metrics {
             "Not-after of each certificate in use (server, client), Unix seconds",
             cert_not_after.clone(),
         );
+        let things = Family::<KindLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "things",
+            "Things this sidecar serves: Lua things and this shard's simulated devices",
+            things.clone(),
+        );
         let tunnel_up = Gauge::<i64, AtomicI64>::default();
         let tunnel_disconnects = Family::<KindLabel, Counter>::default();
         let tunnel_updates = Family::<KindLabel, Counter>::default();
@@ -236,6 +243,7 @@ impl Metrics {
             tunnel_queue_write_failing,
             tunnel_queue_write_errors,
             write_errors_seen: AtomicU64::new(0),
+            things,
             tunnel_up,
             tunnel_connect_failing,
             tunnel_disconnects,
@@ -342,6 +350,13 @@ impl Metrics {
         self.cert_not_after
             .get_or_create(&CertLabel { certificate })
             .set(unix_secs);
+    }
+
+    /// Sets how many things of `kind` (`lua`, `simulated`) this process serves.
+    pub fn set_things(&self, kind: &'static str, n: usize) {
+        self.things
+            .get_or_create(&KindLabel { kind })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Marks the tunnel up or down.

@@ -142,6 +142,15 @@ async fn devices_run_template_services_with_their_own_values() {
         s.registry.thing_names(),
         vec!["Probe1", "dev-0", "dev-1", "dev-2"]
     );
+    // The dashboard's device count.
+    let m = get(s.admin_addr, "/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    for line in [
+        "edgeway_sidecar_things{kind=\"lua\"} 1",
+        "edgeway_sidecar_things{kind=\"simulated\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
     s.shutdown().await;
 }
 

@@ -159,9 +159,119 @@ pub fn check_scrape(binary: &str, text: &str) -> Result<(), String> {
     }
 }
 
+/// The metric names a query text (PromQL, a rule file, a dashboard) mentions: every
+/// `edgeway_<binary>_...` word, a histogram's `_bucket`/`_sum`/`_count` series read as the
+/// histogram when the table has it.
+pub fn queried_names(text: &str, table: &[Documented]) -> BTreeSet<String> {
+    let histograms: BTreeSet<&str> = table
+        .iter()
+        .filter(|d| d.kind == "histogram")
+        .map(|d| d.name.as_str())
+        .collect();
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("edgeway_") {
+        let preceded = rest[..at].chars().next_back().is_some_and(word);
+        let end = rest[at..].find(|c| !word(c)).map_or(rest.len(), |e| at + e);
+        let name = &rest[at..end];
+        rest = &rest[end..];
+        if preceded {
+            continue;
+        }
+        let series = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|h| histograms.contains(h)))
+            .unwrap_or(name);
+        names.insert(series.to_owned());
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn repo_file(path: &str) -> String {
+        let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The chart's alerts and dashboard query only metrics of the table (a renamed metric
+    /// would leave an alert that never fires and an empty panel).
+    #[test]
+    fn the_alerts_and_the_dashboard_query_documented_metrics() {
+        let table = documented();
+        let known: BTreeSet<&str> = table.iter().map(|d| d.name.as_str()).collect();
+        for file in [
+            "charts/edgeway/files/alerts.yaml",
+            "charts/edgeway/files/dashboard.json",
+        ] {
+            let names = queried_names(&repo_file(file), &table);
+            assert!(names.len() >= 10, "{file}: only {names:?}");
+            let unknown: Vec<&String> = names
+                .iter()
+                .filter(|n| !known.contains(n.as_str()))
+                .collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} queries metrics not in docs/operations.md: {unknown:?}"
+            );
+        }
+    }
+
+    /// Every alert has its runbook: a `### <alert>` section of docs/operations.md, and the
+    /// alert's `runbook_url` is that section's anchor.
+    #[test]
+    fn every_alert_has_a_runbook_section() {
+        let rules = repo_file("charts/edgeway/files/alerts.yaml");
+        let doc = repo_file("docs/operations.md");
+        let alerts: Vec<&str> = rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- alert: "))
+            .collect();
+        let runbooks: Vec<&str> = rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+            .collect();
+        assert!(alerts.len() >= 10, "{alerts:?}");
+        assert_eq!(alerts.len(), runbooks.len(), "one runbook_url per alert");
+        for (alert, url) in alerts.iter().zip(&runbooks) {
+            assert_eq!(
+                *url,
+                format!("docs/operations.md#{}", alert.to_lowercase()),
+                "{alert}"
+            );
+            assert!(
+                doc.lines().any(|l| l == format!("### {alert}")),
+                "docs/operations.md has no `### {alert}` runbook section"
+            );
+        }
+        let sections = doc.lines().filter(|l| l.starts_with("### Edgeway")).count();
+        assert_eq!(
+            sections,
+            alerts.len(),
+            "a runbook section without its alert"
+        );
+    }
+
+    #[test]
+    fn query_names_are_words_and_histogram_series_their_histogram() {
+        let table = parse_table(
+            "## Metrics\n| `edgeway_x_h_seconds` | x | histogram | — | h |\n\
+             | `edgeway_x_c_total` | x | counter | — | c |\n",
+        );
+        let q = "rate(edgeway_x_h_seconds_bucket[5m]) + edgeway_x_c_total / my_edgeway_y \
+                 + edgeway_x_g_count";
+        assert_eq!(
+            queried_names(q, &table),
+            BTreeSet::from([
+                "edgeway_x_h_seconds".to_owned(),
+                "edgeway_x_c_total".to_owned(),
+                "edgeway_x_g_count".to_owned(),
+            ])
+        );
+    }
 
     #[test]
     fn the_table_follows_the_naming_rules() {

@@ -6,16 +6,23 @@
 #      venv); render four value sets (default, full, namespaced, no-leader-election) and check
 #      the objects (restricted security contexts, operator args, RBAC without wildcards);
 #   3. against a REAL Kubernetes 1.20.2 control plane (e2e/cluster/apiserver.sh, on loopback;
-#      stopped by pid at exit): install the chart's CRD, server-side dry-run apply of every
-#      rendered manifest (schema errors surface here), a dry run of the example gateway;
-#   4. a real `helm install` + `helm upgrade` (platform on) into that control plane: generated
+#      stopped by pid at exit): install the chart's CRD and our typed stand-ins for the
+#      Prometheus Operator's (hack/monitoring/crds.yaml), server-side dry-run apply of every
+#      rendered manifest (schema errors surface here; a monitoring object must come back with
+#      every field it was sent with), a dry run of the example gateway;
+#   3b. promtool (Debian's prometheus package, unpacked into the cache): `check rules` on the
+#      alert file and each rendered PrometheusRule, `test rules` (hack/monitoring/
+#      alerts_test.yaml), and every dashboard query parsed as a recording rule;
+#   4. a real `helm install` + `helm upgrade` (platform and monitoring on) into that control
+#      plane: the ServiceMonitor, PodMonitors, PrometheusRule and dashboard exist; generated
 #      platform credentials and certificate must survive the upgrade; `kubectl auth can-i` as
 #      the operator's ServiceAccount for what it needs and what it must not have;
 #   5. when the release binaries exist (hack/build-image.sh builds them; or EDGEWAY_BIN_DIR):
 #      `edgeway-platform --check` on the rendered platform config with the generated
 #      certificate (what the platform `helm test` pod runs), and the operator itself run as the
 #      chart's ServiceAccount (its token, the chart's RBAC) reconciling a gateway: it must create
-#      the Secrets, ConfigMap, Services and StatefulSet and write status with no 403.
+#      the Secrets, ConfigMap, Services and StatefulSet and write status with no 403; the
+#      installed gateway PodMonitor selects that StatefulSet's pods and names a port they have.
 #
 #   hack/chart-check.sh [--keep-dir]
 #
@@ -105,24 +112,12 @@ kubectl --kubeconfig "$KUBECONFIG" version 2>/dev/null | sed 's/^/  /' || true
 step "server-side dry run of the rendered manifests"
 retry k apply --server-side -f "$chart/crds/" >/dev/null || fail "applying the chart's CRD"
 k wait --for condition=established --timeout=60s crd/edgegateways.edgeway.io >/dev/null
-# A stand-in ServiceMonitor CRD (any fields) so the optional ServiceMonitor can be dry-run.
-cat >"$work/servicemonitor-crd.yaml" <<'EOF'
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: servicemonitors.monitoring.coreos.com}
-spec:
-  group: monitoring.coreos.com
-  names: {kind: ServiceMonitor, plural: servicemonitors, listKind: ServiceMonitorList}
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-EOF
-retry k apply --server-side -f "$work/servicemonitor-crd.yaml" >/dev/null
-k wait --for condition=established --timeout=60s crd/servicemonitors.monitoring.coreos.com >/dev/null
-for n in "$ns" edgeway-a edgeway-b; do k create namespace "$n" >/dev/null; done
+# Our own CRDs for the Prometheus Operator kinds the chart can make (typed for the fields it uses).
+retry k apply --server-side -f "$repo/hack/monitoring/crds.yaml" >/dev/null
+for crd in servicemonitors podmonitors prometheusrules; do
+    k wait --for condition=established --timeout=60s "crd/$crd.monitoring.coreos.com" >/dev/null
+done
+for n in "$ns" edgeway-a edgeway-b monitoring; do k create namespace "$n" >/dev/null; done
 for f in "$work"/rendered/*.yaml; do
     case_name=$(basename "$f" .yaml)
     [ -s "$f" ] || continue
@@ -130,16 +125,35 @@ for f in "$work"/rendered/*.yaml; do
     # server has only policy/v1beta1, with the same fields. (On a real install the chart picks
     # the version the cluster serves: the upgrade step below installs the v1beta1 budget.)
     sed -i '/^apiVersion: policy\/v1$/{N;s/^apiVersion: policy\/v1\nkind: PodDisruptionBudget$/apiVersion: policy\/v1beta1\nkind: PodDisruptionBudget/}' "$f"
-    if out=$(kubectl --kubeconfig "$KUBECONFIG" apply --server-side --dry-run=server \
-            --field-manager=chart-check -f "$f" 2>&1); then
-        echo "  $case_name: $(echo "$out" | grep -c 'serverside-applied\|created\|configured') objects accepted"
+    if kubectl --kubeconfig "$KUBECONFIG" apply --server-side --dry-run=server \
+            --field-manager=chart-check -o json -f "$f" >"$work/applied.json" 2>"$work/applied.err"; then
+        echo "  $case_name: $("$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d.get("items", [d])))' "$work/applied.json") objects accepted"
+        "$py" "$here/chart_check.py" unpruned "$f" "$work/applied.json" || fail "monitoring objects of $case_name"
     else
-        echo "$out" | grep -v 'version difference' >&2
+        grep -v 'version difference' "$work/applied.err" >&2
         fail "server-side dry run of $case_name"
     fi
 done
 k apply --server-side --dry-run=server -n "$ns" -f "$repo/examples/cluster/gateway.yaml" \
     || fail "dry run of examples/cluster/gateway.yaml against the chart's CRD"
+
+step "promtool: the alert rules, their unit tests, the dashboard's queries"
+# Debian's prometheus package, unpacked into the cache (not installed: no daemon on this host).
+promdir=${EDGEWAY_CACHE:-$HOME/.cache/edgeway}/prometheus
+promtool=$promdir/usr/bin/promtool
+sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
+if ! "$promtool" --version >/dev/null 2>&1; then
+    mkdir -p "$promdir/deb"
+    (cd "$promdir/deb" && apt-get download -q prometheus >/dev/null 2>&1) \
+        || { "${sudo[@]}" apt-get update -qq && (cd "$promdir/deb" && apt-get download -q prometheus); } \
+        || fail "apt-get download prometheus"
+    dpkg-deb -x "$(ls "$promdir"/deb/prometheus_*.deb | head -1)" "$promdir"
+    rm -rf "$promdir/deb"
+fi
+"$promtool" --version 2>&1 | head -1 | sed 's/^/  /'
+"$promtool" check rules "$chart/files/alerts.yaml" "$work"/rendered/promtool/*.rules.yaml \
+    || fail "promtool check rules"
+"$promtool" test rules "$repo/hack/monitoring/alerts_test.yaml" || fail "promtool test rules (hack/monitoring/alerts_test.yaml)"
 
 step "helm install + upgrade into the control plane"
 "$py" "$here/chart_check.py" install "$chart" "$KUBECONFIG" "$ns" || fail "helm install"
@@ -152,6 +166,10 @@ echo "  generated platform app key, REST token and certificate kept across the u
 [ "$(kubectl --kubeconfig "$KUBECONFIG" -n "$ns" get deploy edgeway-operator -o 'jsonpath={.spec.replicas}')" = 2 ] \
     || fail "upgrade did not apply operator.replicas=2"
 k -n "$ns" get deploy,sa,svc,secret,cm,role,rolebinding -l app.kubernetes.io/instance=edgeway
+k -n "$ns" get servicemonitor/edgeway-operator podmonitor/edgeway-gateways podmonitor/edgeway-platform \
+    prometheusrule/edgeway configmap/edgeway-dashboard >/dev/null \
+    || fail "helm install did not make the monitoring objects"
+echo "  ServiceMonitor, PodMonitors (gateways, platform), PrometheusRule and dashboard ConfigMap installed"
 
 step "RBAC of the operator's ServiceAccount (kubectl auth can-i)"
 sa=system:serviceaccount:$ns:edgeway-operator
@@ -252,6 +270,21 @@ EOF
     done
     kubectl --kubeconfig "$KUBECONFIG" get events.events.k8s.io -n "$gwns" >/dev/null 2>&1 || true
     echo "  operator reconciled plant-a with the chart's RBAC: no 403 in its log"
+    # The installed gateway PodMonitor selects this gateway's pods and names a port they have.
+    kubectl --kubeconfig "$KUBECONFIG" -n "$ns" get podmonitor edgeway-gateways -o json >"$work/podmonitor.json"
+    kubectl --kubeconfig "$KUBECONFIG" -n "$gwns" get statefulset plant-a -o json >"$work/statefulset.json"
+    "$py" - "$work/podmonitor.json" "$work/statefulset.json" <<'EOF' || fail "the gateway PodMonitor does not match the operator's pods"
+import json, sys
+pm, sts = (json.load(open(p)) for p in sys.argv[1:3])
+want = pm["spec"]["selector"]["matchLabels"]
+pod = sts["spec"]["template"]
+labels = pod["metadata"]["labels"]
+ports = {p.get("name") for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+port = pm["spec"]["podMetricsEndpoints"][0]["port"]
+missing = {k: v for k, v in want.items() if labels.get(k) != v}
+print(f"  PodMonitor selects {want}: pod labels {labels}; port {port!r} in {sorted(ports)}")
+sys.exit(1 if missing or port not in ports or "app.kubernetes.io/instance" not in labels else 0)
+EOF
     kill -TERM "$op_pid"; wait "$op_pid" 2>/dev/null || true; op_pid=
 else
     step "SKIPPED: platform --check and the operator run (no binaries in $bin_dir; run hack/build-image.sh)"

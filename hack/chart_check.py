@@ -4,14 +4,21 @@
   chart_check.py offline CHART OUTDIR
       lint (strict), schema checks (a typo and a wrong type must be refused), render the value
       sets in CASES into OUTDIR/<case>.yaml (hooks in OUTDIR/<case>.hooks.yaml), and check the
-      rendered objects (security context, operator args, RBAC has no wildcards or deletes).
+      rendered objects (security context, operator args, RBAC has no wildcards or deletes, the
+      monitoring objects). Writes rule files for promtool into OUTDIR/promtool/: each rendered
+      PrometheusRule's groups, and every dashboard query as a recording rule.
   chart_check.py install CHART KUBECONFIG NAMESPACE
       a real `helm install` into the (node-less) control plane with the platform on, then an
       `helm upgrade`, checking that the generated platform credentials and certificate survive.
+  chart_check.py unpruned RENDERED.yaml APPLIED.json
+      the monitoring objects of RENDERED.yaml came back from a server-side (dry-run) apply
+      (`kubectl ... -o json`) with every field they were sent with: the stand-in CRDs
+      (hack/monitoring/crds.yaml) prune what they do not know, so a misspelt field shows here.
   chart_check.py uninstall KUBECONFIG NAMESPACE
 """
 
 import json
+import os
 import sys
 
 import yaml
@@ -25,7 +32,11 @@ CASES = {
     "full": {
         "platform": {"enabled": True},
         "networkPolicy": {"enabled": True, "apiServerCidrs": ["10.0.0.1/32"]},
-        "metrics": {"serviceMonitor": {"enabled": True}},
+        "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True},
+                    "prometheusRule": {"enabled": True, "additionalRuleLabels": {"team": "ot"},
+                                       "runbookBaseUrl": "https://wiki.plant.example/edgeway"},
+                    "dashboard": {"enabled": True, "namespace": "monitoring",
+                                  "annotations": {"grafana_folder": "Edgeway"}}},
         "operator": {"replicas": 2, "logLevel": "info,edgeway_operator=debug"},
     },
     "namespaced": {
@@ -33,6 +44,7 @@ CASES = {
                      "allowedImages": ["registry.plant.example/", "docker.io/edgeway/"]},
         "platform": {"enabled": True, "appKeys": {"existingSecret": "my-keys"},
                      "rest": {"requireToken": False}},
+        "metrics": {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
     },
     "no-leader-election": {
         "operator": {"leaderElection": {"enabled": False}, "sidecarImage": "example.org/sc:1"},
@@ -46,7 +58,13 @@ BAD_VALUES = [
     ({"image": {"pullPolicy": "Sometimes"}}, "bad enum"),
     ({"platform": {"bindPolicy": "anyoneWins"}}, "bad enum"),
     ({"operator": {"allowedImages": [""]}}, "empty image prefix"),
+    ({"metrics": {"podMonitor": {"enable": True}}}, "unknown key"),
+    ({"metrics": {"dashboard": {"labels": {"grafana_dashboard": 1}}}}, "label not a string"),
 ]
+# The labels the operator puts on every gateway pod (operator/src/resources/mod.rs; the chart
+# check's operator run compares them with a real StatefulSet's pod template).
+GATEWAY_POD_LABELS = {"app.kubernetes.io/name": "edgeway-gateway",
+                      "app.kubernetes.io/managed-by": "edgeway-operator"}
 
 problems = []
 
@@ -103,7 +121,127 @@ def offline(chart_dir, outdir):
             problem(f"{case}: NOTES.txt does not say `kubectl get egw`")
         print("  " + ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in manifests + hooks))
         check_objects(case, vals, manifests + hooks)
+        check_monitoring(chart_dir, case, vals, manifests, f"{outdir}/promtool")
+    with open(f"{chart_dir}/files/dashboard.json") as f:
+        check_dashboard(json.load(f), f"{outdir}/promtool/dashboard.rules.yaml")
     return 1 if problems else 0
+
+
+def check_monitoring(chart_dir, case, vals, objs, promdir):
+    """The PodMonitors, PrometheusRule and dashboard ConfigMap a value set asks for."""
+    os.makedirs(promdir, exist_ok=True)
+    m = vals.get("metrics") or {}
+    on = {k: (m.get(k) or {}).get("enabled", False)
+          for k in ("serviceMonitor", "podMonitor", "prometheusRule", "dashboard")}
+    by_kind = {}
+    for o in objs:
+        by_kind.setdefault(o["kind"], []).append(o)
+    platform = (vals.get("platform") or {}).get("enabled", False)
+    want = {"ServiceMonitor": int(on["serviceMonitor"]),
+            "PodMonitor": (1 + int(platform)) if on["podMonitor"] else 0,
+            "PrometheusRule": int(on["prometheusRule"])}
+    for kind, n in want.items():
+        if len(by_kind.get(kind, [])) != n:
+            problem(f"{case}: {n} {kind} expected, got {len(by_kind.get(kind, []))}")
+    for sm in by_kind.get("ServiceMonitor", []):
+        if not all(e.get("honorLabels") for e in sm["spec"]["endpoints"]):
+            problem(f"{case}: the operator's ServiceMonitor must honour the metrics' namespace label")
+    watch = (vals.get("operator") or {}).get("watchNamespaces", [])
+    for pm in by_kind.get("PodMonitor", []):
+        spec = pm["spec"]
+        ep = spec["podMetricsEndpoints"]
+        if [e["port"] for e in ep] != ["admin"] or ep[0]["path"] != "/metrics":
+            problem(f"{case}: PodMonitor/{pm['metadata']['name']} endpoints {ep}")
+        if pm["metadata"]["name"].endswith("-gateways"):
+            if spec["selector"]["matchLabels"] != GATEWAY_POD_LABELS:
+                problem(f"{case}: gateway PodMonitor selects {spec['selector']}")
+            ns_sel = {"matchNames": watch} if watch else {"any": True}
+            if spec["namespaceSelector"] != ns_sel:
+                problem(f"{case}: gateway PodMonitor namespaces {spec['namespaceSelector']}, want {ns_sel}")
+            targets = {r.get("targetLabel") for r in ep[0].get("relabelings", [])}
+            if not {"gateway", "shard"} <= targets:
+                problem(f"{case}: gateway PodMonitor does not set gateway and shard: {targets}")
+    with open(f"{chart_dir}/files/alerts.yaml") as f:
+        source = yaml.safe_load(f)
+    pr_vals = m.get("prometheusRule") or {}
+    for pr in by_kind.get("PrometheusRule", []):
+        groups = pr["spec"]["groups"]
+        extra = pr_vals.get("additionalRuleLabels") or {}
+        base = pr_vals.get("runbookBaseUrl")
+        expect = []
+        for g in source["groups"]:
+            rules = []
+            for r in g["rules"]:
+                r = json.loads(json.dumps(r))
+                r["labels"] = {**r.get("labels", {}), **extra}
+                if base:
+                    r["annotations"]["runbook_url"] = f"{base}#{r['alert'].lower()}"
+                rules.append(r)
+            expect.append({"name": g["name"], "rules": rules})
+        if groups != expect:
+            problem(f"{case}: the PrometheusRule's groups are not files/alerts.yaml's with the values applied")
+        with open(f"{promdir}/{case}.rules.yaml", "w") as f:
+            yaml.safe_dump({"groups": groups}, f, sort_keys=False)
+    dashboards = [o for o in by_kind.get("ConfigMap", []) if o["metadata"]["name"].endswith("-dashboard")]
+    if len(dashboards) != int(on["dashboard"]):
+        problem(f"{case}: {len(dashboards)} dashboard ConfigMaps")
+    d_vals = m.get("dashboard") or {}
+    with open(f"{chart_dir}/files/dashboard.json") as f:
+        shipped = json.load(f)
+    for cm in dashboards:
+        meta = cm["metadata"]
+        if meta["labels"].get("grafana_dashboard") != "1":
+            problem(f"{case}: dashboard ConfigMap lacks the grafana_dashboard label: {meta['labels']}")
+        if meta["namespace"] != (d_vals.get("namespace") or NAMESPACE):
+            problem(f"{case}: dashboard ConfigMap in {meta['namespace']}")
+        if (meta.get("annotations") or {}) != (d_vals.get("annotations") or {}):
+            problem(f"{case}: dashboard ConfigMap annotations {meta.get('annotations')}")
+        if json.loads(cm["data"]["edgeway.json"]) != shipped:
+            problem(f"{case}: the ConfigMap's dashboard is not files/dashboard.json")
+
+
+# What Grafana puts in for its variables, so promtool can parse each query.
+GRAFANA_VARS = {"$__rate_interval": "5m", "$__range": "6h", "$__interval": "30s",
+                "$namespace": ".*", "$gateway": ".*"}
+
+
+def check_dashboard(dash, rules_out):
+    """The dashboard's structure; its queries become recording rules for `promtool check`."""
+    panels = [p for p in dash["panels"] if p["type"] != "row"]
+    ids = [p["id"] for p in dash["panels"]]
+    if len(set(ids)) != len(ids):
+        problem(f"dashboard: panel ids repeat: {ids}")
+    if dash.get("uid") != "edgeway-fleet" or not dash.get("title"):
+        problem("dashboard: uid/title")
+    names = {v["name"] for v in dash["templating"]["list"]}
+    for p in panels:
+        if p["datasource"] != {"type": "prometheus", "uid": "${datasource}"}:
+            problem(f"dashboard: panel {p['title']!r} does not use the datasource variable")
+        g = p["gridPos"]
+        if g["x"] + g["w"] > 24:
+            problem(f"dashboard: panel {p['title']!r} is wider than the grid")
+        if not p["targets"]:
+            problem(f"dashboard: panel {p['title']!r} has no query")
+    exprs = [(p["title"], t["expr"]) for p in panels for t in p["targets"]]
+    exprs += [(f"variable {v['name']}", v["query"]["query"]) for v in dash["templating"]["list"]
+              if v["type"] == "query"]
+    rules = []
+    for i, (title, expr) in enumerate(exprs):
+        if title.startswith("variable "):
+            # label_values(METRIC, LABEL) is Grafana's, not PromQL: check its series selector.
+            inner = expr[len("label_values("):].rsplit(",", 1)[0]
+            expr = f"count by ({expr.rsplit(',', 1)[1].strip(' )')}) ({inner})"
+        for var, val in GRAFANA_VARS.items():
+            expr = expr.replace(var, val)
+        if "$" in expr:
+            problem(f"dashboard: {title}: an unknown variable in {expr}")
+        for v in ("namespace", "gateway"):
+            if f"${v}" in expr and v not in names:
+                problem(f"dashboard: {title} uses ${v}, which is not a variable")
+        rules.append({"record": f"edgeway:dashboard_query_{i}", "expr": expr})
+    with open(rules_out, "w") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f, sort_keys=False)
+    print(f"  dashboard: {len(panels)} panels, {len(exprs)} queries written for promtool")
 
 
 def check_objects(case, vals, objs):
@@ -175,6 +313,31 @@ def check_objects(case, vals, objs):
                     problem(f"{case}: {kind}/{name} has a verb the operator never uses: {rule}")
 
 
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+MONITORING_ON = {k: {"enabled": True}
+                 for k in ("serviceMonitor", "podMonitor", "prometheusRule", "dashboard")}
+
+
+def unpruned(rendered, applied):
+    with open(rendered) as f:
+        sent = [d for d in yaml.safe_load_all(f) if d and d["kind"] in MONITORING_KINDS]
+    with open(applied) as f:
+        got = json.load(f)
+    items = got["items"] if got.get("kind") == "List" else [got]
+    back = {(o["kind"], o["metadata"]["name"]): o for o in items}
+    for o in sent:
+        key = (o["kind"], o["metadata"]["name"])
+        if key not in back:
+            problem(f"{key} was not applied")
+        elif back[key]["spec"] != o["spec"]:
+            problem(f"{key}: the API server's copy differs (a field the schema does not know?):\n"
+                    f"    sent {json.dumps(o['spec'], sort_keys=True)[:600]}\n"
+                    f"    kept {json.dumps(back[key]['spec'], sort_keys=True)[:600]}")
+    if sent:
+        print(f"  {len(sent)} monitoring objects kept every field")
+    return 1 if problems else 0
+
+
 def show(rel):
     r = rel if isinstance(rel, dict) else getattr(rel, "__dict__", {})
     info = {k: r.get(k) for k in ("name", "namespace", "version", "revision", "status") if r.get(k)}
@@ -184,8 +347,9 @@ def show(rel):
 
 def install(chart_dir, kubeconfig, namespace):
     cfg = helm.Config(kubeconfig_path=kubeconfig, namespace=namespace)
-    vals = {"platform": {"enabled": True}, "image": {"tag": "dev", "pullPolicy": "Never"}}
-    print(f"== helm install {RELEASE} (namespace {namespace}, platform on, no wait: no nodes)")
+    vals = {"platform": {"enabled": True}, "image": {"tag": "dev", "pullPolicy": "Never"},
+            "metrics": MONITORING_ON}
+    print(f"== helm install {RELEASE} (namespace {namespace}, platform and monitoring on, no wait: no nodes)")
     rel = cfg.install(chart_dir, RELEASE, vals, namespace=namespace, timeout=120)
     show(rel)
     return cfg, vals
@@ -194,7 +358,7 @@ def install(chart_dir, kubeconfig, namespace):
 def upgrade(chart_dir, kubeconfig, namespace):
     cfg = helm.Config(kubeconfig_path=kubeconfig, namespace=namespace)
     vals = {"platform": {"enabled": True}, "image": {"tag": "dev", "pullPolicy": "Never"},
-            "operator": {"replicas": 2}}
+            "operator": {"replicas": 2}, "metrics": MONITORING_ON}
     print(f"== helm upgrade {RELEASE} (operator.replicas=2)")
     rel = cfg.upgrade(chart_dir, RELEASE, vals, namespace=namespace, timeout=120)
     show(rel)
@@ -216,6 +380,8 @@ def main():
     if cmd == "upgrade":
         upgrade(sys.argv[2], sys.argv[3], sys.argv[4])
         return 0
+    if cmd == "unpruned":
+        return unpruned(sys.argv[2], sys.argv[3])
     if cmd == "uninstall":
         uninstall(sys.argv[2], sys.argv[3])
         return 0

@@ -36,6 +36,7 @@ case $mode in local|kind) ;; *) echo "--cluster must be local or kind" >&2; exit
 tag=e2e
 image=docker.io/edgeway/edgeway
 mosquitto_image=edgeway.local/mosquitto:e2e
+prometheus_args=()
 work=$(mktemp -d /tmp/edgeway-e2e.XXXXXX)
 chmod 0755 "$work"
 declare -a timings=()
@@ -99,6 +100,11 @@ if [ "$mode" = local ]; then
   # The MQTT scenario's broker: this machine's Debian Mosquitto and its libraries, no Docker.
   python3 hack/oci_image.py write --binary /usr/sbin/mosquitto --out "$work/mosquitto.tar" \
     --ref "$mosquitto_image"
+  # The monitoring scenario's Prometheus: Debian's, unpacked into the cache, run on this machine.
+  # shellcheck source=hack/lib/prometheus.sh
+  source hack/lib/prometheus.sh
+  prometheus_fetch
+  prometheus_args=(--prometheus "$PROMETHEUS_BIN_DIR/prometheus")
   phase "suite build"
   # --workspace: features unify as in the test phase, so its build of every dependency is reused
   # (-p alone rebuilt kube, tower-http and more with other features: 49 s and a second copy).
@@ -134,4 +140,4 @@ fi
 phase "suite"
 "${CARGO_TARGET_DIR:-$repo/target}/debug/edgeway-e2e" \
   --kubeconfig "$work/cluster/kubeconfig" --access "$access" --helm "$HELM" \
-  --image "$image" --tag "$tag" --mosquitto-image "$mosquitto_image"
+  --image "$image" --tag "$tag" --mosquitto-image "$mosquitto_image" ${prometheus_args[@]+"${prometheus_args[@]}"}

@@ -138,18 +138,10 @@ k apply --server-side --dry-run=server -n "$ns" -f "$repo/examples/cluster/gatew
     || fail "dry run of examples/cluster/gateway.yaml against the chart's CRD"
 
 step "promtool: the alert rules, their unit tests, the dashboard's queries"
-# Debian's prometheus package, unpacked into the cache (not installed: no daemon on this host).
-promdir=${EDGEWAY_CACHE:-$HOME/.cache/edgeway}/prometheus
-promtool=$promdir/usr/bin/promtool
-sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
-if ! "$promtool" --version >/dev/null 2>&1; then
-    mkdir -p "$promdir/deb"
-    (cd "$promdir/deb" && apt-get download -q prometheus >/dev/null 2>&1) \
-        || { "${sudo[@]}" apt-get update -qq && (cd "$promdir/deb" && apt-get download -q prometheus); } \
-        || fail "apt-get download prometheus"
-    dpkg-deb -x "$(ls "$promdir"/deb/prometheus_*.deb | head -1)" "$promdir"
-    rm -rf "$promdir/deb"
-fi
+# shellcheck source=hack/lib/prometheus.sh
+source "$here/lib/prometheus.sh"
+prometheus_fetch || fail "fetching Debian's prometheus package"
+promtool=$PROMETHEUS_BIN_DIR/promtool
 "$promtool" --version 2>&1 | head -1 | sed 's/^/  /'
 "$promtool" check rules "$chart/files/alerts.yaml" "$work"/rendered/promtool/*.rules.yaml \
     || fail "promtool check rules"

@@ -9,6 +9,7 @@ mod access;
 mod cluster;
 mod http;
 mod import;
+mod monitoring;
 mod mqtt;
 mod reach;
 mod scenarios;
@@ -48,6 +49,10 @@ struct Args {
     /// /usr/sbin/mosquitto).
     #[arg(long, default_value = "edgeway.local/mosquitto:e2e")]
     mosquitto_image: String,
+    /// A Prometheus binary for the monitoring scenario, run on this machine (which must reach
+    /// pod IPs: the local cluster); without it the scenario is skipped.
+    #[arg(long)]
+    prometheus: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -76,6 +81,7 @@ async fn run(args: Args) -> Result<()> {
             helm: args.helm.split_whitespace().map(str::to_owned).collect(),
             image: (args.image, args.tag),
             mosquitto_image: args.mosquitto_image,
+            prometheus: args.prometheus,
         },
     };
     let start = Instant::now();
@@ -102,6 +108,10 @@ async fn run(args: Args) -> Result<()> {
     scenario!(
         "platform shows every device, fresh",
         suite.platform_sees_everything()
+    );
+    scenario!(
+        "Prometheus scrapes the fleet through the chart's monitors; alerts, dashboard answer",
+        suite.monitoring()
     );
     scenario!(
         "service through the platform runs Lua in the pod",
@@ -142,7 +152,7 @@ async fn run(args: Args) -> Result<()> {
     );
     scenario!("chart uninstalled cleanly", suite.uninstall());
     println!(
-        "e2e passed: 16 scenarios in {:.0}s",
+        "e2e passed: 17 scenarios in {:.0}s",
         start.elapsed().as_secs_f64()
     );
     Ok(())

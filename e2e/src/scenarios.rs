@@ -44,6 +44,8 @@ pub struct Settings {
     pub image: (String, String),
     /// Mosquitto image of the MQTT scenario.
     pub mosquitto_image: String,
+    /// Prometheus binary of the monitoring scenario (none: skipped).
+    pub prometheus: Option<PathBuf>,
 }
 
 /// State shared by the scenarios.

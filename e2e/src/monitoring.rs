@@ -172,17 +172,9 @@ impl Suite {
             shards == 3.0,
             "the fleet's pods carry {shards} shard labels, want 3"
         );
-        let rate = wait_for(
-            "acknowledged updates/s above zero",
-            Duration::from_secs(60),
-            || async {
-                let r = query_number(
-                    prom,
-                    "sum(rate(edgeway_sidecar_tunnel_updates_total{kind=\"acked\"}[30s]))",
-                )
-                .await?;
-                Ok((r > 0.0).then_some(r))
-            },
+        let rate = positive(
+            prom,
+            "sum(rate(edgeway_sidecar_tunnel_updates_total{kind=\"acked\"}[30s]))",
         )
         .await?;
         // The platform's scrape: it holds a tunnel per gateway pod and stores what they send.
@@ -191,17 +183,9 @@ impl Suite {
             platform_up == pods as f64,
             "the platform counts {platform_up} tunnels, {pods} pods are connected"
         );
-        let stored = wait_for(
-            "updates stored/s on the platform above zero",
-            Duration::from_secs(60),
-            || async {
-                let r = query_number(
-                    prom,
-                    "sum(rate(edgeway_platform_tunnel_updates_total{kind=\"stored\"}[30s]))",
-                )
-                .await;
-                Ok(r.ok().filter(|r| *r > 0.0))
-            },
+        let stored = positive(
+            prom,
+            "sum(rate(edgeway_platform_tunnel_updates_total{kind=\"stored\"}[30s]))",
         )
         .await?;
         // honorLabels: the operator's certificate series keep the gateway's namespace.
@@ -511,6 +495,14 @@ async fn query_number(prom: SocketAddr, expr: &str) -> Result<f64> {
         .as_str()
         .with_context(|| format!("{expr}: no single value in {r}"))?;
     v.parse().with_context(|| format!("{expr}: {v}"))
+}
+
+/// Waits (up to a minute: rates need two scrapes) until `expr` yields a number above zero.
+async fn positive(prom: SocketAddr, expr: &str) -> Result<f64> {
+    wait_for(&format!("{expr} > 0"), Duration::from_secs(60), || async {
+        Ok(query_number(prom, expr).await.ok().filter(|r| *r > 0.0))
+    })
+    .await
 }
 
 /// Percent-encoding of a query parameter.

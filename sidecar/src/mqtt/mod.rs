@@ -261,35 +261,34 @@ fn up(shared: &Arc<Shared>, client: &Client) {
     f.order.clear();
     f.by_pkid.clear();
     shared.queue.lock().rewind();
-    if shared.layout.is_sparkplug() {
-        // Commands first: a host may ask for a rebirth as soon as it sees the NBIRTH.
-        for filter in shared.layout.command_filters() {
-            client.subscribe(filter);
+    // Sparkplug announces the node by its births (on their own task, below) instead.
+    let sparkplug = shared.layout.is_sparkplug();
+    if !sparkplug {
+        f.order.push_back(None);
+        if !client.publish(
+            shared.layout.state_topic(),
+            true,
+            Layout::state_payload(true),
+        ) {
+            f.order.pop_back();
         }
-        drop(f);
-        shared.connected.store(true, Ordering::SeqCst);
-        shared.metrics.tunnel_connected(true);
-        tracing::info!("mqtt connection up: the broker accepted the session; sending births");
-        births(shared.clone(), client.clone());
-        return;
     }
-    f.order.push_back(None);
-    if !client.publish(
-        shared.layout.state_topic(),
-        true,
-        Layout::state_payload(true),
-    ) {
-        f.order.pop_back();
-    }
+    // Before the births: a Sparkplug host may ask for a rebirth as soon as it sees the NBIRTH.
     for filter in shared.layout.command_filters() {
         client.subscribe(filter);
     }
-    f.live = true;
+    // Sparkplug updates wait for the births, which set `live`.
+    f.live = !sparkplug;
     drop(f);
     shared.connected.store(true, Ordering::SeqCst);
     shared.metrics.tunnel_connected(true);
-    shared.room.notify_one();
-    tracing::info!("mqtt connection up: the broker accepted the session");
+    if sparkplug {
+        tracing::info!("mqtt connection up: the broker accepted the session; sending births");
+        births(shared.clone(), client.clone());
+    } else {
+        shared.room.notify_one();
+        tracing::info!("mqtt connection up: the broker accepted the session");
+    }
 }
 
 /// Sparkplug births: NBIRTH, then a DBIRTH per thing with every property's current value, on a

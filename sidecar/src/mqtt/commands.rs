@@ -38,7 +38,8 @@ impl Request {
         match target {
             Target::Service { thing, .. }
             | Target::Write { thing, .. }
-            | Target::Delta { thing } => {
+            | Target::Delta { thing }
+            | Target::DeviceCommand { thing } => {
                 if !registry.has_thing(thing) {
                     return Self::NotOurs;
                 }
@@ -55,51 +56,42 @@ impl Request {
                         )),
                     ));
                 }
-                // The method's payload is the parameters (`null` or nothing: none).
-                return match serde_json::from_slice::<Value>(payload) {
-                    _ if payload.is_empty() => Self::Valid {
-                        id: None,
-                        body: Map::new(),
-                    },
-                    Ok(Value::Null) => Self::Valid {
-                        id: None,
-                        body: Map::new(),
-                    },
-                    Ok(Value::Object(params)) => Self::Valid {
-                        id: None,
-                        body: Map::from_iter([("params".to_owned(), Value::Object(params))]),
-                    },
-                    Ok(_) => Self::Invalid(answer(
-                        None,
-                        400,
-                        Err("the method's payload must be a JSON object of parameters".into()),
-                    )),
-                    Err(e) => Self::Invalid(answer(
-                        None,
-                        400,
-                        Err(format!("the payload is not JSON: {e}")),
-                    )),
-                };
             }
-            Target::Desired => {}
-            // Sparkplug: protobuf metrics, by name.
-            Target::DeviceCommand { .. } | Target::NodeCommand => {
-                if let Target::DeviceCommand { thing } = target {
-                    if !registry.has_thing(thing) {
-                        return Self::NotOurs;
-                    }
-                }
-                return match sparkplug::command_metrics(payload) {
-                    Ok(metrics) => Self::Valid {
-                        id: None,
-                        body: metrics.into_iter().collect(),
-                    },
-                    Err(e) => Self::Invalid(answer(None, 400, Err(e))),
-                };
-            }
+            Target::Desired | Target::NodeCommand => {}
         }
-        match serde_json::from_slice::<Value>(payload) {
-            Ok(Value::Object(body)) => Self::Valid {
+        let method = matches!(target, Target::Method { .. });
+        // Sparkplug: protobuf metrics, by name.
+        if matches!(target, Target::DeviceCommand { .. } | Target::NodeCommand) {
+            return match sparkplug::command_metrics(payload) {
+                Ok(metrics) => Self::Valid {
+                    id: None,
+                    body: metrics.into_iter().collect(),
+                },
+                Err(e) => Self::Invalid(answer(None, 400, Err(e))),
+            };
+        }
+        // A method's payload is its parameters (`null` or nothing: none).
+        let value = match serde_json::from_slice::<Value>(payload) {
+            _ if method && payload.is_empty() => Value::Null,
+            Ok(v) => v,
+            Err(e) => {
+                return Self::Invalid(answer(
+                    None,
+                    400,
+                    Err(format!("the payload is not JSON: {e}")),
+                ))
+            }
+        };
+        match value {
+            Value::Null if method => Self::Valid {
+                id: None,
+                body: Map::new(),
+            },
+            Value::Object(params) if method => Self::Valid {
+                id: None,
+                body: Map::from_iter([("params".to_owned(), Value::Object(params))]),
+            },
+            Value::Object(body) => Self::Valid {
                 // A shadow delta is identified by the shadow's version, a twin patch by the
                 // twin's.
                 id: match target {
@@ -109,15 +101,15 @@ impl Request {
                 },
                 body,
             },
-            Ok(_) => Self::Invalid(answer(
+            _ if method => Self::Invalid(answer(
+                None,
+                400,
+                Err("the method's payload must be a JSON object of parameters".into()),
+            )),
+            _ => Self::Invalid(answer(
                 None,
                 400,
                 Err("the payload must be a JSON object".into()),
-            )),
-            Err(e) => Self::Invalid(answer(
-                None,
-                400,
-                Err(format!("the payload is not JSON: {e}")),
             )),
         }
     }

@@ -411,10 +411,7 @@ fn scrape_config(kind: &str, m: &DynamicObject, targets: Vec<Value>) -> Result<V
         .as_object()
         .context("selector")?
     {
-        let k: String = k
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let k = label_name(k);
         relabel.push(json!({"action": "keep", "source_labels": [format!("__meta_kubernetes_{meta}_label_{k}")], "regex": v}));
     }
     let port_label = if role == "pod" {

@@ -19,9 +19,13 @@ pub struct Documented {
 
 /// The table of `docs/operations.md`.
 pub fn documented() -> Vec<Documented> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    parse_table(&text)
+    parse_table(&repo_file("docs/operations.md"))
+}
+
+/// A file of the repository, by its path from the root.
+fn repo_file(path: &str) -> String {
+    let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn backticked(cell: &str) -> Vec<String> {
@@ -191,11 +195,6 @@ pub fn queried_names(text: &str, table: &[Documented]) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn repo_file(path: &str) -> String {
-        let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
 
     /// The chart's alerts and dashboard query only metrics of the table (a renamed metric
     /// would leave an alert that never fires and an empty panel).

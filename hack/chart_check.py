@@ -11,9 +11,13 @@
       a real `helm install` into the (node-less) control plane with the platform on, then an
       `helm upgrade`, checking that the generated platform credentials and certificate survive.
   chart_check.py unpruned RENDERED.yaml APPLIED.json
-      the monitoring objects of RENDERED.yaml came back from a server-side (dry-run) apply
-      (`kubectl ... -o json`) with every field they were sent with: the stand-in CRDs
-      (hack/monitoring/crds.yaml) prune what they do not know, so a misspelt field shows here.
+      counts the objects a server-side (dry-run) apply accepted (`kubectl ... -o json`), and
+      checks that the monitoring objects of RENDERED.yaml came back with every field they were
+      sent with: the stand-in CRDs (hack/monitoring/crds.yaml) prune what they do not know, so
+      a misspelt field shows here.
+  chart_check.py selects PODMONITOR.json STATEFULSET.json
+      the installed gateway PodMonitor selects the pods of a StatefulSet the operator made and
+      names a port they have.
   chart_check.py uninstall KUBECONFIG NAMESPACE
 """
 
@@ -102,6 +106,8 @@ def offline(chart_dir, outdir):
     crds = [c for c in chart.crds] if hasattr(chart, "crds") else []
     print(f"== chart CRDs: {len(crds)}")
 
+    with open(f"{chart_dir}/files/alerts.yaml") as f, open(f"{chart_dir}/files/dashboard.json") as g:
+        shipped = {"alerts": yaml.safe_load(f), "dashboard": json.load(g)}
     for case, vals in CASES.items():
         print(f"== render {case}: {json.dumps(vals)}")
         out = chart.render(vals, name=RELEASE, namespace=NAMESPACE, is_install=True)
@@ -121,14 +127,14 @@ def offline(chart_dir, outdir):
             problem(f"{case}: NOTES.txt does not say `kubectl get egw`")
         print("  " + ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in manifests + hooks))
         check_objects(case, vals, manifests + hooks)
-        check_monitoring(chart_dir, case, vals, manifests, f"{outdir}/promtool")
-    with open(f"{chart_dir}/files/dashboard.json") as f:
-        check_dashboard(json.load(f), f"{outdir}/promtool/dashboard.rules.yaml")
+        check_monitoring(shipped, case, vals, manifests, f"{outdir}/promtool")
+    check_dashboard(shipped["dashboard"], f"{outdir}/promtool/dashboard.rules.yaml")
     return 1 if problems else 0
 
 
-def check_monitoring(chart_dir, case, vals, objs, promdir):
-    """The PodMonitors, PrometheusRule and dashboard ConfigMap a value set asks for."""
+def check_monitoring(shipped, case, vals, objs, promdir):
+    """The PodMonitors, PrometheusRule and dashboard ConfigMap a value set asks for (`shipped`:
+    the chart's alert file and dashboard, read once)."""
     os.makedirs(promdir, exist_ok=True)
     m = vals.get("metrics") or {}
     on = {k: (m.get(k) or {}).get("enabled", False)
@@ -161,8 +167,7 @@ def check_monitoring(chart_dir, case, vals, objs, promdir):
             targets = {r.get("targetLabel") for r in ep[0].get("relabelings", [])}
             if not {"gateway", "shard"} <= targets:
                 problem(f"{case}: gateway PodMonitor does not set gateway and shard: {targets}")
-    with open(f"{chart_dir}/files/alerts.yaml") as f:
-        source = yaml.safe_load(f)
+    source = shipped["alerts"]
     pr_vals = m.get("prometheusRule") or {}
     for pr in by_kind.get("PrometheusRule", []):
         groups = pr["spec"]["groups"]
@@ -186,8 +191,6 @@ def check_monitoring(chart_dir, case, vals, objs, promdir):
     if len(dashboards) != int(on["dashboard"]):
         problem(f"{case}: {len(dashboards)} dashboard ConfigMaps")
     d_vals = m.get("dashboard") or {}
-    with open(f"{chart_dir}/files/dashboard.json") as f:
-        shipped = json.load(f)
     for cm in dashboards:
         meta = cm["metadata"]
         if meta["labels"].get("grafana_dashboard") != "1":
@@ -196,7 +199,7 @@ def check_monitoring(chart_dir, case, vals, objs, promdir):
             problem(f"{case}: dashboard ConfigMap in {meta['namespace']}")
         if (meta.get("annotations") or {}) != (d_vals.get("annotations") or {}):
             problem(f"{case}: dashboard ConfigMap annotations {meta.get('annotations')}")
-        if json.loads(cm["data"]["edgeway.json"]) != shipped:
+        if json.loads(cm["data"]["edgeway.json"]) != shipped["dashboard"]:
             problem(f"{case}: the ConfigMap's dashboard is not files/dashboard.json")
 
 
@@ -324,6 +327,7 @@ def unpruned(rendered, applied):
     with open(applied) as f:
         got = json.load(f)
     items = got["items"] if got.get("kind") == "List" else [got]
+    print(f"  {len(items)} objects accepted")
     back = {(o["kind"], o["metadata"]["name"]): o for o in items}
     for o in sent:
         key = (o["kind"], o["metadata"]["name"])
@@ -335,6 +339,25 @@ def unpruned(rendered, applied):
                     f"    kept {json.dumps(back[key]['spec'], sort_keys=True)[:600]}")
     if sent:
         print(f"  {len(sent)} monitoring objects kept every field")
+    return 1 if problems else 0
+
+
+def selects(pod_monitor, statefulset):
+    with open(pod_monitor) as f:
+        pm = json.load(f)
+    with open(statefulset) as f:
+        pod = json.load(f)["spec"]["template"]
+    want = pm["spec"]["selector"]["matchLabels"]
+    labels = pod["metadata"]["labels"]
+    ports = {p.get("name") for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    port = pm["spec"]["podMetricsEndpoints"][0]["port"]
+    print(f"  PodMonitor selects {want}: pod labels {labels}; port {port!r} in {sorted(ports)}")
+    if any(labels.get(k) != v for k, v in want.items()):
+        problem("the PodMonitor's selector does not match the pods")
+    if port not in ports:
+        problem(f"the pods have no port {port!r}")
+    if "app.kubernetes.io/instance" not in labels:
+        problem("the pods lack app.kubernetes.io/instance, the PodMonitor's gateway label")
     return 1 if problems else 0
 
 
@@ -380,6 +403,8 @@ def main():
     if cmd == "upgrade":
         upgrade(sys.argv[2], sys.argv[3], sys.argv[4])
         return 0
+    if cmd == "selects":
+        return selects(sys.argv[2], sys.argv[3])
     if cmd == "unpruned":
         return unpruned(sys.argv[2], sys.argv[3])
     if cmd == "uninstall":
